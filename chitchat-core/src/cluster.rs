@@ -1,0 +1,318 @@
+//! What a node knows of the cluster: every tracked node's state and liveness,
+//! the memory of removed nodes, and the events and counters they produce.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use crate::events::{Event, EventQueue};
+use crate::failure_detector::{ArrivalWindow, DetectorSettings};
+use crate::identity::{Fingerprint, NodeId};
+use crate::metrics::Metrics;
+use crate::node_state::NodeState;
+use crate::time::Timestamp;
+
+/// A predicate on a live node's state that says whether it is ready.
+pub type ReadyPredicate = Box<dyn Fn(&NodeState) -> bool + Send + Sync>;
+
+/// What this node thinks of a node's liveness.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum NodeStatus {
+    /// Its heartbeat keeps growing (this node itself is always live until it leaves).
+    Live,
+    /// Its phi crossed the threshold.
+    Dead,
+    /// It announced that it leaves.
+    Left,
+}
+
+/// One tracked node.
+#[derive(Debug)]
+pub(crate) struct NodeEntry {
+    pub state: NodeState,
+    pub status: NodeStatus,
+    /// When `status` last changed.
+    pub status_since: Timestamp,
+    pub arrivals: ArrivalWindow,
+    pub ready: bool,
+}
+
+/// Identities removed recently, so that stale gossip cannot bring them back.
+/// Bounded by [`Config::max_nodes`] entries: when full, the oldest is forgotten
+/// first. Each is forgotten after a dead-node grace period anyway.
+#[derive(Debug, Default)]
+pub(crate) struct RemovedNodes {
+    expiries: HashMap<Fingerprint, Timestamp>,
+    order: VecDeque<(Timestamp, Fingerprint)>,
+}
+
+impl RemovedNodes {
+    pub fn insert(&mut self, fingerprint: Fingerprint, until: Timestamp, bound: usize) {
+        while self.order.len() >= bound {
+            self.pop_oldest();
+        }
+        self.expiries.insert(fingerprint, until);
+        self.order.push_back((until, fingerprint));
+    }
+
+    fn pop_oldest(&mut self) {
+        if let Some((until, fingerprint)) = self.order.pop_front() {
+            if self.expiries.get(&fingerprint) == Some(&until) {
+                self.expiries.remove(&fingerprint);
+            }
+        }
+    }
+
+    pub fn contains(&self, fingerprint: &Fingerprint) -> bool {
+        self.expiries.contains_key(fingerprint)
+    }
+
+    pub fn expire(&mut self, now: Timestamp) {
+        while self.order.front().is_some_and(|(until, _)| *until <= now) {
+            self.pop_oldest();
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+}
+
+/// The knowledge of one node.
+pub(crate) struct ClusterState {
+    pub config: Config,
+    pub self_fingerprint: Fingerprint,
+    /// Every tracked node, this one included, in ring order. At most
+    /// `config.max_nodes`.
+    pub nodes: BTreeMap<Fingerprint, NodeEntry>,
+    /// Name → fingerprint of its tracked incarnation.
+    pub by_name: HashMap<String, Fingerprint>,
+    pub removed: RemovedNodes,
+    pub events: EventQueue,
+    pub metrics: Metrics,
+    pub ready_predicate: Option<ReadyPredicate>,
+    pub detector: DetectorSettings,
+}
+
+impl ClusterState {
+    pub fn new(config: Config, self_state: NodeState, now: Timestamp) -> Self {
+        let detector = DetectorSettings {
+            window: config.phi_sampling_window,
+            initial_interval: config.phi_initial_interval,
+            max_interval: config.phi_max_interval,
+        };
+        let self_id = self_state.id().clone();
+        let self_fingerprint = self_id.fingerprint();
+        let mut cluster = ClusterState {
+            events: EventQueue::new(config.max_pending_events),
+            config,
+            self_fingerprint,
+            nodes: BTreeMap::new(),
+            by_name: HashMap::new(),
+            removed: RemovedNodes::default(),
+            metrics: Metrics::default(),
+            ready_predicate: None,
+            detector,
+        };
+        cluster.by_name.insert(self_id.name.clone(), self_fingerprint);
+        cluster.nodes.insert(
+            self_fingerprint,
+            NodeEntry {
+                state: self_state,
+                status: NodeStatus::Live,
+                status_since: now,
+                arrivals: ArrivalWindow::new(now),
+                ready: false,
+            },
+        );
+        cluster.events.push(Event::NodeJoined(self_id.clone()));
+        cluster.events.push(Event::NodeLive(self_id));
+        cluster.update_ready(self_fingerprint);
+        cluster
+    }
+
+    pub fn self_entry(&self) -> &NodeEntry {
+        &self.nodes[&self.self_fingerprint]
+    }
+
+    pub fn self_entry_mut(&mut self) -> &mut NodeEntry {
+        self.nodes.get_mut(&self.self_fingerprint).expect("this node is always tracked")
+    }
+
+    /// Whether a node's state is no longer gossiped: dead or left for half the
+    /// grace period.
+    pub fn is_retired(&self, entry: &NodeEntry, now: Timestamp) -> bool {
+        entry.status != NodeStatus::Live
+            && now.saturating_duration_since(entry.status_since) >= self.config.dead_node_grace_period / 2
+    }
+
+    /// Starts tracking a node heard of for the first time. Returns `false` if it
+    /// was refused (table full or fingerprint taken).
+    pub fn add_node(&mut self, node_id: NodeId, fingerprint: Fingerprint, now: Timestamp) -> bool {
+        if self.nodes.contains_key(&fingerprint) {
+            self.metrics.fingerprint_collisions += 1;
+            return false;
+        }
+        if self.nodes.len() >= self.config.max_nodes {
+            self.metrics.nodes_refused += 1;
+            return false;
+        }
+        self.by_name.insert(node_id.name.clone(), fingerprint);
+        self.nodes.insert(
+            fingerprint,
+            NodeEntry {
+                state: NodeState::new(node_id.clone()),
+                status: NodeStatus::Live,
+                status_since: now,
+                arrivals: ArrivalWindow::new(now),
+                ready: false,
+            },
+        );
+        self.events.push(Event::NodeJoined(node_id.clone()));
+        self.events.push(Event::NodeLive(node_id));
+        true
+    }
+
+    /// Forgets a node, and remembers its identity for a grace period.
+    pub fn remove_node(&mut self, fingerprint: Fingerprint, now: Timestamp) -> Option<NodeId> {
+        if fingerprint == self.self_fingerprint {
+            return None;
+        }
+        let entry = self.nodes.remove(&fingerprint)?;
+        let node_id = entry.state.id().clone();
+        if self.by_name.get(&node_id.name) == Some(&fingerprint) {
+            self.by_name.remove(&node_id.name);
+        }
+        if entry.ready {
+            self.events.push(Event::ReadyChanged { node: node_id.clone(), ready: false });
+        }
+        self.removed.insert(fingerprint, now + self.config.dead_node_grace_period, self.config.max_nodes);
+        self.events.push(Event::NodeRemoved(node_id.clone()));
+        Some(node_id)
+    }
+
+    /// A node's heartbeat is `heartbeat` as someone reports it: if it grew, it is
+    /// an arrival for the failure detector, and a dead node comes back to life.
+    pub fn report_heartbeat(&mut self, fingerprint: Fingerprint, heartbeat: u64, now: Timestamp) {
+        if fingerprint == self.self_fingerprint {
+            return;
+        }
+        let Some(entry) = self.nodes.get_mut(&fingerprint) else { return };
+        if heartbeat <= entry.state.heartbeat() {
+            return;
+        }
+        entry.state.set_heartbeat(heartbeat);
+        entry.arrivals.report_heartbeat(now, &self.detector);
+        if entry.status == NodeStatus::Dead {
+            entry.status = NodeStatus::Live;
+            entry.status_since = now;
+            self.events.push(Event::NodeLive(entry.state.id().clone()));
+            self.update_ready(fingerprint);
+        }
+    }
+
+    /// Marks a node as left (final for its incarnation).
+    pub fn mark_left(&mut self, fingerprint: Fingerprint, now: Timestamp) {
+        let Some(entry) = self.nodes.get_mut(&fingerprint) else { return };
+        if entry.status == NodeStatus::Left {
+            return;
+        }
+        entry.status = NodeStatus::Left;
+        entry.status_since = now;
+        self.events.push(Event::NodeLeft(entry.state.id().clone()));
+        self.update_ready(fingerprint);
+    }
+
+    /// Re-evaluates whether a node is ready, and reports a change.
+    pub fn update_ready(&mut self, fingerprint: Fingerprint) {
+        let Some(entry) = self.nodes.get_mut(&fingerprint) else { return };
+        let ready = entry.status == NodeStatus::Live
+            && self.ready_predicate.as_ref().is_none_or(|predicate| predicate(&entry.state));
+        if ready != entry.ready {
+            entry.ready = ready;
+            self.events.push(Event::ReadyChanged { node: entry.state.id().clone(), ready });
+        }
+    }
+
+    /// Re-evaluates every node's readiness (after the predicate changed).
+    pub fn update_all_ready(&mut self) {
+        let fingerprints: Vec<Fingerprint> = self.nodes.keys().copied().collect();
+        for fingerprint in fingerprints {
+            self.update_ready(fingerprint);
+        }
+    }
+
+    /// Judges liveness, removes nodes past their grace period, and collects
+    /// garbage in every node's state.
+    pub fn maintain(&mut self, now: Timestamp) {
+        let threshold = self.config.phi_threshold;
+        let grace = self.config.dead_node_grace_period;
+        let mut newly_dead = Vec::new();
+        let mut expired = Vec::new();
+        for (fingerprint, entry) in &self.nodes {
+            if *fingerprint == self.self_fingerprint {
+                continue;
+            }
+            match entry.status {
+                NodeStatus::Live if entry.arrivals.phi(now, &self.detector) > threshold => {
+                    newly_dead.push(*fingerprint);
+                }
+                NodeStatus::Dead | NodeStatus::Left
+                    if now.saturating_duration_since(entry.status_since) >= grace =>
+                {
+                    expired.push(*fingerprint);
+                }
+                _ => {}
+            }
+        }
+        for fingerprint in newly_dead {
+            if let Some(entry) = self.nodes.get_mut(&fingerprint) {
+                entry.status = NodeStatus::Dead;
+                entry.status_since = now;
+                self.events.push(Event::NodeDead(entry.state.id().clone()));
+                self.update_ready(fingerprint);
+            }
+        }
+        for fingerprint in expired {
+            self.remove_node(fingerprint, now);
+        }
+        self.removed.expire(now);
+        let deletion_grace = self.config.deletion_grace_period;
+        let mut changed = Vec::new();
+        for (fingerprint, entry) in self.nodes.iter_mut() {
+            let collected = entry.state.collect_garbage(now, deletion_grace);
+            if collected.is_empty() {
+                continue;
+            }
+            for key in collected {
+                if key.expired {
+                    self.events.push(Event::KeyExpired { node: entry.state.id().clone(), key: key.key });
+                }
+            }
+            changed.push(*fingerprint);
+        }
+        for fingerprint in changed {
+            self.update_ready(fingerprint);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn removed_nodes_are_bounded_and_expire() {
+        let mut removed = RemovedNodes::default();
+        for n in 0..10 {
+            removed.insert(Fingerprint(n), Timestamp::from_millis(100 + n), 4);
+        }
+        assert_eq!(removed.len(), 4);
+        assert!(!removed.contains(&Fingerprint(0)));
+        assert!(removed.contains(&Fingerprint(9)));
+        removed.expire(Timestamp::from_millis(108));
+        assert_eq!(removed.len(), 1);
+        assert!(removed.contains(&Fingerprint(9)));
+    }
+}

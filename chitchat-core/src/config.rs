@@ -1,0 +1,315 @@
+//! Settings of a node, validated once at construction.
+
+use std::time::Duration;
+
+use thiserror::Error;
+
+use crate::wire;
+
+/// Everything a node can be tuned by. Build one with [`Config::default`],
+/// [`Config::lan`] or [`Config::local_test`], adjust fields, and hand it to
+/// [`crate::Chitchat::new`], which validates it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// Nodes only talk to nodes with the same cluster id (at most
+    /// [`Config::max_cluster_id_len`] bytes).
+    pub cluster_id: String,
+    /// Time between two gossip rounds. Each round is jittered by up to 10 %
+    /// (earlier only), so that nodes started together drift apart.
+    pub gossip_interval: Duration,
+    /// How many random live peers a round talks to.
+    pub gossip_fanout: usize,
+    /// The largest datagram the node sends, in bytes, envelope included. Every
+    /// Syn, SynAck and Ack fits, whatever the cluster size. At least
+    /// [`Config::MIN_DATAGRAM_SIZE`], at most [`Config::MAX_DATAGRAM_SIZE`].
+    pub max_datagram_size: usize,
+    /// The phi value above which a node is considered dead. Phi is
+    /// `-log10(P(no heartbeat for this long))` under an exponential model of
+    /// heartbeat arrivals, so 3.5 means "dead after about 8 mean intervals
+    /// without news".
+    pub phi_threshold: f64,
+    /// How many heartbeat inter-arrival times the failure detector remembers.
+    pub phi_sampling_window: usize,
+    /// The inter-arrival time assumed for a node before any is measured; it also
+    /// counts as one sample in the mean, so that a few quick arrivals do not make
+    /// the detector jumpy.
+    pub phi_initial_interval: Duration,
+    /// Inter-arrival times are capped at this (a long pause is one sample, not a
+    /// shift of the whole mean).
+    pub phi_max_interval: Duration,
+    /// A dead (or left) node stops being gossiped after half of this, and is
+    /// forgotten after all of it; its identity is then remembered for as long
+    /// again, so that stale gossip cannot bring it back.
+    pub dead_node_grace_period: Duration,
+    /// A deleted key (tombstone) and a key set with a time to live are removed
+    /// this long after the node learned of the deletion or of the time to live.
+    pub deletion_grace_period: Duration,
+    /// The longest key, in bytes of UTF-8.
+    pub max_key_len: usize,
+    /// The longest value, in bytes of UTF-8.
+    pub max_value_len: usize,
+    /// The most keys (tombstones included) a node may hold in its own state; a
+    /// remote node's section that would exceed it is refused and counted.
+    pub max_keys_per_node: usize,
+    /// The most nodes tracked, this one included. When full, a new node is refused
+    /// (first come, kept) and counted; room comes back as dead nodes are removed.
+    pub max_nodes: usize,
+    /// The longest node name, in bytes.
+    pub max_node_name_len: usize,
+    /// The longest cluster id, in bytes.
+    pub max_cluster_id_len: usize,
+    /// Events not yet polled are kept up to this many; beyond it the oldest are
+    /// dropped and counted in [`crate::Metrics::events_dropped`].
+    pub max_pending_events: usize,
+    /// Datagrams not yet polled are kept up to this many; beyond it new ones are
+    /// dropped and counted in [`crate::Metrics::transmits_dropped`].
+    pub max_pending_transmits: usize,
+    /// Seeds the node's random generator (peer choice, jitter): one seed, one run.
+    pub rng_seed: u64,
+}
+
+impl Config {
+    /// The smallest accepted [`Config::max_datagram_size`].
+    pub const MIN_DATAGRAM_SIZE: usize = 512;
+    /// The largest accepted [`Config::max_datagram_size`]: the largest UDP payload
+    /// over IPv4.
+    pub const MAX_DATAGRAM_SIZE: usize = 65_507;
+
+    /// Settings for a LAN whose path MTU is 1,500 bytes: every datagram fits one
+    /// Ethernet frame, so none is ever fragmented.
+    pub fn lan() -> Self {
+        Config { max_datagram_size: 1_400, max_value_len: 512, max_key_len: 128, ..Config::default() }
+    }
+
+    /// Settings for a cluster of processes on one machine in tests: a 100 ms gossip
+    /// interval and short grace periods.
+    pub fn local_test() -> Self {
+        Config {
+            gossip_interval: Duration::from_millis(100),
+            phi_initial_interval: Duration::from_millis(100),
+            phi_max_interval: Duration::from_secs(1),
+            dead_node_grace_period: Duration::from_secs(5),
+            deletion_grace_period: Duration::from_secs(5),
+            ..Config::default()
+        }
+    }
+
+    /// Checks every setting and the relations between them.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        use ConfigError::*;
+        if self.cluster_id.len() > self.max_cluster_id_len {
+            return Err(ClusterIdTooLong { len: self.cluster_id.len(), max: self.max_cluster_id_len });
+        }
+        if self.gossip_interval.is_zero() {
+            return Err(ZeroGossipInterval);
+        }
+        if self.gossip_fanout == 0 {
+            return Err(ZeroFanout);
+        }
+        if !(Self::MIN_DATAGRAM_SIZE..=Self::MAX_DATAGRAM_SIZE).contains(&self.max_datagram_size) {
+            return Err(DatagramSizeOutOfRange {
+                size: self.max_datagram_size,
+                min: Self::MIN_DATAGRAM_SIZE,
+                max: Self::MAX_DATAGRAM_SIZE,
+            });
+        }
+        if !(self.phi_threshold.is_finite() && self.phi_threshold > 0.0) {
+            return Err(InvalidPhiThreshold(self.phi_threshold));
+        }
+        if self.phi_sampling_window < 2 {
+            return Err(SamplingWindowTooSmall(self.phi_sampling_window));
+        }
+        if self.phi_initial_interval.is_zero() || self.phi_max_interval < self.phi_initial_interval {
+            return Err(InvalidPhiIntervals {
+                initial: self.phi_initial_interval,
+                max: self.phi_max_interval,
+            });
+        }
+        let min_grace = self.gossip_interval * 4;
+        for (name, period) in [
+            ("dead_node_grace_period", self.dead_node_grace_period),
+            ("deletion_grace_period", self.deletion_grace_period),
+        ] {
+            if period < min_grace {
+                return Err(GracePeriodTooShort { name, period, min: min_grace });
+            }
+        }
+        if self.max_key_len == 0 {
+            return Err(ZeroMaxKeyLen);
+        }
+        if self.max_nodes < 2 {
+            return Err(MaxNodesTooSmall(self.max_nodes));
+        }
+        if self.max_keys_per_node == 0 {
+            return Err(ZeroMaxKeysPerNode);
+        }
+        if self.max_pending_events == 0 || self.max_pending_transmits == 0 {
+            return Err(ZeroQueueBound);
+        }
+        // The largest key-value section must fit in half a datagram, because a
+        // SynAck gives at least half of its room to the delta.
+        let needed = wire::worst_case_key_section_len(self) + 3;
+        let room = wire::guaranteed_delta_room(self);
+        if needed > room {
+            return Err(DatagramTooSmallForOneKey { needed, room });
+        }
+        Ok(())
+    }
+}
+
+impl Default for Config {
+    /// Settings close to chitchat's defaults: a one-second gossip interval, a
+    /// fanout of 3, UDP's largest datagram, and grace periods of an hour.
+    fn default() -> Self {
+        Config {
+            cluster_id: "default-cluster".to_string(),
+            gossip_interval: Duration::from_secs(1),
+            gossip_fanout: 3,
+            max_datagram_size: Self::MAX_DATAGRAM_SIZE,
+            phi_threshold: 3.5,
+            phi_sampling_window: 1_000,
+            phi_initial_interval: Duration::from_secs(1),
+            phi_max_interval: Duration::from_secs(10),
+            dead_node_grace_period: Duration::from_secs(3_600),
+            deletion_grace_period: Duration::from_secs(3_600),
+            max_key_len: 256,
+            max_value_len: 16 * 1_024,
+            max_keys_per_node: 10_000,
+            max_nodes: 20_000,
+            max_node_name_len: 128,
+            max_cluster_id_len: 128,
+            max_pending_events: 100_000,
+            max_pending_transmits: 1_024,
+            rng_seed: 0,
+        }
+    }
+}
+
+/// A setting, or a relation between settings, that cannot work.
+#[derive(Debug, Error, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// `gossip_interval` is zero.
+    #[error("gossip_interval must be greater than zero")]
+    ZeroGossipInterval,
+    /// `gossip_fanout` is zero.
+    #[error("gossip_fanout must be at least 1")]
+    ZeroFanout,
+    /// `max_datagram_size` is outside the accepted range.
+    #[error("max_datagram_size {size} is outside {min}..={max}")]
+    DatagramSizeOutOfRange {
+        /// The configured size.
+        size: usize,
+        /// The smallest accepted.
+        min: usize,
+        /// The largest accepted.
+        max: usize,
+    },
+    /// The largest key and value, with their node's identity and the envelope,
+    /// do not fit in half a datagram.
+    #[error(
+        "a key of max_key_len with a value of max_value_len needs a {needed}-byte datagram \
+         section but only {room} bytes (half of max_datagram_size) are guaranteed: \
+         lower max_key_len, max_value_len or max_node_name_len, or raise max_datagram_size"
+    )]
+    DatagramTooSmallForOneKey {
+        /// Bytes the worst-case single key needs.
+        needed: usize,
+        /// Bytes available to it.
+        room: usize,
+    },
+    /// `phi_threshold` is not a positive finite number.
+    #[error("phi_threshold must be a positive finite number, got {0}")]
+    InvalidPhiThreshold(f64),
+    /// `phi_sampling_window` is below 2.
+    #[error("phi_sampling_window must be at least 2, got {0}")]
+    SamplingWindowTooSmall(usize),
+    /// `phi_initial_interval` is zero or above `phi_max_interval`.
+    #[error("phi_initial_interval ({initial:?}) must be positive and at most phi_max_interval ({max:?})")]
+    InvalidPhiIntervals {
+        /// The configured initial interval.
+        initial: Duration,
+        /// The configured maximum interval.
+        max: Duration,
+    },
+    /// A grace period is shorter than four gossip intervals: state would be
+    /// collected before gossip could spread the news.
+    #[error("{name} ({period:?}) must be at least four gossip intervals ({min:?})")]
+    GracePeriodTooShort {
+        /// The setting's name.
+        name: &'static str,
+        /// Its value.
+        period: Duration,
+        /// The shortest accepted.
+        min: Duration,
+    },
+    /// `max_key_len` is zero.
+    #[error("max_key_len must be at least 1")]
+    ZeroMaxKeyLen,
+    /// `max_nodes` is below 2.
+    #[error("max_nodes must be at least 2, got {0}")]
+    MaxNodesTooSmall(usize),
+    /// `max_keys_per_node` is zero.
+    #[error("max_keys_per_node must be at least 1")]
+    ZeroMaxKeysPerNode,
+    /// `max_pending_events` or `max_pending_transmits` is zero.
+    #[error("max_pending_events and max_pending_transmits must be at least 1")]
+    ZeroQueueBound,
+    /// The cluster id is longer than `max_cluster_id_len`.
+    #[error("cluster_id is {len} bytes, more than max_cluster_id_len ({max})")]
+    ClusterIdTooLong {
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The node's own name is longer than `max_node_name_len`.
+    #[error("the node name is {len} bytes, more than max_node_name_len ({max})")]
+    NodeNameTooLong {
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// An initial key-value was refused.
+    #[error("initial key-value refused: {0}")]
+    InitialKeyValue(#[from] crate::KeyValueError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_are_valid() {
+        Config::default().validate().unwrap();
+        Config::lan().validate().unwrap();
+        Config::local_test().validate().unwrap();
+    }
+
+    #[test]
+    fn bad_settings_are_refused_with_the_right_error() {
+        let bad = |f: fn(&mut Config)| {
+            let mut config = Config::default();
+            f(&mut config);
+            config.validate().unwrap_err()
+        };
+        assert_eq!(bad(|c| c.gossip_interval = Duration::ZERO), ConfigError::ZeroGossipInterval);
+        assert_eq!(bad(|c| c.gossip_fanout = 0), ConfigError::ZeroFanout);
+        assert!(matches!(bad(|c| c.max_datagram_size = 100), ConfigError::DatagramSizeOutOfRange { .. }));
+        assert!(matches!(
+            bad(|c| c.max_datagram_size = 1_400),
+            ConfigError::DatagramTooSmallForOneKey { .. }
+        ));
+        assert!(matches!(bad(|c| c.phi_threshold = f64::NAN), ConfigError::InvalidPhiThreshold(_)));
+        assert!(matches!(
+            bad(|c| c.dead_node_grace_period = Duration::from_secs(2)),
+            ConfigError::GracePeriodTooShort { name: "dead_node_grace_period", .. }
+        ));
+        assert!(matches!(
+            bad(|c| c.phi_max_interval = Duration::from_millis(1)),
+            ConfigError::InvalidPhiIntervals { .. }
+        ));
+        assert_eq!(bad(|c| c.max_nodes = 1), ConfigError::MaxNodesTooSmall(1));
+    }
+}

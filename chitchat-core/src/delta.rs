@@ -1,0 +1,365 @@
+//! Building, checking and applying deltas.
+//!
+//! A delta answers a peer's digest with what the peer lacks over the digest's
+//! range: first the nodes it does not know (in random order), then the nodes it is
+//! most behind on (largest version gap first, ties in random order). Each node
+//! section carries its records in increasing version order, and the delta is cut
+//! to its byte budget using the encoder's own sizes; a section cut in the middle
+//! says so by lowering its `max_version` to that of its last record, so the
+//! receiver advances exactly as far as it received.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::cluster::{ClusterState, NodeStatus};
+use crate::error::Violation;
+use crate::events::Event;
+use crate::identity::{Fingerprint, NodeId};
+use crate::message::{Delta, Digest, DigestEntry, NodeDelta, NodeRef, ValueUpdate};
+use crate::node_state::{VersionedValue, to_update};
+use crate::time::Timestamp;
+use crate::wire::{encoded_len, varint_len};
+
+/// A node the peer lacks something of.
+struct Candidate {
+    fingerprint: Fingerprint,
+    /// The peer does not know the node: name it in full.
+    unknown: bool,
+    reset: bool,
+    from_version: u64,
+    gap: u64,
+    tiebreak: u64,
+}
+
+impl ClusterState {
+    /// The updates `peer` lacks over what its digest covers, in at most `budget`
+    /// bytes. Returns the delta and its encoded length.
+    pub fn build_delta(
+        &mut self,
+        now: Timestamp,
+        peer: &Digest,
+        budget: usize,
+        rng: &mut fastrand::Rng,
+    ) -> (Delta, usize) {
+        let known: HashMap<Fingerprint, &DigestEntry> =
+            peer.entries.iter().map(|entry| (entry.fingerprint, entry)).collect();
+        let mut candidates = Vec::new();
+        let range = peer.range;
+        let covered: Box<dyn Iterator<Item = Fingerprint>> = if range.is_full() {
+            Box::new(self.nodes.keys().copied())
+        } else if range.start < range.end {
+            Box::new(self.nodes.range(range.start..range.end).map(|(fingerprint, _)| *fingerprint))
+        } else {
+            Box::new(
+                self.nodes
+                    .range(range.start..)
+                    .chain(self.nodes.range(..range.end))
+                    .map(|(fingerprint, _)| *fingerprint),
+            )
+        };
+        let asked = peer.unknown.iter().copied().filter(|fingerprint| !range.contains(*fingerprint));
+        for fingerprint in covered.chain(asked) {
+            let Some(entry) = self.nodes.get(&fingerprint) else { continue };
+            if self.is_retired(entry, now) {
+                continue;
+            }
+            let state = &entry.state;
+            let candidate = match known.get(&fingerprint) {
+                Some(theirs) => {
+                    let gc = state.last_gc_version();
+                    if theirs.max_version < gc && theirs.last_gc_version < gc {
+                        Candidate {
+                            fingerprint,
+                            unknown: false,
+                            reset: true,
+                            from_version: 0,
+                            gap: u64::MAX,
+                            tiebreak: 0,
+                        }
+                    } else if theirs.max_version < state.max_version() {
+                        let gap = state.max_version() - theirs.max_version;
+                        Candidate {
+                            fingerprint,
+                            unknown: false,
+                            reset: false,
+                            from_version: theirs.max_version,
+                            gap,
+                            tiebreak: 0,
+                        }
+                    } else {
+                        continue;
+                    }
+                }
+                // Only live nodes are introduced: a dead node is not news.
+                None if entry.status == NodeStatus::Live => Candidate {
+                    fingerprint,
+                    unknown: true,
+                    reset: false,
+                    from_version: 0,
+                    gap: u64::MAX,
+                    tiebreak: 0,
+                },
+                None => continue,
+            };
+            candidates.push(candidate);
+        }
+        for candidate in &mut candidates {
+            candidate.tiebreak = rng.u64(..);
+        }
+        candidates.sort_unstable_by(|a, b| {
+            b.unknown.cmp(&a.unknown).then(b.gap.cmp(&a.gap)).then(a.tiebreak.cmp(&b.tiebreak))
+        });
+
+        let mut delta = Delta::default();
+        let mut len = varint_len(0);
+        let mut truncated = false;
+        for candidate in candidates {
+            let state = &self.nodes[&candidate.fingerprint].state;
+            let node = if candidate.unknown {
+                NodeRef::Full(state.id().clone())
+            } else {
+                NodeRef::Known(candidate.fingerprint)
+            };
+            let mut section = NodeDelta {
+                node,
+                heartbeat: state.heartbeat(),
+                reset: candidate.reset,
+                from_version: candidate.from_version,
+                last_gc_version: state.last_gc_version(),
+                max_version: state.max_version(),
+                left: state.has_left(),
+                key_values: Vec::new(),
+            };
+            let count_growth =
+                varint_len(delta.nodes.len() as u64 + 1) - varint_len(delta.nodes.len() as u64);
+            let header_len = encoded_len(&section);
+            if len + count_growth + header_len > budget {
+                truncated = true;
+                break;
+            }
+            let mut section_len = header_len;
+            let mut cut = false;
+            for (key, record) in state.records_since(candidate.from_version) {
+                let update = to_update(key, record);
+                let record_len = encoded_len(&update);
+                let records = section.key_values.len() as u64;
+                let growth = varint_len(records + 1) - varint_len(records);
+                if len + count_growth + section_len + growth + record_len > budget {
+                    cut = true;
+                    break;
+                }
+                section_len += growth + record_len;
+                section.key_values.push(update);
+            }
+            if cut {
+                truncated = true;
+                let last = section.key_values.last().map_or(section.from_version, |record| record.version);
+                if last == section.from_version && !candidate.unknown && !section.left {
+                    break; // nothing of it fits: no progress to send
+                }
+                section.max_version = last;
+                section_len = encoded_len(&section);
+                len += count_growth + section_len;
+                delta.nodes.push(section);
+                break;
+            }
+            len += count_growth + section_len;
+            delta.nodes.push(section);
+        }
+        if truncated {
+            self.metrics.deltas_truncated += 1;
+        }
+        (delta, len)
+    }
+
+    /// Checks the rules that depend on this node's state, before anything changes.
+    pub fn check_delta(&self, delta: &Delta) -> Result<(), Violation> {
+        for section in &delta.nodes {
+            let fingerprint = section_fingerprint(section);
+            let held = self.nodes.get(&fingerprint).map_or(0, |entry| entry.state.max_version());
+            if !section.reset && section.from_version > held {
+                return Err(Violation::DeltaFromFuture);
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies a delta that passed [`ClusterState::check_delta`].
+    pub fn apply_delta(&mut self, delta: &Delta, now: Timestamp) {
+        for section in &delta.nodes {
+            self.apply_section(section, now);
+        }
+    }
+
+    fn apply_section(&mut self, section: &NodeDelta, now: Timestamp) {
+        let fingerprint = match self.resolve_section(section, now) {
+            Ok(fingerprint) => fingerprint,
+            Err(Skip::Ignored) => return self.metrics.sections_ignored += 1,
+            Err(Skip::OverLimit) => return self.metrics.sections_over_limit += 1,
+            Err(Skip::Refused) => return,
+        };
+        let entry = self.nodes.get_mut(&fingerprint).expect("resolved nodes are tracked");
+        let state = &mut entry.state;
+        let node_id = state.id().clone();
+        let mut events = Vec::new();
+        if section.reset {
+            let old = state.clear_for_reset();
+            for update in &section.key_values {
+                state.apply_record(update, now);
+            }
+            events.push(Event::NodeReset(node_id.clone()));
+            diff_events(&node_id, &old, state.records(), &mut events);
+            self.metrics.resets_applied += 1;
+        } else {
+            for update in &section.key_values {
+                let Some(previous) = state.apply_record(update, now) else { continue };
+                match &update.value {
+                    ValueUpdate::Set(value) | ValueUpdate::SetWithTtl(value) => events.push(Event::KeySet {
+                        node: node_id.clone(),
+                        key: update.key.clone(),
+                        value: value.clone(),
+                        version: update.version,
+                    }),
+                    ValueUpdate::Deleted if previous.is_some_and(|previous| previous.is_visible()) => {
+                        events.push(Event::KeyDeleted { node: node_id.clone(), key: update.key.clone() })
+                    }
+                    ValueUpdate::Deleted => {}
+                }
+            }
+        }
+        state.finish_section(section.max_version, section.last_gc_version, section.left);
+        let has_left = state.has_left();
+        for event in events {
+            self.events.push(event);
+        }
+        self.report_heartbeat(fingerprint, section.heartbeat, now);
+        if has_left {
+            self.mark_left(fingerprint, now);
+        }
+        self.update_ready(fingerprint);
+    }
+
+    /// The tracked node a section updates, adding (or superseding) it if the
+    /// section introduces it.
+    fn resolve_section(&mut self, section: &NodeDelta, now: Timestamp) -> Result<Fingerprint, Skip> {
+        let fingerprint = section_fingerprint(section);
+        if fingerprint == self.self_fingerprint || self.removed.contains(&fingerprint) {
+            return Err(Skip::Ignored);
+        }
+        if !self.within_limits(section, fingerprint) {
+            return Err(Skip::OverLimit);
+        }
+        if self.nodes.contains_key(&fingerprint) {
+            return Ok(fingerprint);
+        }
+        // Unknown by fingerprint (removed and forgotten since), or a farewell of a
+        // node never met: nothing to do.
+        let NodeRef::Full(node_id) = &section.node else { return Err(Skip::Ignored) };
+        if section.left {
+            return Err(Skip::Ignored);
+        }
+        let superseded = match self.by_name.get(&node_id.name) {
+            Some(&current) => {
+                let current_generation = self.nodes[&current].state.id().generation;
+                if current == self.self_fingerprint || node_id.generation <= current_generation {
+                    return Err(Skip::Ignored); // our own name, or an older incarnation
+                }
+                Some(current)
+            }
+            None => None,
+        };
+        match superseded {
+            Some(previous) => {
+                // The new incarnation takes the old one's place.
+                let previous = self.remove_node(previous, now).ok_or(Skip::Ignored)?;
+                if !self.add_node(node_id.clone(), fingerprint, now) {
+                    return Err(Skip::Refused);
+                }
+                self.events.push(Event::NodeRestarted { previous, current: node_id.clone() });
+            }
+            None if !self.add_node(node_id.clone(), fingerprint, now) => return Err(Skip::Refused),
+            None => {}
+        }
+        Ok(fingerprint)
+    }
+
+    fn within_limits(&self, section: &NodeDelta, fingerprint: Fingerprint) -> bool {
+        let config = &self.config;
+        if let NodeRef::Full(node_id) = &section.node {
+            if node_id.name.len() > config.max_node_name_len {
+                return false;
+            }
+        }
+        let mut new_keys = 0;
+        let state = self.nodes.get(&fingerprint).map(|entry| &entry.state);
+        for update in &section.key_values {
+            if update.key.len() > config.max_key_len {
+                return false;
+            }
+            if let ValueUpdate::Set(value) | ValueUpdate::SetWithTtl(value) = &update.value {
+                if value.len() > config.max_value_len {
+                    return false;
+                }
+            }
+            let held =
+                !section.reset && state.is_some_and(|state| state.get_versioned(&update.key).is_some());
+            if !held {
+                new_keys += 1;
+            }
+        }
+        let kept = if section.reset { 0 } else { state.map_or(0, |state| state.num_records()) };
+        kept + new_keys <= config.max_keys_per_node
+    }
+}
+
+fn section_fingerprint(section: &NodeDelta) -> Fingerprint {
+    match &section.node {
+        NodeRef::Known(fingerprint) => *fingerprint,
+        NodeRef::Full(node_id) => node_id.fingerprint(),
+    }
+}
+
+/// Key events that turn `old` into `new` (after a reset).
+fn diff_events<'a>(
+    node_id: &NodeId,
+    old: &BTreeMap<String, VersionedValue>,
+    new: impl Iterator<Item = (&'a str, &'a VersionedValue)>,
+    events: &mut Vec<Event>,
+) {
+    let mut seen = std::collections::HashSet::new();
+    for (key, record) in new {
+        seen.insert(key);
+        if !record.is_visible() {
+            if old.get(key).is_some_and(|old| old.is_visible()) {
+                events.push(Event::KeyDeleted { node: node_id.clone(), key: key.to_string() });
+            }
+            continue;
+        }
+        let unchanged = old
+            .get(key)
+            .is_some_and(|old| old.is_visible() && old.value == record.value && old.status == record.status);
+        if !unchanged {
+            events.push(Event::KeySet {
+                node: node_id.clone(),
+                key: key.to_string(),
+                value: record.value.clone(),
+                version: record.version,
+            });
+        }
+    }
+    for (key, record) in old {
+        if record.is_visible() && !seen.contains(key.as_str()) {
+            events.push(Event::KeyDeleted { node: node_id.clone(), key: key.clone() });
+        }
+    }
+}
+
+/// Why a node section is skipped (the rest of the delta still applies).
+enum Skip {
+    /// It names this node, a removed node, an older incarnation, or a node known
+    /// only by a fingerprint this node does not track.
+    Ignored,
+    /// It exceeds a local limit.
+    OverLimit,
+    /// Its node could not be added (counted by `add_node`).
+    Refused,
+}

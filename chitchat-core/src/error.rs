@@ -1,0 +1,115 @@
+//! The errors of the core, one enum per boundary.
+
+use thiserror::Error;
+
+/// Why a received datagram was refused.
+///
+/// Whatever the variant, the datagram changed no state: no node, key, heartbeat,
+/// queued output or event. It was counted in [`crate::Metrics::rejected`].
+#[derive(Debug, Error, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DatagramError {
+    /// Shorter than the 4-byte envelope header.
+    #[error("datagram shorter than the envelope header")]
+    TooShort,
+    /// Longer than any datagram a node sends ([`crate::Config::MAX_DATAGRAM_SIZE`]).
+    #[error("datagram of {len} bytes is larger than {max}")]
+    TooLarge {
+        /// Its length.
+        len: usize,
+        /// The largest accepted.
+        max: usize,
+    },
+    /// The envelope does not start with the protocol's magic bytes.
+    #[error("not a chitchat datagram (bad magic)")]
+    BadMagic,
+    /// The envelope's protocol version is one this node does not speak.
+    #[error("unsupported protocol version {0}")]
+    UnsupportedVersion(u8),
+    /// The body ends before the message does (a length or count points past the end).
+    #[error("truncated datagram")]
+    Truncated,
+    /// Bytes follow the end of the message.
+    #[error("{0} trailing bytes after the message")]
+    TrailingBytes(usize),
+    /// A string is not valid UTF-8.
+    #[error("invalid UTF-8 in a string")]
+    InvalidUtf8,
+    /// The body is not a valid encoding of a message (bad tag, varint, bool, ...).
+    #[error("malformed message body")]
+    Malformed,
+    /// A `SynAck`, `Ack` or `BadCluster` from another cluster. (A `Syn` from another
+    /// cluster is not an error: it is answered with `BadCluster`.)
+    #[error("message from another cluster")]
+    WrongCluster,
+    /// The message decodes but breaks a rule of the protocol.
+    #[error("protocol violation: {0}")]
+    Invalid(#[from] Violation),
+    /// The node has left the cluster and no longer takes part.
+    #[error("the node has left the cluster")]
+    NotRunning,
+}
+
+/// A rule of the protocol that a well-formed message broke.
+#[derive(Debug, Error, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Violation {
+    /// Digest entries out of ring order, repeated, or outside the digest's range.
+    #[error("digest entries are not in ring order inside the range")]
+    DigestOrder,
+    /// Two sections for one node in a delta.
+    #[error("a delta names the same node twice")]
+    DuplicateNodeSection,
+    /// A section's records are not in strictly increasing version order.
+    #[error("a node section's versions are not increasing")]
+    VersionsNotIncreasing,
+    /// A record's version is not in the section's `(from_version, max_version]`.
+    #[error("a record's version lies outside its section's range")]
+    VersionOutsideSection,
+    /// `from_version` is above `max_version`.
+    #[error("a node section's version bounds are inconsistent")]
+    InconsistentBounds,
+    /// A reset section does not start from version 0.
+    #[error("a reset section does not start from version 0")]
+    ResetNotFromZero,
+    /// A section names one key twice.
+    #[error("a node section repeats a key")]
+    DuplicateKey,
+    /// A section starts past what the receiver holds (it would leave a gap).
+    #[error("a delta starts past the versions the receiver holds")]
+    DeltaFromFuture,
+}
+
+/// Why the node refused to change its own state.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyValueError {
+    /// The key is empty.
+    #[error("the key is empty")]
+    EmptyKey,
+    /// The key is longer than [`crate::Config::max_key_len`].
+    #[error("the key is {len} bytes, more than max_key_len ({max})")]
+    KeyTooLong {
+        /// Its length in bytes.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The value is longer than [`crate::Config::max_value_len`].
+    #[error("the value is {len} bytes, more than max_value_len ({max})")]
+    ValueTooLong {
+        /// Its length in bytes.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The node already holds [`crate::Config::max_keys_per_node`] keys.
+    #[error("the node already holds max_keys_per_node ({max}) keys")]
+    TooManyKeys {
+        /// The limit.
+        max: usize,
+    },
+    /// The node has left the cluster; its state is frozen.
+    #[error("the node has left the cluster")]
+    NotRunning,
+}

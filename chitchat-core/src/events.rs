@@ -1,0 +1,115 @@
+//! What happened, for the application: membership and key changes.
+
+use std::collections::VecDeque;
+
+use serde::{Deserialize, Serialize};
+
+use crate::identity::NodeId;
+
+/// Something the application may want to react to, pulled with
+/// [`crate::Chitchat::poll_event`]. Key events are emitted for this node's own keys
+/// as well as for remote ones.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Event {
+    /// A node was heard of for the first time.
+    NodeJoined(NodeId),
+    /// A node became live (also right after it joined).
+    NodeLive(NodeId),
+    /// A node's phi crossed the threshold.
+    NodeDead(NodeId),
+    /// A node announced that it leaves. For this node itself, emitted once its
+    /// farewell datagrams have all been polled: it then takes no further part.
+    NodeLeft(NodeId),
+    /// A node was forgotten (dead or left for the grace period, or superseded).
+    NodeRemoved(NodeId),
+    /// A node restarted: `current` supersedes `previous`, which was removed.
+    NodeRestarted {
+        /// The old incarnation.
+        previous: NodeId,
+        /// The new one.
+        current: NodeId,
+    },
+    /// This node's view of a peer was older than that peer's garbage collection,
+    /// so it was replaced wholesale. Key events describing the difference follow.
+    NodeReset(NodeId),
+    /// A node's readiness (live and passing the ready predicate) changed.
+    ReadyChanged {
+        /// The node.
+        node: NodeId,
+        /// Whether it is now ready.
+        ready: bool,
+    },
+    /// A key was set (or its value changed, or it got a time to live).
+    KeySet {
+        /// The key's owner.
+        node: NodeId,
+        /// The key.
+        key: String,
+        /// Its new value.
+        value: String,
+        /// The owner's version of it.
+        version: u64,
+    },
+    /// A key was deleted.
+    KeyDeleted {
+        /// The key's owner.
+        node: NodeId,
+        /// The key.
+        key: String,
+    },
+    /// A key set with a time to live expired.
+    KeyExpired {
+        /// The key's owner.
+        node: NodeId,
+        /// The key.
+        key: String,
+    },
+}
+
+/// Events not yet polled, bounded by [`crate::Config::max_pending_events`]: past
+/// the bound the oldest is dropped and counted.
+#[derive(Debug)]
+pub(crate) struct EventQueue {
+    events: VecDeque<Event>,
+    bound: usize,
+    pub dropped: u64,
+}
+
+impl EventQueue {
+    pub fn new(bound: usize) -> Self {
+        EventQueue { events: VecDeque::new(), bound, dropped: 0 }
+    }
+
+    pub fn push(&mut self, event: Event) {
+        if self.events.len() >= self.bound {
+            self.events.pop_front();
+            self.dropped += 1;
+        }
+        self.events.push_back(event);
+    }
+
+    pub fn pop(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_drops_the_oldest_past_its_bound() {
+        let mut queue = EventQueue::new(2);
+        let node = |n: u64| NodeId::new("a", n, "127.0.0.1:1".parse().unwrap());
+        for generation in 0..5 {
+            queue.push(Event::NodeJoined(node(generation)));
+        }
+        assert_eq!(queue.len(), 2);
+        assert_eq!(queue.dropped, 3);
+        assert_eq!(queue.pop(), Some(Event::NodeJoined(node(3))));
+    }
+}

@@ -1,0 +1,118 @@
+//! Phi-accrual failure detection over heartbeat arrival times.
+//!
+//! For each remote node the detector remembers when its heartbeat last grew and
+//! the recent times between such arrivals. Under an exponential model of
+//! arrivals with that mean, the probability that the next one is later than
+//! `t` after the last is `exp(-t / mean)`, and
+//! `phi = -log10(exp(-t / mean)) = t / (mean * ln 10)`. A node whose phi exceeds
+//! [`crate::Config::phi_threshold`] is considered dead.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use crate::time::Timestamp;
+
+/// Arrival history of one node's heartbeat. Memory: at most
+/// `phi_sampling_window` intervals.
+#[derive(Clone, Debug)]
+pub(crate) struct ArrivalWindow {
+    last_arrival: Timestamp,
+    intervals: VecDeque<Duration>,
+    sum: Duration,
+}
+
+/// The detector's settings, copied from [`crate::Config`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct DetectorSettings {
+    pub window: usize,
+    pub initial_interval: Duration,
+    pub max_interval: Duration,
+}
+
+impl ArrivalWindow {
+    /// A node first heard of at `now` counts as a heartbeat arrival then.
+    pub fn new(now: Timestamp) -> Self {
+        ArrivalWindow { last_arrival: now, intervals: VecDeque::new(), sum: Duration::ZERO }
+    }
+
+    /// The node's heartbeat grew at `now`.
+    pub fn report_heartbeat(&mut self, now: Timestamp, settings: &DetectorSettings) {
+        let interval = now.saturating_duration_since(self.last_arrival).min(settings.max_interval);
+        self.last_arrival = self.last_arrival.max(now);
+        if interval.is_zero() {
+            return;
+        }
+        if self.intervals.len() >= settings.window {
+            if let Some(oldest) = self.intervals.pop_front() {
+                self.sum -= oldest;
+            }
+        }
+        self.intervals.push_back(interval);
+        self.sum += interval;
+    }
+
+    /// The mean interval: measured intervals plus the initial interval counted as
+    /// one sample.
+    pub fn mean(&self, settings: &DetectorSettings) -> Duration {
+        let samples = self.intervals.len() as u32 + 1;
+        (self.sum + settings.initial_interval) / samples
+    }
+
+    /// Phi at `now`.
+    pub fn phi(&self, now: Timestamp, settings: &DetectorSettings) -> f64 {
+        let elapsed = now.saturating_duration_since(self.last_arrival).as_secs_f64();
+        let mean = self.mean(settings).as_secs_f64().max(1e-9);
+        elapsed / (mean * std::f64::consts::LN_10)
+    }
+
+    /// How many intervals are remembered.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.intervals.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SETTINGS: DetectorSettings = DetectorSettings {
+        window: 4,
+        initial_interval: Duration::from_secs(1),
+        max_interval: Duration::from_secs(10),
+    };
+
+    #[test]
+    fn phi_grows_with_silence_and_drops_on_arrival() {
+        let mut window = ArrivalWindow::new(Timestamp::ZERO);
+        for second in 1..=10 {
+            window.report_heartbeat(Timestamp::from_millis(second * 1_000), &SETTINGS);
+        }
+        let at = |ms| window.phi(Timestamp::from_millis(ms), &SETTINGS);
+        assert_eq!(at(10_000), 0.0);
+        // One mean interval of silence: phi = 1 / ln 10.
+        assert!((at(11_000) - 1.0 / std::f64::consts::LN_10).abs() < 1e-9);
+        assert!(at(20_000) > 3.5, "ten silent intervals exceed the default threshold");
+        assert!(at(17_000) < 3.5);
+    }
+
+    #[test]
+    fn window_is_bounded_and_long_pauses_are_capped() {
+        let mut window = ArrivalWindow::new(Timestamp::ZERO);
+        window.report_heartbeat(Timestamp::from_millis(100_000), &SETTINGS);
+        assert_eq!(window.mean(&SETTINGS), Duration::from_millis(5_500), "(10 s capped + 1 s prior) / 2");
+        for second in 101..200 {
+            window.report_heartbeat(Timestamp::from_millis(second * 1_000), &SETTINGS);
+        }
+        assert_eq!(window.len(), 4);
+        assert_eq!(window.mean(&SETTINGS), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn time_going_backwards_is_harmless() {
+        let mut window = ArrivalWindow::new(Timestamp::from_millis(5_000));
+        window.report_heartbeat(Timestamp::from_millis(1_000), &SETTINGS);
+        assert_eq!(window.len(), 0);
+        assert_eq!(window.phi(Timestamp::from_millis(1_000), &SETTINGS), 0.0);
+    }
+}

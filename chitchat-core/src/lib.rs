@@ -1,0 +1,92 @@
+//! Cluster membership and shared per-node key-value state, by gossip.
+//!
+//! `chitchat-core` is the whole protocol as one sans-IO state machine,
+//! [`Chitchat`]: it consumes datagrams and timestamps and produces datagrams,
+//! deadlines and [`Event`]s. It does no I/O, reads no clock and spawns nothing, so
+//! it runs in any event loop, under any async runtime, or in the deterministic
+//! simulator (feature `sim`).
+//!
+//! Nodes reconcile by Scuttlebutt: a `Syn` carries a digest of what the sender
+//! knows, the `SynAck` answers with what the sender lacks and a digest of its own,
+//! and the `Ack` closes with what the responder lacks. Liveness comes from a
+//! phi-accrual failure detector over heartbeat arrival times. Digests name nodes
+//! by 8-byte [`Fingerprint`]s and rotate over a ring when the cluster is too large
+//! for one datagram, so every message fits [`Config::max_datagram_size`] at any
+//! cluster size. See [`wire`] for the format.
+//!
+//! # Driving a node
+//!
+//! ```
+//! use std::net::UdpSocket;
+//! use std::time::{Duration, Instant};
+//! use chitchat_core::{Chitchat, Config, Event, NodeId, Timestamp};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let socket = UdpSocket::bind("127.0.0.1:0")?;
+//! let start = Instant::now();
+//! let now = || Timestamp::from_elapsed(start.elapsed());
+//!
+//! let self_id = NodeId::new("node-1", 1, socket.local_addr()?);
+//! let mut node = Chitchat::new(Config::local_test(), self_id, [("role", "indexer")], now())?;
+//! node.set_seed_addrs(["127.0.0.1:7000".parse()?]);
+//!
+//! let mut buffer = vec![0; Config::MAX_DATAGRAM_SIZE];
+//! # let deadline = Instant::now() + Duration::from_millis(300);
+//! # while Instant::now() < deadline {
+//! // One turn of the loop: send, report, sleep until a datagram or the deadline.
+//! while let Some(transmit) = node.poll_transmit() {
+//!     let _ = socket.send_to(&transmit.bytes, transmit.to);
+//! }
+//! while let Some(event) = node.poll_event() {
+//!     if let Event::NodeLive(id) = event { println!("{id} is live"); }
+//! }
+//! let wait = node.poll_timeout().map(|deadline| deadline.saturating_duration_since(now()));
+//! socket.set_read_timeout(Some(wait.unwrap_or(Duration::from_secs(1)).max(Duration::from_millis(1))))?;
+//! match socket.recv_from(&mut buffer) {
+//!     Ok((len, from)) => { let _ = node.handle_datagram(now(), from, &buffer[..len]); }
+//!     Err(_) => node.handle_timeout(now()),
+//! }
+//! # }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Bounds
+//!
+//! Every map and queue is bounded by a [`Config`] setting: tracked nodes by
+//! `max_nodes`, each node's records by `max_keys_per_node`, pending events by
+//! `max_pending_events`, pending datagrams by `max_pending_transmits`, removed
+//! identities by `max_nodes`, failure-detector windows by `phi_sampling_window`.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod chitchat;
+mod cluster;
+mod config;
+mod delta;
+mod digest;
+mod error;
+mod events;
+mod failure_detector;
+mod identity;
+pub mod message;
+mod metrics;
+mod node_state;
+#[cfg(feature = "sim")]
+pub mod sim;
+mod snapshot;
+mod time;
+mod timers;
+pub mod wire;
+
+pub use chitchat::{Chitchat, Transmit};
+pub use cluster::{NodeStatus, ReadyPredicate};
+pub use config::{Config, ConfigError};
+pub use error::{DatagramError, KeyValueError, Violation};
+pub use events::Event;
+pub use identity::{Fingerprint, NodeId};
+pub use metrics::{Metrics, RejectedCounts};
+pub use node_state::{NodeState, ValueStatus, VersionedValue};
+pub use snapshot::{ClusterSnapshot, NodeSnapshot};
+pub use time::Timestamp;

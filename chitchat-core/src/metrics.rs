@@ -1,0 +1,91 @@
+//! Counters of what a node did, read with [`crate::Chitchat::metrics`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::DatagramError;
+
+/// Monotonic counters since the node started.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Metrics {
+    /// Datagrams handed to `handle_datagram`.
+    pub datagrams_received: u64,
+    /// Bytes handed to `handle_datagram`.
+    pub bytes_received: u64,
+    /// Datagrams handed out by `poll_transmit`.
+    pub datagrams_sent: u64,
+    /// Bytes handed out by `poll_transmit`.
+    pub bytes_sent: u64,
+    /// Syns received from this cluster.
+    pub syns_received: u64,
+    /// SynAcks received.
+    pub syn_acks_received: u64,
+    /// Acks received (farewells included).
+    pub acks_received: u64,
+    /// `BadCluster` answers received.
+    pub bad_cluster_received: u64,
+    /// `BadCluster` answers sent to Syns of another cluster.
+    pub bad_cluster_sent: u64,
+    /// Gossip rounds run.
+    pub gossip_rounds: u64,
+    /// Datagrams refused, by reason.
+    pub rejected: RejectedCounts,
+    /// Node sections skipped because they name this node, a removed node, an
+    /// older incarnation, or a node unknown by fingerprint.
+    pub sections_ignored: u64,
+    /// Node sections refused because they exceed a local limit (name, key or
+    /// value length, keys per node).
+    pub sections_over_limit: u64,
+    /// New nodes refused because [`crate::Config::max_nodes`] were tracked.
+    pub nodes_refused: u64,
+    /// New identities refused because their fingerprint was taken.
+    pub fingerprint_collisions: u64,
+    /// Events dropped because the queue was full.
+    pub events_dropped: u64,
+    /// Datagrams dropped because the transmit queue was full.
+    pub transmits_dropped: u64,
+    /// Digests sent that covered only part of the ring.
+    pub partial_digests_sent: u64,
+    /// Deltas sent that had to be cut to fit the datagram.
+    pub deltas_truncated: u64,
+    /// Times a peer's state was replaced wholesale (reset) here.
+    pub resets_applied: u64,
+}
+
+/// Refused datagrams, one counter per class of [`DatagramError`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RejectedCounts {
+    /// All refused datagrams.
+    pub total: u64,
+    /// Not a datagram of this protocol and version: too short, too large, bad
+    /// magic, unsupported version.
+    pub envelope: u64,
+    /// The body does not decode: truncated, trailing bytes, invalid UTF-8,
+    /// malformed.
+    pub decode: u64,
+    /// From another cluster.
+    pub wrong_cluster: u64,
+    /// Decodes, but breaks a rule of the protocol.
+    pub invalid: u64,
+    /// Arrived after this node left.
+    pub not_running: u64,
+}
+
+impl RejectedCounts {
+    pub(crate) fn count(&mut self, error: &DatagramError) {
+        self.total += 1;
+        let counter = match error {
+            DatagramError::TooShort
+            | DatagramError::TooLarge { .. }
+            | DatagramError::BadMagic
+            | DatagramError::UnsupportedVersion(_) => &mut self.envelope,
+            DatagramError::Truncated
+            | DatagramError::TrailingBytes(_)
+            | DatagramError::InvalidUtf8
+            | DatagramError::Malformed => &mut self.decode,
+            DatagramError::WrongCluster => &mut self.wrong_cluster,
+            DatagramError::Invalid(_) => &mut self.invalid,
+            DatagramError::NotRunning => &mut self.not_running,
+        };
+        *counter += 1;
+    }
+}

@@ -1,0 +1,228 @@
+//! Scenarios in virtual time over the simulator's in-process network: no sockets,
+//! no sleeps, fully deterministic.
+
+use std::time::Duration;
+
+use chitchat_core::sim::{NetworkConfig, NodeIndex, Simulation};
+use chitchat_core::{Config, Event, NodeStatus};
+
+const SECOND: Duration = Duration::from_secs(1);
+
+/// `count` nodes with `config`, all seeded with the first.
+fn cluster(seed: u64, count: usize, config: Config) -> (Simulation, Vec<NodeIndex>) {
+    let mut sim = Simulation::new(seed);
+    let nodes: Vec<NodeIndex> =
+        (0..count).map(|i| sim.add_node(&format!("node-{i}"), config.clone())).collect();
+    sim.set_seeds_all(&[nodes[0]]);
+    (sim, nodes)
+}
+
+fn rounds(n: u32) -> Duration {
+    Config::local_test().gossip_interval * n
+}
+
+#[test]
+fn two_nodes_sync_their_keys_in_one_handshake() {
+    let (mut sim, nodes) = cluster(1, 2, Config::local_test());
+    let (a, b) = (nodes[0], nodes[1]);
+    sim.node_mut(a).set("color", "red").unwrap();
+    sim.node_mut(b).set("shape", "square").unwrap();
+    assert!(sim.run_until(rounds(3), |sim| sim.converged() && sim.all_see_all_live()));
+    let b_id = sim.node_id(b).clone();
+    let a_id = sim.node_id(a).clone();
+    assert_eq!(sim.node(a).node_state(&b_id).unwrap().get("shape"), Some("square"));
+    assert_eq!(sim.node(b).node_state(&a_id).unwrap().get("color"), Some("red"));
+    let events = sim.take_events(b);
+    assert!(events.contains(&Event::NodeJoined(a_id.clone())));
+    assert!(events.iter().any(|event| matches!(event, Event::KeySet { node, key, value, .. }
+        if *node == a_id && key == "color" && value == "red")));
+}
+
+#[test]
+fn five_nodes_converge() {
+    let (mut sim, nodes) = cluster(2, 5, Config::local_test());
+    for (i, node) in nodes.iter().enumerate() {
+        sim.node_mut(*node).set("index", &i.to_string()).unwrap();
+    }
+    assert!(sim.run_until(rounds(20), |sim| sim.converged() && sim.all_see_all_live()));
+    assert_eq!(sim.stats().rejected, 0);
+}
+
+#[test]
+fn a_crashed_node_is_seen_dead_then_live_again_after_restart() {
+    let (mut sim, nodes) = cluster(3, 5, Config::local_test());
+    assert!(sim.run_until(rounds(20), |sim| sim.all_see_all_live()));
+    let victim = nodes[3];
+    let old_id = sim.node_id(victim).clone();
+    sim.crash(victim);
+    assert!(sim.run_until(rounds(40), |sim| sim.all_see(&old_id, NodeStatus::Dead)), "crash detected");
+    sim.restart(victim);
+    let new_id = sim.node_id(victim).clone();
+    assert_eq!(new_id.generation, old_id.generation + 1);
+    assert!(sim.run_until(rounds(30), |sim| sim.all_see_all_live() && sim.none_track(&old_id)));
+    let events = sim.take_events(nodes[1]);
+    assert!(events.contains(&Event::NodeDead(old_id.clone())));
+    assert!(events.contains(&Event::NodeRemoved(old_id.clone())));
+    assert!(events.contains(&Event::NodeRestarted { previous: old_id, current: new_id }));
+}
+
+#[test]
+fn a_dead_node_is_not_gossiped_to_a_node_that_joins_later() {
+    let (mut sim, nodes) = cluster(4, 4, Config::local_test());
+    assert!(sim.run_until(rounds(20), |sim| sim.all_see_all_live()));
+    let dead_id = sim.node_id(nodes[3]).clone();
+    sim.crash(nodes[3]);
+    assert!(sim.run_until(rounds(40), |sim| sim.all_see(&dead_id, NodeStatus::Dead)));
+    let newcomer = sim.add_node("newcomer", Config::local_test());
+    sim.set_seeds(newcomer, &[nodes[0]]);
+    assert!(sim.run_until(rounds(20), |sim| sim.all_see_all_live()));
+    sim.run_for(rounds(10));
+    assert!(sim.node(newcomer).node_state(&dead_id).is_none());
+    assert!(!sim.take_events(newcomer).contains(&Event::NodeJoined(dead_id)));
+}
+
+#[test]
+fn a_partition_heals() {
+    let (mut sim, nodes) = cluster(5, 6, Config::local_test());
+    assert!(sim.run_until(rounds(20), |sim| sim.all_see_all_live()));
+    let (left, right) = nodes.split_at(3);
+    sim.partition(&[left, right]);
+    let right_id = sim.node_id(right[0]).clone();
+    assert!(
+        sim.run_until(rounds(60), |sim| sim.node(left[1]).node_status(&right_id) == Some(NodeStatus::Dead))
+    );
+    sim.heal();
+    assert!(sim.run_until(rounds(60), |sim| sim.all_see_all_live() && sim.converged()));
+}
+
+#[test]
+fn a_dead_node_is_removed_after_the_grace_period() {
+    let config = Config::local_test();
+    let grace = config.dead_node_grace_period;
+    let (mut sim, nodes) = cluster(6, 4, config);
+    assert!(sim.run_until(rounds(20), |sim| sim.all_see_all_live()));
+    let dead_id = sim.node_id(nodes[2]).clone();
+    sim.crash(nodes[2]);
+    assert!(sim.run_until(rounds(40), |sim| sim.all_see(&dead_id, NodeStatus::Dead)));
+    sim.run_for(grace / 2);
+    assert!(!sim.none_track(&dead_id), "still tracked before the grace period");
+    assert!(sim.run_until(grace, |sim| sim.none_track(&dead_id)));
+    // Stale gossip does not bring it back.
+    sim.run_for(rounds(30));
+    assert!(sim.none_track(&dead_id));
+}
+
+#[test]
+fn a_lagging_node_is_reset_after_tombstone_gc() {
+    let config = Config {
+        deletion_grace_period: Duration::from_millis(1_000),
+        dead_node_grace_period: Duration::from_secs(60),
+        ..Config::local_test()
+    };
+    let (mut sim, nodes) = cluster(7, 3, config);
+    let (a, lagging) = (nodes[0], nodes[2]);
+    sim.node_mut(a).set("doomed", "1").unwrap();
+    sim.node_mut(a).set("kept", "1").unwrap();
+    assert!(sim.run_until(rounds(20), |sim| sim.converged() && sim.all_see_all_live()));
+    sim.partition(&[&nodes[..2], &nodes[2..]]);
+    let now = sim.now();
+    sim.node_mut(a).delete(now, "doomed").unwrap();
+    sim.node_mut(a).set("kept", "2").unwrap();
+    sim.run_for(Duration::from_secs(3));
+    let a_id = sim.node_id(a).clone();
+    assert_eq!(sim.node(a).self_node_state().get_versioned("doomed"), None, "tombstone collected");
+    assert_eq!(sim.node(lagging).node_state(&a_id).unwrap().get("doomed"), Some("1"));
+    sim.take_events(lagging);
+    sim.heal();
+    assert!(sim.run_until(rounds(40), |sim| sim.converged() && sim.all_see_all_live()));
+    let state = sim.node(lagging).node_state(&a_id).unwrap();
+    assert_eq!(state.get("doomed"), None);
+    assert_eq!(state.get("kept"), Some("2"));
+    let events = sim.take_events(lagging);
+    assert!(events.contains(&Event::NodeReset(a_id.clone())));
+    assert!(events.contains(&Event::KeyDeleted { node: a_id, key: "doomed".into() }));
+    assert!(sim.node(lagging).metrics().resets_applied >= 1);
+}
+
+#[test]
+fn a_key_with_a_ttl_expires_everywhere() {
+    let config = Config { deletion_grace_period: Duration::from_secs(2), ..Config::local_test() };
+    let (mut sim, nodes) = cluster(8, 3, config);
+    let now = sim.now();
+    sim.node_mut(nodes[0]).set_with_ttl(now, "lease", "holder").unwrap();
+    let owner = sim.node_id(nodes[0]).clone();
+    assert!(sim.run_until(rounds(20), |sim| sim.converged() && sim.all_see_all_live()));
+    assert_eq!(sim.node(nodes[1]).node_state(&owner).unwrap().get("lease"), Some("holder"));
+    sim.run_for(Duration::from_secs(3));
+    for node in &nodes {
+        let events = sim.take_events(*node);
+        assert!(events.contains(&Event::KeyExpired { node: owner.clone(), key: "lease".into() }), "{node:?}");
+        assert_eq!(sim.node(*node).node_state(&owner).unwrap().get("lease"), None);
+    }
+}
+
+#[test]
+fn a_node_that_leaves_is_seen_left_within_a_couple_of_rounds() {
+    let (mut sim, nodes) = cluster(9, 5, Config::local_test());
+    assert!(sim.run_until(rounds(20), |sim| sim.all_see_all_live()));
+    let leaver = nodes[1];
+    let leaver_id = sim.node_id(leaver).clone();
+    let now = sim.now();
+    sim.node_mut(leaver).leave(now);
+    assert!(sim.run_until(rounds(2), |sim| sim.all_see(&leaver_id, NodeStatus::Left)));
+    assert!(sim.node(leaver).has_left());
+    assert!(sim.take_events(leaver).contains(&Event::NodeLeft(leaver_id.clone())));
+    assert!(sim.take_events(nodes[0]).contains(&Event::NodeLeft(leaver_id.clone())));
+    // It is never seen dead, and is forgotten after the grace period.
+    sim.run_for(Config::local_test().dead_node_grace_period * 2);
+    assert!(sim.none_track(&leaver_id));
+    assert!(!sim.take_events(nodes[0]).contains(&Event::NodeDead(leaver_id)));
+}
+
+#[test]
+fn the_ready_predicate_decides_which_live_nodes_are_ready() {
+    let (mut sim, nodes) = cluster(10, 3, Config::local_test());
+    for node in &nodes {
+        sim.node_mut(*node).set_ready_predicate(|state| state.get("ready") == Some("yes"));
+    }
+    assert!(sim.run_until(rounds(20), |sim| sim.all_see_all_live()));
+    assert_eq!(sim.node(nodes[0]).ready_nodes().count(), 0);
+    sim.node_mut(nodes[2]).set("ready", "yes").unwrap();
+    let ready_id = sim.node_id(nodes[2]).clone();
+    assert!(sim.run_until(rounds(10), |sim| {
+        sim.node_indices()
+            .all(|node| sim.node(node).ready_nodes().cloned().collect::<Vec<_>>() == vec![ready_id.clone()])
+    }));
+    assert!(sim.take_events(nodes[0]).contains(&Event::ReadyChanged { node: ready_id, ready: true }));
+}
+
+#[test]
+fn two_hundred_nodes_converge_with_1400_byte_datagrams() {
+    let config = Config { max_datagram_size: 1_400, ..Config::local_test() };
+    let config = Config { max_key_len: 64, max_value_len: 256, max_node_name_len: 64, ..config };
+    let (mut sim, nodes) = cluster(11, 200, config);
+    sim.set_record_events(false);
+    for (i, node) in nodes.iter().enumerate() {
+        sim.node_mut(*node).set("index", &i.to_string()).unwrap();
+        sim.node_mut(*node).set("role", "searcher").unwrap();
+    }
+    assert!(sim.run_until(rounds(200), |sim| sim.all_see_all_live() && sim.converged()));
+    assert!(sim.stats().max_datagram <= 1_400, "{}", sim.stats().max_datagram);
+    assert!(sim.node(nodes[5]).metrics().partial_digests_sent > 0, "200 nodes do not fit one digest");
+    assert_eq!(sim.stats().rejected, 0);
+}
+
+#[test]
+fn lossy_network_still_converges() {
+    let (mut sim, nodes) = cluster(12, 10, Config::local_test());
+    sim.set_network(NetworkConfig {
+        latency: Duration::from_millis(5),
+        jitter: Duration::from_millis(20),
+        loss: 0.2,
+    });
+    for node in &nodes {
+        sim.node_mut(*node).set("k", "v").unwrap();
+    }
+    assert!(sim.run_until(rounds(100), |sim| sim.all_see_all_live() && sim.converged()));
+    let _ = SECOND;
+}
