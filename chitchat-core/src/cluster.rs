@@ -57,10 +57,10 @@ impl RemovedNodes {
     }
 
     fn pop_oldest(&mut self) {
-        if let Some((until, fingerprint)) = self.order.pop_front() {
-            if self.expiries.get(&fingerprint) == Some(&until) {
-                self.expiries.remove(&fingerprint);
-            }
+        if let Some((until, fingerprint)) = self.order.pop_front()
+            && self.expiries.get(&fingerprint) == Some(&until)
+        {
+            self.expiries.remove(&fingerprint);
         }
     }
 

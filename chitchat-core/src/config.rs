@@ -78,7 +78,14 @@ impl Config {
     /// Settings for a LAN whose path MTU is 1,500 bytes: every datagram fits one
     /// Ethernet frame, so none is ever fragmented.
     pub fn lan() -> Self {
-        Config { max_datagram_size: 1_400, max_value_len: 512, max_key_len: 128, ..Config::default() }
+        Config {
+            max_datagram_size: 1_400,
+            max_key_len: 64,
+            max_value_len: 256,
+            max_node_name_len: 64,
+            max_cluster_id_len: 64,
+            ..Config::default()
+        }
     }
 
     /// Settings for a cluster of processes on one machine in tests: a 100 ms gossip

@@ -284,10 +284,10 @@ impl ClusterState {
 
     fn within_limits(&self, section: &NodeDelta, fingerprint: Fingerprint) -> bool {
         let config = &self.config;
-        if let NodeRef::Full(node_id) = &section.node {
-            if node_id.name.len() > config.max_node_name_len {
-                return false;
-            }
+        if let NodeRef::Full(node_id) = &section.node
+            && node_id.name.len() > config.max_node_name_len
+        {
+            return false;
         }
         let mut new_keys = 0;
         let state = self.nodes.get(&fingerprint).map(|entry| &entry.state);
@@ -295,10 +295,10 @@ impl ClusterState {
             if update.key.len() > config.max_key_len {
                 return false;
             }
-            if let ValueUpdate::Set(value) | ValueUpdate::SetWithTtl(value) = &update.value {
-                if value.len() > config.max_value_len {
-                    return false;
-                }
+            if let ValueUpdate::Set(value) | ValueUpdate::SetWithTtl(value) = &update.value
+                && value.len() > config.max_value_len
+            {
+                return false;
             }
             let held =
                 !section.reset && state.is_some_and(|state| state.get_versioned(&update.key).is_some());

@@ -42,10 +42,10 @@ impl ArrivalWindow {
         if interval.is_zero() {
             return;
         }
-        if self.intervals.len() >= settings.window {
-            if let Some(oldest) = self.intervals.pop_front() {
-                self.sum -= oldest;
-            }
+        if self.intervals.len() >= settings.window
+            && let Some(oldest) = self.intervals.pop_front()
+        {
+            self.sum -= oldest;
         }
         self.intervals.push_back(interval);
         self.sum += interval;

@@ -180,10 +180,10 @@ impl NodeState {
         update: &KeyValueUpdate,
         now: Timestamp,
     ) -> Option<Option<VersionedValue>> {
-        if let Some(current) = self.key_values.get(&update.key) {
-            if current.version >= update.version {
-                return None;
-            }
+        if let Some(current) = self.key_values.get(&update.key)
+            && current.version >= update.version
+        {
+            return None;
         }
         let (value, status) = match &update.value {
             ValueUpdate::Set(value) => (value.clone(), ValueStatus::Set),

@@ -1,1 +1,322 @@
+use std::net::SocketAddr;
+
 use super::*;
+use crate::identity::Fingerprint;
+use crate::message::{DigestEntry, KeyValueUpdate, RingRange, ValueUpdate};
+
+fn addr(text: &str) -> SocketAddr {
+    text.parse().unwrap()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+fn syn() -> Packet {
+    Packet {
+        cluster_id: "prod".into(),
+        message: Message::Syn {
+            digest: Digest {
+                range: RingRange::FULL,
+                entries: vec![
+                    DigestEntry {
+                        fingerprint: Fingerprint(1),
+                        heartbeat: 300,
+                        last_gc_version: 0,
+                        max_version: 5,
+                    },
+                    DigestEntry {
+                        fingerprint: Fingerprint(u64::MAX),
+                        heartbeat: 2,
+                        last_gc_version: 1,
+                        max_version: 200,
+                    },
+                ],
+                unknown: vec![],
+            },
+        },
+    }
+}
+
+fn section(from_version: u64, max_version: u64, versions: &[u64]) -> NodeDelta {
+    NodeDelta {
+        node: NodeRef::Known(Fingerprint(7)),
+        heartbeat: 1,
+        reset: false,
+        from_version,
+        last_gc_version: 0,
+        max_version,
+        left: false,
+        key_values: versions
+            .iter()
+            .map(|version| KeyValueUpdate {
+                key: format!("k{version}"),
+                version: *version,
+                value: ValueUpdate::Set("v".into()),
+            })
+            .collect(),
+    }
+}
+
+fn syn_ack() -> Packet {
+    Packet {
+        cluster_id: "prod".into(),
+        message: Message::SynAck {
+            digest: Digest {
+                range: RingRange { start: Fingerprint(0x10), end: Fingerprint(0x20) },
+                entries: vec![DigestEntry {
+                    fingerprint: Fingerprint(0x11),
+                    heartbeat: 1,
+                    last_gc_version: 0,
+                    max_version: 0,
+                }],
+                unknown: vec![Fingerprint(0x99)],
+            },
+            delta: Delta {
+                nodes: vec![NodeDelta {
+                    node: NodeRef::Full(NodeId::new("né", 3, addr("10.0.0.1:7000"))),
+                    heartbeat: 9,
+                    reset: true,
+                    from_version: 0,
+                    last_gc_version: 1,
+                    max_version: 4,
+                    left: false,
+                    key_values: vec![
+                        KeyValueUpdate { key: "a".into(), version: 2, value: ValueUpdate::Set("x".into()) },
+                        KeyValueUpdate { key: "é".into(), version: 3, value: ValueUpdate::Deleted },
+                        KeyValueUpdate {
+                            key: "t".into(),
+                            version: 4,
+                            value: ValueUpdate::SetWithTtl("y".into()),
+                        },
+                    ],
+                }],
+            },
+        },
+    }
+}
+
+// Golden vectors: an accidental change of the wire format fails here. A deliberate
+// one bumps PROTOCOL_VERSION and updates these.
+#[test]
+fn golden_syn() {
+    // "CCT" 01 | "prod" | Syn | range 0..0 (whole ring) | 2 entries of 12 bytes | no unknown
+    assert_eq!(
+        hex(&encode(&syn())),
+        "434354010470726f6400\
+         00000000000000000000000000000000\
+         02\
+         0100000000000000ac020005\
+         ffffffffffffffff0201c801\
+         00"
+    );
+}
+
+#[test]
+fn golden_syn_ack() {
+    // SynAck | range 0x10..0x20 | 1 entry | 1 unknown | 1 section: Full("né", 3,
+    // 10.0.0.1:7000), heartbeat 9, reset, from 0, gc 1, max 4, not left, 3 records.
+    assert_eq!(
+        hex(&encode(&syn_ack())),
+        concat!(
+            "434354010470726f6401",
+            "10000000000000002000000000000000",
+            "0111000000000000000100",
+            "00",
+            "019900000000000000",
+            "01",
+            "01036ec3a903000a000001d836",
+            "0901000104",
+            "00",
+            "03016102000178",
+            "02c3a9030201",
+            "7404010179",
+        )
+    );
+}
+
+#[test]
+fn golden_ack_and_bad_cluster() {
+    let ack = Packet {
+        cluster_id: "c".into(),
+        message: Message::Ack { delta: Delta { nodes: vec![section(0, 1, &[1])] } },
+    };
+    assert_eq!(hex(&encode(&ack)), "434354010163020100070000000000000001000000010001026b3101000176");
+    let bad = Packet { cluster_id: "c".into(), message: Message::BadCluster };
+    assert_eq!(hex(&encode(&bad)), "43435401016303");
+}
+
+#[test]
+fn every_message_round_trips() {
+    for packet in [syn(), syn_ack()] {
+        assert_eq!(decode(&encode(&packet)).unwrap(), packet);
+    }
+}
+
+#[test]
+fn digest_entry_len_matches_the_encoder() {
+    for value in [0, 1, 127, 128, 16_383, 16_384, u32::MAX as u64, u64::MAX] {
+        let entry = DigestEntry {
+            fingerprint: Fingerprint(value),
+            heartbeat: value,
+            last_gc_version: 3,
+            max_version: value / 2,
+        };
+        assert_eq!(digest_entry_len(&entry), encoded_len(&entry), "{value}");
+        assert_eq!(varint_len(value), encoded_len(&value), "{value}");
+    }
+}
+
+#[test]
+fn a_steady_state_digest_entry_takes_12_to_14_bytes() {
+    let entry = |heartbeat, max_version| {
+        digest_entry_len(&DigestEntry {
+            fingerprint: Fingerprint(u64::MAX),
+            heartbeat,
+            last_gc_version: 0,
+            max_version,
+        })
+    };
+    assert_eq!(entry(100, 20), 11);
+    assert_eq!(entry(10_000, 100), 12);
+    assert_eq!(entry(1_000_000, 1_000), 14);
+}
+
+#[test]
+fn envelope_errors() {
+    let good = encode(&syn());
+    assert_eq!(decode(&[]), Err(DatagramError::TooShort));
+    assert_eq!(decode(&good[..3]), Err(DatagramError::TooShort));
+    let mut bad_magic = good.clone();
+    bad_magic[0] = b'X';
+    assert_eq!(decode(&bad_magic), Err(DatagramError::BadMagic));
+    let mut bad_version = good.clone();
+    bad_version[3] = 2;
+    assert_eq!(decode(&bad_version), Err(DatagramError::UnsupportedVersion(2)));
+    let mut trailing = good.clone();
+    trailing.extend_from_slice(&[0, 0]);
+    assert_eq!(decode(&trailing), Err(DatagramError::TrailingBytes(2)));
+    let huge = vec![0; Config::MAX_DATAGRAM_SIZE + 1];
+    assert!(matches!(decode(&huge), Err(DatagramError::TooLarge { .. })));
+}
+
+#[test]
+fn every_truncation_is_an_error() {
+    for packet in [syn(), syn_ack()] {
+        let bytes = encode(&packet);
+        for len in 0..bytes.len() {
+            let error = decode(&bytes[..len]).unwrap_err();
+            assert!(matches!(error, DatagramError::TooShort | DatagramError::Truncated), "{len}: {error:?}");
+        }
+    }
+}
+
+#[test]
+fn a_length_pointing_past_the_end_allocates_nothing_for_it() {
+    // A Syn whose entry count claims 2^63 entries, in a 30-byte datagram.
+    let mut bytes = encode(&Packet {
+        cluster_id: "c".into(),
+        message: Message::Syn { digest: Digest { range: RingRange::FULL, entries: vec![], unknown: vec![] } },
+    });
+    bytes.truncate(bytes.len() - 2);
+    bytes.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]);
+    assert_eq!(decode(&bytes), Err(DatagramError::Truncated));
+    // The same for a string length.
+    let mut bytes = MAGIC.to_vec();
+    bytes.push(PROTOCOL_VERSION);
+    bytes.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f, b'a']);
+    assert_eq!(decode(&bytes), Err(DatagramError::Truncated));
+}
+
+#[test]
+fn invalid_utf8_is_refused() {
+    let mut bytes = encode(&Packet { cluster_id: "ab".into(), message: Message::BadCluster });
+    bytes[5] = 0xff;
+    assert_eq!(decode(&bytes), Err(DatagramError::InvalidUtf8));
+}
+
+#[test]
+fn an_unknown_message_tag_is_malformed() {
+    let mut bytes = encode(&Packet { cluster_id: "c".into(), message: Message::BadCluster });
+    *bytes.last_mut().unwrap() = 9;
+    assert_eq!(decode(&bytes), Err(DatagramError::Malformed));
+}
+
+fn ack_of(sections: Vec<NodeDelta>) -> Vec<u8> {
+    encode(&Packet { cluster_id: "c".into(), message: Message::Ack { delta: Delta { nodes: sections } } })
+}
+
+#[test]
+fn protocol_violations_are_refused() {
+    let violation = |sections| match decode(&ack_of(sections)) {
+        Err(DatagramError::Invalid(violation)) => violation,
+        other => panic!("expected a violation, got {other:?}"),
+    };
+    assert_eq!(violation(vec![section(0, 5, &[3, 2])]), Violation::VersionsNotIncreasing);
+    assert_eq!(violation(vec![section(0, 2, &[1, 3])]), Violation::VersionOutsideSection, "max below a key");
+    assert_eq!(violation(vec![section(2, 5, &[2])]), Violation::VersionOutsideSection, "key at from_version");
+    assert_eq!(violation(vec![section(6, 5, &[])]), Violation::InconsistentBounds);
+    assert_eq!(violation(vec![section(0, 5, &[1]), section(1, 5, &[2])]), Violation::DuplicateNodeSection);
+    let mut reset = section(1, 5, &[2]);
+    reset.reset = true;
+    assert_eq!(violation(vec![reset]), Violation::ResetNotFromZero);
+    let mut repeated = section(0, 5, &[1, 2]);
+    repeated.key_values[1].key = "k1".into();
+    assert_eq!(violation(vec![repeated]), Violation::DuplicateKey);
+    // A Full and a Known reference to the same node are duplicates too.
+    let node = NodeId::new("n", 1, addr("127.0.0.1:1"));
+    let mut full = section(0, 1, &[1]);
+    full.node = NodeRef::Full(node.clone());
+    let mut known = section(0, 1, &[1]);
+    known.node = NodeRef::Known(node.fingerprint());
+    assert_eq!(violation(vec![full, known]), Violation::DuplicateNodeSection);
+}
+
+#[test]
+fn digests_out_of_ring_order_are_refused() {
+    let digest = |range, fingerprints: &[u64]| {
+        encode(&Packet {
+            cluster_id: "c".into(),
+            message: Message::Syn {
+                digest: Digest {
+                    range,
+                    entries: fingerprints
+                        .iter()
+                        .map(|fingerprint| DigestEntry {
+                            fingerprint: Fingerprint(*fingerprint),
+                            heartbeat: 1,
+                            last_gc_version: 0,
+                            max_version: 0,
+                        })
+                        .collect(),
+                    unknown: vec![],
+                },
+            },
+        })
+    };
+    let order = Err(DatagramError::Invalid(Violation::DigestOrder));
+    assert!(decode(&digest(RingRange::FULL, &[1, 2, 3])).is_ok());
+    assert_eq!(decode(&digest(RingRange::FULL, &[1, 3, 2])), order);
+    assert_eq!(decode(&digest(RingRange::FULL, &[1, 1])), order);
+    let wrapping = RingRange { start: Fingerprint(u64::MAX - 1), end: Fingerprint(5) };
+    assert!(decode(&digest(wrapping, &[u64::MAX - 1, u64::MAX, 0, 4])).is_ok());
+    assert_eq!(decode(&digest(wrapping, &[u64::MAX, 6])), order, "outside the range");
+    assert_eq!(decode(&digest(wrapping, &[0, u64::MAX])), order, "not in ring order");
+}
+
+#[test]
+fn multi_byte_keys_and_values_round_trip() {
+    let mut record = section(0, 1, &[1]);
+    record.key_values[0].key = "éclair/🦀".into();
+    record.key_values[0].value = ValueUpdate::Set("naïve ☃".into());
+    let bytes = ack_of(vec![record.clone()]);
+    let Message::Ack { delta } = decode(&bytes).unwrap().message else { panic!() };
+    assert_eq!(delta.nodes, vec![record]);
+}
+
+#[test]
+fn the_worst_case_key_section_fits_the_guaranteed_room() {
+    for config in [Config::default(), Config::lan(), Config::local_test()] {
+        assert!(worst_case_key_section_len(&config) + 3 <= guaranteed_delta_room(&config));
+    }
+}
