@@ -1,0 +1,358 @@
+//! One node driven by hand with crafted datagrams: the rules of the handshake,
+//! hostile peers, limits, and digests that must fit.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use chitchat_core::message::{
+    Delta, Digest, KeyValueUpdate, Message, NodeDelta, NodeRef, Packet, RingRange, ValueUpdate,
+};
+use chitchat_core::{
+    Chitchat, Config, ConfigError, DatagramError, Event, KeyValueError, NodeId, NodeStatus, Timestamp,
+    Violation, wire,
+};
+
+const CLUSTER: &str = "test-cluster";
+const T0: Timestamp = Timestamp::ZERO;
+
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+fn config() -> Config {
+    Config { cluster_id: CLUSTER.into(), ..Config::local_test() }
+}
+
+fn node_with(config: Config) -> Chitchat {
+    let mut node = Chitchat::new(config, NodeId::new("self", 5, addr(7000)), [("k", "v")], T0).unwrap();
+    while node.poll_event().is_some() {}
+    node
+}
+
+fn node() -> Chitchat {
+    node_with(config())
+}
+
+fn datagram(cluster_id: &str, message: Message) -> Vec<u8> {
+    wire::encode(&Packet { cluster_id: cluster_id.into(), message })
+}
+
+fn full_section(node_id: NodeId, heartbeat: u64, records: &[(&str, &str, u64)]) -> NodeDelta {
+    let max_version = records.iter().map(|(_, _, version)| *version).max().unwrap_or(0);
+    NodeDelta {
+        node: NodeRef::Full(node_id),
+        heartbeat,
+        reset: false,
+        from_version: 0,
+        last_gc_version: 0,
+        max_version,
+        left: false,
+        key_values: records
+            .iter()
+            .map(|(key, value, version)| KeyValueUpdate {
+                key: key.to_string(),
+                version: *version,
+                value: ValueUpdate::Set(value.to_string()),
+            })
+            .collect(),
+    }
+}
+
+fn ack(sections: Vec<NodeDelta>) -> Vec<u8> {
+    datagram(CLUSTER, Message::Ack { delta: Delta { nodes: sections } })
+}
+
+fn peer(name: &str, generation: u64, port: u16) -> NodeId {
+    NodeId::new(name, generation, addr(port))
+}
+
+fn decode(bytes: &[u8]) -> Message {
+    wire::decode(bytes).unwrap().message
+}
+
+fn snapshot(node: &Chitchat) -> String {
+    serde_json::to_string(&node.snapshot()).unwrap()
+}
+
+#[test]
+fn a_syn_from_another_cluster_is_answered_bad_cluster_and_changes_nothing() {
+    let mut node = node();
+    let before = snapshot(&node);
+    let syn = datagram(
+        "other",
+        Message::Syn { digest: Digest { range: RingRange::FULL, entries: vec![], unknown: vec![] } },
+    );
+    node.handle_datagram(T0, addr(9000), &syn).unwrap();
+    let reply = node.poll_transmit().unwrap();
+    assert_eq!(reply.to, addr(9000));
+    assert_eq!(decode(&reply.bytes), Message::BadCluster);
+    assert_eq!(snapshot(&node), before);
+    assert_eq!(node.metrics().bad_cluster_sent, 1);
+}
+
+#[test]
+fn a_delta_from_another_cluster_is_refused() {
+    let mut node = node();
+    let before = snapshot(&node);
+    let foreign = datagram(
+        "other",
+        Message::Ack { delta: Delta { nodes: vec![full_section(peer("x", 1, 1), 1, &[])] } },
+    );
+    assert_eq!(node.handle_datagram(T0, addr(9000), &foreign), Err(DatagramError::WrongCluster));
+    assert_eq!(snapshot(&node), before);
+    assert_eq!(node.metrics().rejected.wrong_cluster, 1);
+    assert!(node.poll_transmit().is_none());
+}
+
+#[test]
+fn a_bad_cluster_from_a_stranger_changes_nothing() {
+    let mut node = node();
+    let before = snapshot(&node);
+    node.handle_datagram(T0, addr(9999), &datagram(CLUSTER, Message::BadCluster)).unwrap();
+    assert_eq!(snapshot(&node), before);
+    assert!(node.poll_transmit().is_none());
+    assert_eq!(node.metrics().bad_cluster_received, 1);
+}
+
+#[test]
+fn a_syn_gets_a_syn_ack_with_what_the_peer_lacks() {
+    let mut node = node();
+    node.set("color", "blue").unwrap();
+    let syn = datagram(
+        CLUSTER,
+        Message::Syn { digest: Digest { range: RingRange::FULL, entries: vec![], unknown: vec![] } },
+    );
+    node.handle_datagram(T0, addr(9000), &syn).unwrap();
+    let Message::SynAck { digest, delta } = decode(&node.poll_transmit().unwrap().bytes) else { panic!() };
+    assert!(digest.range.is_full());
+    assert_eq!(digest.entries.len(), 1);
+    assert_eq!(delta.nodes.len(), 1);
+    let section = &delta.nodes[0];
+    assert_eq!(section.node, NodeRef::Full(node.self_id().clone()));
+    let keys: Vec<&str> = section.key_values.iter().map(|record| record.key.as_str()).collect();
+    assert_eq!(keys, vec!["k", "color"]);
+}
+
+#[test]
+fn a_delta_from_the_future_is_refused() {
+    let mut node = node();
+    let other = peer("other", 1, 7001);
+    node.handle_datagram(T0, other.gossip_addr, &ack(vec![full_section(other.clone(), 1, &[("a", "1", 1)])]))
+        .unwrap();
+    while node.poll_event().is_some() {}
+    let before = snapshot(&node);
+    let mut gap = full_section(other.clone(), 2, &[("b", "2", 5)]);
+    gap.node = NodeRef::Known(other.fingerprint());
+    gap.from_version = 3;
+    let result = node.handle_datagram(T0, other.gossip_addr, &ack(vec![gap]));
+    assert_eq!(result, Err(DatagramError::Invalid(Violation::DeltaFromFuture)));
+    assert_eq!(snapshot(&node), before);
+    assert!(node.poll_event().is_none());
+    assert_eq!(node.metrics().rejected.invalid, 1);
+}
+
+#[test]
+fn nobody_may_speak_for_this_node() {
+    let mut node = node();
+    let before = snapshot(&node);
+    let impostors = vec![
+        full_section(node.self_id().clone(), 99, &[("k", "forged", 50)]),
+        full_section(peer("self", 6, 7000), 1, &[("k", "newer-me", 1)]),
+        full_section(peer("self", 4, 7000), 1, &[("k", "older-me", 1)]),
+    ];
+    for section in impostors {
+        node.handle_datagram(T0, addr(9000), &ack(vec![section])).unwrap();
+    }
+    assert_eq!(snapshot(&node), before);
+    assert_eq!(node.get("k"), Some("v"));
+    assert_eq!(node.metrics().sections_ignored, 3);
+}
+
+#[test]
+fn a_newer_generation_supersedes_and_an_older_one_is_ignored() {
+    let mut node = node();
+    let old = peer("p", 7, 7001);
+    let new = peer("p", 8, 7001);
+    node.handle_datagram(T0, addr(7001), &ack(vec![full_section(old.clone(), 1, &[("a", "old", 1)])]))
+        .unwrap();
+    node.handle_datagram(T0, addr(7001), &ack(vec![full_section(new.clone(), 1, &[("a", "new", 1)])]))
+        .unwrap();
+    assert!(node.node_state(&old).is_none());
+    assert_eq!(node.node_state(&new).unwrap().get("a"), Some("new"));
+    let events: Vec<Event> = std::iter::from_fn(|| node.poll_event()).collect();
+    assert!(events.contains(&Event::NodeRemoved(old.clone())));
+    assert!(events.contains(&Event::NodeRestarted { previous: old.clone(), current: new.clone() }));
+    // Stale gossip of the old incarnation changes nothing.
+    node.handle_datagram(T0, addr(7001), &ack(vec![full_section(old.clone(), 9, &[("a", "stale", 9)])]))
+        .unwrap();
+    assert!(node.node_state(&old).is_none());
+    assert_eq!(node.node_state(&new).unwrap().get("a"), Some("new"));
+}
+
+#[test]
+fn generations_and_heartbeats_at_the_extremes_work() {
+    let mut node = node();
+    let zero = peer("zero", 0, 7001);
+    let max = peer("max", u64::MAX, 7002);
+    node.handle_datagram(T0, addr(7001), &ack(vec![full_section(zero.clone(), 0, &[("a", "1", u64::MAX)])]))
+        .unwrap();
+    node.handle_datagram(T0, addr(7002), &ack(vec![full_section(max.clone(), u64::MAX, &[("b", "2", 1)])]))
+        .unwrap();
+    assert_eq!(node.node_state(&zero).unwrap().max_version(), u64::MAX);
+    assert_eq!(node.node_state(&max).unwrap().heartbeat(), u64::MAX);
+    node.handle_timeout(T0 + Duration::from_millis(200));
+    while let Some(transmit) = node.poll_transmit() {
+        assert!(wire::decode(&transmit.bytes).is_ok());
+    }
+}
+
+#[test]
+fn tracked_nodes_stay_within_max_nodes() {
+    let mut node = node_with(Config { max_nodes: 3, ..config() });
+    let sections = (0..10).map(|i| full_section(peer(&format!("p{i}"), 1, 7100 + i), 1, &[])).collect();
+    node.handle_datagram(T0, addr(9000), &ack(sections)).unwrap();
+    assert_eq!(node.node_states().count(), 3);
+    assert_eq!(node.metrics().nodes_refused, 8);
+}
+
+#[test]
+fn sections_over_a_local_limit_are_refused_and_the_rest_applies() {
+    let mut node = node_with(Config { max_value_len: 4, max_keys_per_node: 2, ..config() });
+    let long_value = full_section(peer("a", 1, 7001), 1, &[("k", "too long", 1)]);
+    let too_many = full_section(peer("b", 1, 7002), 1, &[("x", "1", 1), ("y", "2", 2), ("z", "3", 3)]);
+    let fine = full_section(peer("c", 1, 7003), 1, &[("k", "ok", 1)]);
+    node.handle_datagram(T0, addr(9000), &ack(vec![long_value, too_many, fine])).unwrap();
+    assert_eq!(node.metrics().sections_over_limit, 2);
+    assert_eq!(node.node_state(&peer("c", 1, 7003)).unwrap().get("k"), Some("ok"));
+    assert!(node.node_state(&peer("a", 1, 7001)).is_none());
+}
+
+#[test]
+fn own_keys_are_checked_with_clear_errors() {
+    let mut node = node_with(Config { max_key_len: 4, max_value_len: 8, max_keys_per_node: 2, ..config() });
+    assert_eq!(node.set("", "v"), Err(KeyValueError::EmptyKey));
+    assert_eq!(node.set("toolong", "v"), Err(KeyValueError::KeyTooLong { len: 7, max: 4 }));
+    assert_eq!(node.set("k", "123456789"), Err(KeyValueError::ValueTooLong { len: 9, max: 8 }));
+    node.set("é", "ü").unwrap();
+    assert_eq!(node.set("x", "1"), Err(KeyValueError::TooManyKeys { max: 2 }));
+    node.set("k", "changed").unwrap();
+    node.leave(T0);
+    while node.poll_transmit().is_some() {}
+    assert_eq!(node.set("k", "after"), Err(KeyValueError::NotRunning));
+    assert_eq!(node.handle_datagram(T0, addr(1), &ack(vec![])), Err(DatagramError::NotRunning));
+    assert_eq!(node.poll_timeout(), None);
+}
+
+#[test]
+fn bad_identities_and_configs_are_refused_at_construction() {
+    let long_name = NodeId::new("n".repeat(200), 1, addr(1));
+    let error = Chitchat::new(config(), long_name, Vec::<(String, String)>::new(), T0).err().unwrap();
+    assert!(matches!(error, ConfigError::NodeNameTooLong { len: 200, .. }));
+    let error = Chitchat::new(config(), peer("a", 1, 1), [("", "v")], T0).err().unwrap();
+    assert_eq!(error, ConfigError::InitialKeyValue(KeyValueError::EmptyKey));
+    let zero = Config { gossip_interval: Duration::ZERO, ..config() };
+    assert!(Chitchat::new(zero, peer("a", 1, 1), Vec::<(String, String)>::new(), T0).is_err());
+}
+
+#[test]
+fn a_farewell_marks_the_sender_left_at_once() {
+    let mut node = node();
+    let other = peer("other", 1, 7001);
+    node.handle_datagram(T0, addr(7001), &ack(vec![full_section(other.clone(), 1, &[])])).unwrap();
+    let mut farewell = full_section(other.clone(), 2, &[]);
+    farewell.left = true;
+    node.handle_datagram(T0, addr(7001), &ack(vec![farewell.clone()])).unwrap();
+    assert_eq!(node.node_status(&other), Some(NodeStatus::Left));
+    assert!(std::iter::from_fn(|| node.poll_event()).any(|event| event == Event::NodeLeft(other.clone())));
+    // A farewell from a node never met adds nothing.
+    let mut stranger = full_section(peer("stranger", 1, 7002), 1, &[]);
+    stranger.left = true;
+    node.handle_datagram(T0, addr(7002), &ack(vec![stranger])).unwrap();
+    assert!(node.node_state(&peer("stranger", 1, 7002)).is_none());
+}
+
+#[test]
+fn leaving_sends_farewells_then_emits_left() {
+    let mut node = node();
+    for i in 0..3 {
+        node.handle_datagram(
+            T0,
+            addr(7001 + i),
+            &ack(vec![full_section(peer(&format!("p{i}"), 1, 7001 + i), 1, &[])]),
+        )
+        .unwrap();
+    }
+    while node.poll_event().is_some() {}
+    while node.poll_transmit().is_some() {}
+    node.leave(T0);
+    let self_id = node.self_id().clone();
+    let mut farewells = BTreeSet::new();
+    while let Some(transmit) = node.poll_transmit() {
+        assert!(!node.has_left() || farewells.len() == 2, "left only after the last farewell");
+        let Message::Ack { delta } = decode(&transmit.bytes) else { panic!() };
+        assert!(delta.nodes[0].left);
+        farewells.insert(transmit.to);
+    }
+    assert_eq!(farewells.len(), 3);
+    assert!(node.has_left());
+    assert!(std::iter::from_fn(|| node.poll_event()).any(|event| event == Event::NodeLeft(self_id.clone())));
+}
+
+/// A node that knows `count` other nodes, each with `keys` keys.
+fn node_knowing(count: u16, keys: usize, config: Config) -> Chitchat {
+    let mut node = node_with(config);
+    for i in 0..count {
+        let records: Vec<(String, String, u64)> =
+            (0..keys).map(|k| (format!("key-{k}"), format!("value-{i}-{k}"), k as u64 + 1)).collect();
+        let records: Vec<(&str, &str, u64)> =
+            records.iter().map(|(k, v, n)| (k.as_str(), v.as_str(), *n)).collect();
+        let section = full_section(peer(&format!("node-{i:04}"), 1, 10_000 + i), 100, &records);
+        node.handle_datagram(T0, addr(9000), &ack(vec![section])).unwrap();
+    }
+    while node.poll_event().is_some() {}
+    node
+}
+
+#[test]
+fn syns_fit_the_datagram_and_rotate_over_every_node() {
+    let config = Config { max_datagram_size: 1_400, ..Config::lan() };
+    let config = Config { cluster_id: CLUSTER.into(), gossip_interval: Duration::from_millis(100), ..config };
+    let mut node = node_knowing(1_000, 0, config);
+    let mut covered = BTreeSet::new();
+    let mut now = T0;
+    let mut rounds = 0;
+    while covered.len() < 1_001 {
+        rounds += 1;
+        assert!(rounds <= 40, "covered {} nodes in 40 rounds", covered.len());
+        node.handle_timeout(now);
+        now += Duration::from_millis(100);
+        while let Some(transmit) = node.poll_transmit() {
+            assert!(transmit.bytes.len() <= 1_400);
+            let Message::Syn { digest } = decode(&transmit.bytes) else { continue };
+            assert!(!digest.range.is_full());
+            covered.extend(digest.entries.iter().map(|entry| entry.fingerprint));
+        }
+    }
+    // 1,001 entries of about 12 bytes in ~1,370-byte digests, three Syns a round.
+    assert!(rounds <= 4, "{rounds} rounds to cover the ring");
+}
+
+#[test]
+fn a_syn_ack_fits_and_shares_the_datagram_between_digest_and_delta() {
+    let config = Config { cluster_id: CLUSTER.into(), ..Config::lan() };
+    let mut node = node_knowing(1_000, 3, config);
+    // A newcomer knows nothing: the delta wants everything, the digest too.
+    let syn = datagram(
+        CLUSTER,
+        Message::Syn { digest: Digest { range: RingRange::FULL, entries: vec![], unknown: vec![] } },
+    );
+    node.handle_datagram(T0, addr(9000), &syn).unwrap();
+    let reply = node.poll_transmit().unwrap();
+    assert!(reply.bytes.len() <= 1_400, "{}", reply.bytes.len());
+    assert!(reply.bytes.len() > 1_300, "the datagram is used: {}", reply.bytes.len());
+    let Message::SynAck { digest, delta } = decode(&reply.bytes) else { panic!() };
+    assert!(!digest.entries.is_empty());
+    assert!(!delta.nodes.is_empty());
+    assert!(delta.nodes.iter().all(|section| matches!(section.node, NodeRef::Full(_))));
+}
