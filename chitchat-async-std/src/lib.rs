@@ -1,0 +1,77 @@
+//! Run a [chitchat](chitchat_core) node on async-std.
+//!
+//! **async-std is discontinued upstream** (RUSTSEC-2025-0052) and gets no more
+//! fixes; this adapter stays for applications that still use it. New code should
+//! prefer `chitchat-smol` (same API, same I/O path) or `chitchat-tokio`.
+//!
+//! The node owns a UDP socket, a timer and one task spawned with
+//! `async_std::task::spawn`; the application talks to it through a cloneable
+//! [`ChitchatHandle`]. The socket, timer and DNS resolution are
+//! `chitchat-driver`'s async-io path (the reactor async-std itself runs on),
+//! shared with `chitchat-smol`: the two adapters differ only in how they spawn
+//! ([`AsyncStdRuntime`]).
+//!
+//! ```no_run
+//! use chitchat_async_std::{NodeConfig, chitchat_core::Config};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! async_std::task::block_on(async {
+//!     let config = NodeConfig::new("node-1", "127.0.0.1:7001".parse()?, Config::lan())
+//!         .with_seed("127.0.0.1:7000");
+//!     let node = chitchat_async_std::spawn(config).await?;
+//!     node.set("role", "indexer").await?;
+//!     node.leave().await?;
+//!     node.shutdown().await?;
+//!     Ok(())
+//! })
+//! # }
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use chitchat_driver::{BoxFuture, Runtime, Timer, UdpSocket, async_io};
+
+pub use chitchat_driver::{
+    ChitchatHandle, CommandError, DriverMetrics, KeyChange, Lagged, NodeConfig, NodeMetrics, NodeSet,
+    StartError, StopReason, Subscription, WatchStream, chitchat_core, futures_lite,
+};
+
+/// Starts a node on async-std: binds its socket, resolves its seeds and spawns its
+/// task with `async_std::task::spawn`.
+pub async fn spawn(config: NodeConfig) -> Result<ChitchatHandle, StartError> {
+    chitchat_driver::spawn(runtime(), config).await
+}
+
+/// async-std as a [`Runtime`], for `chitchat_driver`'s functions.
+pub fn runtime() -> Arc<dyn Runtime> {
+    Arc::new(AsyncStdRuntime)
+}
+
+/// async-io's socket, timer and resolver, and async-std's executor.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AsyncStdRuntime;
+
+impl Runtime for AsyncStdRuntime {
+    fn bind(&self, addr: SocketAddr) -> io::Result<Box<dyn UdpSocket>> {
+        async_io::bind(addr)
+    }
+
+    fn new_timer(&self, deadline: Instant) -> Pin<Box<dyn Timer>> {
+        async_io::new_timer(deadline)
+    }
+
+    fn spawn(&self, future: BoxFuture<()>) {
+        drop(async_std::task::spawn(future));
+    }
+
+    fn resolve(&self, host_and_port: String) -> BoxFuture<io::Result<Vec<SocketAddr>>> {
+        async_io::resolve(host_and_port)
+    }
+}

@@ -1,0 +1,83 @@
+//! The socket, timer and DNS resolution on [`async_io`], written once for the two
+//! runtimes that sit on it: smol and async-std. An adapter on async-io implements
+//! [`Runtime`](crate::Runtime) by forwarding to [`bind`], [`new_timer`] and
+//! [`resolve`], and spawning on its own executor.
+
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Instant;
+
+use async_io::Async;
+
+use crate::runtime::{BoxFuture, Timer, UdpSocket};
+
+/// Binds a UDP socket registered with async-io's reactor.
+pub fn bind(addr: SocketAddr) -> io::Result<Box<dyn UdpSocket>> {
+    Ok(Box::new(AsyncIoSocket(Async::<std::net::UdpSocket>::bind(addr)?)))
+}
+
+/// An async-io timer that fires at `deadline`.
+pub fn new_timer(deadline: Instant) -> Pin<Box<dyn Timer>> {
+    Box::pin(AsyncIoTimer(async_io::Timer::at(deadline)))
+}
+
+/// Resolves `host:port` on the `blocking` thread pool (the system resolver blocks).
+pub fn resolve(host_and_port: String) -> BoxFuture<io::Result<Vec<SocketAddr>>> {
+    Box::pin(blocking::unblock(move || host_and_port.to_socket_addrs().map(Iterator::collect)))
+}
+
+/// A UDP socket on async-io.
+struct AsyncIoSocket(Async<std::net::UdpSocket>);
+
+impl fmt::Debug for AsyncIoSocket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("AsyncIoSocket").field(self.0.get_ref()).finish()
+    }
+}
+
+impl UdpSocket for AsyncIoSocket {
+    fn poll_recv_from(
+        &self,
+        cx: &mut Context<'_>,
+        buffer: &mut [u8],
+    ) -> Poll<io::Result<(usize, SocketAddr)>> {
+        loop {
+            match self.0.get_ref().recv_from(buffer) {
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                result => return Poll::Ready(result),
+            }
+            ready!(self.0.poll_readable(cx))?;
+        }
+    }
+
+    fn poll_send_to(&self, cx: &mut Context<'_>, bytes: &[u8], to: SocketAddr) -> Poll<io::Result<usize>> {
+        loop {
+            match self.0.get_ref().send_to(bytes, to) {
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                result => return Poll::Ready(result),
+            }
+            ready!(self.0.poll_writable(cx))?;
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.get_ref().local_addr()
+    }
+}
+
+/// A timer on async-io.
+#[derive(Debug)]
+struct AsyncIoTimer(async_io::Timer);
+
+impl Timer for AsyncIoTimer {
+    fn reset(mut self: Pin<&mut Self>, deadline: Instant) {
+        self.0.set_at(deadline);
+    }
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        Pin::new(&mut self.0).poll(cx).map(|_| ())
+    }
+}

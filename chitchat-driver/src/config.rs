@@ -1,0 +1,87 @@
+//! What a node is started with.
+
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use chitchat_core::Config;
+
+/// Everything needed to start a node: the protocol settings and the node's
+/// identity, address, seeds and initial keys.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// The protocol settings, validated at start.
+    ///
+    /// An `rng_seed` of 0 (the default) is replaced at start by a random seed, so
+    /// that nodes started together do not pick their peers in lockstep; any other
+    /// value is kept, for runs that must replay.
+    pub chitchat: Config,
+    /// The node's name, unique in the cluster.
+    pub name: String,
+    /// The node's generation; it must grow from one start of the node to the
+    /// next. `None` means milliseconds since the Unix epoch at start.
+    pub generation: Option<u64>,
+    /// Where to bind the UDP socket. Port 0 picks a free port; the bound address
+    /// is reported by [`crate::ChitchatHandle::local_addr`].
+    pub listen_addr: SocketAddr,
+    /// The address peers should gossip to, if not the bound one (behind NAT, or
+    /// when listening on an unspecified address such as `0.0.0.0`).
+    pub advertise_addr: Option<SocketAddr>,
+    /// Seed nodes as `host:port` (or `ip:port`). Host names are resolved by DNS at
+    /// start and again every [`NodeConfig::seed_refresh_interval`]; a failed
+    /// resolution is logged and retried, and keeps the seed's previous addresses.
+    pub seeds: Vec<String>,
+    /// How often seed host names are resolved again (default: 60 s).
+    pub seed_refresh_interval: Duration,
+    /// The node's keys at start.
+    pub initial_key_values: Vec<(String, String)>,
+    /// How many items a subscription buffers for a slow subscriber before the
+    /// oldest are dropped and the subscriber is told it lagged (default: 1,024).
+    pub subscription_capacity: usize,
+}
+
+impl NodeConfig {
+    /// The default seed re-resolution interval.
+    pub const DEFAULT_SEED_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
+    /// The default subscription buffer.
+    pub const DEFAULT_SUBSCRIPTION_CAPACITY: usize = 1_024;
+
+    /// A node named `name` listening on `listen_addr`, with the given protocol
+    /// settings, no seeds and no keys.
+    pub fn new(name: impl Into<String>, listen_addr: SocketAddr, chitchat: Config) -> Self {
+        NodeConfig {
+            chitchat,
+            name: name.into(),
+            generation: None,
+            listen_addr,
+            advertise_addr: None,
+            seeds: Vec::new(),
+            seed_refresh_interval: Self::DEFAULT_SEED_REFRESH_INTERVAL,
+            initial_key_values: Vec::new(),
+            subscription_capacity: Self::DEFAULT_SUBSCRIPTION_CAPACITY,
+        }
+    }
+
+    /// Adds a seed (`host:port`).
+    pub fn with_seed(mut self, seed: impl Into<String>) -> Self {
+        self.seeds.push(seed.into());
+        self
+    }
+
+    /// Adds an initial key-value.
+    pub fn with_key_value(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.initial_key_values.push((key.into(), value.into()));
+        self
+    }
+
+    /// Sets the generation.
+    pub fn with_generation(mut self, generation: u64) -> Self {
+        self.generation = Some(generation);
+        self
+    }
+}
+
+/// Milliseconds since the Unix epoch: a generation that grows from one start of a
+/// node to the next.
+pub fn generation_from_clock() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis() as u64)
+}

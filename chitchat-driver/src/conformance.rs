@@ -1,0 +1,554 @@
+//! The conformance suite: one set of scenarios every runtime adapter passes, over
+//! real UDP on 127.0.0.1 (port 0).
+//!
+//! Each scenario is an `async fn` taking the adapter's [`Runtime`]; an adapter's
+//! `tests/conformance.rs` instantiates them all with
+//! [`conformance_tests!`](crate::conformance_tests):
+//!
+//! ```ignore
+//! fn block_on<F: std::future::Future>(future: F) -> F::Output {
+//!     smol::block_on(future)
+//! }
+//! chitchat_driver::conformance_tests!(chitchat_smol::runtime(), block_on);
+//! ```
+//!
+//! Scenarios poll for their conditions with generous timeouts instead of sleeping
+//! fixed times, and stop every node they start (a failing scenario drops its
+//! handles, which stops the nodes too).
+
+use std::collections::BTreeSet;
+use std::future::{Future, poll_fn};
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use chitchat_core::message::{Delta, Digest, Message, Packet, RingRange};
+use chitchat_core::{Config, Event, NodeId, NodeStatus, wire};
+use futures_lite::{FutureExt, StreamExt};
+
+use crate::runtime::{BoxFuture, Runtime, Timer, UdpSocket, sleep};
+use crate::{ChitchatHandle, CommandError, KeyChange, Lagged, NodeConfig, StopReason, Subscription};
+
+/// How long a scenario waits for a condition before it fails.
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+/// How often a condition is checked.
+const POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// The suite's cluster id.
+const CLUSTER_ID: &str = "conformance";
+
+/// Instantiates every scenario of the suite as a `#[test]`, for the runtime that
+/// `$runtime` evaluates to (inside `$block_on`) and the function `$block_on`
+/// that runs a future to completion on it.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($runtime:expr, $block_on:expr) => {
+        $crate::conformance_tests!(@each $runtime, $block_on, [
+            five_nodes_converge,
+            key_changes_reach_prefix_subscriptions,
+            node_shut_down_without_leaving_is_seen_dead,
+            restarted_node_is_live_again_and_old_generation_removed,
+            leave_is_seen_as_left,
+            seed_given_as_localhost_works,
+            hostile_datagrams_are_counted_and_change_nothing,
+            slow_subscriber_is_told_it_lagged,
+            socket_errors_are_survived_and_a_closed_socket_is_reported,
+        ]);
+    };
+    (@each $runtime:expr, $block_on:expr, [$($scenario:ident),* $(,)?]) => {
+        $(
+            #[test]
+            fn $scenario() {
+                ($block_on)(async { $crate::conformance::$scenario($runtime).await });
+            }
+        )*
+    };
+}
+
+/// The suite's protocol settings: `Config::local_test()` (100 ms gossip) with
+/// 3-second grace periods, so that removals happen quickly.
+pub fn test_config() -> Config {
+    Config {
+        cluster_id: CLUSTER_ID.to_string(),
+        dead_node_grace_period: Duration::from_secs(3),
+        deletion_grace_period: Duration::from_secs(3),
+        ..Config::local_test()
+    }
+}
+
+/// A node of the suite: `name` on 127.0.0.1 port 0, with `seeds`.
+pub fn node_config(name: &str, seeds: &[String]) -> NodeConfig {
+    let mut config = NodeConfig::new(name, "127.0.0.1:0".parse().expect("a valid address"), test_config());
+    config.seeds = seeds.to_vec();
+    config
+}
+
+/// Starts a node, panicking on error.
+pub async fn start(runtime: &Arc<dyn Runtime>, config: NodeConfig) -> ChitchatHandle {
+    let name = config.name.clone();
+    crate::spawn(runtime.clone(), config).await.unwrap_or_else(|error| panic!("cannot start {name}: {error}"))
+}
+
+/// Starts `count` nodes named `node-0`... on `runtime`, all seeded with the first.
+pub async fn start_cluster(runtime: &Arc<dyn Runtime>, count: usize) -> Vec<ChitchatHandle> {
+    let first = start(runtime, node_config("node-0", &[])).await;
+    let seeds = vec![first.local_addr().to_string()];
+    let mut nodes = vec![first];
+    for i in 1..count {
+        nodes.push(start(runtime, node_config(&format!("node-{i}"), &seeds)).await);
+    }
+    nodes
+}
+
+/// The names of the nodes `node` sees live.
+pub fn live_names(node: &ChitchatHandle) -> BTreeSet<String> {
+    node.live_nodes().into_iter().map(|id| id.name).collect()
+}
+
+/// Waits until every node sees exactly `names` live.
+pub async fn wait_converged(runtime: &Arc<dyn Runtime>, nodes: &[ChitchatHandle]) {
+    let names: BTreeSet<String> = nodes.iter().map(|node| node.self_id().name.clone()).collect();
+    wait_until(runtime, "every node sees every node live", || {
+        nodes.iter().all(|node| live_names(node) == names)
+    })
+    .await;
+}
+
+/// Polls `condition` until it holds; panics after [`TIMEOUT`].
+pub async fn wait_until(runtime: &Arc<dyn Runtime>, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + TIMEOUT;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out after {TIMEOUT:?} waiting until {what}");
+        sleep(runtime, POLL_INTERVAL).await;
+    }
+}
+
+/// Runs `future`, or panics after [`TIMEOUT`].
+pub async fn within<T>(runtime: &Arc<dyn Runtime>, what: &str, future: impl Future<Output = T>) -> T {
+    let timeout = async {
+        sleep(runtime, TIMEOUT).await;
+        None
+    };
+    match async { Some(future.await) }.or(timeout).await {
+        Some(output) => output,
+        None => panic!("timed out after {TIMEOUT:?} waiting for {what}"),
+    }
+}
+
+/// Waits for an event matching `wanted` on a subscription.
+pub async fn wait_for_event(
+    runtime: &Arc<dyn Runtime>,
+    events: &mut Subscription<Event>,
+    what: &str,
+    mut wanted: impl FnMut(&Event) -> bool,
+) {
+    within(runtime, what, async {
+        while let Some(event) = events.next().await {
+            if event.is_ok_and(|event| wanted(&event)) {
+                return;
+            }
+        }
+        panic!("the node stopped before {what}");
+    })
+    .await
+}
+
+/// Shuts every node down.
+pub async fn shutdown_all(nodes: &[ChitchatHandle]) {
+    for node in nodes {
+        node.shutdown().await.expect("a clean shutdown");
+    }
+}
+
+/// Five nodes seeded with the first all see each other live.
+pub async fn five_nodes_converge(runtime: Arc<dyn Runtime>) {
+    let nodes = start_cluster(&runtime, 5).await;
+    wait_converged(&runtime, &nodes).await;
+    for node in &nodes {
+        assert_eq!(node.ready_nodes().len(), 5, "every live node is ready by default");
+    }
+    shutdown_all(&nodes).await;
+}
+
+/// A test on a key change.
+type ChangeFilter = fn(&KeyChange) -> bool;
+
+/// Sets, deletes and expiries of keys under a prefix reach the subscriptions of
+/// every node (the owner's included); other keys do not.
+pub async fn key_changes_reach_prefix_subscriptions(runtime: Arc<dyn Runtime>) {
+    let nodes = start_cluster(&runtime, 3).await;
+    wait_converged(&runtime, &nodes).await;
+    let mut subscriptions: Vec<_> = nodes.iter().map(|node| node.subscribe_key_changes("app/")).collect();
+    let owner = nodes[0].self_id().clone();
+    let steps: [(&str, ChangeFilter); 3] = [
+        (
+            "the set of app/color",
+            |change| matches!(change, KeyChange::Set { key, value, .. } if key == "app/color" && value == "blue"),
+        ),
+        (
+            "the delete of app/color",
+            |change| matches!(change, KeyChange::Deleted { key, .. } if key == "app/color"),
+        ),
+        (
+            "the expiry of app/lease",
+            |change| matches!(change, KeyChange::Expired { key, .. } if key == "app/lease"),
+        ),
+    ];
+    for (step, (what, wanted)) in steps.into_iter().enumerate() {
+        match step {
+            0 => {
+                nodes[0].set("other/ignored", "1").await.expect("set");
+                nodes[0].set("app/color", "blue").await.expect("set");
+            }
+            1 => nodes[0].delete("app/color").await.expect("delete"),
+            _ => {
+                nodes[0].set("app/lease", "held").await.expect("set");
+                nodes[0].delete_after_ttl("app/lease").await.expect("delete after ttl");
+            }
+        }
+        for subscription in &mut subscriptions {
+            within(&runtime, what, async {
+                loop {
+                    let change = subscription.next().await.expect("the node runs").expect("no lag");
+                    assert!(change.key().starts_with("app/"), "unexpected key {}", change.key());
+                    assert_eq!(change.node(), &owner);
+                    if wanted(&change) {
+                        break;
+                    }
+                }
+            })
+            .await;
+        }
+    }
+    shutdown_all(&nodes).await;
+}
+
+/// A node stopped without leaving is seen dead by the others.
+pub async fn node_shut_down_without_leaving_is_seen_dead(runtime: Arc<dyn Runtime>) {
+    let nodes = start_cluster(&runtime, 3).await;
+    wait_converged(&runtime, &nodes).await;
+    let mut events = nodes[0].subscribe_events();
+    let victim = nodes[2].self_id().clone();
+    nodes[2].shutdown().await.expect("a clean shutdown");
+    wait_for_event(&runtime, &mut events, "the stopped node is seen dead", |event| {
+        *event == Event::NodeDead(victim.clone())
+    })
+    .await;
+    wait_until(&runtime, "both survivors drop it from their live sets", || {
+        nodes[..2].iter().all(|node| !node.live_nodes().contains(&victim))
+    })
+    .await;
+    shutdown_all(&nodes[..2]).await;
+}
+
+/// A node restarted on its address with a higher generation is live again, and
+/// its old generation is forgotten after the grace period.
+pub async fn restarted_node_is_live_again_and_old_generation_removed(runtime: Arc<dyn Runtime>) {
+    let mut nodes = start_cluster(&runtime, 3).await;
+    wait_converged(&runtime, &nodes).await;
+    let old = nodes[2].self_id().clone();
+    nodes[2].shutdown().await.expect("a clean shutdown");
+    let mut config = node_config(&old.name, &[nodes[0].local_addr().to_string()]);
+    config.listen_addr = old.gossip_addr;
+    config.generation = Some(old.generation + 1);
+    nodes[2] = start(&runtime, config).await;
+    let new = nodes[2].self_id().clone();
+    wait_until(&runtime, "the survivors see the new generation live", || {
+        nodes[..2].iter().all(|node| node.live_nodes().contains(&new))
+    })
+    .await;
+    wait_converged(&runtime, &nodes).await;
+    let deadline = Instant::now() + TIMEOUT;
+    for node in &nodes[..2] {
+        loop {
+            let snapshot = node.snapshot().await.expect("running");
+            if !snapshot.nodes.iter().any(|state| state.id == old) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the old generation was never removed");
+            sleep(&runtime, POLL_INTERVAL).await;
+        }
+    }
+    shutdown_all(&nodes).await;
+}
+
+/// A node that leaves is seen left by the others without waiting for the failure
+/// detector.
+pub async fn leave_is_seen_as_left(runtime: Arc<dyn Runtime>) {
+    let nodes = start_cluster(&runtime, 3).await;
+    wait_converged(&runtime, &nodes).await;
+    let mut events: Vec<_> = nodes[..2].iter().map(ChitchatHandle::subscribe_events).collect();
+    let leaver = nodes[2].self_id().clone();
+    nodes[2].leave().await.expect("leave");
+    for (node, events) in nodes[..2].iter().zip(&mut events) {
+        wait_for_event(&runtime, events, "the leaver is seen left", |event| {
+            *event == Event::NodeLeft(leaver.clone())
+        })
+        .await;
+        let snapshot = node.snapshot().await.expect("running");
+        let status = snapshot.nodes.iter().find(|state| state.id == leaver).map(|state| state.status);
+        assert!(matches!(status, Some(NodeStatus::Left) | None), "status of the leaver: {status:?}");
+        assert!(!node.live_nodes().contains(&leaver));
+    }
+    assert!(matches!(nodes[2].set("late", "write").await, Err(CommandError::KeyValue(_))));
+    shutdown_all(&nodes).await;
+}
+
+/// A seed given as `localhost:PORT` is resolved by DNS and works.
+pub async fn seed_given_as_localhost_works(runtime: Arc<dyn Runtime>) {
+    let first = start(&runtime, node_config("node-0", &[])).await;
+    let seed = format!("localhost:{}", first.local_addr().port());
+    let second = start(&runtime, node_config("node-1", &[seed])).await;
+    let nodes = [first, second];
+    wait_converged(&runtime, &nodes).await;
+    shutdown_all(&nodes).await;
+}
+
+/// Garbage, datagrams of another cluster and of another protocol version are
+/// counted, change nothing, and the cluster keeps working.
+pub async fn hostile_datagrams_are_counted_and_change_nothing(runtime: Arc<dyn Runtime>) {
+    let nodes = start_cluster(&runtime, 3).await;
+    wait_converged(&runtime, &nodes).await;
+    let target = &nodes[0];
+    let before = target.metrics().await.expect("running").core;
+    let tracked_before: Vec<NodeId> =
+        target.snapshot().await.expect("running").nodes.into_iter().map(|node| node.id).collect();
+
+    // The probe uses the runtime's socket: a blocking one would stall a
+    // single-threaded runtime.
+    let probe = runtime.bind("127.0.0.1:0".parse().expect("an address")).expect("bind the probe");
+    let empty_digest = Digest { range: RingRange::FULL, entries: Vec::new(), unknown: Vec::new() };
+    let packet =
+        |cluster_id: &str, message: Message| wire::encode(&Packet { cluster_id: cluster_id.into(), message });
+    let mut other_version = packet(CLUSTER_ID, Message::Syn { digest: empty_digest.clone() });
+    other_version[wire::MAGIC.len()] = wire::PROTOCOL_VERSION.wrapping_add(1);
+    let mut truncated = packet(CLUSTER_ID, Message::Ack { delta: Delta::default() });
+    truncated.truncate(wire::HEADER_LEN + 2);
+    let datagrams: Vec<Vec<u8>> = vec![
+        b"definitely not gossip".to_vec(),
+        vec![0xff; 3],
+        truncated,
+        other_version,
+        packet("another-cluster", Message::Ack { delta: Delta::default() }),
+        packet("another-cluster", Message::Syn { digest: empty_digest }),
+    ];
+    for datagram in &datagrams {
+        poll_fn(|cx| probe.poll_send_to(cx, datagram, target.local_addr()))
+            .await
+            .expect("send to the target");
+    }
+    // The Syn of another cluster is answered BadCluster.
+    let mut buffer = vec![0; Config::MAX_DATAGRAM_SIZE];
+    let (len, _) =
+        within(&runtime, "a BadCluster answer", poll_fn(|cx| probe.poll_recv_from(cx, &mut buffer)))
+            .await
+            .expect("receive the answer");
+    let answer = wire::decode(&buffer[..len]).expect("a valid answer");
+    assert_eq!(answer.message, Message::BadCluster);
+    assert_eq!(answer.cluster_id, CLUSTER_ID);
+
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let after = target.metrics().await.expect("running").core;
+        let rejected = &after.rejected;
+        let counted = rejected.envelope >= before.rejected.envelope + 3
+            && rejected.decode > before.rejected.decode
+            && rejected.wrong_cluster > before.rejected.wrong_cluster
+            && after.bad_cluster_sent > before.bad_cluster_sent
+            && rejected.total >= before.rejected.total + 5;
+        if counted {
+            break;
+        }
+        assert!(Instant::now() < deadline, "hostile datagrams not counted: {after:?}");
+        sleep(&runtime, POLL_INTERVAL).await;
+    }
+    // The cluster keeps working, and the target tracks the same nodes.
+    nodes[1].set("after", "attack").await.expect("set");
+    let writer = nodes[1].self_id().clone();
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let snapshot = target.snapshot().await.expect("running");
+        let arrived = snapshot.nodes.iter().any(|node| {
+            node.id == writer
+                && node.key_values.iter().any(|(key, value)| key == "after" && value.value == "attack")
+        });
+        if arrived {
+            let tracked: Vec<NodeId> = snapshot.nodes.into_iter().map(|node| node.id).collect();
+            assert_eq!(tracked, tracked_before, "hostile datagrams changed the tracked nodes");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the cluster stopped working");
+        sleep(&runtime, POLL_INTERVAL).await;
+    }
+    wait_converged(&runtime, &nodes).await;
+    shutdown_all(&nodes).await;
+}
+
+/// A subscriber that does not read loses the oldest changes, is told how many,
+/// and never holds gossip up.
+pub async fn slow_subscriber_is_told_it_lagged(runtime: Arc<dyn Runtime>) {
+    let mut config = node_config("node-0", &[]);
+    config.subscription_capacity = 4;
+    let first = start(&runtime, config).await;
+    let second = start(&runtime, node_config("node-1", &[first.local_addr().to_string()])).await;
+    let nodes = [first, second];
+    wait_converged(&runtime, &nodes).await;
+    let mut slow = nodes[0].subscribe_key_changes("k/");
+    for i in 0..50 {
+        nodes[0].set(format!("k/{i:02}"), "v").await.expect("set");
+    }
+    let owner = nodes[0].self_id().clone();
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let snapshot = nodes[1].snapshot().await.expect("running");
+        let keys =
+            snapshot.nodes.iter().find(|node| node.id == owner).map_or(0, |node| node.key_values.len());
+        if keys == 50 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "gossip stalled behind a slow subscriber");
+        sleep(&runtime, POLL_INTERVAL).await;
+    }
+    let first_item = within(&runtime, "the lag report", slow.next()).await.expect("the node runs");
+    assert_eq!(first_item, Err(Lagged(46)));
+    let next = within(&runtime, "the next change", slow.next()).await.expect("the node runs");
+    assert!(matches!(next, Ok(KeyChange::Set { key, .. }) if key == "k/46"));
+    shutdown_all(&nodes).await;
+}
+
+/// Transient receive errors are counted and survived; a socket that fails for good
+/// stops the task, and the handle reports it.
+pub async fn socket_errors_are_survived_and_a_closed_socket_is_reported(runtime: Arc<dyn Runtime>) {
+    let faults = Arc::new(Faults::default());
+    let faulty: Arc<dyn Runtime> = Arc::new(FaultyRuntime { inner: runtime.clone(), faults: faults.clone() });
+    let first = start(&faulty, node_config("node-0", &[])).await;
+    let second = start(&runtime, node_config("node-1", &[first.local_addr().to_string()])).await;
+    let nodes = [first, second];
+    wait_converged(&runtime, &nodes).await;
+
+    faults.transient_errors.store(20, Ordering::SeqCst);
+    wait_until(&runtime, "the transient errors are counted", || nodes[0].driver_metrics().recv_errors >= 20)
+        .await;
+    let writer = nodes[1].self_id().clone();
+    let mut changes = nodes[0].subscribe_key_changes("still");
+    nodes[1].set("still", "gossiping").await.expect("set");
+    within(&runtime, "gossip after transient errors", async {
+        while let Some(change) = changes.next().await {
+            if change.is_ok_and(|change| change.node() == &writer) {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(nodes[0].stop_reason().is_none());
+
+    faults.closed.store(true, Ordering::SeqCst);
+    let reason = within(&runtime, "the task to stop", nodes[0].stopped()).await;
+    assert!(matches!(reason, StopReason::SocketClosed(_)), "stopped because {reason}");
+    assert!(matches!(nodes[0].shutdown().await, Err(StopReason::SocketClosed(_))));
+    assert_eq!(nodes[0].set("k", "v").await, Err(CommandError::Stopped));
+    nodes[1].shutdown().await.expect("a clean shutdown");
+}
+
+/// One node per runtime, in one cluster: they converge and share keys.
+pub async fn mixed_runtimes_form_one_cluster(runtimes: Vec<Arc<dyn Runtime>>) {
+    let mut nodes: Vec<ChitchatHandle> = Vec::new();
+    for (i, runtime) in runtimes.iter().enumerate() {
+        let seeds: Vec<String> =
+            nodes.first().map(|first| first.local_addr().to_string()).into_iter().collect();
+        let node = start(runtime, node_config(&format!("node-{i}"), &seeds)).await;
+        nodes.push(node);
+    }
+    let runtime = &runtimes[0];
+    wait_converged(runtime, &nodes).await;
+    for node in &nodes {
+        node.set("runtime", node.self_id().name.clone()).await.expect("set");
+    }
+    let deadline = Instant::now() + TIMEOUT;
+    for node in &nodes {
+        loop {
+            let snapshot = node.snapshot().await.expect("running");
+            let with_key = snapshot
+                .nodes
+                .iter()
+                .filter(|state| state.key_values.iter().any(|(key, _)| key == "runtime"));
+            if with_key.count() == nodes.len() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "keys did not spread across runtimes");
+            sleep(runtime, POLL_INTERVAL).await;
+        }
+    }
+    shutdown_all(&nodes).await;
+}
+
+/// Faults injected into a [`FaultyRuntime`]'s sockets.
+#[derive(Debug, Default)]
+struct Faults {
+    /// Receives that fail with `ConnectionRefused` before the next real one.
+    transient_errors: AtomicU32,
+    /// Every receive fails with `BrokenPipe`, as on a closed socket.
+    closed: AtomicBool,
+}
+
+/// A runtime whose sockets fail on demand.
+#[derive(Debug)]
+struct FaultyRuntime {
+    inner: Arc<dyn Runtime>,
+    faults: Arc<Faults>,
+}
+
+impl Runtime for FaultyRuntime {
+    fn bind(&self, addr: SocketAddr) -> io::Result<Box<dyn UdpSocket>> {
+        Ok(Box::new(FaultySocket { inner: self.inner.bind(addr)?, faults: self.faults.clone() }))
+    }
+
+    fn new_timer(&self, deadline: Instant) -> Pin<Box<dyn Timer>> {
+        self.inner.new_timer(deadline)
+    }
+
+    fn spawn(&self, future: BoxFuture<()>) {
+        self.inner.spawn(future)
+    }
+
+    fn resolve(&self, host_and_port: String) -> BoxFuture<io::Result<Vec<SocketAddr>>> {
+        self.inner.resolve(host_and_port)
+    }
+}
+
+#[derive(Debug)]
+struct FaultySocket {
+    inner: Box<dyn UdpSocket>,
+    faults: Arc<Faults>,
+}
+
+impl UdpSocket for FaultySocket {
+    fn poll_recv_from(
+        &self,
+        cx: &mut Context<'_>,
+        buffer: &mut [u8],
+    ) -> Poll<io::Result<(usize, SocketAddr)>> {
+        if self.faults.closed.load(Ordering::SeqCst) {
+            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+        }
+        let injected = self
+            .faults
+            .transient_errors
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        if injected.is_ok() {
+            return Poll::Ready(Err(io::ErrorKind::ConnectionRefused.into()));
+        }
+        self.inner.poll_recv_from(cx, buffer)
+    }
+
+    fn poll_send_to(&self, cx: &mut Context<'_>, bytes: &[u8], to: SocketAddr) -> Poll<io::Result<usize>> {
+        self.inner.poll_send_to(cx, bytes, to)
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+}

@@ -1,0 +1,286 @@
+//! [`ChitchatHandle`]: the application's side of a running node.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use async_broadcast::Sender;
+use chitchat_core::{ClusterSnapshot, Event, KeyValueError, Metrics, NodeId, NodeSnapshot};
+
+use crate::error::{CommandError, StopReason};
+use crate::streams::{KeyChange, NodeSet, Subscription, Watch, WatchStream, subscription_channel};
+
+/// A reply to one command.
+pub(crate) type Reply<T> = async_channel::Sender<T>;
+
+/// What a handle asks of the node task.
+pub(crate) enum Command {
+    Set { key: String, value: String, reply: Reply<Result<(), KeyValueError>> },
+    SetWithTtl { key: String, value: String, reply: Reply<Result<(), KeyValueError>> },
+    Delete { key: String, reply: Reply<Result<(), KeyValueError>> },
+    DeleteAfterTtl { key: String, reply: Reply<Result<(), KeyValueError>> },
+    Snapshot { reply: Reply<ClusterSnapshot> },
+    Metrics { reply: Reply<Metrics> },
+    Leave { reply: Reply<()> },
+    Shutdown,
+}
+
+/// The counters of the driver itself, since the node started (the protocol's are
+/// in [`Metrics`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DriverMetrics {
+    /// Sends that failed (the datagram was dropped; gossip retries next round).
+    pub send_errors: u64,
+    /// Receives that failed with a transient error (connection refused by an
+    /// earlier send's ICMP answer, no buffer space, ...), survived.
+    pub recv_errors: u64,
+    /// Seed host names that failed to resolve (each is retried).
+    pub seed_resolution_failures: u64,
+}
+
+/// The core's counters and the driver's, from [`ChitchatHandle::metrics`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeMetrics {
+    /// The protocol's counters.
+    pub core: Metrics,
+    /// The socket's counters.
+    pub driver: DriverMetrics,
+}
+
+/// The driver's counters, shared between the task and the handles.
+#[derive(Debug, Default)]
+pub(crate) struct DriverCounters {
+    pub send_errors: AtomicU64,
+    pub recv_errors: AtomicU64,
+    pub seed_resolution_failures: AtomicU64,
+}
+
+impl DriverCounters {
+    pub fn increment(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> DriverMetrics {
+        DriverMetrics {
+            send_errors: self.send_errors.load(Ordering::Relaxed),
+            recv_errors: self.recv_errors.load(Ordering::Relaxed),
+            seed_resolution_failures: self.seed_resolution_failures.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A subscription to the changes of keys that start with `prefix`.
+#[derive(Debug)]
+pub(crate) struct KeySubscriber {
+    pub prefix: String,
+    pub sender: Sender<KeyChange>,
+}
+
+/// What the task and the handles share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub live: Watch,
+    pub ready: Watch,
+    pub key_subscribers: Mutex<Vec<KeySubscriber>>,
+    pub event_subscribers: Mutex<Vec<Sender<Event>>>,
+    pub counters: DriverCounters,
+    pub stop_reason: Mutex<Option<StopReason>>,
+    pub subscription_capacity: usize,
+}
+
+impl Shared {
+    /// Records why the task stopped and ends every stream.
+    pub fn stop(&self, reason: StopReason) {
+        *self.stop_reason.lock().unwrap_or_else(PoisonError::into_inner) = Some(reason);
+        self.live.close();
+        self.ready.close();
+        for subscriber in self.key_subscribers.lock().unwrap_or_else(PoisonError::into_inner).drain(..) {
+            subscriber.sender.close();
+        }
+        for sender in self.event_subscribers.lock().unwrap_or_else(PoisonError::into_inner).drain(..) {
+            sender.close();
+        }
+    }
+}
+
+/// A cloneable handle on a running node.
+///
+/// Commands go to the node's task through a bounded queue; reads of the node set
+/// watches are immediate. The node runs until [`ChitchatHandle::shutdown`], until
+/// its socket fails, or until every handle is dropped.
+#[derive(Clone)]
+pub struct ChitchatHandle {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    self_id: NodeId,
+    local_addr: SocketAddr,
+    commands: async_channel::Sender<Command>,
+    /// Closed when the task has stopped (its only sender is dropped then).
+    stopped: async_channel::Receiver<Infallible>,
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for ChitchatHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChitchatHandle")
+            .field("self_id", &self.inner.self_id)
+            .field("local_addr", &self.inner.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ChitchatHandle {
+    pub(crate) fn new(
+        self_id: NodeId,
+        local_addr: SocketAddr,
+        commands: async_channel::Sender<Command>,
+        stopped: async_channel::Receiver<Infallible>,
+        shared: Arc<Shared>,
+    ) -> Self {
+        ChitchatHandle { inner: Arc::new(Inner { self_id, local_addr, commands, stopped, shared }) }
+    }
+
+    /// The node's identity: name, generation and advertised gossip address.
+    pub fn self_id(&self) -> &NodeId {
+        &self.inner.self_id
+    }
+
+    /// The address the node's socket is bound to (the actual port for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.local_addr
+    }
+
+    async fn request<T>(&self, command: impl FnOnce(Reply<T>) -> Command) -> Result<T, CommandError> {
+        let (reply, response) = async_channel::bounded(1);
+        self.inner.commands.send(command(reply)).await.map_err(|_| CommandError::Stopped)?;
+        response.recv().await.map_err(|_| CommandError::Stopped)
+    }
+
+    /// Sets one of this node's keys.
+    pub async fn set(&self, key: impl Into<String>, value: impl Into<String>) -> Result<(), CommandError> {
+        let (key, value) = (key.into(), value.into());
+        Ok(self.request(|reply| Command::Set { key, value, reply }).await??)
+    }
+
+    /// Sets a key that expires on every node a deletion grace period after that
+    /// node learns of it.
+    pub async fn set_with_ttl(
+        &self,
+        key: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Result<(), CommandError> {
+        let (key, value) = (key.into(), value.into());
+        Ok(self.request(|reply| Command::SetWithTtl { key, value, reply }).await??)
+    }
+
+    /// Deletes one of this node's keys (absent keys are ignored).
+    pub async fn delete(&self, key: impl Into<String>) -> Result<(), CommandError> {
+        let key = key.into();
+        Ok(self.request(|reply| Command::Delete { key, reply }).await??)
+    }
+
+    /// Gives an existing key of this node a time to live (absent keys are ignored).
+    pub async fn delete_after_ttl(&self, key: impl Into<String>) -> Result<(), CommandError> {
+        let key = key.into();
+        Ok(self.request(|reply| Command::DeleteAfterTtl { key, reply }).await??)
+    }
+
+    /// A copy of everything the node knows.
+    pub async fn snapshot(&self) -> Result<ClusterSnapshot, CommandError> {
+        self.request(|reply| Command::Snapshot { reply }).await
+    }
+
+    /// The state of every node the node tracks (itself included).
+    pub async fn node_states(&self) -> Result<Vec<NodeSnapshot>, CommandError> {
+        Ok(self.snapshot().await?.nodes)
+    }
+
+    /// The nodes seen live now (this one included, until it leaves).
+    pub fn live_nodes(&self) -> NodeSet {
+        (*self.inner.shared.live.get()).clone()
+    }
+
+    /// The nodes seen ready now.
+    pub fn ready_nodes(&self) -> NodeSet {
+        (*self.inner.shared.ready.get()).clone()
+    }
+
+    /// The live nodes now, then after each change.
+    pub fn watch_live_nodes(&self) -> WatchStream {
+        self.inner.shared.live.watch()
+    }
+
+    /// The ready nodes now, then after each change.
+    pub fn watch_ready_nodes(&self) -> WatchStream {
+        self.inner.shared.ready.watch()
+    }
+
+    /// Every change (set, delete, expiry) of a key starting with `prefix`, of any
+    /// node, this one included, from now on. `""` matches every key.
+    pub fn subscribe_key_changes(&self, prefix: impl Into<String>) -> Subscription<KeyChange> {
+        let shared = &self.inner.shared;
+        let (sender, receiver) = subscription_channel(shared.subscription_capacity);
+        let mut subscribers = shared.key_subscribers.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.stop_reason().is_none() {
+            subscribers.push(KeySubscriber { prefix: prefix.into(), sender });
+        }
+        Subscription::new(receiver)
+    }
+
+    /// Every event of the core (membership and keys), from now on.
+    pub fn subscribe_events(&self) -> Subscription<Event> {
+        let shared = &self.inner.shared;
+        let (sender, receiver) = subscription_channel(shared.subscription_capacity);
+        let mut subscribers = shared.event_subscribers.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.stop_reason().is_none() {
+            subscribers.push(sender);
+        }
+        Subscription::new(receiver)
+    }
+
+    /// The core's counters and the driver's.
+    pub async fn metrics(&self) -> Result<NodeMetrics, CommandError> {
+        let core = self.request(|reply| Command::Metrics { reply }).await?;
+        Ok(NodeMetrics { core, driver: self.driver_metrics() })
+    }
+
+    /// The driver's counters (readable after the node stopped, too).
+    pub fn driver_metrics(&self) -> DriverMetrics {
+        self.inner.shared.counters.get()
+    }
+
+    /// Leaves the cluster: returns once the farewells are sent. Peers then mark
+    /// this node left at once; it takes no further part, but keeps running (and
+    /// answering reads) until [`ChitchatHandle::shutdown`].
+    pub async fn leave(&self) -> Result<(), CommandError> {
+        self.request(|reply| Command::Leave { reply }).await
+    }
+
+    /// Stops the node's task and returns once it has stopped and its socket is
+    /// closed. Without a [`ChitchatHandle::leave`] first, peers see the node dead
+    /// after a while. Returns `Err` if the task had already stopped because its
+    /// socket failed.
+    pub async fn shutdown(&self) -> Result<(), StopReason> {
+        let _ = self.inner.commands.send(Command::Shutdown).await;
+        match self.stopped().await {
+            StopReason::SocketClosed(error) => Err(StopReason::SocketClosed(error)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Why the task stopped, or `None` while it runs.
+    pub fn stop_reason(&self) -> Option<StopReason> {
+        self.inner.shared.stop_reason.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Waits until the task stops, and says why.
+    pub async fn stopped(&self) -> StopReason {
+        // Nothing is ever sent: `recv` returns once the task drops its sender.
+        let _ = self.inner.stopped.recv().await;
+        self.stop_reason().unwrap_or(StopReason::Shutdown)
+    }
+}

@@ -1,0 +1,336 @@
+//! The node task: one loop that feeds the core and drains it.
+//!
+//! Each turn: take the handles' commands, receive datagrams (each stamped with
+//! its arrival time), fire the core's deadline, take in seed re-resolutions, send
+//! what the core emits, publish its events, and re-arm the single timer to
+//! [`Chitchat::poll_timeout`]. No protocol decision is made here.
+
+use std::collections::BTreeSet;
+use std::convert::Infallible;
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use chitchat_core::{Chitchat, Config, Event, NodeId, Timestamp, Transmit};
+use futures_lite::Stream;
+
+use crate::config::{NodeConfig, generation_from_clock};
+use crate::error::{StartError, StopReason};
+use crate::handle::{ChitchatHandle, Command, DriverCounters, KeySubscriber, Reply, Shared};
+use crate::runtime::{BoxFuture, Runtime, Timer, UdpSocket};
+use crate::seeds::{Resolution, Seeds};
+use crate::streams::{KeyChange, Watch};
+
+/// Datagrams received per turn before the other sources get a look.
+const RECV_BATCH: usize = 64;
+/// Turns per poll before the task yields to its executor.
+const TURNS_PER_POLL: usize = 16;
+/// Commands waiting for the task, per node.
+const COMMAND_QUEUE: usize = 256;
+/// A socket that fails this many receives in a row, without one success, is
+/// considered closed (it would otherwise spin).
+const MAX_CONSECUTIVE_RECV_ERRORS: u32 = 1_000;
+
+/// Binds the socket, creates the core, resolves the seeds once and spawns the
+/// node's task on `runtime`. Must be called from within that runtime.
+pub async fn spawn(runtime: Arc<dyn Runtime>, config: NodeConfig) -> Result<ChitchatHandle, StartError> {
+    let start = Instant::now();
+    let socket = runtime
+        .bind(config.listen_addr)
+        .map_err(|source| StartError::Bind { addr: config.listen_addr, source })?;
+    let local_addr =
+        socket.local_addr().map_err(|source| StartError::Bind { addr: config.listen_addr, source })?;
+    let gossip_addr = config.advertise_addr.unwrap_or(local_addr);
+    if gossip_addr.ip().is_unspecified() {
+        tracing::warn!(%gossip_addr, "advertising an unspecified address: set advertise_addr");
+    }
+    let generation = config.generation.unwrap_or_else(generation_from_clock);
+    let self_id = NodeId::new(config.name, generation, gossip_addr);
+    let mut chitchat_config = config.chitchat;
+    if chitchat_config.rng_seed == 0 {
+        chitchat_config.rng_seed = fastrand::u64(1..);
+    }
+    let now = Timestamp::from_elapsed(start.elapsed());
+    let mut chitchat = Chitchat::new(chitchat_config, self_id.clone(), config.initial_key_values, now)?;
+
+    let live: BTreeSet<NodeId> = chitchat.live_nodes().cloned().collect();
+    let ready: BTreeSet<NodeId> = chitchat.ready_nodes().cloned().collect();
+    let shared = Arc::new(Shared {
+        live: Watch::new(live),
+        ready: Watch::new(ready),
+        key_subscribers: Mutex::default(),
+        event_subscribers: Mutex::default(),
+        counters: DriverCounters::default(),
+        stop_reason: Mutex::default(),
+        subscription_capacity: config.subscription_capacity,
+    });
+
+    let mut seeds = Seeds::new(config.seeds, local_addr.is_ipv4(), config.seed_refresh_interval);
+    let (addrs, next_resolution) = seeds.absorb(seeds.resolve(&runtime).await, &shared);
+    chitchat.set_seed_addrs(addrs);
+    let seed_timer = seeds.needs_refresh().then(|| runtime.new_timer(Instant::now() + next_resolution));
+
+    let (commands, command_receiver) = async_channel::bounded(COMMAND_QUEUE);
+    let (alive, stopped) = async_channel::bounded::<Infallible>(1);
+    let driver = Driver {
+        chitchat,
+        socket,
+        start,
+        buffer: vec![0; Config::MAX_DATAGRAM_SIZE],
+        timer: runtime.new_timer(start),
+        timer_deadline: None,
+        commands: Box::pin(command_receiver),
+        unsent: None,
+        seeds,
+        seed_timer,
+        resolution: None,
+        leave_replies: Vec::new(),
+        consecutive_recv_errors: 0,
+        shared: shared.clone(),
+        runtime: runtime.clone(),
+    };
+    tracing::info!(node = %self_id, %local_addr, "node started");
+    runtime.spawn(Box::pin(run(driver, alive)));
+    Ok(ChitchatHandle::new(self_id, local_addr, commands, stopped, shared))
+}
+
+/// The task: drives the node until it stops, then closes everything.
+async fn run(mut driver: Driver, alive: async_channel::Sender<Infallible>) {
+    let reason = poll_fn(|cx| driver.poll(cx)).await;
+    tracing::info!(node = %driver.chitchat.self_id(), %reason, "node stopped");
+    let shared = driver.shared.clone();
+    // Closes the socket before anyone hears that the task stopped.
+    drop(driver);
+    shared.stop(reason);
+    drop(alive);
+}
+
+struct Driver {
+    chitchat: Chitchat,
+    socket: Box<dyn UdpSocket>,
+    /// The epoch of the node's timestamps.
+    start: Instant,
+    /// Room for the largest datagram, allocated once.
+    buffer: Vec<u8>,
+    /// The single timer, armed at the core's next deadline.
+    timer: Pin<Box<dyn Timer>>,
+    timer_deadline: Option<Instant>,
+    commands: Pin<Box<async_channel::Receiver<Command>>>,
+    /// A datagram polled from the core that the socket could not take yet.
+    unsent: Option<Transmit>,
+    seeds: Seeds,
+    /// When to resolve the seeds again (`None` if they are all IP addresses).
+    seed_timer: Option<Pin<Box<dyn Timer>>>,
+    resolution: Option<BoxFuture<Resolution>>,
+    leave_replies: Vec<Reply<()>>,
+    consecutive_recv_errors: u32,
+    shared: Arc<Shared>,
+    runtime: Arc<dyn Runtime>,
+}
+
+impl Driver {
+    fn now(&self) -> Timestamp {
+        Timestamp::from_elapsed(self.start.elapsed())
+    }
+
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<StopReason> {
+        for _ in 0..TURNS_PER_POLL {
+            let mut progress = false;
+            match self.poll_commands(cx) {
+                Poll::Ready(reason) => return Poll::Ready(reason),
+                Poll::Pending => {}
+            }
+            match self.poll_socket(cx) {
+                Ok(received) => progress |= received,
+                Err(error) => return Poll::Ready(StopReason::SocketClosed(Arc::new(error))),
+            }
+            if self.timer_deadline.is_some() && self.timer.as_mut().poll(cx).is_ready() {
+                self.timer_deadline = None;
+                self.chitchat.handle_timeout(self.now());
+                progress = true;
+            }
+            progress |= self.poll_seeds(cx);
+            self.send(cx);
+            self.publish_events();
+            if self.chitchat.has_left() {
+                for reply in self.leave_replies.drain(..) {
+                    let _ = reply.try_send(());
+                }
+            }
+            // Re-arm the timer; a moved timer must be polled once to register.
+            let deadline =
+                self.chitchat.poll_timeout().map(|deadline| self.start + deadline.elapsed_since_epoch());
+            if deadline != self.timer_deadline {
+                if let Some(deadline) = deadline {
+                    self.timer.as_mut().reset(deadline);
+                    progress = true;
+                }
+                self.timer_deadline = deadline;
+            }
+            if !progress {
+                return Poll::Pending;
+            }
+        }
+        // Plenty to do: let the executor run other tasks, then come back.
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    /// Runs every queued command; `Ready` if one stops the task.
+    fn poll_commands(&mut self, cx: &mut Context<'_>) -> Poll<StopReason> {
+        loop {
+            let command = match self.commands.as_mut().poll_next(cx) {
+                Poll::Ready(Some(command)) => command,
+                Poll::Ready(None) => return Poll::Ready(StopReason::HandlesDropped),
+                Poll::Pending => return Poll::Pending,
+            };
+            let now = self.now();
+            let chitchat = &mut self.chitchat;
+            // A reply nobody waits for any more is dropped.
+            match command {
+                Command::Set { key, value, reply } => drop(reply.try_send(chitchat.set(&key, &value))),
+                Command::SetWithTtl { key, value, reply } => {
+                    drop(reply.try_send(chitchat.set_with_ttl(now, &key, &value)))
+                }
+                Command::Delete { key, reply } => drop(reply.try_send(chitchat.delete(now, &key))),
+                Command::DeleteAfterTtl { key, reply } => {
+                    drop(reply.try_send(chitchat.delete_after_ttl(now, &key)))
+                }
+                Command::Snapshot { reply } => drop(reply.try_send(chitchat.snapshot())),
+                Command::Metrics { reply } => drop(reply.try_send(chitchat.metrics())),
+                Command::Leave { reply } => {
+                    chitchat.leave(now);
+                    self.leave_replies.push(reply);
+                }
+                Command::Shutdown => return Poll::Ready(StopReason::Shutdown),
+            }
+        }
+    }
+
+    /// Receives a batch of datagrams. `Ok(true)` if the batch was full (more may
+    /// be waiting); `Err` if the socket failed for good.
+    fn poll_socket(&mut self, cx: &mut Context<'_>) -> io::Result<bool> {
+        for _ in 0..RECV_BATCH {
+            match self.socket.poll_recv_from(cx, &mut self.buffer) {
+                Poll::Ready(Ok((len, from))) => {
+                    // The arrival time is read as soon as the datagram is out of the
+                    // socket: the failure detector measures heartbeat arrivals.
+                    let now = self.now();
+                    self.consecutive_recv_errors = 0;
+                    // On Err the core changed nothing and counted the datagram.
+                    let _ = self.chitchat.handle_datagram(now, from, &self.buffer[..len]);
+                }
+                Poll::Ready(Err(error)) => {
+                    self.consecutive_recv_errors += 1;
+                    if is_fatal(&error) || self.consecutive_recv_errors >= MAX_CONSECUTIVE_RECV_ERRORS {
+                        return Err(error);
+                    }
+                    DriverCounters::increment(&self.shared.counters.recv_errors);
+                    tracing::debug!(%error, "transient receive error");
+                }
+                Poll::Pending => return Ok(false),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Sends what the core emitted, until the socket's buffer is full.
+    fn send(&mut self, cx: &mut Context<'_>) {
+        while let Some(transmit) = self.unsent.take().or_else(|| self.chitchat.poll_transmit()) {
+            match self.socket.poll_send_to(cx, &transmit.bytes, transmit.to) {
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(error)) => {
+                    // UDP is lossy anyway: gossip retries next round.
+                    count(&self.shared.counters.send_errors);
+                    tracing::debug!(to = %transmit.to, %error, "send failed");
+                }
+                Poll::Pending => {
+                    self.unsent = Some(transmit);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Starts and finishes seed re-resolutions. `true` if something changed.
+    fn poll_seeds(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(seed_timer) = &mut self.seed_timer else { return false };
+        let mut progress = false;
+        if self.resolution.is_none() && seed_timer.as_mut().poll(cx).is_ready() {
+            self.resolution = Some(self.seeds.resolve(&self.runtime));
+            progress = true;
+        }
+        if let Some(resolution) = &mut self.resolution
+            && let Poll::Ready(resolution) = resolution.as_mut().poll(cx)
+        {
+            self.resolution = None;
+            let (addrs, next) = self.seeds.absorb(resolution, &self.shared);
+            self.chitchat.set_seed_addrs(addrs);
+            seed_timer.as_mut().reset(Instant::now() + next);
+            progress = true;
+        }
+        progress
+    }
+
+    /// Hands the core's events to the subscribers, then publishes the live and
+    /// ready sets if membership may have changed.
+    fn publish_events(&mut self) {
+        let mut membership_changed = false;
+        let mut events = Vec::new();
+        while let Some(event) = self.chitchat.poll_event() {
+            membership_changed |=
+                !matches!(event, Event::KeySet { .. } | Event::KeyDeleted { .. } | Event::KeyExpired { .. });
+            events.push(event);
+        }
+        if events.is_empty() {
+            return;
+        }
+        self.dispatch(&events);
+        if membership_changed {
+            self.shared.live.publish(self.chitchat.live_nodes().cloned().collect());
+            self.shared.ready.publish(self.chitchat.ready_nodes().cloned().collect());
+        }
+    }
+
+    fn dispatch(&self, events: &[Event]) {
+        let mut key_subscribers = self.shared.key_subscribers.lock().unwrap_or_else(PoisonError::into_inner);
+        key_subscribers.retain(|subscriber| subscriber.sender.receiver_count() > 0);
+        if !key_subscribers.is_empty() {
+            for change in events.iter().filter_map(KeyChange::from_event) {
+                for KeySubscriber { prefix, sender } in key_subscribers.iter() {
+                    if change.key().starts_with(prefix.as_str()) {
+                        // With overflow on, a full buffer drops its oldest item.
+                        let _ = sender.try_broadcast(change.clone());
+                    }
+                }
+            }
+        }
+        drop(key_subscribers);
+        let mut event_subscribers =
+            self.shared.event_subscribers.lock().unwrap_or_else(PoisonError::into_inner);
+        event_subscribers.retain(|sender| sender.receiver_count() > 0);
+        for sender in event_subscribers.iter() {
+            for event in events {
+                let _ = sender.try_broadcast(event.clone());
+            }
+        }
+    }
+}
+
+fn count(counter: &AtomicU64) {
+    DriverCounters::increment(counter);
+}
+
+/// Whether a receive error means the socket is gone. Anything else (an ICMP
+/// answer to an earlier send, no buffer space, an interrupted call) is counted
+/// and survived.
+fn is_fatal(error: &io::Error) -> bool {
+    /// `EBADF` on every Unix.
+    const BAD_DESCRIPTOR: i32 = 9;
+    matches!(error.kind(), io::ErrorKind::NotConnected | io::ErrorKind::BrokenPipe)
+        || (cfg!(unix) && error.raw_os_error() == Some(BAD_DESCRIPTOR))
+}

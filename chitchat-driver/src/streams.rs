@@ -1,0 +1,203 @@
+//! What a handle subscribes to: watches of node sets, key changes by prefix, and
+//! every event. All are bounded: a subscriber that does not keep up loses the
+//! oldest items (and is told so), and never slows the node down.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+
+use async_broadcast::{InactiveReceiver, Receiver, RecvError, Sender};
+use chitchat_core::{Event, NodeId};
+use futures_lite::Stream;
+use thiserror::Error;
+
+/// A set of nodes, ordered by name, then generation, then address.
+pub type NodeSet = BTreeSet<NodeId>;
+
+/// A subscriber did not keep up: this many items were dropped before the next one.
+#[derive(Debug, Error, Clone, Copy, PartialEq, Eq)]
+#[error("the subscriber lagged: {0} items were dropped")]
+pub struct Lagged(pub u64);
+
+/// A change of a key of some node, from [`crate::ChitchatHandle::subscribe_key_changes`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyChange {
+    /// The key was set, or its value changed, or it got a time to live.
+    Set {
+        /// The key's owner.
+        node: NodeId,
+        /// The key.
+        key: String,
+        /// Its new value.
+        value: String,
+        /// The owner's version of it.
+        version: u64,
+    },
+    /// The key was deleted.
+    Deleted {
+        /// The key's owner.
+        node: NodeId,
+        /// The key.
+        key: String,
+    },
+    /// The key's time to live ran out.
+    Expired {
+        /// The key's owner.
+        node: NodeId,
+        /// The key.
+        key: String,
+    },
+}
+
+impl KeyChange {
+    /// The key change an event describes, if it describes one.
+    pub fn from_event(event: &Event) -> Option<KeyChange> {
+        Some(match event.clone() {
+            Event::KeySet { node, key, value, version } => KeyChange::Set { node, key, value, version },
+            Event::KeyDeleted { node, key } => KeyChange::Deleted { node, key },
+            Event::KeyExpired { node, key } => KeyChange::Expired { node, key },
+            _ => return None,
+        })
+    }
+
+    /// The key that changed.
+    pub fn key(&self) -> &str {
+        match self {
+            KeyChange::Set { key, .. } | KeyChange::Deleted { key, .. } | KeyChange::Expired { key, .. } => {
+                key
+            }
+        }
+    }
+
+    /// The node whose key changed.
+    pub fn node(&self) -> &NodeId {
+        match self {
+            KeyChange::Set { node, .. }
+            | KeyChange::Deleted { node, .. }
+            | KeyChange::Expired { node, .. } => node,
+        }
+    }
+}
+
+/// A bounded stream of items that reports the items a slow subscriber lost as
+/// `Err(Lagged(n))` and goes on. It ends when the node stops.
+pub struct Subscription<T> {
+    inner: Pin<Box<dyn Stream<Item = Result<T, Lagged>> + Send>>,
+}
+
+impl<T: Clone + Send + 'static> Subscription<T> {
+    pub(crate) fn new(receiver: Receiver<T>) -> Self {
+        let inner = futures_lite::stream::unfold(receiver, |mut receiver| async move {
+            match receiver.recv().await {
+                Ok(item) => Some((Ok(item), receiver)),
+                Err(RecvError::Overflowed(missed)) => Some((Err(Lagged(missed)), receiver)),
+                Err(RecvError::Closed) => None,
+            }
+        });
+        Subscription { inner: Box::pin(inner) }
+    }
+}
+
+impl<T> Stream for Subscription<T> {
+    type Item = Result<T, Lagged>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.inner.as_mut().poll_next(cx)
+    }
+}
+
+impl<T> fmt::Debug for Subscription<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscription").finish_non_exhaustive()
+    }
+}
+
+/// The publishing side of a bounded subscription.
+pub(crate) fn subscription_channel<T: Clone>(capacity: usize) -> (Sender<T>, Receiver<T>) {
+    let (mut sender, receiver) = async_broadcast::broadcast(capacity.max(1));
+    sender.set_overflow(true);
+    (sender, receiver)
+}
+
+/// A value that changes over time, observed by any number of [`WatchStream`]s.
+#[derive(Debug)]
+pub(crate) struct Watch {
+    current: Mutex<Arc<NodeSet>>,
+    sender: Sender<Arc<NodeSet>>,
+    /// Keeps the channel open while no stream watches.
+    _inactive: InactiveReceiver<Arc<NodeSet>>,
+}
+
+impl Watch {
+    pub fn new(initial: NodeSet) -> Self {
+        let (sender, receiver) = subscription_channel(1);
+        Watch { current: Mutex::new(Arc::new(initial)), sender, _inactive: receiver.deactivate() }
+    }
+
+    pub fn get(&self) -> Arc<NodeSet> {
+        self.current.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Publishes `value` if it differs from the current one.
+    pub fn publish(&self, value: NodeSet) {
+        let value = {
+            let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+            if **current == value {
+                return;
+            }
+            *current = Arc::new(value);
+            current.clone()
+        };
+        // Full is impossible with overflow on; Inactive (no watcher) and Closed are fine.
+        let _ = self.sender.try_broadcast(value);
+    }
+
+    pub fn close(&self) {
+        self.sender.close();
+    }
+
+    pub fn watch(&self) -> WatchStream {
+        // Subscribe first, then read: a change in between shows up twice at worst,
+        // and the stream skips repeats.
+        let receiver = self.sender.new_receiver();
+        WatchStream { first: Some(self.get()), last: None, receiver }
+    }
+}
+
+/// The current set of nodes, then each change of it: a watch. A slow watcher
+/// skips intermediate values and sees the latest. It ends when the node stops.
+#[derive(Debug)]
+pub struct WatchStream {
+    first: Option<Arc<NodeSet>>,
+    last: Option<Arc<NodeSet>>,
+    receiver: Receiver<Arc<NodeSet>>,
+}
+
+impl Stream for WatchStream {
+    type Item = NodeSet;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<NodeSet>> {
+        let this = &mut *self;
+        if let Some(first) = this.first.take() {
+            let item = (*first).clone();
+            this.last = Some(first);
+            return Poll::Ready(Some(item));
+        }
+        loop {
+            match Pin::new(&mut this.receiver).poll_next(cx) {
+                Poll::Ready(Some(value)) => {
+                    if this.last.as_ref().is_some_and(|last| **last == *value) {
+                        continue;
+                    }
+                    let item = (*value).clone();
+                    this.last = Some(value);
+                    return Poll::Ready(Some(item));
+                }
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! Run a [chitchat](chitchat_core) node on smol.
+//!
+//! The node owns a UDP socket, a timer and one task on smol's global executor;
+//! the application talks to it through a cloneable [`ChitchatHandle`]. The socket,
+//! timer and DNS resolution are `chitchat-driver`'s async-io path, shared with
+//! `chitchat-async-std`; this crate only spawns on smol ([`SmolRuntime`]).
+//! `chitchat-tokio` offers the same API.
+//!
+//! ```no_run
+//! use chitchat_smol::{NodeConfig, chitchat_core::Config};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! smol::block_on(async {
+//!     let config = NodeConfig::new("node-1", "127.0.0.1:7001".parse()?, Config::lan())
+//!         .with_seed("127.0.0.1:7000");
+//!     let node = chitchat_smol::spawn(config).await?;
+//!     node.set("role", "indexer").await?;
+//!     node.leave().await?;
+//!     node.shutdown().await?;
+//!     Ok(())
+//! })
+//! # }
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use chitchat_driver::{BoxFuture, Runtime, Timer, UdpSocket, async_io};
+
+pub use chitchat_driver::{
+    ChitchatHandle, CommandError, DriverMetrics, KeyChange, Lagged, NodeConfig, NodeMetrics, NodeSet,
+    StartError, StopReason, Subscription, WatchStream, chitchat_core, futures_lite,
+};
+
+/// Starts a node on smol: binds its socket, resolves its seeds and spawns its
+/// task on smol's global executor.
+pub async fn spawn(config: NodeConfig) -> Result<ChitchatHandle, StartError> {
+    chitchat_driver::spawn(runtime(), config).await
+}
+
+/// smol as a [`Runtime`], for `chitchat_driver`'s functions.
+pub fn runtime() -> Arc<dyn Runtime> {
+    Arc::new(SmolRuntime)
+}
+
+/// async-io's socket, timer and resolver, and smol's global executor.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SmolRuntime;
+
+impl Runtime for SmolRuntime {
+    fn bind(&self, addr: SocketAddr) -> io::Result<Box<dyn UdpSocket>> {
+        async_io::bind(addr)
+    }
+
+    fn new_timer(&self, deadline: Instant) -> Pin<Box<dyn Timer>> {
+        async_io::new_timer(deadline)
+    }
+
+    fn spawn(&self, future: BoxFuture<()>) {
+        smol::spawn(future).detach();
+    }
+
+    fn resolve(&self, host_and_port: String) -> BoxFuture<io::Result<Vec<SocketAddr>>> {
+        async_io::resolve(host_and_port)
+    }
+}
