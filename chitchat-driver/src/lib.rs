@@ -15,8 +15,8 @@
 //!
 //! - `async-io`: the socket, timer and DNS resolution on `async-io`, shared by
 //!   the smol and async-std adapters ([`async_io`]).
-//! - `cli`: the node command line and the in-process cluster demo behind the
-//!   adapters' examples.
+//! - `cli`: the node command line (`cli`) and the in-process cluster demo
+//!   (`demo`) behind the adapters' examples.
 //! - `conformance`: the test suite every adapter runs ([`conformance`]).
 
 #![forbid(unsafe_code)]
@@ -24,9 +24,13 @@
 
 #[cfg(feature = "async-io")]
 pub mod async_io;
+#[cfg(feature = "cli")]
+pub mod cli;
 mod config;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+#[cfg(feature = "cli")]
+pub mod demo;
 mod error;
 mod handle;
 mod node;

@@ -1,0 +1,18 @@
+//! One chitchat node per process, printing one JSON object per line for each
+//! event; leaves the cluster and exits 0 on SIGINT or SIGTERM.
+//!
+//! ```text
+//! cargo run -p chitchat-async-std --example node -- --listen 127.0.0.1:7000 --name n0
+//! cargo run -p chitchat-async-std --example node -- --listen 127.0.0.1:7001 --seed 127.0.0.1:7000 --name n1
+//! ```
+//!
+//! `--help` lists the options; `chitchat_driver::cli` documents the output.
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    async_std::task::block_on(chitchat_driver::cli::run(
+        chitchat_async_std::runtime(),
+        std::env::args().skip(1),
+    ))
+}

@@ -1,0 +1,324 @@
+//! The node command line behind every adapter's `examples/node.rs`: one node per
+//! process, printing one JSON object per line on stdout for each event.
+//!
+//! ```text
+//! cargo run -p chitchat-tokio --example node -- --listen 127.0.0.1:7000 --name n0
+//! cargo run -p chitchat-tokio --example node -- --listen 127.0.0.1:7001 --seed 127.0.0.1:7000 --name n1
+//! ```
+//!
+//! Every line has an `"event"` field:
+//!
+//! - `started`: `node`, `generation`, `listen`, `cluster_id`, `keys` (its initial keys);
+//! - `live_nodes`: `nodes`, the sorted names of the live nodes (itself included),
+//!   whenever that set changes;
+//! - `key_changed`: `node`, `key`, `value` (`null` once deleted or expired) and
+//!   `change` (`set`, `deleted` or `expired`), for every key change seen;
+//! - `node_joined`, `node_live`, `node_dead`, `node_left`, `node_removed`,
+//!   `node_restarted`, `node_reset`, `ready_changed`: `node`, `generation`, `addr`
+//!   (and `ready`, or the `previous_generation` of a restart);
+//! - `lagged`: `missed`, events this printer was too slow to see;
+//! - `left`, then `stopped`, on SIGINT or SIGTERM: the node left the cluster and
+//!   the process exits 0.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chitchat_core::{Config, Event, NodeId};
+use futures_lite::{Stream, StreamExt};
+use serde_json::{Value, json};
+
+use crate::{ChitchatHandle, KeyChange, Lagged, NodeConfig, NodeSet, Runtime};
+
+/// The command-line help.
+pub const USAGE: &str = "\
+usage: node [OPTIONS]
+
+Runs one chitchat node and prints one JSON object per line for each event.
+Leaves the cluster and exits 0 on SIGINT or SIGTERM.
+
+options:
+  --listen ADDR             address to bind (default 127.0.0.1:0)
+  --advertise ADDR          address peers gossip to (default: the bound address)
+  --seed HOST:PORT          a seed node, resolved by DNS if a host name; repeatable
+  --name NAME               node name (default node-PORT)
+  --cluster-id ID           only talk to nodes of this cluster (default: default-cluster)
+  --generation N            generation of this start (default: ms since the Unix epoch)
+  --gossip-interval-ms MS   time between gossip rounds (default 1000)
+  --set KEY=VALUE           an initial key of this node; repeatable
+  -h, --help                print this help";
+
+/// What the command line asks for.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Options {
+    /// Where to bind.
+    pub listen: SocketAddr,
+    /// The address to advertise, if not the bound one.
+    pub advertise: Option<SocketAddr>,
+    /// Seeds, `host:port`.
+    pub seeds: Vec<String>,
+    /// The node name, if given.
+    pub name: Option<String>,
+    /// The cluster id, if given.
+    pub cluster_id: Option<String>,
+    /// The generation, if given.
+    pub generation: Option<u64>,
+    /// The gossip interval, if given.
+    pub gossip_interval: Option<Duration>,
+    /// Initial keys.
+    pub key_values: Vec<(String, String)>,
+}
+
+impl Options {
+    /// Parses the arguments (without the program name). `Ok(None)` asks for help.
+    pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, String> {
+        let mut options = Options {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            advertise: None,
+            seeds: Vec::new(),
+            name: None,
+            cluster_id: None,
+            generation: None,
+            gossip_interval: None,
+            key_values: Vec::new(),
+        };
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
+            match arg.as_str() {
+                "-h" | "--help" => return Ok(None),
+                "--listen" => options.listen = parse(&arg, &value()?)?,
+                "--advertise" => options.advertise = Some(parse(&arg, &value()?)?),
+                "--seed" => options.seeds.push(value()?),
+                "--name" => options.name = Some(value()?),
+                "--cluster-id" => options.cluster_id = Some(value()?),
+                "--generation" => options.generation = Some(parse(&arg, &value()?)?),
+                "--gossip-interval-ms" => {
+                    let millis: u64 = parse(&arg, &value()?)?;
+                    options.gossip_interval = Some(Duration::from_millis(millis));
+                }
+                "--set" => {
+                    let pair = value()?;
+                    let (key, value) = pair
+                        .split_once('=')
+                        .ok_or_else(|| format!("--set expects KEY=VALUE, got {pair:?}"))?;
+                    options.key_values.push((key.to_string(), value.to_string()));
+                }
+                _ => return Err(format!("unknown argument {arg:?}")),
+            }
+        }
+        Ok(Some(options))
+    }
+
+    /// The node configuration these options describe: [`Config::lan`] with the
+    /// given cluster id and gossip interval (the failure detector's initial
+    /// interval follows the gossip interval, its maximum is ten of them).
+    pub fn node_config(&self) -> NodeConfig {
+        let mut chitchat = Config::lan();
+        if let Some(cluster_id) = &self.cluster_id {
+            chitchat.cluster_id = cluster_id.clone();
+        }
+        if let Some(interval) = self.gossip_interval {
+            chitchat.gossip_interval = interval;
+            chitchat.phi_initial_interval = interval;
+            chitchat.phi_max_interval = interval * 10;
+        }
+        let name = self.name.clone().unwrap_or_else(|| match self.listen.port() {
+            0 => format!("node-{}", std::process::id()),
+            port => format!("node-{port}"),
+        });
+        let mut config = NodeConfig::new(name, self.listen, chitchat);
+        config.advertise_addr = self.advertise;
+        config.seeds = self.seeds.clone();
+        config.generation = self.generation;
+        config.initial_key_values = self.key_values.clone();
+        config
+    }
+}
+
+fn parse<T: std::str::FromStr>(arg: &str, value: &str) -> Result<T, String> {
+    value.parse().map_err(|_| format!("{arg}: cannot parse {value:?}"))
+}
+
+/// Runs the node command line on `runtime` until SIGINT or SIGTERM.
+pub async fn run(runtime: Arc<dyn Runtime>, args: impl IntoIterator<Item = String>) -> ExitCode {
+    let options = match Options::parse(args) {
+        Ok(Some(options)) => options,
+        Ok(None) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(message) => {
+            eprintln!("error: {message}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let (signal_sender, signals) = async_channel::bounded::<()>(1);
+    if let Err(error) = ctrlc::set_handler(move || {
+        let _ = signal_sender.try_send(());
+    }) {
+        eprintln!("error: cannot handle SIGINT and SIGTERM: {error}");
+        return ExitCode::FAILURE;
+    }
+    let config = options.node_config();
+    let keys: serde_json::Map<String, Value> =
+        config.initial_key_values.iter().map(|(key, value)| (key.clone(), json!(value))).collect();
+    let cluster_id = config.chitchat.cluster_id.clone();
+    let node = match crate::spawn(runtime, config).await {
+        Ok(node) => node,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let id = node.self_id();
+    print_json(json!({
+        "event": "started", "node": id.name, "generation": id.generation,
+        "listen": node.local_addr().to_string(), "cluster_id": cluster_id, "keys": keys,
+    }));
+    match print_until_signal(&node, signals).await {
+        true => {
+            let _ = node.leave().await;
+            print_json(json!({"event": "left", "node": node.self_id().name}));
+            let result = node.shutdown().await;
+            print_json(json!({"event": "stopped", "node": node.self_id().name}));
+            if result.is_ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+        }
+        false => {
+            let reason = node.stopped().await;
+            eprintln!("error: the node stopped: {reason}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// What the printer waits for.
+enum Output {
+    Live(NodeSet),
+    KeyChange(Result<KeyChange, Lagged>),
+    Event(Result<Event, Lagged>),
+    Signal,
+}
+
+/// Prints events until a signal (`true`) or until the node stops (`false`).
+async fn print_until_signal(node: &ChitchatHandle, signals: async_channel::Receiver<()>) -> bool {
+    let live = node.watch_live_nodes().map(Output::Live);
+    let keys = node.subscribe_key_changes("").map(Output::KeyChange);
+    let events = node.subscribe_events().map(Output::Event);
+    let signals = signals.map(|()| Output::Signal);
+    let mut outputs: std::pin::Pin<Box<dyn Stream<Item = Output> + Send>> =
+        Box::pin(signals.or(live).or(keys).or(events));
+    while let Some(output) = outputs.next().await {
+        match output {
+            Output::Signal => return true,
+            Output::Live(nodes) => {
+                let names: Vec<&str> = nodes.iter().map(|id| id.name.as_str()).collect();
+                print_json(json!({"event": "live_nodes", "nodes": names}));
+            }
+            Output::KeyChange(Ok(change)) => print_json(key_change_json(&change)),
+            Output::Event(Ok(event)) => {
+                if let Some(line) = event_json(&event) {
+                    print_json(line);
+                }
+            }
+            Output::KeyChange(Err(Lagged(missed))) | Output::Event(Err(Lagged(missed))) => {
+                print_json(json!({"event": "lagged", "missed": missed}));
+            }
+        }
+    }
+    false
+}
+
+/// A key change as a `key_changed` line.
+pub fn key_change_json(change: &KeyChange) -> Value {
+    let (value, kind) = match change {
+        KeyChange::Set { value, .. } => (json!(value), "set"),
+        KeyChange::Deleted { .. } => (Value::Null, "deleted"),
+        KeyChange::Expired { .. } => (Value::Null, "expired"),
+    };
+    json!({
+        "event": "key_changed", "node": change.node().name, "key": change.key(),
+        "value": value, "change": kind,
+    })
+}
+
+/// A membership event as a line; `None` for key events (see [`key_change_json`]).
+pub fn event_json(event: &Event) -> Option<Value> {
+    let line = |name: &str, id: &NodeId| json!({"event": name, "node": id.name, "generation": id.generation, "addr": id.gossip_addr.to_string()});
+    Some(match event {
+        Event::NodeJoined(id) => line("node_joined", id),
+        Event::NodeLive(id) => line("node_live", id),
+        Event::NodeDead(id) => line("node_dead", id),
+        Event::NodeLeft(id) => line("node_left", id),
+        Event::NodeRemoved(id) => line("node_removed", id),
+        Event::NodeReset(id) => line("node_reset", id),
+        Event::NodeRestarted { previous, current } => {
+            let mut value = line("node_restarted", current);
+            value["previous_generation"] = json!(previous.generation);
+            value
+        }
+        Event::ReadyChanged { node, ready } => {
+            let mut value = line("ready_changed", node);
+            value["ready"] = json!(ready);
+            value
+        }
+        Event::KeySet { .. } | Event::KeyDeleted { .. } | Event::KeyExpired { .. } => return None,
+    })
+}
+
+fn print_json(value: Value) {
+    println!("{value}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(line: &str) -> Vec<String> {
+        line.split_whitespace().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn options_parse_into_a_node_config() {
+        let options = Options::parse(args(
+            "--listen 127.0.0.1:7001 --seed 127.0.0.1:7000 --seed localhost:7002 --name n1 \
+             --cluster-id c --generation 7 --gossip-interval-ms 100 --set a=1 --set b=x=y",
+        ))
+        .unwrap()
+        .unwrap();
+        let config = options.node_config();
+        assert_eq!(config.name, "n1");
+        assert_eq!(config.listen_addr, "127.0.0.1:7001".parse().unwrap());
+        assert_eq!(config.seeds, ["127.0.0.1:7000", "localhost:7002"]);
+        assert_eq!(config.generation, Some(7));
+        assert_eq!(config.chitchat.cluster_id, "c");
+        assert_eq!(config.chitchat.gossip_interval, Duration::from_millis(100));
+        config.chitchat.validate().unwrap();
+        assert_eq!(config.initial_key_values, [("a".into(), "1".into()), ("b".into(), "x=y".into())]);
+        assert_eq!(Options::parse(args("--help")), Ok(None));
+        assert!(Options::parse(args("--set novalue")).is_err());
+        assert!(Options::parse(args("--listen")).is_err());
+        assert!(Options::parse(args("--bogus")).is_err());
+    }
+
+    #[test]
+    fn default_name_follows_the_port() {
+        let options = Options::parse(args("--listen 127.0.0.1:7005")).unwrap().unwrap();
+        assert_eq!(options.node_config().name, "node-7005");
+    }
+
+    #[test]
+    fn lines_always_have_an_event_field() {
+        let id = NodeId::new("n1", 3, "127.0.0.1:7001".parse().unwrap());
+        let change = KeyChange::Set { node: id.clone(), key: "k".into(), value: "v".into(), version: 1 };
+        assert_eq!(
+            key_change_json(&change),
+            json!({"event": "key_changed", "node": "n1", "key": "k", "value": "v", "change": "set"})
+        );
+        let line = event_json(&Event::NodeDead(id.clone())).unwrap();
+        assert_eq!(line["event"], "node_dead");
+        assert_eq!(line["node"], "n1");
+        assert!(event_json(&Event::KeyDeleted { node: id, key: "k".into() }).is_none());
+    }
+}
