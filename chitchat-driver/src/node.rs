@@ -5,6 +5,7 @@
 //! what the core emits, publish its events, and re-arm the single timer to
 //! [`Chitchat::poll_timeout`]. No protocol decision is made here.
 
+use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::convert::Infallible;
 use std::future::poll_fn;
@@ -34,6 +35,13 @@ const COMMAND_QUEUE: usize = 256;
 /// A socket that fails this many receives in a row, without one success, is
 /// considered closed (it would otherwise spin).
 const MAX_CONSECUTIVE_RECV_ERRORS: u32 = 1_000;
+
+thread_local! {
+    /// Room for the largest datagram, allocated once per thread and shared by the
+    /// nodes that run on it: a datagram is handed to the core (which copies what
+    /// it keeps) before the buffer is used again, so one node costs no 64 KiB.
+    static RECEIVE_BUFFER: RefCell<Vec<u8>> = RefCell::new(vec![0; Config::MAX_DATAGRAM_SIZE]);
+}
 
 /// Binds the socket, creates the core, resolves the seeds once and spawns the
 /// node's task on `runtime`. Must be called from within that runtime.
@@ -80,7 +88,6 @@ pub async fn spawn(runtime: Arc<dyn Runtime>, config: NodeConfig) -> Result<Chit
         chitchat,
         socket,
         start,
-        buffer: vec![0; Config::MAX_DATAGRAM_SIZE],
         timer: runtime.new_timer(start),
         timer_deadline: None,
         commands: Box::pin(command_receiver),
@@ -114,8 +121,6 @@ struct Driver {
     socket: Box<dyn UdpSocket>,
     /// The epoch of the node's timestamps.
     start: Instant,
-    /// Room for the largest datagram, allocated once.
-    buffer: Vec<u8>,
     /// The single timer, armed at the core's next deadline.
     timer: Pin<Box<dyn Timer>>,
     timer_deadline: Option<Instant>,
@@ -214,15 +219,19 @@ impl Driver {
     /// Receives a batch of datagrams. `Ok(true)` if the batch was full (more may
     /// be waiting); `Err` if the socket failed for good.
     fn poll_socket(&mut self, cx: &mut Context<'_>) -> io::Result<bool> {
+        RECEIVE_BUFFER.with_borrow_mut(|buffer| self.receive_batch(cx, buffer))
+    }
+
+    fn receive_batch(&mut self, cx: &mut Context<'_>, buffer: &mut [u8]) -> io::Result<bool> {
         for _ in 0..RECV_BATCH {
-            match self.socket.poll_recv_from(cx, &mut self.buffer) {
+            match self.socket.poll_recv_from(cx, buffer) {
                 Poll::Ready(Ok((len, from))) => {
                     // The arrival time is read as soon as the datagram is out of the
                     // socket: the failure detector measures heartbeat arrivals.
                     let now = self.now();
                     self.consecutive_recv_errors = 0;
                     // On Err the core changed nothing and counted the datagram.
-                    let _ = self.chitchat.handle_datagram(now, from, &self.buffer[..len]);
+                    let _ = self.chitchat.handle_datagram(now, from, &buffer[..len]);
                 }
                 Poll::Ready(Err(error)) => {
                     self.consecutive_recv_errors += 1;

@@ -1,0 +1,241 @@
+//! Measures a cluster of N tokio nodes in one process over loopback UDP.
+//!
+//! ```text
+//! cargo run --release -p chitchat-tokio --example loopback_bench -- --nodes 100
+//! ```
+//!
+//! Every node gossips every 100 ms (`Config::local_test()`) and holds 20 keys. The
+//! bench reports:
+//!
+//! - time to converge: from the first node's start until every node sees N live
+//!   nodes and all N × 20 keys;
+//! - CPU per node per round: user + system CPU time of the process over a
+//!   steady-state window, divided by the gossip rounds all nodes ran in it;
+//! - resident memory per node: VmRSS after convergence minus VmRSS before the
+//!   first node started, divided by N;
+//! - false deads: nodes that dropped out of some node's live set (no node is ever
+//!   stopped or leaves, so every one is wrong).
+//!
+//! `--phi-window N` sets `Config::phi_sampling_window` (default 1,000), whose
+//! per-peer history dominates memory once a cluster has run for a while.
+//!
+//! Linux only (it reads `/proc/self`).
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use chitchat_tokio::chitchat_core::Config;
+use chitchat_tokio::futures_lite::StreamExt;
+use chitchat_tokio::{ChitchatHandle, NodeConfig, NodeSet};
+
+/// The kernel's clock tick for `/proc/self/stat` times (USER_HZ, 100 on Linux).
+const USER_HZ: f64 = 100.0;
+
+struct Options {
+    nodes: usize,
+    keys: usize,
+    steady: Duration,
+    timeout: Duration,
+    phi_window: Option<usize>,
+}
+
+fn parse(args: impl Iterator<Item = String>) -> Result<Options, String> {
+    let mut options = Options {
+        nodes: 100,
+        keys: 20,
+        steady: Duration::from_secs(10),
+        timeout: Duration::from_secs(300),
+        phi_window: None,
+    };
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let value: u64 = args
+            .next()
+            .and_then(|value| value.parse().ok())
+            .ok_or_else(|| format!("{arg} needs a number"))?;
+        match arg.as_str() {
+            "--nodes" => options.nodes = value as usize,
+            "--keys" => options.keys = value as usize,
+            "--steady-secs" => options.steady = Duration::from_secs(value),
+            "--timeout-secs" => options.timeout = Duration::from_secs(value),
+            "--phi-window" => options.phi_window = Some(value as usize),
+            _ => {
+                return Err(format!(
+                    "unknown argument {arg:?} (--nodes, --keys, --steady-secs, --timeout-secs, --phi-window)"
+                ));
+            }
+        }
+    }
+    Ok(options)
+}
+
+fn main() -> ExitCode {
+    let options = match parse(std::env::args().skip(1)) {
+        Ok(options) => options,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    runtime.block_on(bench(options))
+}
+
+async fn bench(options: Options) -> ExitCode {
+    let Options { nodes: count, keys, steady, timeout, phi_window } = options;
+    let rss_before = rss_kib();
+    let false_deads = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let mut nodes: Vec<ChitchatHandle> = Vec::with_capacity(count);
+    for i in 0..count {
+        let mut chitchat = Config { cluster_id: "bench".to_string(), ..Config::local_test() };
+        if let Some(window) = phi_window {
+            chitchat.phi_sampling_window = window;
+        }
+        let mut config = NodeConfig::new(format!("node-{i:04}"), ([127, 0, 0, 1], 0).into(), chitchat);
+        config.seeds = nodes.iter().take(3).map(|seed| seed.local_addr().to_string()).collect();
+        config.initial_key_values =
+            (0..keys).map(|key| (format!("key-{key:02}"), format!("value-{i}-{key}"))).collect();
+        let node = chitchat_tokio::spawn(config).await.expect("start a node");
+        // A watch (not an event subscription, whose buffer would weigh on the
+        // memory measured): a node that leaves a live set is seen dead, since no
+        // node is ever stopped or leaves.
+        let mut live = node.watch_live_nodes();
+        let false_deads = false_deads.clone();
+        tokio::spawn(async move {
+            let mut previous = NodeSet::new();
+            while let Some(current) = live.next().await {
+                let lost = previous.difference(&current).count() as u64;
+                false_deads.fetch_add(lost, Ordering::Relaxed);
+                previous = current;
+            }
+        });
+        nodes.push(node);
+    }
+    let started = start.elapsed();
+    println!("started {count} nodes with {keys} keys each in {started:.2?} (VmRSS {} KiB)", rss_kib());
+
+    // Convergence: everyone live everywhere, then every key everywhere.
+    while nodes.iter().any(|node| node.live_nodes().len() != count) {
+        if start.elapsed() > timeout {
+            let min = nodes.iter().map(|node| node.live_nodes().len()).min().unwrap_or(0);
+            println!("did not converge within {timeout:?}: min live = {min}");
+            return ExitCode::FAILURE;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let live_converged = start.elapsed();
+    let mut pending: Vec<&ChitchatHandle> = nodes.iter().collect();
+    while !pending.is_empty() {
+        let mut still = Vec::new();
+        for node in pending {
+            let states = node.node_states().await.expect("running");
+            let complete = states.len() == count
+                && states
+                    .iter()
+                    .all(|state| state.key_values.iter().filter(|(_, v)| v.is_visible()).count() == keys);
+            if !complete {
+                still.push(node);
+            }
+        }
+        pending = still;
+        if start.elapsed() > timeout {
+            println!("keys did not converge within {timeout:?}: {} nodes incomplete", pending.len());
+            return ExitCode::FAILURE;
+        }
+        if !pending.is_empty() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let converged = start.elapsed();
+    println!("converged: all live after {live_converged:.2?}, all keys after {converged:.2?}");
+    let rss_after = rss_kib();
+
+    // Steady state: CPU over a window, per node and round.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rounds_before = total_rounds(&nodes).await;
+    let bytes_before = total_bytes_sent(&nodes).await;
+    let cpu_before = cpu_seconds();
+    tokio::time::sleep(steady).await;
+    let cpu = cpu_seconds() - cpu_before;
+    let rss_steady = rss_kib();
+    let rounds = total_rounds(&nodes).await - rounds_before;
+    let bytes = total_bytes_sent(&nodes).await - bytes_before;
+    let cpu_per_round = cpu / rounds.max(1) as f64;
+    let rss_per_node = (rss_after.saturating_sub(rss_before)) as f64 / count as f64;
+    let mut driver_errors = 0;
+    for node in &nodes {
+        let metrics = node.driver_metrics();
+        driver_errors += metrics.send_errors + metrics.recv_errors;
+    }
+    for node in &nodes {
+        node.shutdown().await.expect("a clean shutdown");
+    }
+
+    println!(
+        "steady state over {steady:?}: {rounds} rounds, {cpu:.2} s CPU ({:.0}% of one core)",
+        cpu / steady.as_secs_f64() * 100.0
+    );
+    println!("CPU per node per round:   {:.1} µs", cpu_per_round * 1e6);
+    println!("bytes sent per node per round: {:.0}", bytes as f64 / rounds.max(1) as f64);
+    println!(
+        "resident memory per node: {rss_per_node:.0} KiB (VmRSS {rss_before} KiB before, {rss_after} KiB after)"
+    );
+    println!(
+        "resident memory per node after the steady window: {:.0} KiB",
+        rss_steady.saturating_sub(rss_before) as f64 / count as f64
+    );
+    println!("false deads: {}", false_deads.load(Ordering::Relaxed));
+    println!("socket errors: {driver_errors}");
+    println!(
+        "| {count} | {:.2} s | {:.2} s | {:.1} µs | {rss_per_node:.0} KiB | {} |",
+        live_converged.as_secs_f64(),
+        converged.as_secs_f64(),
+        cpu_per_round * 1e6,
+        false_deads.load(Ordering::Relaxed)
+    );
+    ExitCode::SUCCESS
+}
+
+async fn total_rounds(nodes: &[ChitchatHandle]) -> u64 {
+    let mut total = 0;
+    for node in nodes {
+        total += node.metrics().await.expect("running").core.gossip_rounds;
+    }
+    total
+}
+
+async fn total_bytes_sent(nodes: &[ChitchatHandle]) -> u64 {
+    let mut total = 0;
+    for node in nodes {
+        total += node.metrics().await.expect("running").core.bytes_sent;
+    }
+    total
+}
+
+/// The process's resident memory, from `/proc/self/status`.
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// User + system CPU time of the process, from `/proc/self/stat`.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at field 3.
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |index: usize| fields.get(index).and_then(|field| field.parse::<u64>().ok()).unwrap_or(0);
+    // utime and stime are fields 14 and 15, i.e. 11 and 12 after the name.
+    (ticks(11) + ticks(12)) as f64 / USER_HZ
+}
