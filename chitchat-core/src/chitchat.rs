@@ -92,7 +92,9 @@ impl Chitchat {
                 max: config.max_node_name_len,
             });
         }
-        let rng = fastrand::Rng::with_seed(config.rng_seed);
+        // Mixing in the identity keeps nodes that share a configuration (and so a
+        // seed) from choosing peers in lockstep; one seed still replays one run.
+        let rng = fastrand::Rng::with_seed(config.rng_seed ^ self_id.fingerprint().0);
         let mut chitchat = Chitchat {
             cluster: ClusterState::new(config, NodeState::new(self_id), now),
             timers: TimerTable::default(),
@@ -149,34 +151,42 @@ impl Chitchat {
             }
             return Err(DatagramError::WrongCluster);
         }
-        match packet.message {
+        // Every check comes before the first change.
+        if let Message::SynAck { delta, .. } | Message::Ack { delta } = &packet.message {
+            self.cluster.check_delta(delta)?;
+        }
+        self.cluster.pardon_sender(from, &packet.message);
+        self.dispatch(now, from, &packet.message);
+        self.cluster.confirm_sender(from, &packet.message, now);
+        Ok(())
+    }
+
+    fn dispatch(&mut self, now: Timestamp, from: SocketAddr, message: &Message) {
+        match message {
             Message::Syn { digest } => {
                 self.cluster.metrics.syns_received += 1;
-                self.cluster.absorb_digest(&digest, now);
-                self.answer_syn(now, from, &digest);
+                self.cluster.absorb_digest(digest, now);
+                self.answer_syn(now, from, digest);
             }
             Message::SynAck { digest, delta } => {
-                self.cluster.check_delta(&delta)?;
                 self.cluster.metrics.syn_acks_received += 1;
-                self.cluster.apply_delta(&delta, now);
-                self.cluster.absorb_digest(&digest, now);
+                self.cluster.apply_delta(delta, now);
+                self.cluster.absorb_digest(digest, now);
                 let budget = self.payload_budget();
-                let (delta, _) = self.cluster.build_delta(now, &digest, budget, &mut self.rng);
+                let (delta, _) = self.cluster.build_delta(now, digest, budget, &mut self.rng);
                 if !delta.nodes.is_empty() {
                     self.queue(from, Message::Ack { delta }, false);
                 }
             }
             Message::Ack { delta } => {
-                self.cluster.check_delta(&delta)?;
                 self.cluster.metrics.acks_received += 1;
-                self.cluster.apply_delta(&delta, now);
+                self.cluster.apply_delta(delta, now);
             }
             Message::BadCluster => {
                 self.cluster.metrics.bad_cluster_received += 1;
                 tracing::warn!(%from, "peer belongs to another cluster");
             }
         }
-        Ok(())
     }
 
     fn answer_syn(&mut self, now: Timestamp, from: SocketAddr, syn_digest: &Digest) {
@@ -225,6 +235,9 @@ impl Chitchat {
 
     fn gossip_round(&mut self, now: Timestamp) {
         self.cluster.metrics.gossip_rounds += 1;
+        // Targets are chosen on fresh liveness, even if the maintenance timer is
+        // late (after a stall, say).
+        self.cluster.maintain(now);
         let self_fingerprint = self.cluster.self_fingerprint;
         let self_entry = self.cluster.self_entry_mut();
         let heartbeat = self_entry.state.heartbeat() + 1;
@@ -596,6 +609,11 @@ impl Chitchat {
         }
         self.transmits.push_back(Queued { transmit: Transmit { to, bytes }, farewell });
         true
+    }
+
+    /// The state of a tracked node, by fingerprint.
+    pub fn node_state_by_fingerprint(&self, fingerprint: Fingerprint) -> Option<&NodeState> {
+        self.cluster.nodes.get(&fingerprint).map(|entry| &entry.state)
     }
 
     /// Internal sizes, for bound checks by tests and the simulator.

@@ -2,6 +2,8 @@
 //! the memory of removed nodes, and the events and counters they produce.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::ops::Bound;
 
 use serde::{Deserialize, Serialize};
 
@@ -9,6 +11,7 @@ use crate::config::Config;
 use crate::events::{Event, EventQueue};
 use crate::failure_detector::{ArrivalWindow, DetectorSettings};
 use crate::identity::{Fingerprint, NodeId};
+use crate::message::{Delta, Digest, Message, NodeRef, RingRange};
 use crate::metrics::Metrics;
 use crate::node_state::NodeState;
 use crate::time::Timestamp;
@@ -38,34 +41,79 @@ pub(crate) struct NodeEntry {
     pub ready: bool,
 }
 
-/// Identities removed recently, so that stale gossip cannot bring them back.
-/// Bounded by [`Config::max_nodes`] entries: when full, the oldest is forgotten
-/// first. Each is forgotten after a dead-node grace period anyway.
+/// Raises a node's known heartbeat; growth is an arrival for the failure
+/// detector, and returns whether the node was dead (the caller revives it: it
+/// beat after we gave up on it). A crashed node's last heartbeats have reached
+/// every connected node long before any of them declares it dead, so growth
+/// cannot come from them.
+pub(crate) fn grow_heartbeat(
+    entry: &mut NodeEntry,
+    heartbeat: u64,
+    now: Timestamp,
+    detector: &DetectorSettings,
+) -> bool {
+    if heartbeat <= entry.state.heartbeat() {
+        return false;
+    }
+    entry.state.set_heartbeat(heartbeat);
+    entry.arrivals.report_heartbeat(now, detector);
+    entry.status == NodeStatus::Dead
+}
+
+/// Identities removed recently, with their heartbeat then, so that stale gossip
+/// cannot bring them back: a removed identity is taken back only with a higher
+/// heartbeat (it beat after we removed it: a partition healed) or when it talks
+/// to us itself. Bounded by [`Config::max_nodes`] entries: when full, the oldest
+/// is forgotten first. Each is forgotten after twice the dead-node grace period.
 #[derive(Debug, Default)]
 pub(crate) struct RemovedNodes {
-    expiries: HashMap<Fingerprint, Timestamp>,
+    entries: HashMap<Fingerprint, (Timestamp, SocketAddr, u64)>,
+    by_addr: HashMap<SocketAddr, Fingerprint>,
     order: VecDeque<(Timestamp, Fingerprint)>,
 }
 
 impl RemovedNodes {
-    pub fn insert(&mut self, fingerprint: Fingerprint, until: Timestamp, bound: usize) {
+    pub fn insert(&mut self, node_id: &NodeId, heartbeat: u64, until: Timestamp, bound: usize) {
         while self.order.len() >= bound {
             self.pop_oldest();
         }
-        self.expiries.insert(fingerprint, until);
+        let fingerprint = node_id.fingerprint();
+        self.entries.insert(fingerprint, (until, node_id.gossip_addr, heartbeat));
+        self.by_addr.insert(node_id.gossip_addr, fingerprint);
         self.order.push_back((until, fingerprint));
     }
 
     fn pop_oldest(&mut self) {
         if let Some((until, fingerprint)) = self.order.pop_front()
-            && self.expiries.get(&fingerprint) == Some(&until)
+            && self.entries.get(&fingerprint).is_some_and(|(entry_until, ..)| *entry_until == until)
         {
-            self.expiries.remove(&fingerprint);
+            self.forget(fingerprint);
         }
     }
 
+    /// Forgets an identity (its queue entry lingers and is skipped when popped).
+    pub fn forget(&mut self, fingerprint: Fingerprint) {
+        if let Some((_, addr, _)) = self.entries.remove(&fingerprint)
+            && self.by_addr.get(&addr) == Some(&fingerprint)
+        {
+            self.by_addr.remove(&addr);
+        }
+    }
+
+    #[cfg(test)]
     pub fn contains(&self, fingerprint: &Fingerprint) -> bool {
-        self.expiries.contains_key(fingerprint)
+        self.entries.contains_key(fingerprint)
+    }
+
+    /// Whether news of `fingerprint` with `heartbeat` may be taken: it was not
+    /// removed, or it beat since.
+    pub fn admits(&self, fingerprint: Fingerprint, heartbeat: u64) -> bool {
+        self.entries.get(&fingerprint).is_none_or(|(_, _, removed_at)| heartbeat > *removed_at)
+    }
+
+    /// The removed identity whose gossip address is `addr`.
+    pub fn fingerprint_at(&self, addr: &SocketAddr) -> Option<Fingerprint> {
+        self.by_addr.get(addr).copied()
     }
 
     pub fn expire(&mut self, now: Timestamp) {
@@ -88,6 +136,8 @@ pub(crate) struct ClusterState {
     pub nodes: BTreeMap<Fingerprint, NodeEntry>,
     /// Name → fingerprint of its tracked incarnation.
     pub by_name: HashMap<String, Fingerprint>,
+    /// Gossip address → fingerprint of the tracked node there.
+    pub by_addr: HashMap<SocketAddr, Fingerprint>,
     pub removed: RemovedNodes,
     pub events: EventQueue,
     pub metrics: Metrics,
@@ -110,12 +160,14 @@ impl ClusterState {
             self_fingerprint,
             nodes: BTreeMap::new(),
             by_name: HashMap::new(),
+            by_addr: HashMap::new(),
             removed: RemovedNodes::default(),
             metrics: Metrics::default(),
             ready_predicate: None,
             detector,
         };
         cluster.by_name.insert(self_id.name.clone(), self_fingerprint);
+        cluster.by_addr.insert(self_id.gossip_addr, self_fingerprint);
         cluster.nodes.insert(
             self_fingerprint,
             NodeEntry {
@@ -143,13 +195,21 @@ impl ClusterState {
     /// Whether a node's state is no longer gossiped: dead or left for half the
     /// grace period.
     pub fn is_retired(&self, entry: &NodeEntry, now: Timestamp) -> bool {
-        entry.status != NodeStatus::Live
+        matches!(entry.status, NodeStatus::Dead | NodeStatus::Left)
             && now.saturating_duration_since(entry.status_since) >= self.config.dead_node_grace_period / 2
     }
 
     /// Starts tracking a node heard of for the first time. Returns `false` if it
     /// was refused (table full or fingerprint taken).
-    pub fn add_node(&mut self, node_id: NodeId, fingerprint: Fingerprint, now: Timestamp) -> bool {
+    /// `heartbeat` is the one the introducer reported: only growth past it makes
+    /// the node live.
+    pub fn add_node(
+        &mut self,
+        node_id: NodeId,
+        fingerprint: Fingerprint,
+        heartbeat: u64,
+        now: Timestamp,
+    ) -> bool {
         if self.nodes.contains_key(&fingerprint) {
             self.metrics.fingerprint_collisions += 1;
             return false;
@@ -159,10 +219,13 @@ impl ClusterState {
             return false;
         }
         self.by_name.insert(node_id.name.clone(), fingerprint);
+        self.by_addr.insert(node_id.gossip_addr, fingerprint);
+        let mut state = NodeState::new(node_id.clone());
+        state.set_heartbeat(heartbeat);
         self.nodes.insert(
             fingerprint,
             NodeEntry {
-                state: NodeState::new(node_id.clone()),
+                state,
                 status: NodeStatus::Live,
                 status_since: now,
                 arrivals: ArrivalWindow::new(now),
@@ -184,10 +247,14 @@ impl ClusterState {
         if self.by_name.get(&node_id.name) == Some(&fingerprint) {
             self.by_name.remove(&node_id.name);
         }
+        if self.by_addr.get(&node_id.gossip_addr) == Some(&fingerprint) {
+            self.by_addr.remove(&node_id.gossip_addr);
+        }
         if entry.ready {
             self.events.push(Event::ReadyChanged { node: node_id.clone(), ready: false });
         }
-        self.removed.insert(fingerprint, now + self.config.dead_node_grace_period, self.config.max_nodes);
+        let memory = self.config.dead_node_grace_period * 2;
+        self.removed.insert(&node_id, entry.state.heartbeat(), now + memory, self.config.max_nodes);
         self.events.push(Event::NodeRemoved(node_id.clone()));
         Some(node_id)
     }
@@ -198,18 +265,61 @@ impl ClusterState {
         if fingerprint == self.self_fingerprint {
             return;
         }
+        if let Some(entry) = self.nodes.get_mut(&fingerprint)
+            && grow_heartbeat(entry, heartbeat, now, &self.detector)
+        {
+            self.revive(fingerprint, now);
+        }
+    }
+
+    /// Before a message from `from` is processed: if a removed identity lives at
+    /// that address and the message names it, the node talks to us itself, so
+    /// it is alive: stop ignoring it.
+    pub fn pardon_sender(&mut self, from: SocketAddr, message: &Message) {
+        if let Some(fingerprint) = self.removed.fingerprint_at(&from)
+            && mentions(message, fingerprint)
+        {
+            self.removed.forget(fingerprint);
+        }
+    }
+
+    /// After a message from `from` is processed: if a node we saw dead lives at
+    /// that address and the message names it, it is first-hand proof of life.
+    pub fn confirm_sender(&mut self, from: SocketAddr, message: &Message, now: Timestamp) {
+        let Some(&fingerprint) = self.by_addr.get(&from) else { return };
         let Some(entry) = self.nodes.get_mut(&fingerprint) else { return };
-        if heartbeat <= entry.state.heartbeat() {
-            return;
+        if entry.status == NodeStatus::Dead && mentions(message, fingerprint) {
+            entry.arrivals = ArrivalWindow::new(now);
+            self.revive(fingerprint, now);
         }
-        entry.state.set_heartbeat(heartbeat);
-        entry.arrivals.report_heartbeat(now, &self.detector);
-        if entry.status == NodeStatus::Dead {
-            entry.status = NodeStatus::Live;
-            entry.status_since = now;
-            self.events.push(Event::NodeLive(entry.state.id().clone()));
-            self.update_ready(fingerprint);
+    }
+
+    /// Marks a dead node live again.
+    pub fn revive(&mut self, fingerprint: Fingerprint, now: Timestamp) {
+        let Some(entry) = self.nodes.get_mut(&fingerprint) else { return };
+        entry.status = NodeStatus::Live;
+        entry.status_since = now;
+        self.events.push(Event::NodeLive(entry.state.id().clone()));
+        self.update_ready(fingerprint);
+    }
+
+    /// The bounds of `range` on the ring as (at most) two ranges of the node map,
+    /// in ring order.
+    pub fn ring_bounds(range: RingRange) -> [(Bound<Fingerprint>, Bound<Fingerprint>); 2] {
+        let empty = (Bound::Included(Fingerprint(0)), Bound::Excluded(Fingerprint(0)));
+        if range.is_full() {
+            [(Bound::Unbounded, Bound::Unbounded), empty]
+        } else if range.start < range.end {
+            [(Bound::Included(range.start), Bound::Excluded(range.end)), empty]
+        } else {
+            [(Bound::Included(range.start), Bound::Unbounded), (Bound::Unbounded, Bound::Excluded(range.end))]
         }
+    }
+
+    /// The tracked nodes in `range`, in ring order.
+    pub fn nodes_in(&self, range: RingRange) -> impl Iterator<Item = (&Fingerprint, &NodeEntry)> {
+        let [first, second] = Self::ring_bounds(range);
+        self.nodes.range(first).chain(self.nodes.range(second))
     }
 
     /// Marks a node as left (final for its incarnation).
@@ -241,6 +351,14 @@ impl ClusterState {
         for fingerprint in fingerprints {
             self.update_ready(fingerprint);
         }
+    }
+
+    /// Whether a node is live by a fresh look at its phi (its status may be a
+    /// round old, or older after a stall).
+    pub fn is_live_now(&self, entry: &NodeEntry, now: Timestamp) -> bool {
+        entry.status == NodeStatus::Live
+            && (entry.state.id().fingerprint() == self.self_fingerprint
+                || entry.arrivals.phi(now, &self.detector) <= self.config.phi_threshold)
     }
 
     /// Judges liveness, removes nodes past their grace period, and collects
@@ -298,6 +416,25 @@ impl ClusterState {
     }
 }
 
+/// Whether a message names a node in a digest entry or a delta section.
+fn mentions(message: &Message, fingerprint: Fingerprint) -> bool {
+    let in_digest = |digest: &Digest| {
+        digest.sender.iter().chain(&digest.entries).any(|entry| entry.fingerprint == fingerprint)
+    };
+    let in_delta = |delta: &Delta| {
+        delta.nodes.iter().any(|section| match &section.node {
+            NodeRef::Known(known) => *known == fingerprint,
+            NodeRef::Full(node_id) => node_id.fingerprint() == fingerprint,
+        })
+    };
+    match message {
+        Message::Syn { digest } => in_digest(digest),
+        Message::SynAck { digest, delta } => in_digest(digest) || in_delta(delta),
+        Message::Ack { delta } => in_delta(delta),
+        Message::BadCluster => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,14 +442,21 @@ mod tests {
     #[test]
     fn removed_nodes_are_bounded_and_expire() {
         let mut removed = RemovedNodes::default();
+        let id = |n: u64| NodeId::new(format!("n{n}"), 1, SocketAddr::from(([127, 0, 0, 1], n as u16)));
         for n in 0..10 {
-            removed.insert(Fingerprint(n), Timestamp::from_millis(100 + n), 4);
+            removed.insert(&id(n), 10, Timestamp::from_millis(100 + n), 4);
         }
         assert_eq!(removed.len(), 4);
-        assert!(!removed.contains(&Fingerprint(0)));
-        assert!(removed.contains(&Fingerprint(9)));
+        assert!(!removed.contains(&id(0).fingerprint()));
+        assert!(removed.contains(&id(9).fingerprint()));
+        assert_eq!(removed.fingerprint_at(&id(9).gossip_addr), Some(id(9).fingerprint()));
         removed.expire(Timestamp::from_millis(108));
         assert_eq!(removed.len(), 1);
-        assert!(removed.contains(&Fingerprint(9)));
+        assert!(removed.contains(&id(9).fingerprint()));
+        assert!(!removed.admits(id(9).fingerprint(), 10));
+        assert!(removed.admits(id(9).fingerprint(), 11));
+        removed.forget(id(9).fingerprint());
+        assert!(!removed.contains(&id(9).fingerprint()));
+        assert_eq!(removed.fingerprint_at(&id(9).gossip_addr), None);
     }
 }

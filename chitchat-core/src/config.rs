@@ -38,8 +38,9 @@ pub struct Config {
     /// shift of the whole mean).
     pub phi_max_interval: Duration,
     /// A dead (or left) node stops being gossiped after half of this, and is
-    /// forgotten after all of it; its identity is then remembered for as long
-    /// again, so that stale gossip cannot bring it back.
+    /// forgotten after all of it; its identity and last heartbeat are then
+    /// remembered for twice as long, so that stale gossip cannot bring it back
+    /// (news of it with a higher heartbeat, or from the node itself, can).
     pub dead_node_grace_period: Duration,
     /// A deleted key (tombstone) and a key set with a time to live are removed
     /// this long after the node learned of the deletion or of the time to live.

@@ -8,14 +8,14 @@
 //! says so by lowering its `max_version` to that of its last record, so the
 //! receiver advances exactly as far as it received.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
-use crate::cluster::{ClusterState, NodeStatus};
+use crate::cluster::ClusterState;
 use crate::error::Violation;
 use crate::events::Event;
 use crate::identity::{Fingerprint, NodeId};
-use crate::message::{Delta, Digest, DigestEntry, NodeDelta, NodeRef, ValueUpdate};
-use crate::node_state::{VersionedValue, to_update};
+use crate::message::{Delta, Digest, NodeDelta, NodeRef, ValueUpdate};
+use crate::node_state::{NodeState, VersionedValue, to_update};
 use crate::time::Timestamp;
 use crate::wire::{encoded_len, varint_len};
 
@@ -40,32 +40,32 @@ impl ClusterState {
         budget: usize,
         rng: &mut fastrand::Rng,
     ) -> (Delta, usize) {
-        let known: HashMap<Fingerprint, &DigestEntry> =
-            peer.entries.iter().map(|entry| (entry.fingerprint, entry)).collect();
         let mut candidates = Vec::new();
         let range = peer.range;
-        let covered: Box<dyn Iterator<Item = Fingerprint>> = if range.is_full() {
-            Box::new(self.nodes.keys().copied())
-        } else if range.start < range.end {
-            Box::new(self.nodes.range(range.start..range.end).map(|(fingerprint, _)| *fingerprint))
-        } else {
-            Box::new(
-                self.nodes
-                    .range(range.start..)
-                    .chain(self.nodes.range(..range.end))
-                    .map(|(fingerprint, _)| *fingerprint),
-            )
-        };
-        let asked = peer.unknown.iter().copied().filter(|fingerprint| !range.contains(*fingerprint));
-        for fingerprint in covered.chain(asked) {
-            let Some(entry) = self.nodes.get(&fingerprint) else { continue };
+        // Our nodes in the peer's range and the peer's entries are both in ring
+        // order: one merged walk pairs them.
+        let mut entries = peer.entries.iter().peekable();
+        let covered = self.nodes_in(range).map(|(fingerprint, entry)| {
+            let offset = range.offset(*fingerprint);
+            while entries.next_if(|theirs| range.offset(theirs.fingerprint) < offset).is_some() {}
+            (*fingerprint, entry, entries.next_if(|theirs| theirs.fingerprint == *fingerprint))
+        });
+        let covered: Vec<_> = covered.collect();
+        let asked =
+            peer.unknown.iter().filter(|fingerprint| !range.contains(**fingerprint)).filter_map(
+                |fingerprint| self.nodes.get(fingerprint).map(|entry| (*fingerprint, entry, None)),
+            );
+        for (fingerprint, entry, theirs) in covered.into_iter().chain(asked) {
             if self.is_retired(entry, now) {
                 continue;
             }
             let state = &entry.state;
-            let candidate = match known.get(&fingerprint) {
+            let candidate = match theirs {
                 Some(theirs) => {
                     let gc = state.last_gc_version();
+                    if theirs.last_gc_version > gc && theirs.max_version < theirs.last_gc_version {
+                        continue; // they are mid-reset from a fresher source: we cannot help
+                    }
                     if theirs.max_version < gc && theirs.last_gc_version < gc {
                         Candidate {
                             fingerprint,
@@ -90,7 +90,7 @@ impl ClusterState {
                     }
                 }
                 // Only live nodes are introduced: a dead node is not news.
-                None if entry.status == NodeStatus::Live => Candidate {
+                None if self.is_live_now(entry, now) => Candidate {
                     fingerprint,
                     unknown: true,
                     reset: false,
@@ -201,16 +201,50 @@ impl ClusterState {
         let state = &mut entry.state;
         let node_id = state.id().clone();
         let mut events = Vec::new();
-        if section.reset {
-            let old = state.clear_for_reset();
+        let (max, gc) = (state.max_version(), state.last_gc_version());
+        // A reset replaces the records that the sender's garbage collection may
+        // have made stale in our copy, so only a sender that collected more than
+        // we did has one to give. A section from version 0 that introduces the
+        // node (sent to a peer believed not to know it, for instance because it
+        // stopped listing a node it saw dead) is one too when the sender
+        // collected past everything we hold.
+        let newer_gc = section.last_gc_version > gc;
+        let reset =
+            newer_gc && (section.reset || (section.from_version == 0 && section.last_gc_version > max));
+        // A sender that collected less than we did may hold records deleted and
+        // collected since: its reset is stale, and while our own reset is still
+        // incomplete (we lack versions below our watermark) its records cannot
+        // fill the gap safely.
+        if !reset && section.last_gc_version < gc && (section.reset || max < gc) {
+            self.metrics.stale_sections += 1;
+            let has_left = section.left;
+            state.finish_section(0, 0, has_left);
+            self.report_heartbeat(fingerprint, section.heartbeat, now);
+            if has_left {
+                self.mark_left(fingerprint, now);
+            }
+            return;
+        }
+        if reset {
+            let touched: Vec<String> = section.key_values.iter().map(|update| update.key.clone()).collect();
+            let dropped = state.take_records_up_to(section.last_gc_version);
             for update in &section.key_values {
                 state.apply_record(update, now);
             }
+            // Complete up to the section's end; beyond it too if the section was
+            // whole (it reaches the sender's watermark) and we held more.
+            let complete = section.max_version >= section.last_gc_version;
+            let new_max = if complete { section.max_version.max(max) } else { section.max_version };
+            state.set_versions(new_max, section.last_gc_version);
             events.push(Event::NodeReset(node_id.clone()));
-            diff_events(&node_id, &old, state.records(), &mut events);
+            let keys = dropped.iter().map(|(key, _)| key.clone()).chain(touched);
+            reset_events(&node_id, &dropped, keys, state, &mut events);
             self.metrics.resets_applied += 1;
+            state.finish_section(0, 0, section.left);
         } else {
-            for update in &section.key_values {
+            // Everything up to our max version is accounted for (held, superseded
+            // or collected): a record at or below it could only resurrect a key.
+            for update in section.key_values.iter().filter(|update| update.version > max) {
                 let Some(previous) = state.apply_record(update, now) else { continue };
                 match &update.value {
                     ValueUpdate::Set(value) | ValueUpdate::SetWithTtl(value) => events.push(Event::KeySet {
@@ -225,8 +259,8 @@ impl ClusterState {
                     ValueUpdate::Deleted => {}
                 }
             }
+            state.finish_section(section.max_version, section.last_gc_version, section.left);
         }
-        state.finish_section(section.max_version, section.last_gc_version, section.left);
         let has_left = state.has_left();
         for event in events {
             self.events.push(event);
@@ -242,9 +276,11 @@ impl ClusterState {
     /// section introduces it.
     fn resolve_section(&mut self, section: &NodeDelta, now: Timestamp) -> Result<Fingerprint, Skip> {
         let fingerprint = section_fingerprint(section);
-        if fingerprint == self.self_fingerprint || self.removed.contains(&fingerprint) {
+        if fingerprint == self.self_fingerprint || !self.removed.admits(fingerprint, section.heartbeat) {
             return Err(Skip::Ignored);
         }
+        // Removed, but it beat since: a partition healed.
+        self.removed.forget(fingerprint);
         if !self.within_limits(section, fingerprint) {
             return Err(Skip::OverLimit);
         }
@@ -271,12 +307,14 @@ impl ClusterState {
             Some(previous) => {
                 // The new incarnation takes the old one's place.
                 let previous = self.remove_node(previous, now).ok_or(Skip::Ignored)?;
-                if !self.add_node(node_id.clone(), fingerprint, now) {
+                if !self.add_node(node_id.clone(), fingerprint, section.heartbeat, now) {
                     return Err(Skip::Refused);
                 }
                 self.events.push(Event::NodeRestarted { previous, current: node_id.clone() });
             }
-            None if !self.add_node(node_id.clone(), fingerprint, now) => return Err(Skip::Refused),
+            None if !self.add_node(node_id.clone(), fingerprint, section.heartbeat, now) => {
+                return Err(Skip::Refused);
+            }
             None => {}
         }
         Ok(fingerprint)
@@ -318,37 +356,33 @@ fn section_fingerprint(section: &NodeDelta) -> Fingerprint {
     }
 }
 
-/// Key events that turn `old` into `new` (after a reset).
-fn diff_events<'a>(
+/// Key events for a reset: `dropped` are the records taken out, `keys` every
+/// key the reset touched; each is compared with what `state` holds now.
+fn reset_events(
     node_id: &NodeId,
-    old: &BTreeMap<String, VersionedValue>,
-    new: impl Iterator<Item = (&'a str, &'a VersionedValue)>,
+    dropped: &[(String, VersionedValue)],
+    keys: impl Iterator<Item = String>,
+    state: &NodeState,
     events: &mut Vec<Event>,
 ) {
-    let mut seen = std::collections::HashSet::new();
-    for (key, record) in new {
-        seen.insert(key);
-        if !record.is_visible() {
-            if old.get(key).is_some_and(|old| old.is_visible()) {
-                events.push(Event::KeyDeleted { node: node_id.clone(), key: key.to_string() });
-            }
+    let before: BTreeMap<&str, &VersionedValue> =
+        dropped.iter().map(|(key, record)| (key.as_str(), record)).collect();
+    let mut seen = std::collections::BTreeSet::new();
+    for key in keys {
+        if !seen.insert(key.clone()) {
             continue;
         }
-        let unchanged = old
-            .get(key)
-            .is_some_and(|old| old.is_visible() && old.value == record.value && old.status == record.status);
-        if !unchanged {
-            events.push(Event::KeySet {
-                node: node_id.clone(),
-                key: key.to_string(),
-                value: record.value.clone(),
-                version: record.version,
-            });
-        }
-    }
-    for (key, record) in old {
-        if record.is_visible() && !seen.contains(key.as_str()) {
-            events.push(Event::KeyDeleted { node: node_id.clone(), key: key.clone() });
+        let old = before.get(key.as_str()).filter(|record| record.is_visible());
+        match state.get_versioned(&key).filter(|record| record.is_visible()) {
+            Some(new) if old.is_none_or(|old| old.value != new.value || old.status != new.status) => events
+                .push(Event::KeySet {
+                    node: node_id.clone(),
+                    key: key.clone(),
+                    value: new.value.clone(),
+                    version: new.version,
+                }),
+            None if old.is_some() => events.push(Event::KeyDeleted { node: node_id.clone(), key }),
+            _ => {}
         }
     }
 }

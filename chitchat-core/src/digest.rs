@@ -7,7 +7,7 @@
 //! ring and cover every node. Because the range is explicit, a receiver never
 //! mistakes a node outside it for a node the sender does not know.
 
-use crate::cluster::ClusterState;
+use crate::cluster::{ClusterState, grow_heartbeat};
 use crate::identity::Fingerprint;
 use crate::message::{Digest, DigestEntry, RingRange};
 use crate::time::Timestamp;
@@ -39,6 +39,10 @@ impl ClusterState {
         unknown.truncate(kept);
         len += unknown_len;
 
+        // Room for our own entry, sent apart when the range ends up not covering it.
+        let own = self.own_digest_entry();
+        let own_len = digest_entry_len(&own);
+        let budget = budget.saturating_sub(own_len);
         let ring = self.nodes.range(start..).chain(self.nodes.range(..start));
         let mut entries = Vec::new();
         let mut end = None;
@@ -69,25 +73,63 @@ impl ClusterState {
                 RingRange::FULL
             }
         };
-        (Digest { range, entries, unknown }, len)
+        let sender = (!range.contains(own.fingerprint)).then_some(own);
+        if sender.is_some() {
+            len += own_len;
+        }
+        (Digest { range, entries, unknown, sender }, len)
     }
 
-    /// Takes the heartbeats a peer's digest reports.
+    fn own_digest_entry(&self) -> DigestEntry {
+        let state = &self.self_entry().state;
+        DigestEntry {
+            fingerprint: self.self_fingerprint,
+            heartbeat: state.heartbeat(),
+            last_gc_version: state.last_gc_version(),
+            max_version: state.max_version(),
+        }
+    }
+
+    /// Takes the heartbeats a peer's digest reports. Both the digest and the node
+    /// map are in ring order, so one merged walk does it.
     pub fn absorb_digest(&mut self, digest: &Digest, now: Timestamp) {
-        for entry in &digest.entries {
-            self.report_heartbeat(entry.fingerprint, entry.heartbeat, now);
+        let mut entries = digest.entries.iter().peekable();
+        let mut revived = Vec::new();
+        let range = digest.range;
+        for bounds in Self::ring_bounds(range) {
+            for (fingerprint, node) in self.nodes.range_mut(bounds) {
+                let offset = range.offset(*fingerprint);
+                while entries.next_if(|entry| range.offset(entry.fingerprint) < offset).is_some() {}
+                let Some(entry) = entries.next_if(|entry| entry.fingerprint == *fingerprint) else {
+                    continue;
+                };
+                if *fingerprint != self.self_fingerprint
+                    && grow_heartbeat(node, entry.heartbeat, now, &self.detector)
+                {
+                    revived.push(*fingerprint);
+                }
+            }
+        }
+        for fingerprint in revived {
+            self.revive(fingerprint, now);
+        }
+        if let Some(sender) = digest.sender {
+            self.report_heartbeat(sender.fingerprint, sender.heartbeat, now);
         }
     }
 
     /// Nodes a peer's digest names that this node neither tracks nor removed.
+    /// (A removed node is asked for again only if its heartbeat grew since.)
     pub fn unknown_in(&self, digest: &Digest) -> Vec<Fingerprint> {
         digest
-            .entries
+            .sender
             .iter()
-            .map(|entry| entry.fingerprint)
-            .filter(|fingerprint| {
-                !self.nodes.contains_key(fingerprint) && !self.removed.contains(fingerprint)
+            .chain(&digest.entries)
+            .filter(|entry| {
+                !self.nodes.contains_key(&entry.fingerprint)
+                    && self.removed.admits(entry.fingerprint, entry.heartbeat)
             })
+            .map(|entry| entry.fingerprint)
             .collect()
     }
 }

@@ -13,7 +13,8 @@ use crate::identity::NodeId;
 pub enum Event {
     /// A node was heard of for the first time.
     NodeJoined(NodeId),
-    /// A node became live (also right after it joined).
+    /// A node became live: right after it joined, or when a node seen dead
+    /// talked to this node again (hearsay does not revive the dead).
     NodeLive(NodeId),
     /// A node's phi crossed the threshold.
     NodeDead(NodeId),

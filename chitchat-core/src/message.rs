@@ -89,6 +89,9 @@ pub struct Digest {
     /// for (only in a `SynAck`, whose own range may be cut shorter than the Syn's).
     #[serde(deserialize_with = "bounded_vec")]
     pub unknown: Vec<Fingerprint>,
+    /// The sender's own entry when the range does not cover it, so that every
+    /// peer it talks to hears its heartbeat first-hand whatever the range.
+    pub sender: Option<DigestEntry>,
 }
 
 /// What a digest says of one node. 12 to 14 bytes on the wire in steady state.

@@ -47,6 +47,9 @@ pub struct Metrics {
     pub partial_digests_sent: u64,
     /// Deltas sent that had to be cut to fit the datagram.
     pub deltas_truncated: u64,
+    /// Node sections skipped because their sender had garbage-collected less of
+    /// the node than this node (its records could resurrect deleted keys).
+    pub stale_sections: u64,
     /// Times a peer's state was replaced wholesale (reset) here.
     pub resets_applied: u64,
 }

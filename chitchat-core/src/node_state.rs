@@ -231,12 +231,25 @@ impl NodeState {
         self.left |= left;
     }
 
-    /// Drops every record, for a reset. Returns the records dropped.
-    pub(crate) fn clear_for_reset(&mut self) -> BTreeMap<String, VersionedValue> {
-        self.by_version.clear();
-        self.pending_gc.clear();
-        self.max_version = 0;
-        std::mem::take(&mut self.key_values)
+    /// Takes out every record with a version up to `version`, for a reset.
+    pub(crate) fn take_records_up_to(&mut self, version: u64) -> Vec<(String, VersionedValue)> {
+        let versions: Vec<u64> = self.by_version.range(..=version).map(|(version, _)| *version).collect();
+        let mut taken = Vec::with_capacity(versions.len());
+        for version in versions {
+            if let Some(key) = self.by_version.remove(&version)
+                && let Some(record) = self.key_values.remove(&key)
+            {
+                taken.push((key, record));
+            }
+        }
+        taken
+    }
+
+    /// Sets the versions after a reset: the max may go down (the reset was cut
+    /// short and versions above it must be fetched again).
+    pub(crate) fn set_versions(&mut self, max_version: u64, last_gc_version: u64) {
+        self.max_version = max_version;
+        self.last_gc_version = self.last_gc_version.max(last_gc_version);
     }
 
     /// Records with a version above `from_version`, in increasing version order.

@@ -103,6 +103,9 @@ fn check_message(message: &Message) -> Result<(), Violation> {
 
 fn check_digest(digest: &Digest) -> Result<(), Violation> {
     let range = digest.range;
+    if digest.sender.is_some_and(|sender| range.contains(sender.fingerprint)) {
+        return Err(Violation::DigestOrder);
+    }
     let mut previous: Option<u64> = None;
     for entry in &digest.entries {
         if !range.contains(entry.fingerprint) {
@@ -211,7 +214,12 @@ pub(crate) fn packet_overhead(cluster_id: &str) -> usize {
 
 /// Bytes of a digest with no entry and nothing unknown.
 pub(crate) fn empty_digest_len() -> usize {
-    encoded_len(&Digest { range: crate::message::RingRange::FULL, entries: Vec::new(), unknown: Vec::new() })
+    encoded_len(&Digest {
+        range: crate::message::RingRange::FULL,
+        entries: Vec::new(),
+        unknown: Vec::new(),
+        sender: None,
+    })
 }
 
 /// The room a SynAck guarantees to its delta under `config`, whatever the digest.

@@ -47,8 +47,9 @@ fn digest() -> impl Strategy<Value = Digest> {
         fingerprint(),
         prop::collection::vec((fingerprint(), small(), small(), small()), 0..6),
         prop::collection::vec(fingerprint(), 0..3),
+        prop::option::of((fingerprint(), small())),
     )
-        .prop_map(|(start, end, entries, unknown)| Digest {
+        .prop_map(|(start, end, entries, unknown, sender)| Digest {
             range: RingRange { start, end },
             entries: entries
                 .into_iter()
@@ -60,6 +61,12 @@ fn digest() -> impl Strategy<Value = Digest> {
                 })
                 .collect(),
             unknown,
+            sender: sender.map(|(fingerprint, heartbeat)| DigestEntry {
+                fingerprint,
+                heartbeat,
+                last_gc_version: 0,
+                max_version: heartbeat,
+            }),
         })
 }
 
@@ -125,7 +132,7 @@ fn settled_node() -> (Chitchat, Vec<Vec<u8>>) {
         sim.node_mut(*node).set("key", &i.to_string()).unwrap();
         sim.node_mut(*node).set("é", "ü").unwrap();
     }
-    assert!(sim.run_until(Duration::from_secs(5), |sim| sim.converged() && sim.all_see_all_live()));
+    assert!(sim.run_until(Duration::from_secs(5), |sim| sim.converged() && sim.all_see_all_live()).unwrap());
     // Rebuild the first node's view by replaying a handshake into a fresh node is
     // complicated; instead capture the traffic a fresh observer would get.
     let mut observer = Chitchat::new(

@@ -63,6 +63,15 @@ fn ack(sections: Vec<NodeDelta>) -> Vec<u8> {
     datagram(CLUSTER, Message::Ack { delta: Delta { nodes: sections } })
 }
 
+/// Introduces a node, then reports its heartbeat growing, so that it is live.
+fn introduce_live(node: &mut Chitchat, id: &NodeId) {
+    node.handle_datagram(T0, id.gossip_addr, &ack(vec![full_section(id.clone(), 1, &[])])).unwrap();
+    let mut beat = full_section(id.clone(), 2, &[]);
+    beat.node = NodeRef::Known(id.fingerprint());
+    node.handle_datagram(T0, id.gossip_addr, &ack(vec![beat])).unwrap();
+    assert_eq!(node.node_status(id), Some(NodeStatus::Live));
+}
+
 fn peer(name: &str, generation: u64, port: u16) -> NodeId {
     NodeId::new(name, generation, addr(port))
 }
@@ -81,7 +90,9 @@ fn a_syn_from_another_cluster_is_answered_bad_cluster_and_changes_nothing() {
     let before = snapshot(&node);
     let syn = datagram(
         "other",
-        Message::Syn { digest: Digest { range: RingRange::FULL, entries: vec![], unknown: vec![] } },
+        Message::Syn {
+            digest: Digest { range: RingRange::FULL, entries: vec![], unknown: vec![], sender: None },
+        },
     );
     node.handle_datagram(T0, addr(9000), &syn).unwrap();
     let reply = node.poll_transmit().unwrap();
@@ -121,7 +132,9 @@ fn a_syn_gets_a_syn_ack_with_what_the_peer_lacks() {
     node.set("color", "blue").unwrap();
     let syn = datagram(
         CLUSTER,
-        Message::Syn { digest: Digest { range: RingRange::FULL, entries: vec![], unknown: vec![] } },
+        Message::Syn {
+            digest: Digest { range: RingRange::FULL, entries: vec![], unknown: vec![], sender: None },
+        },
     );
     node.handle_datagram(T0, addr(9000), &syn).unwrap();
     let Message::SynAck { digest, delta } = decode(&node.poll_transmit().unwrap().bytes) else { panic!() };
@@ -276,12 +289,7 @@ fn a_farewell_marks_the_sender_left_at_once() {
 fn leaving_sends_farewells_then_emits_left() {
     let mut node = node();
     for i in 0..3 {
-        node.handle_datagram(
-            T0,
-            addr(7001 + i),
-            &ack(vec![full_section(peer(&format!("p{i}"), 1, 7001 + i), 1, &[])]),
-        )
-        .unwrap();
+        introduce_live(&mut node, &peer(&format!("p{i}"), 1, 7001 + i));
     }
     while node.poll_event().is_some() {}
     while node.poll_transmit().is_some() {}
@@ -307,8 +315,13 @@ fn node_knowing(count: u16, keys: usize, config: Config) -> Chitchat {
             (0..keys).map(|k| (format!("key-{k}"), format!("value-{i}-{k}"), k as u64 + 1)).collect();
         let records: Vec<(&str, &str, u64)> =
             records.iter().map(|(k, v, n)| (k.as_str(), v.as_str(), *n)).collect();
-        let section = full_section(peer(&format!("node-{i:04}"), 1, 10_000 + i), 100, &records);
-        node.handle_datagram(T0, addr(9000), &ack(vec![section])).unwrap();
+        let id = peer(&format!("node-{i:04}"), 1, 10_000 + i);
+        node.handle_datagram(T0, addr(9000), &ack(vec![full_section(id.clone(), 100, &records)])).unwrap();
+        let mut beat = full_section(id.clone(), 101, &[]);
+        beat.node = NodeRef::Known(id.fingerprint());
+        beat.from_version = keys as u64;
+        beat.max_version = keys as u64;
+        node.handle_datagram(T0, addr(9000), &ack(vec![beat])).unwrap();
     }
     while node.poll_event().is_some() {}
     node
@@ -345,7 +358,9 @@ fn a_syn_ack_fits_and_shares_the_datagram_between_digest_and_delta() {
     // A newcomer knows nothing: the delta wants everything, the digest too.
     let syn = datagram(
         CLUSTER,
-        Message::Syn { digest: Digest { range: RingRange::FULL, entries: vec![], unknown: vec![] } },
+        Message::Syn {
+            digest: Digest { range: RingRange::FULL, entries: vec![], unknown: vec![], sender: None },
+        },
     );
     node.handle_datagram(T0, addr(9000), &syn).unwrap();
     let reply = node.poll_transmit().unwrap();

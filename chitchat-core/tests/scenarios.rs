@@ -6,8 +6,6 @@ use std::time::Duration;
 use chitchat_core::sim::{NetworkConfig, NodeIndex, Simulation};
 use chitchat_core::{Config, Event, NodeStatus};
 
-const SECOND: Duration = Duration::from_secs(1);
-
 /// `count` nodes with `config`, all seeded with the first.
 fn cluster(seed: u64, count: usize, config: Config) -> (Simulation, Vec<NodeIndex>) {
     let mut sim = Simulation::new(seed);
@@ -27,7 +25,7 @@ fn two_nodes_sync_their_keys_in_one_handshake() {
     let (a, b) = (nodes[0], nodes[1]);
     sim.node_mut(a).set("color", "red").unwrap();
     sim.node_mut(b).set("shape", "square").unwrap();
-    assert!(sim.run_until(rounds(3), |sim| sim.converged() && sim.all_see_all_live()));
+    assert!(sim.run_until(rounds(3), |sim| sim.converged() && sim.all_see_all_live()).unwrap());
     let b_id = sim.node_id(b).clone();
     let a_id = sim.node_id(a).clone();
     assert_eq!(sim.node(a).node_state(&b_id).unwrap().get("shape"), Some("square"));
@@ -44,22 +42,25 @@ fn five_nodes_converge() {
     for (i, node) in nodes.iter().enumerate() {
         sim.node_mut(*node).set("index", &i.to_string()).unwrap();
     }
-    assert!(sim.run_until(rounds(20), |sim| sim.converged() && sim.all_see_all_live()));
+    assert!(sim.run_until(rounds(20), |sim| sim.converged() && sim.all_see_all_live()).unwrap());
     assert_eq!(sim.stats().rejected, 0);
 }
 
 #[test]
 fn a_crashed_node_is_seen_dead_then_live_again_after_restart() {
     let (mut sim, nodes) = cluster(3, 5, Config::local_test());
-    assert!(sim.run_until(rounds(20), |sim| sim.all_see_all_live()));
+    assert!(sim.run_until(rounds(20), |sim| sim.all_see_all_live()).unwrap());
     let victim = nodes[3];
     let old_id = sim.node_id(victim).clone();
     sim.crash(victim);
-    assert!(sim.run_until(rounds(40), |sim| sim.all_see(&old_id, NodeStatus::Dead)), "crash detected");
+    assert!(
+        sim.run_until(rounds(40), |sim| sim.all_see(&old_id, NodeStatus::Dead)).unwrap(),
+        "crash detected"
+    );
     sim.restart(victim);
     let new_id = sim.node_id(victim).clone();
     assert_eq!(new_id.generation, old_id.generation + 1);
-    assert!(sim.run_until(rounds(30), |sim| sim.all_see_all_live() && sim.none_track(&old_id)));
+    assert!(sim.run_until(rounds(30), |sim| sim.all_see_all_live() && sim.none_track(&old_id)).unwrap());
     let events = sim.take_events(nodes[1]);
     assert!(events.contains(&Event::NodeDead(old_id.clone())));
     assert!(events.contains(&Event::NodeRemoved(old_id.clone())));
@@ -69,14 +70,14 @@ fn a_crashed_node_is_seen_dead_then_live_again_after_restart() {
 #[test]
 fn a_dead_node_is_not_gossiped_to_a_node_that_joins_later() {
     let (mut sim, nodes) = cluster(4, 4, Config::local_test());
-    assert!(sim.run_until(rounds(20), |sim| sim.all_see_all_live()));
+    assert!(sim.run_until(rounds(20), |sim| sim.all_see_all_live()).unwrap());
     let dead_id = sim.node_id(nodes[3]).clone();
     sim.crash(nodes[3]);
-    assert!(sim.run_until(rounds(40), |sim| sim.all_see(&dead_id, NodeStatus::Dead)));
+    assert!(sim.run_until(rounds(40), |sim| sim.all_see(&dead_id, NodeStatus::Dead)).unwrap());
     let newcomer = sim.add_node("newcomer", Config::local_test());
     sim.set_seeds(newcomer, &[nodes[0]]);
-    assert!(sim.run_until(rounds(20), |sim| sim.all_see_all_live()));
-    sim.run_for(rounds(10));
+    assert!(sim.run_until(rounds(20), |sim| sim.all_see_all_live()).unwrap());
+    sim.run_for(rounds(10)).unwrap();
     assert!(sim.node(newcomer).node_state(&dead_id).is_none());
     assert!(!sim.take_events(newcomer).contains(&Event::NodeJoined(dead_id)));
 }
@@ -84,15 +85,16 @@ fn a_dead_node_is_not_gossiped_to_a_node_that_joins_later() {
 #[test]
 fn a_partition_heals() {
     let (mut sim, nodes) = cluster(5, 6, Config::local_test());
-    assert!(sim.run_until(rounds(20), |sim| sim.all_see_all_live()));
+    assert!(sim.run_until(rounds(20), |sim| sim.all_see_all_live()).unwrap());
     let (left, right) = nodes.split_at(3);
     sim.partition(&[left, right]);
     let right_id = sim.node_id(right[0]).clone();
     assert!(
         sim.run_until(rounds(60), |sim| sim.node(left[1]).node_status(&right_id) == Some(NodeStatus::Dead))
+            .unwrap()
     );
     sim.heal();
-    assert!(sim.run_until(rounds(60), |sim| sim.all_see_all_live() && sim.converged()));
+    assert!(sim.run_until(rounds(60), |sim| sim.all_see_all_live() && sim.converged()).unwrap());
 }
 
 #[test]
@@ -100,15 +102,15 @@ fn a_dead_node_is_removed_after_the_grace_period() {
     let config = Config::local_test();
     let grace = config.dead_node_grace_period;
     let (mut sim, nodes) = cluster(6, 4, config);
-    assert!(sim.run_until(rounds(20), |sim| sim.all_see_all_live()));
+    assert!(sim.run_until(rounds(20), |sim| sim.all_see_all_live()).unwrap());
     let dead_id = sim.node_id(nodes[2]).clone();
     sim.crash(nodes[2]);
-    assert!(sim.run_until(rounds(40), |sim| sim.all_see(&dead_id, NodeStatus::Dead)));
-    sim.run_for(grace / 2);
+    assert!(sim.run_until(rounds(40), |sim| sim.all_see(&dead_id, NodeStatus::Dead)).unwrap());
+    sim.run_for(grace / 2).unwrap();
     assert!(!sim.none_track(&dead_id), "still tracked before the grace period");
-    assert!(sim.run_until(grace, |sim| sim.none_track(&dead_id)));
+    assert!(sim.run_until(grace, |sim| sim.none_track(&dead_id)).unwrap());
     // Stale gossip does not bring it back.
-    sim.run_for(rounds(30));
+    sim.run_for(rounds(30)).unwrap();
     assert!(sim.none_track(&dead_id));
 }
 
@@ -123,18 +125,18 @@ fn a_lagging_node_is_reset_after_tombstone_gc() {
     let (a, lagging) = (nodes[0], nodes[2]);
     sim.node_mut(a).set("doomed", "1").unwrap();
     sim.node_mut(a).set("kept", "1").unwrap();
-    assert!(sim.run_until(rounds(20), |sim| sim.converged() && sim.all_see_all_live()));
+    assert!(sim.run_until(rounds(20), |sim| sim.converged() && sim.all_see_all_live()).unwrap());
     sim.partition(&[&nodes[..2], &nodes[2..]]);
     let now = sim.now();
     sim.node_mut(a).delete(now, "doomed").unwrap();
     sim.node_mut(a).set("kept", "2").unwrap();
-    sim.run_for(Duration::from_secs(3));
+    sim.run_for(Duration::from_secs(3)).unwrap();
     let a_id = sim.node_id(a).clone();
     assert_eq!(sim.node(a).self_node_state().get_versioned("doomed"), None, "tombstone collected");
     assert_eq!(sim.node(lagging).node_state(&a_id).unwrap().get("doomed"), Some("1"));
     sim.take_events(lagging);
     sim.heal();
-    assert!(sim.run_until(rounds(40), |sim| sim.converged() && sim.all_see_all_live()));
+    assert!(sim.run_until(rounds(40), |sim| sim.converged() && sim.all_see_all_live()).unwrap());
     let state = sim.node(lagging).node_state(&a_id).unwrap();
     assert_eq!(state.get("doomed"), None);
     assert_eq!(state.get("kept"), Some("2"));
@@ -151,9 +153,9 @@ fn a_key_with_a_ttl_expires_everywhere() {
     let now = sim.now();
     sim.node_mut(nodes[0]).set_with_ttl(now, "lease", "holder").unwrap();
     let owner = sim.node_id(nodes[0]).clone();
-    assert!(sim.run_until(rounds(20), |sim| sim.converged() && sim.all_see_all_live()));
+    assert!(sim.run_until(rounds(20), |sim| sim.converged() && sim.all_see_all_live()).unwrap());
     assert_eq!(sim.node(nodes[1]).node_state(&owner).unwrap().get("lease"), Some("holder"));
-    sim.run_for(Duration::from_secs(3));
+    sim.run_for(Duration::from_secs(3)).unwrap();
     for node in &nodes {
         let events = sim.take_events(*node);
         assert!(events.contains(&Event::KeyExpired { node: owner.clone(), key: "lease".into() }), "{node:?}");
@@ -164,17 +166,17 @@ fn a_key_with_a_ttl_expires_everywhere() {
 #[test]
 fn a_node_that_leaves_is_seen_left_within_a_couple_of_rounds() {
     let (mut sim, nodes) = cluster(9, 5, Config::local_test());
-    assert!(sim.run_until(rounds(20), |sim| sim.all_see_all_live()));
+    assert!(sim.run_until(rounds(20), |sim| sim.all_see_all_live()).unwrap());
     let leaver = nodes[1];
     let leaver_id = sim.node_id(leaver).clone();
     let now = sim.now();
     sim.node_mut(leaver).leave(now);
-    assert!(sim.run_until(rounds(2), |sim| sim.all_see(&leaver_id, NodeStatus::Left)));
+    assert!(sim.run_until(rounds(2), |sim| sim.all_see(&leaver_id, NodeStatus::Left)).unwrap());
     assert!(sim.node(leaver).has_left());
     assert!(sim.take_events(leaver).contains(&Event::NodeLeft(leaver_id.clone())));
     assert!(sim.take_events(nodes[0]).contains(&Event::NodeLeft(leaver_id.clone())));
     // It is never seen dead, and is forgotten after the grace period.
-    sim.run_for(Config::local_test().dead_node_grace_period * 2);
+    sim.run_for(Config::local_test().dead_node_grace_period * 2).unwrap();
     assert!(sim.none_track(&leaver_id));
     assert!(!sim.take_events(nodes[0]).contains(&Event::NodeDead(leaver_id)));
 }
@@ -185,14 +187,18 @@ fn the_ready_predicate_decides_which_live_nodes_are_ready() {
     for node in &nodes {
         sim.node_mut(*node).set_ready_predicate(|state| state.get("ready") == Some("yes"));
     }
-    assert!(sim.run_until(rounds(20), |sim| sim.all_see_all_live()));
+    assert!(sim.run_until(rounds(20), |sim| sim.all_see_all_live()).unwrap());
     assert_eq!(sim.node(nodes[0]).ready_nodes().count(), 0);
     sim.node_mut(nodes[2]).set("ready", "yes").unwrap();
     let ready_id = sim.node_id(nodes[2]).clone();
-    assert!(sim.run_until(rounds(10), |sim| {
-        sim.node_indices()
-            .all(|node| sim.node(node).ready_nodes().cloned().collect::<Vec<_>>() == vec![ready_id.clone()])
-    }));
+    assert!(
+        sim.run_until(rounds(10), |sim| {
+            sim.node_indices().all(|node| {
+                sim.node(node).ready_nodes().cloned().collect::<Vec<_>>() == vec![ready_id.clone()]
+            })
+        })
+        .unwrap()
+    );
     assert!(sim.take_events(nodes[0]).contains(&Event::ReadyChanged { node: ready_id, ready: true }));
 }
 
@@ -206,7 +212,7 @@ fn two_hundred_nodes_converge_with_1400_byte_datagrams() {
         sim.node_mut(*node).set("index", &i.to_string()).unwrap();
         sim.node_mut(*node).set("role", "searcher").unwrap();
     }
-    assert!(sim.run_until(rounds(200), |sim| sim.all_see_all_live() && sim.converged()));
+    assert!(sim.run_until(rounds(200), |sim| sim.all_see_all_live() && sim.converged()).unwrap());
     assert!(sim.stats().max_datagram <= 1_400, "{}", sim.stats().max_datagram);
     assert!(sim.node(nodes[5]).metrics().partial_digests_sent > 0, "200 nodes do not fit one digest");
     assert_eq!(sim.stats().rejected, 0);
@@ -219,10 +225,12 @@ fn lossy_network_still_converges() {
         latency: Duration::from_millis(5),
         jitter: Duration::from_millis(20),
         loss: 0.2,
+        duplicate: 0.1,
+        ..NetworkConfig::default()
     });
     for node in &nodes {
         sim.node_mut(*node).set("k", "v").unwrap();
     }
-    assert!(sim.run_until(rounds(100), |sim| sim.all_see_all_live() && sim.converged()));
-    let _ = SECOND;
+    assert!(sim.run_until(rounds(100), |sim| sim.all_see_all_live() && sim.converged()).unwrap());
+    assert!(sim.stats().duplicated > 0 && sim.stats().lost > 0);
 }

@@ -320,7 +320,8 @@ pub async fn hostile_datagrams_are_counted_and_change_nothing(runtime: Arc<dyn R
     // The probe uses the runtime's socket: a blocking one would stall a
     // single-threaded runtime.
     let probe = runtime.bind("127.0.0.1:0".parse().expect("an address")).expect("bind the probe");
-    let empty_digest = Digest { range: RingRange::FULL, entries: Vec::new(), unknown: Vec::new() };
+    let empty_digest =
+        Digest { range: RingRange::FULL, entries: Vec::new(), unknown: Vec::new(), sender: None };
     let packet =
         |cluster_id: &str, message: Message| wire::encode(&Packet { cluster_id: cluster_id.into(), message });
     let mut other_version = packet(CLUSTER_ID, Message::Syn { digest: empty_digest.clone() });

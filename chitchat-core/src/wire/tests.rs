@@ -33,6 +33,7 @@ fn syn() -> Packet {
                     },
                 ],
                 unknown: vec![],
+                sender: None,
             },
         },
     }
@@ -71,6 +72,12 @@ fn syn_ack() -> Packet {
                     max_version: 0,
                 }],
                 unknown: vec![Fingerprint(0x99)],
+                sender: Some(DigestEntry {
+                    fingerprint: Fingerprint(0x30),
+                    heartbeat: 5,
+                    last_gc_version: 0,
+                    max_version: 2,
+                }),
             },
             delta: Delta {
                 nodes: vec![NodeDelta {
@@ -100,7 +107,8 @@ fn syn_ack() -> Packet {
 // one bumps PROTOCOL_VERSION and updates these.
 #[test]
 fn golden_syn() {
-    // "CCT" 01 | "prod" | Syn | range 0..0 (whole ring) | 2 entries of 12 bytes | no unknown
+    // "CCT" 01 | "prod" | Syn | range 0..0 (whole ring) | 2 entries of 12 bytes | no unknown |
+    // no sender entry (the range covers everything)
     assert_eq!(
         hex(&encode(&syn())),
         "434354010470726f6400\
@@ -108,13 +116,14 @@ fn golden_syn() {
          02\
          0100000000000000ac020005\
          ffffffffffffffff0201c801\
+         00\
          00"
     );
 }
 
 #[test]
 fn golden_syn_ack() {
-    // SynAck | range 0x10..0x20 | 1 entry | 1 unknown | 1 section: Full("né", 3,
+    // SynAck | range 0x10..0x20 | 1 entry | 1 unknown | sender entry | 1 section: Full("né", 3,
     // 10.0.0.1:7000), heartbeat 9, reset, from 0, gc 1, max 4, not left, 3 records.
     assert_eq!(
         hex(&encode(&syn_ack())),
@@ -124,6 +133,7 @@ fn golden_syn_ack() {
             "0111000000000000000100",
             "00",
             "019900000000000000",
+            "013000000000000000050002",
             "01",
             "01036ec3a903000a000001d836",
             "0901000104",
@@ -216,7 +226,9 @@ fn a_length_pointing_past_the_end_allocates_nothing_for_it() {
     // A Syn whose entry count claims 2^63 entries, in a 30-byte datagram.
     let mut bytes = encode(&Packet {
         cluster_id: "c".into(),
-        message: Message::Syn { digest: Digest { range: RingRange::FULL, entries: vec![], unknown: vec![] } },
+        message: Message::Syn {
+            digest: Digest { range: RingRange::FULL, entries: vec![], unknown: vec![], sender: None },
+        },
     });
     bytes.truncate(bytes.len() - 2);
     bytes.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]);
@@ -290,6 +302,7 @@ fn digests_out_of_ring_order_are_refused() {
                         })
                         .collect(),
                     unknown: vec![],
+                    sender: None,
                 },
             },
         })

@@ -1,0 +1,148 @@
+//! Invariants checked after every step of a simulation.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::chitchat::Chitchat;
+use crate::events::Event;
+use crate::identity::{Fingerprint, NodeId};
+
+/// A broken invariant: the run stops, and this says how to replay it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvariantViolation {
+    /// The simulation's seed.
+    pub seed: u64,
+    /// Virtual time of the violation, in milliseconds.
+    pub at_millis: u64,
+    /// What broke.
+    pub description: String,
+}
+
+impl fmt::Display for InvariantViolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invariant violated at {} ms (seed {}): {}", self.at_millis, self.seed, self.description)
+    }
+}
+
+impl std::error::Error for InvariantViolation {}
+
+/// What the checker remembers of one observer.
+#[derive(Default)]
+pub(crate) struct ObserverRecord {
+    /// Highest max version seen per node (forgotten on a reset of that node).
+    versions: BTreeMap<Fingerprint, u64>,
+    /// Last heartbeat seen per node.
+    heartbeats: BTreeMap<Fingerprint, u64>,
+    /// Identities removed that are not running (crashed, left or superseded),
+    /// with their heartbeat then: they may come back only with news of a later
+    /// heartbeat (which a partition can hold back), never with stale gossip.
+    removed_for_good: BTreeMap<Fingerprint, u64>,
+    /// Keys seen deleted or expired: (node, key) → version of the deletion.
+    deleted: BTreeMap<(Fingerprint, String), u64>,
+}
+
+impl ObserverRecord {
+    /// Takes note of an event the observer emitted. `gone_for_good` says whether
+    /// a node identity can never legitimately return.
+    pub fn note_event(
+        &mut self,
+        observer: &Chitchat,
+        event: &Event,
+        gone_for_good: impl Fn(&NodeId) -> bool,
+    ) {
+        match event {
+            Event::NodeReset(node) => {
+                self.versions.remove(&node.fingerprint());
+            }
+            Event::NodeRemoved(node) => {
+                // The observer forgot the node: if it learns of it again, it
+                // starts afresh from whoever tells it.
+                let fingerprint = node.fingerprint();
+                self.versions.remove(&fingerprint);
+                self.deleted.retain(|(deleted_node, _), _| *deleted_node != fingerprint);
+                if gone_for_good(node) {
+                    let heartbeat = self.heartbeats.get(&fingerprint).copied().unwrap_or(0);
+                    self.removed_for_good.insert(fingerprint, heartbeat);
+                }
+            }
+            Event::KeyDeleted { node, key } | Event::KeyExpired { node, key } => {
+                let version =
+                    observer.node_state(node).and_then(|state| state.get_versioned(key)).map_or_else(
+                        || observer.node_state(node).map_or(0, |state| state.last_gc_version()),
+                        |record| record.version,
+                    );
+                self.deleted.insert((node.fingerprint(), key.clone()), version);
+            }
+            _ => {}
+        }
+    }
+
+    /// Checks the observer's state against what was recorded.
+    pub fn check(&mut self, observer: &Chitchat) -> Result<(), String> {
+        let config = observer.config();
+        let (transmits, events, removed) = observer.debug_queue_lengths();
+        if transmits > config.max_pending_transmits
+            || events > config.max_pending_events
+            || removed > config.max_nodes
+        {
+            return Err(format!(
+                "{}: a queue exceeds its bound ({transmits}, {events}, {removed})",
+                observer.self_id()
+            ));
+        }
+        let mut count = 0;
+        for state in observer.node_states() {
+            count += 1;
+            let fingerprint = state.id().fingerprint();
+            if let Some(&removed_at) = self.removed_for_good.get(&fingerprint) {
+                if state.heartbeat() <= removed_at {
+                    return Err(format!(
+                        "{} resurrected removed node {} by stale gossip (heartbeat {} <= {removed_at})",
+                        observer.self_id(),
+                        state.id(),
+                        state.heartbeat()
+                    ));
+                }
+                self.removed_for_good.remove(&fingerprint);
+            }
+            self.heartbeats.insert(fingerprint, state.heartbeat());
+            if state.num_records() > config.max_keys_per_node {
+                return Err(format!(
+                    "{} holds {} records of {}",
+                    observer.self_id(),
+                    state.num_records(),
+                    state.id()
+                ));
+            }
+            let seen = self.versions.entry(fingerprint).or_insert(0);
+            if state.max_version() < *seen {
+                return Err(format!(
+                    "{}'s version of {} went back from {} to {}",
+                    observer.self_id(),
+                    state.id(),
+                    seen,
+                    state.max_version()
+                ));
+            }
+            *seen = state.max_version();
+        }
+        if count > config.max_nodes {
+            return Err(format!("{} tracks {count} nodes, more than max_nodes", observer.self_id()));
+        }
+        for ((node, key), deleted_at) in &self.deleted {
+            let Some(state) = observer.node_state_by_fingerprint(*node) else { continue };
+            if let Some(record) = state.get_versioned(key)
+                && record.version < *deleted_at
+                && record.is_visible()
+            {
+                return Err(format!(
+                    "{} resurrected key {key} of {} at version {} (deleted at {deleted_at})",
+                    observer.self_id(),
+                    state.id(),
+                    record.version
+                ));
+            }
+        }
+        Ok(())
+    }
+}
