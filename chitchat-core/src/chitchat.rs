@@ -289,6 +289,23 @@ impl Chitchat {
         }
     }
 
+    /// Opens a handshake with `addr` now, outside the gossip rounds (to reach a
+    /// node at once, say, after a configuration change). Its heartbeat is not
+    /// bumped: that belongs to rounds.
+    pub fn gossip_with(&mut self, now: Timestamp, addr: SocketAddr) {
+        let now = self.advance(now);
+        if self.phase != Phase::Running {
+            return;
+        }
+        let budget = self.payload_budget();
+        let (digest, _) = self.cluster.build_digest(now, self.digest_cursor, Vec::new(), budget);
+        if !digest.range.is_full() {
+            self.cluster.metrics.partial_digests_sent += 1;
+            self.digest_cursor = digest.range.end;
+        }
+        self.queue(addr, Message::Syn { digest }, false);
+    }
+
     /// Replaces the seed addresses: contacted when no peer is live, and now and
     /// then otherwise, so that newcomers join and partitions heal.
     pub fn set_seed_addrs(&mut self, seeds: impl IntoIterator<Item = SocketAddr>) {
