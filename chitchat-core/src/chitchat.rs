@@ -246,7 +246,7 @@ impl Chitchat {
 
         let mut live = Vec::new();
         let mut dead = Vec::new();
-        for (fingerprint, entry) in &self.cluster.nodes {
+        for (fingerprint, entry) in self.cluster.nodes.iter() {
             if *fingerprint == self_fingerprint {
                 continue;
             }

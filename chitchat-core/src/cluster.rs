@@ -1,7 +1,7 @@
 //! What a node knows of the cluster: every tracked node's state and liveness,
 //! the memory of removed nodes, and the events and counters they produce.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::ops::Bound;
 
@@ -14,6 +14,7 @@ use crate::identity::{Fingerprint, NodeId};
 use crate::message::{Delta, Digest, Message, NodeRef, RingRange};
 use crate::metrics::Metrics;
 use crate::node_state::NodeState;
+use crate::node_table::NodeTable;
 use crate::time::Timestamp;
 
 /// A predicate on a live node's state that says whether it is ready.
@@ -133,7 +134,7 @@ pub(crate) struct ClusterState {
     pub self_fingerprint: Fingerprint,
     /// Every tracked node, this one included, in ring order. At most
     /// `config.max_nodes`.
-    pub nodes: BTreeMap<Fingerprint, NodeEntry>,
+    pub nodes: NodeTable,
     /// Name → fingerprint of its tracked incarnation.
     pub by_name: HashMap<String, Fingerprint>,
     /// Gossip address → fingerprint of the tracked node there.
@@ -158,7 +159,7 @@ impl ClusterState {
             events: EventQueue::new(config.max_pending_events),
             config,
             self_fingerprint,
-            nodes: BTreeMap::new(),
+            nodes: NodeTable::default(),
             by_name: HashMap::new(),
             by_addr: HashMap::new(),
             removed: RemovedNodes::default(),
@@ -319,7 +320,11 @@ impl ClusterState {
     /// The tracked nodes in `range`, in ring order.
     pub fn nodes_in(&self, range: RingRange) -> impl Iterator<Item = (&Fingerprint, &NodeEntry)> {
         let [first, second] = Self::ring_bounds(range);
-        self.nodes.range(first).chain(self.nodes.range(second))
+        self.nodes
+            .range(first)
+            .iter()
+            .chain(self.nodes.range(second))
+            .map(|(fingerprint, entry)| (fingerprint, entry))
     }
 
     /// Marks a node as left (final for its incarnation).
@@ -368,7 +373,7 @@ impl ClusterState {
         let grace = self.config.dead_node_grace_period;
         let mut newly_dead = Vec::new();
         let mut expired = Vec::new();
-        for (fingerprint, entry) in &self.nodes {
+        for (fingerprint, entry) in self.nodes.iter() {
             if *fingerprint == self.self_fingerprint {
                 continue;
             }

@@ -28,7 +28,8 @@ pub struct Config {
     /// heartbeat arrivals, so 3.5 means "dead after about 8 mean intervals
     /// without news".
     pub phi_threshold: f64,
-    /// How many heartbeat inter-arrival times the failure detector remembers.
+    /// How many heartbeat inter-arrival times the failure detector remembers per
+    /// node (4 bytes each).
     pub phi_sampling_window: usize,
     /// The inter-arrival time assumed for a node before any is measured; it also
     /// counts as one sample in the mean, so that a few quick arrivals do not make
@@ -175,7 +176,7 @@ impl Default for Config {
             gossip_fanout: 3,
             max_datagram_size: Self::MAX_DATAGRAM_SIZE,
             phi_threshold: 3.5,
-            phi_sampling_window: 1_000,
+            phi_sampling_window: 100,
             phi_initial_interval: Duration::from_secs(1),
             phi_max_interval: Duration::from_secs(10),
             dead_node_grace_period: Duration::from_secs(3_600),

@@ -10,11 +10,11 @@
 
 use std::collections::BTreeMap;
 
-use crate::cluster::ClusterState;
+use crate::cluster::{ClusterState, NodeEntry};
 use crate::error::Violation;
 use crate::events::Event;
 use crate::identity::{Fingerprint, NodeId};
-use crate::message::{Delta, Digest, NodeDelta, NodeRef, ValueUpdate};
+use crate::message::{Delta, Digest, DigestEntry, NodeDelta, NodeRef, ValueUpdate};
 use crate::node_state::{NodeState, VersionedValue, to_update};
 use crate::time::Timestamp;
 use crate::wire::{encoded_len, varint_len};
@@ -44,63 +44,20 @@ impl ClusterState {
         let range = peer.range;
         // Our nodes in the peer's range and the peer's entries are both in ring
         // order: one merged walk pairs them.
-        let mut entries = peer.entries.iter().peekable();
-        let covered = self.nodes_in(range).map(|(fingerprint, entry)| {
+        let theirs = &peer.entries;
+        let mut cursor = 0;
+        for (fingerprint, entry) in self.nodes_in(range) {
             let offset = range.offset(*fingerprint);
-            while entries.next_if(|theirs| range.offset(theirs.fingerprint) < offset).is_some() {}
-            (*fingerprint, entry, entries.next_if(|theirs| theirs.fingerprint == *fingerprint))
-        });
-        let covered: Vec<_> = covered.collect();
-        let asked =
-            peer.unknown.iter().filter(|fingerprint| !range.contains(**fingerprint)).filter_map(
-                |fingerprint| self.nodes.get(fingerprint).map(|entry| (*fingerprint, entry, None)),
-            );
-        for (fingerprint, entry, theirs) in covered.into_iter().chain(asked) {
-            if self.is_retired(entry, now) {
-                continue;
+            while cursor < theirs.len() && range.offset(theirs[cursor].fingerprint) < offset {
+                cursor += 1;
             }
-            let state = &entry.state;
-            let candidate = match theirs {
-                Some(theirs) => {
-                    let gc = state.last_gc_version();
-                    if theirs.last_gc_version > gc && theirs.max_version < theirs.last_gc_version {
-                        continue; // they are mid-reset from a fresher source: we cannot help
-                    }
-                    if theirs.max_version < gc && theirs.last_gc_version < gc {
-                        Candidate {
-                            fingerprint,
-                            unknown: false,
-                            reset: true,
-                            from_version: 0,
-                            gap: u64::MAX,
-                            tiebreak: 0,
-                        }
-                    } else if theirs.max_version < state.max_version() {
-                        let gap = state.max_version() - theirs.max_version;
-                        Candidate {
-                            fingerprint,
-                            unknown: false,
-                            reset: false,
-                            from_version: theirs.max_version,
-                            gap,
-                            tiebreak: 0,
-                        }
-                    } else {
-                        continue;
-                    }
-                }
-                // Only live nodes are introduced: a dead node is not news.
-                None if self.is_live_now(entry, now) => Candidate {
-                    fingerprint,
-                    unknown: true,
-                    reset: false,
-                    from_version: 0,
-                    gap: u64::MAX,
-                    tiebreak: 0,
-                },
-                None => continue,
-            };
-            candidates.push(candidate);
+            let known = theirs.get(cursor).filter(|theirs| theirs.fingerprint == *fingerprint);
+            candidates.extend(self.candidate(now, *fingerprint, entry, known));
+        }
+        for fingerprint in peer.unknown.iter().filter(|fingerprint| !range.contains(**fingerprint)) {
+            if let Some(entry) = self.nodes.get(fingerprint) {
+                candidates.extend(self.candidate(now, *fingerprint, entry, None));
+            }
         }
         for candidate in &mut candidates {
             candidate.tiebreak = rng.u64(..);
@@ -169,6 +126,51 @@ impl ClusterState {
             self.metrics.deltas_truncated += 1;
         }
         (delta, len)
+    }
+
+    /// What the peer lacks of one node, given its digest entry (`None`: it does
+    /// not know the node).
+    fn candidate(
+        &self,
+        now: Timestamp,
+        fingerprint: Fingerprint,
+        entry: &NodeEntry,
+        theirs: Option<&DigestEntry>,
+    ) -> Option<Candidate> {
+        if self.is_retired(entry, now) {
+            return None;
+        }
+        let state = &entry.state;
+        let candidate = |unknown, reset, from_version, gap| Candidate {
+            fingerprint,
+            unknown,
+            reset,
+            from_version,
+            gap,
+            tiebreak: 0,
+        };
+        match theirs {
+            Some(theirs) => {
+                let gc = state.last_gc_version();
+                if theirs.last_gc_version > gc && theirs.max_version < theirs.last_gc_version {
+                    None // they are mid-reset from a fresher source: we cannot help
+                } else if theirs.max_version < gc && theirs.last_gc_version < gc {
+                    Some(candidate(false, true, 0, u64::MAX))
+                } else if theirs.max_version < state.max_version() {
+                    Some(candidate(
+                        false,
+                        false,
+                        theirs.max_version,
+                        state.max_version() - theirs.max_version,
+                    ))
+                } else {
+                    None
+                }
+            }
+            // Only live nodes are introduced: a dead node is not news.
+            None if self.is_live_now(entry, now) => Some(candidate(true, false, 0, u64::MAX)),
+            None => None,
+        }
     }
 
     /// Checks the rules that depend on this node's state, before anything changes.

@@ -7,6 +7,8 @@
 //! ring and cover every node. Because the range is explicit, a receiver never
 //! mistakes a node outside it for a node the sender does not know.
 
+use std::ops::Bound;
+
 use crate::cluster::{ClusterState, grow_heartbeat};
 use crate::identity::Fingerprint;
 use crate::message::{Digest, DigestEntry, RingRange};
@@ -43,8 +45,13 @@ impl ClusterState {
         let own = self.own_digest_entry();
         let own_len = digest_entry_len(&own);
         let budget = budget.saturating_sub(own_len);
-        let ring = self.nodes.range(start..).chain(self.nodes.range(..start));
+        let ring = self
+            .nodes
+            .range((Bound::Included(start), Bound::Unbounded))
+            .iter()
+            .chain(self.nodes.range((Bound::Unbounded, Bound::Excluded(start))));
         let mut entries = Vec::new();
+        let mut packed = 0;
         let mut end = None;
         for (fingerprint, entry) in ring {
             if self.is_retired(entry, now) {
@@ -56,13 +63,15 @@ impl ClusterState {
                 last_gc_version: entry.state.last_gc_version(),
                 max_version: entry.state.max_version(),
             };
-            let next = digest_entry_len(&digest_entry) + varint_len(entries.len() as u64 + 1)
-                - varint_len(entries.len() as u64);
+            // The entries are one byte string: its length prefix may grow too.
+            let entry_len = digest_entry_len(&digest_entry);
+            let next = entry_len + varint_len((packed + entry_len) as u64) - varint_len(packed as u64);
             if len + next > budget {
                 end = Some(*fingerprint);
                 break;
             }
             len += next;
+            packed += entry_len;
             entries.push(digest_entry);
         }
         let range = match end {
@@ -97,7 +106,7 @@ impl ClusterState {
         let mut revived = Vec::new();
         let range = digest.range;
         for bounds in Self::ring_bounds(range) {
-            for (fingerprint, node) in self.nodes.range_mut(bounds) {
+            for (fingerprint, node) in self.nodes.range_mut(bounds).iter_mut() {
                 let offset = range.offset(*fingerprint);
                 while entries.next_if(|entry| range.offset(entry.fingerprint) < offset).is_some() {}
                 let Some(entry) = entries.next_if(|entry| entry.fingerprint == *fingerprint) else {

@@ -13,12 +13,13 @@ use std::time::Duration;
 use crate::time::Timestamp;
 
 /// Arrival history of one node's heartbeat. Memory: at most
-/// `phi_sampling_window` intervals.
+/// `phi_sampling_window` intervals of 4 bytes (microseconds; an interval is
+/// capped at `phi_max_interval` anyway).
 #[derive(Clone, Debug)]
 pub(crate) struct ArrivalWindow {
     last_arrival: Timestamp,
-    intervals: VecDeque<Duration>,
-    sum: Duration,
+    intervals: VecDeque<u32>,
+    sum_micros: u64,
 }
 
 /// The detector's settings, copied from [`crate::Config`].
@@ -32,30 +33,31 @@ pub(crate) struct DetectorSettings {
 impl ArrivalWindow {
     /// A node first heard of at `now` counts as a heartbeat arrival then.
     pub fn new(now: Timestamp) -> Self {
-        ArrivalWindow { last_arrival: now, intervals: VecDeque::new(), sum: Duration::ZERO }
+        ArrivalWindow { last_arrival: now, intervals: VecDeque::new(), sum_micros: 0 }
     }
 
     /// The node's heartbeat grew at `now`.
     pub fn report_heartbeat(&mut self, now: Timestamp, settings: &DetectorSettings) {
         let interval = now.saturating_duration_since(self.last_arrival).min(settings.max_interval);
         self.last_arrival = self.last_arrival.max(now);
-        if interval.is_zero() {
+        let micros = u32::try_from(interval.as_micros()).unwrap_or(u32::MAX);
+        if micros == 0 {
             return;
         }
         if self.intervals.len() >= settings.window
             && let Some(oldest) = self.intervals.pop_front()
         {
-            self.sum -= oldest;
+            self.sum_micros -= u64::from(oldest);
         }
-        self.intervals.push_back(interval);
-        self.sum += interval;
+        self.intervals.push_back(micros);
+        self.sum_micros += u64::from(micros);
     }
 
     /// The mean interval: measured intervals plus the initial interval counted as
     /// one sample.
     pub fn mean(&self, settings: &DetectorSettings) -> Duration {
-        let samples = self.intervals.len() as u32 + 1;
-        (self.sum + settings.initial_interval) / samples
+        let samples = self.intervals.len() as u64 + 1;
+        Duration::from_micros((self.sum_micros + settings.initial_interval.as_micros() as u64) / samples)
     }
 
     /// Phi at `now`.

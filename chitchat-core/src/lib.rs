@@ -73,6 +73,7 @@ mod identity;
 pub mod message;
 mod metrics;
 mod node_state;
+mod node_table;
 #[cfg(feature = "sim")]
 pub mod sim;
 mod snapshot;

@@ -83,7 +83,8 @@ pub struct Digest {
     /// The range the digest is complete over.
     pub range: RingRange,
     /// One entry per known node in the range, in ring order from `range.start`.
-    #[serde(deserialize_with = "bounded_vec")]
+    /// On the wire: one byte string of packed entries (see [`crate::wire`]).
+    #[serde(with = "crate::wire::packed_entries")]
     pub entries: Vec<DigestEntry>,
     /// Nodes named in the peer's digest that the sender does not know and asks
     /// for (only in a `SynAck`, whose own range may be cut shorter than the Syn's).

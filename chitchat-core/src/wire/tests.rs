@@ -107,13 +107,13 @@ fn syn_ack() -> Packet {
 // one bumps PROTOCOL_VERSION and updates these.
 #[test]
 fn golden_syn() {
-    // "CCT" 01 | "prod" | Syn | range 0..0 (whole ring) | 2 entries of 12 bytes | no unknown |
+    // "CCT" 01 | "prod" | Syn | range 0..0 (whole ring) | 24 bytes of entries (2 × 12) | no unknown |
     // no sender entry (the range covers everything)
     assert_eq!(
         hex(&encode(&syn())),
         "434354010470726f6400\
          00000000000000000000000000000000\
-         02\
+         18\
          0100000000000000ac020005\
          ffffffffffffffff0201c801\
          00\
@@ -123,14 +123,14 @@ fn golden_syn() {
 
 #[test]
 fn golden_syn_ack() {
-    // SynAck | range 0x10..0x20 | 1 entry | 1 unknown | sender entry | 1 section: Full("né", 3,
+    // SynAck | range 0x10..0x20 | 11 bytes of entries | 1 unknown | sender entry | 1 section: Full("né", 3,
     // 10.0.0.1:7000), heartbeat 9, reset, from 0, gc 1, max 4, not left, 3 records.
     assert_eq!(
         hex(&encode(&syn_ack())),
         concat!(
             "434354010470726f6401",
             "10000000000000002000000000000000",
-            "0111000000000000000100",
+            "0b11000000000000000100",
             "00",
             "019900000000000000",
             "013000000000000000050002",
