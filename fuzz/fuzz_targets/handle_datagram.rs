@@ -1,0 +1,48 @@
+//! A node that already knows a cluster (30 peers with keys; live, dead and left
+//! ones; outputs queued) receives arbitrary bytes. It never panics; on `Err` its
+//! state, queued outputs, timers, failure detector and counters (but the
+//! rejection's) are exactly as before; on `Ok` the invariants hold, and so they
+//! do after the next gossip round.
+//!
+//! The first byte picks the sender (a peer, the node's own address, a stranger)
+//! and when the datagram arrives; the rest is the datagram.
+
+#![no_main]
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use chitchat_core::DatagramError;
+use chitchat_fuzz::cluster::{self, READY_AT};
+use chitchat_fuzz::hostile::known_bug;
+use chitchat_fuzz::probe::{Probe, Watch, feed};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&selector, bytes)) = data.split_first() else { return };
+    let from = match selector % 4 {
+        0 => cluster::addr(10_000 + u16::from(selector / 4) % cluster::PEERS),
+        1 => cluster::self_id().gossip_addr,
+        2 => "[2001:db8::1]:0".parse().expect("an address"),
+        _ => cluster::addr(20_000 + u16::from(selector)),
+    };
+    let now = READY_AT + Duration::from_millis(u64::from(selector / 64) * 150);
+    if known_bug(bytes).is_some() {
+        return;
+    }
+    let mut node = cluster::known_node();
+    // The known node is deterministic: check it once against itself.
+    static SAME: OnceLock<()> = OnceLock::new();
+    SAME.get_or_init(|| {
+        cluster::assert_known_node_shape(&node);
+        assert_eq!(Probe::of(&node, now), Probe::of(&cluster::known_node(), now));
+    });
+    let mut watch = Watch::new(&node);
+    match feed(&mut node, now, from, bytes) {
+        Ok(()) => watch.settle(&mut node),
+        Err(DatagramError::Invalid(_)) => {}
+        Err(_) => return,
+    }
+    node.handle_timeout(now + Duration::from_millis(200));
+    watch.settle(&mut node);
+});

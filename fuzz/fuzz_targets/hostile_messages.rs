@@ -1,0 +1,57 @@
+//! Structure-aware: a sequence of syntactically valid but semantically hostile
+//! messages (built with `arbitrary` over mirrors of the message types: known
+//! fingerprints, other incarnations, the receiver's own identity, versions at
+//! the edges, multi-byte and oversized strings, unusual addresses) reaches a
+//! node that knows a cluster, from chosen senders at chosen times. Every
+//! encoding round-trips; every refusal changes nothing; every acceptance keeps
+//! the invariants; gossip rounds in between keep them too.
+
+#![no_main]
+
+use std::time::Duration;
+
+use arbitrary::Arbitrary;
+use chitchat_core::wire;
+use chitchat_fuzz::cluster::{self, READY_AT};
+use chitchat_fuzz::hostile::{ArbPacket, Context, check_round_trip, known_bug};
+use chitchat_fuzz::probe::{Watch, feed};
+use libfuzzer_sys::fuzz_target;
+
+#[derive(Arbitrary, Debug)]
+struct Step {
+    packet: ArbPacket,
+    /// Who sends it: a peer, the receiver's own address, or `[::]:0`.
+    from: u8,
+    /// Milliseconds to wait before it arrives (a gossip round runs if due).
+    wait: u16,
+}
+
+fuzz_target!(|steps: Vec<Step>| {
+    let mut node = cluster::known_node();
+    let mut watch = Watch::new(&node);
+    let cx = Context {
+        cluster_id: cluster::CLUSTER.into(),
+        self_id: cluster::self_id(),
+        known: cluster::peer_ids(),
+    };
+    let mut now = READY_AT;
+    for step in steps.iter().take(32) {
+        let packet = step.packet.get(&cx);
+        let bytes = wire::encode(&packet);
+        check_round_trip(&packet, &bytes);
+        if known_bug(&bytes).is_some() {
+            continue;
+        }
+        let from = match step.from % 3 {
+            0 => cx.known[usize::from(step.from) % cx.known.len()].gossip_addr,
+            1 => cx.self_id.gossip_addr,
+            _ => "[::]:0".parse().expect("an address"),
+        };
+        now += Duration::from_millis(u64::from(step.wait % 2_000));
+        node.handle_timeout(now);
+        watch.settle(&mut node);
+        if feed(&mut node, now, from, &bytes).is_ok() {
+            watch.settle(&mut node);
+        }
+    }
+});

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs fuzz targets on the stable toolchain, one after the other.
+#
+#   fuzz/run.sh [SECONDS] [TARGET...]     (default: 60 seconds, every target)
+#
+# Each target starts from the committed seeds (fuzz/seeds/<target>) and the
+# local corpus (fuzz/corpus/<target>, not committed), where new inputs go.
+# RUSTC_BOOTSTRAP=1 is set on the cargo-fuzz commands only: set for a whole
+# shell, it would make every other cargo command rebuild everything. A crash
+# leaves its input in fuzz/artifacts/<target>/ and fails the script.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+seconds="${1:-60}"
+shift || true
+targets=("$@")
+if [ ${#targets[@]} -eq 0 ]; then
+    targets=(decode handle_datagram hostile_messages protocol_ops)
+fi
+
+RUSTC_BOOTSTRAP=1 cargo fuzz build --sanitizer none
+for target in "${targets[@]}"; do
+    echo "== fuzz $target for ${seconds}s"
+    mkdir -p "fuzz/corpus/$target"
+    RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none "$target" "fuzz/corpus/$target" "fuzz/seeds/$target" -- \
+        -max_total_time="$seconds" -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1
+done

@@ -1,0 +1,149 @@
+//! A node that already knows a cluster: a few dozen peers with keys, some live,
+//! some dead, some left, with tombstones, and outputs still queued.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use chitchat_core::message::{Delta, KeyValueUpdate, Message, NodeDelta, NodeRef, Packet, ValueUpdate};
+use chitchat_core::{Chitchat, Config, Fingerprint, NodeId, Timestamp, wire};
+
+/// The cluster id of every fuzzed node.
+pub const CLUSTER: &str = "fuzz";
+/// Peers the node knows.
+pub const PEERS: u16 = 30;
+/// Keys each peer holds (before deletions).
+pub const KEYS: u64 = 3;
+/// When the known cluster is ready: inputs arrive from then on.
+pub const READY_AT: Timestamp = Timestamp::from_millis(1_200);
+
+/// Small limits, so that fuzzed input reaches every bound: the node table is
+/// nearly full, keys, values and names have short maximums, queues are short.
+pub fn config() -> Config {
+    Config {
+        cluster_id: CLUSTER.into(),
+        max_datagram_size: 2_048,
+        max_key_len: 16,
+        max_value_len: 64,
+        max_keys_per_node: 8,
+        max_nodes: 40,
+        max_node_name_len: 24,
+        max_cluster_id_len: 16,
+        max_pending_events: 256,
+        max_pending_transmits: 16,
+        ..Config::local_test()
+    }
+}
+
+/// The fuzzed node's identity.
+pub fn self_id() -> NodeId {
+    NodeId::new("self", 5, addr(7000))
+}
+
+/// A loopback address.
+pub fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// The identity of peer `i`.
+pub fn peer_id(i: u16) -> NodeId {
+    NodeId::new(format!("node-{i:02}"), 1, addr(10_000 + i))
+}
+
+/// Every peer's identity.
+pub fn peer_ids() -> Vec<NodeId> {
+    (0..PEERS).map(peer_id).collect()
+}
+
+/// Every fingerprint the node tracks, itself included.
+pub fn fingerprints() -> Vec<Fingerprint> {
+    std::iter::once(self_id()).chain(peer_ids()).map(|id| id.fingerprint()).collect()
+}
+
+/// A datagram of our cluster.
+pub fn datagram(message: Message) -> Vec<u8> {
+    wire::encode(&Packet { cluster_id: CLUSTER.into(), message })
+}
+
+fn key(i: u16, k: u64) -> String {
+    // Every third key starts with a multi-byte character.
+    if k == 2 { format!("é-{i}") } else { format!("key-{k}") }
+}
+
+/// Peer `i`'s full section: its keys, the last one deleted for odd peers.
+fn full_section(i: u16, heartbeat: u64) -> NodeDelta {
+    let key_values = (1..=KEYS)
+        .map(|version| KeyValueUpdate {
+            key: key(i, version),
+            version,
+            value: if version == KEYS && i % 2 == 1 {
+                ValueUpdate::Deleted
+            } else if version == 1 && i % 5 == 0 {
+                ValueUpdate::SetWithTtl(format!("ttl-{i}"))
+            } else {
+                ValueUpdate::Set(format!("value-{i}-{version}-ñ"))
+            },
+        })
+        .collect();
+    NodeDelta {
+        node: NodeRef::Full(peer_id(i)),
+        heartbeat,
+        reset: false,
+        from_version: 0,
+        last_gc_version: 0,
+        max_version: KEYS,
+        left: false,
+        key_values,
+    }
+}
+
+fn beat(i: u16, heartbeat: u64, left: bool) -> NodeDelta {
+    NodeDelta {
+        node: NodeRef::Known(peer_id(i).fingerprint()),
+        heartbeat,
+        reset: false,
+        from_version: KEYS,
+        last_gc_version: 0,
+        max_version: KEYS,
+        left,
+        key_values: Vec::new(),
+    }
+}
+
+/// A node that knows [`PEERS`] peers: peers 0..20 keep beating and are live,
+/// 20..27 stopped a second ago and are dead, 27..30 left. Some events and datagrams stay
+/// queued. Deterministic: two calls build the same node.
+pub fn known_node() -> Chitchat {
+    let mut node =
+        Chitchat::new(config(), self_id(), [("own", "mine"), ("ключ", "значение")], Timestamp::ZERO)
+            .expect("a valid configuration");
+    node.set_seed_addrs([addr(10_000), addr(10_001)]);
+    let intro =
+        datagram(Message::Ack { delta: Delta { nodes: (0..PEERS).map(|i| full_section(i, 1)).collect() } });
+    node.handle_datagram(Timestamp::ZERO, addr(10_000), &intro).expect("the introduction applies");
+    let mut now = Timestamp::ZERO;
+    for round in 0..12u64 {
+        now += Duration::from_millis(100);
+        let live = if round < 2 { PEERS } else { 20 };
+        let sections = (0..live).map(|i| beat(i, round + 2, i >= 27 && round == 1)).collect();
+        let beats = datagram(Message::Ack { delta: Delta { nodes: sections } });
+        node.handle_datagram(now, addr(10_000), &beats).expect("heartbeats apply");
+        node.handle_timeout(now);
+        // Drain most of the outputs, as a driver would, but not all of them.
+        while node.debug_queue_lengths().0 > 2 && node.poll_transmit().is_some() {}
+        while node.debug_queue_lengths().1 > 5 && node.poll_event().is_some() {}
+    }
+    debug_assert!(now <= READY_AT);
+    node.handle_timeout(READY_AT);
+    node
+}
+
+/// Panics unless [`known_node`] built what it says: live, dead and left peers,
+/// and queued outputs. Deterministic, so checking once is enough.
+pub fn assert_known_node_shape(node: &Chitchat) {
+    let live = node.live_nodes().count();
+    let dead = node.dead_nodes().count();
+    let left = node.left_nodes().count();
+    assert_eq!((live, dead, left), (21, 7, 3), "live (self included), dead and left peers");
+    let (transmits, events, _) = node.debug_queue_lengths();
+    assert!(transmits > 0 && events > 0, "outputs stay queued: {transmits} datagrams, {events} events");
+}
