@@ -20,7 +20,9 @@
 //! dead. Everything but `wall_seconds` and `sim_rounds_per_sec` is identical
 //! across runs with the same arguments.
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use chitchat_core::sim::{GilbertElliott, NetworkConfig, NodeIndex, Simulation};
@@ -135,6 +137,9 @@ fn config(args: &Args) -> Config {
 type Rounds = Option<f64>;
 
 struct Report {
+    /// Live heap bytes per node once converged (all nodes' state, the network's
+    /// datagrams in flight included).
+    memory_per_node: Option<u64>,
     membership_rounds: Rounds,
     key_spread_rounds: Rounds,
     detection_rounds: Rounds,
@@ -155,6 +160,7 @@ fn run(args: &Args, sim: &mut Simulation) -> Result<Report, String> {
         )
     };
 
+    let rss_before = resident_bytes();
     let nodes: Vec<NodeIndex> =
         (0..args.nodes).map(|i| sim.add_node(&format!("node-{i:05}"), config(args))).collect();
     sim.set_seeds_all(&[nodes[0]]);
@@ -171,6 +177,7 @@ fn run(args: &Args, sim: &mut Simulation) -> Result<Report, String> {
     let membership_rounds = converged.then(|| round(sim, start));
     if !converged {
         return Ok(Report {
+            memory_per_node: None,
             membership_rounds,
             key_spread_rounds: None,
             detection_rounds: None,
@@ -180,6 +187,9 @@ fn run(args: &Args, sim: &mut Simulation) -> Result<Report, String> {
     }
     // Let the initial keys settle, then measure a steady window.
     sim.run_until(limit, |sim| sim.converged()).map_err(err)?;
+    let memory_per_node = rss_before
+        .zip(resident_bytes())
+        .map(|(before, after)| after.saturating_sub(before) / args.nodes as u64);
     let steady_rounds = 10;
     let bytes_before = sim.stats().bytes_sent;
     sim.run_for(interval * steady_rounds).map_err(err)?;
@@ -206,12 +216,49 @@ fn run(args: &Args, sim: &mut Simulation) -> Result<Report, String> {
         sim.run_for(interval * args.soak_rounds as u32).map_err(err)?;
     }
     Ok(Report {
+        memory_per_node,
         membership_rounds,
         key_spread_rounds,
         detection_rounds,
         bytes_per_node_round,
         rounds_simulated: round(sim, chitchat_core::Timestamp::ZERO),
     })
+}
+
+/// Counts live heap bytes, to measure the memory a node holds (resident memory
+/// would include the allocator's slack and freed pages it keeps).
+struct CountingAllocator;
+
+static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every call is forwarded to the system allocator unchanged; only a
+// counter is updated on the side.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE_BYTES.fetch_add(layout.size(), Ordering::Relaxed);
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE_BYTES.fetch_add(new_size.wrapping_sub(layout.size()), Ordering::Relaxed);
+        // SAFETY: same contract as ours.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+/// Live heap bytes now.
+fn resident_bytes() -> Option<u64> {
+    Some(LIVE_BYTES.load(Ordering::Relaxed) as u64)
 }
 
 fn main() -> ExitCode {
@@ -249,7 +296,8 @@ fn main() -> ExitCode {
         println!(
             "{{\"nodes\":{},\"seed\":{},\"loss\":{},\"fanout\":{},\"max_datagram\":{},\"keys_per_node\":{},\
              \"membership_rounds\":{},\"key_spread_rounds\":{},\"detection_rounds\":{},\"false_dead\":{},\
-             \"bytes_per_node_round\":{:.0},\"max_datagram_bytes\":{},\"rounds_simulated\":{:.1},\
+             \"bytes_per_node_round\":{:.0},\"max_datagram_bytes\":{},\"memory_per_node_bytes\":{},\
+             \"rounds_simulated\":{:.1},\
              \"wall_seconds\":{:.2},\"sim_rounds_per_sec\":{:.2}}}",
             args.nodes,
             args.seed,
@@ -263,6 +311,7 @@ fn main() -> ExitCode {
             stats.false_dead,
             report.bytes_per_node_round,
             stats.max_datagram,
+            report.memory_per_node.map_or("null".to_string(), |bytes| bytes.to_string()),
             report.rounds_simulated,
             wall_seconds,
             report.rounds_simulated / wall_seconds,
@@ -278,6 +327,9 @@ fn main() -> ExitCode {
         println!("false dead            {}", stats.false_dead);
         println!("bytes / node / round  {:.0}", report.bytes_per_node_round);
         println!("max datagram bytes    {}", stats.max_datagram);
+        if let Some(bytes) = report.memory_per_node {
+            println!("memory / node         {:.1} KiB", bytes as f64 / 1024.0);
+        }
         println!("rounds simulated      {:.1}", report.rounds_simulated);
         println!("wall seconds          {wall_seconds:.2}");
         println!("sim rounds / second   {:.2}", report.rounds_simulated / wall_seconds);

@@ -376,7 +376,7 @@ impl Chitchat {
         }
         let max_keys = config.max_keys_per_node;
         let state = &self.cluster.self_entry().state;
-        if state.get_versioned(key).is_none() && state.num_records() >= max_keys {
+        if !state.contains_key(key) && state.num_records() >= max_keys {
             return Err(KeyValueError::TooManyKeys { max: max_keys });
         }
         let self_fingerprint = self.cluster.self_fingerprint;

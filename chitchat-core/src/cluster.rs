@@ -152,6 +152,7 @@ impl ClusterState {
             window: config.phi_sampling_window,
             initial_interval: config.phi_initial_interval,
             max_interval: config.phi_max_interval,
+            min_mean: config.gossip_interval,
         };
         let self_id = self_state.id().clone();
         let self_fingerprint = self_id.fingerprint();
@@ -324,7 +325,7 @@ impl ClusterState {
             .range(first)
             .iter()
             .chain(self.nodes.range(second))
-            .map(|(fingerprint, entry)| (fingerprint, entry))
+            .map(|(fingerprint, entry)| (fingerprint, &**entry))
     }
 
     /// Marks a node as left (final for its incarnation).

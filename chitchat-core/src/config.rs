@@ -26,7 +26,8 @@ pub struct Config {
     /// The phi value above which a node is considered dead. Phi is
     /// `-log10(P(no heartbeat for this long))` under an exponential model of
     /// heartbeat arrivals, so 3.5 means "dead after about 8 mean intervals
-    /// without news".
+    /// without news". The mean is never taken below the gossip interval (a
+    /// heartbeat grows once a round).
     pub phi_threshold: f64,
     /// How many heartbeat inter-arrival times the failure detector remembers per
     /// node (4 bytes each).
@@ -176,7 +177,7 @@ impl Default for Config {
             gossip_fanout: 3,
             max_datagram_size: Self::MAX_DATAGRAM_SIZE,
             phi_threshold: 3.5,
-            phi_sampling_window: 100,
+            phi_sampling_window: 32,
             phi_initial_interval: Duration::from_secs(1),
             phi_max_interval: Duration::from_secs(10),
             dead_node_grace_period: Duration::from_secs(3_600),

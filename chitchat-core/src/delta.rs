@@ -15,7 +15,7 @@ use crate::error::Violation;
 use crate::events::Event;
 use crate::identity::{Fingerprint, NodeId};
 use crate::message::{Delta, Digest, DigestEntry, NodeDelta, NodeRef, ValueUpdate};
-use crate::node_state::{NodeState, VersionedValue, to_update};
+use crate::node_state::{NodeState, VersionedValue};
 use crate::time::Timestamp;
 use crate::wire::{encoded_len, varint_len};
 
@@ -54,9 +54,14 @@ impl ClusterState {
             let known = theirs.get(cursor).filter(|theirs| theirs.fingerprint == *fingerprint);
             candidates.extend(self.candidate(now, *fingerprint, entry, known));
         }
-        for fingerprint in peer.unknown.iter().filter(|fingerprint| !range.contains(**fingerprint)) {
-            if let Some(entry) = self.nodes.get(fingerprint) {
-                candidates.extend(self.candidate(now, *fingerprint, entry, None));
+        // Asked-for nodes outside the range, once each (a hostile list may repeat).
+        let mut asked: Vec<Fingerprint> =
+            peer.unknown.iter().copied().filter(|fingerprint| !range.contains(*fingerprint)).collect();
+        asked.sort_unstable();
+        asked.dedup();
+        for fingerprint in asked {
+            if let Some(entry) = self.nodes.get(&fingerprint) {
+                candidates.extend(self.candidate(now, fingerprint, entry, None));
             }
         }
         for candidate in &mut candidates {
@@ -95,8 +100,7 @@ impl ClusterState {
             }
             let mut section_len = header_len;
             let mut cut = false;
-            for (key, record) in state.records_since(candidate.from_version) {
-                let update = to_update(key, record);
+            for update in state.records_since(candidate.from_version) {
                 let record_len = encoded_len(&update);
                 let records = section.key_values.len() as u64;
                 let growth = varint_len(records + 1) - varint_len(records);
@@ -246,6 +250,7 @@ impl ClusterState {
         } else {
             // Everything up to our max version is accounted for (held, superseded
             // or collected): a record at or below it could only resurrect a key.
+            state.reserve(section.key_values.len());
             for update in section.key_values.iter().filter(|update| update.version > max) {
                 let Some(previous) = state.apply_record(update, now) else { continue };
                 match &update.value {
@@ -331,6 +336,8 @@ impl ClusterState {
         }
         let mut new_keys = 0;
         let state = self.nodes.get(&fingerprint).map(|entry| &entry.state);
+        // A reset keeps the records above its watermark and replaces the rest.
+        let kept_above = if section.reset { section.last_gc_version } else { 0 };
         for update in &section.key_values {
             if update.key.len() > config.max_key_len {
                 return false;
@@ -340,13 +347,12 @@ impl ClusterState {
             {
                 return false;
             }
-            let held =
-                !section.reset && state.is_some_and(|state| state.get_versioned(&update.key).is_some());
+            let held = state.is_some_and(|state| state.holds_above(&update.key, kept_above));
             if !held {
                 new_keys += 1;
             }
         }
-        let kept = if section.reset { 0 } else { state.map_or(0, |state| state.num_records()) };
+        let kept = state.map_or(0, |state| state.num_records_above(kept_above));
         kept + new_keys <= config.max_keys_per_node
     }
 }

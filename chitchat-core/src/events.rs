@@ -90,7 +90,13 @@ impl EventQueue {
     }
 
     pub fn pop(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let event = self.events.pop_front();
+        // A burst (a big delta is thousands of key events) must not pin its
+        // memory once drained.
+        if self.events.is_empty() && self.events.capacity() > 64 {
+            self.events.shrink_to(64);
+        }
+        event
     }
 
     pub fn len(&self) -> usize {

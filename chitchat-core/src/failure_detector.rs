@@ -28,6 +28,10 @@ pub(crate) struct DetectorSettings {
     pub window: usize,
     pub initial_interval: Duration,
     pub max_interval: Duration,
+    /// The mean is never taken below this: a heartbeat grows once a gossip
+    /// round, so news of it arriving faster (from several relays in a burst)
+    /// says nothing about how soon the next growth is due.
+    pub min_mean: Duration,
 }
 
 impl ArrivalWindow {
@@ -57,7 +61,9 @@ impl ArrivalWindow {
     /// one sample.
     pub fn mean(&self, settings: &DetectorSettings) -> Duration {
         let samples = self.intervals.len() as u64 + 1;
-        Duration::from_micros((self.sum_micros + settings.initial_interval.as_micros() as u64) / samples)
+        let mean =
+            Duration::from_micros((self.sum_micros + settings.initial_interval.as_micros() as u64) / samples);
+        mean.max(settings.min_mean)
     }
 
     /// Phi at `now`.
@@ -82,7 +88,17 @@ mod tests {
         window: 4,
         initial_interval: Duration::from_secs(1),
         max_interval: Duration::from_secs(10),
+        min_mean: Duration::from_millis(500),
     };
+
+    #[test]
+    fn bursts_of_news_do_not_shrink_the_mean_below_the_floor() {
+        let mut window = ArrivalWindow::new(Timestamp::ZERO);
+        for tick in 1..=50 {
+            window.report_heartbeat(Timestamp::from_millis(tick * 10), &SETTINGS);
+        }
+        assert_eq!(window.mean(&SETTINGS), Duration::from_millis(500));
+    }
 
     #[test]
     fn phi_grows_with_silence_and_drops_on_arrival() {

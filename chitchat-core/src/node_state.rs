@@ -1,8 +1,10 @@
 //! One node's versioned key-value state, as its owner or a peer holds it.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::Duration;
 
+use compact_str::CompactString;
+use hashbrown::HashTable;
 use serde::{Deserialize, Serialize};
 
 use crate::identity::NodeId;
@@ -47,11 +49,59 @@ pub(crate) struct Collected {
     pub expired: bool,
 }
 
+/// One record, packed: key and value side by side in one string, stored inline
+/// up to 24 bytes (most membership keys and values are short) and in one
+/// allocation beyond.
+#[derive(Clone, Debug)]
+struct Body {
+    key_and_value: CompactString,
+    key_len: u32,
+    status: ValueStatus,
+}
+
+impl Body {
+    fn new(key: &str, value: &str, status: ValueStatus) -> Self {
+        let mut key_and_value = CompactString::with_capacity(key.len() + value.len());
+        key_and_value.push_str(key);
+        key_and_value.push_str(value);
+        Body { key_and_value, key_len: key.len() as u32, status }
+    }
+
+    fn key(&self) -> &str {
+        &self.key_and_value[..self.key_len as usize]
+    }
+
+    fn value(&self) -> &str {
+        &self.key_and_value[self.key_len as usize..]
+    }
+
+    fn to_versioned(&self, version: u64) -> VersionedValue {
+        VersionedValue { value: self.value().to_string(), version, status: self.status }
+    }
+}
+
+/// A slot of the version log: a record, or a hole it left when overwritten.
+#[derive(Clone, Debug)]
+struct Slot {
+    version: u64,
+    body: Option<Body>,
+}
+
+/// Records above which a state keeps a hash index by key.
+const INDEX_THRESHOLD: usize = 16;
+
+fn hash_key(key: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(key.as_bytes())
+}
+
 /// The state of one node: identity, heartbeat and versioned keys.
 ///
-/// Memory is bounded by [`crate::Config::max_keys_per_node`] records plus an
-/// index of the same size, and a garbage-collection queue of at most twice as
-/// many entries.
+/// Records live in a log ordered by version (a delta reads only the slots it
+/// sends), indexed by key in a hash table. An overwritten record leaves a hole
+/// that is compacted away once holes outnumber records. Memory per record: a
+/// 32-byte slot, one allocation holding key and value, and about 6 bytes of
+/// index; bounded by [`crate::Config::max_keys_per_node`] records (twice that in
+/// slots, and a garbage-collection queue of the same order).
 #[derive(Clone, Debug)]
 pub struct NodeState {
     id: NodeId,
@@ -59,9 +109,14 @@ pub struct NodeState {
     max_version: u64,
     last_gc_version: u64,
     left: bool,
-    key_values: BTreeMap<String, VersionedValue>,
-    /// Version → key, for every record: a delta reads only what it sends.
-    by_version: BTreeMap<u64, String>,
+    log: Vec<Slot>,
+    holes: usize,
+    /// Live records.
+    records: usize,
+    /// Key → index in `log`, kept once there are more than `INDEX_THRESHOLD`
+    /// records (below, a scan of the log is as fast and costs no memory).
+    by_key: HashTable<u32>,
+    indexed: bool,
     /// Tombstones and expiring keys, in the order this node learned of them.
     pending_gc: VecDeque<(Timestamp, u64)>,
 }
@@ -74,8 +129,11 @@ impl NodeState {
             max_version: 0,
             last_gc_version: 0,
             left: false,
-            key_values: BTreeMap::new(),
-            by_version: BTreeMap::new(),
+            log: Vec::new(),
+            holes: 0,
+            records: 0,
+            by_key: HashTable::new(),
+            indexed: false,
             pending_gc: VecDeque::new(),
         }
     }
@@ -105,44 +163,83 @@ impl NodeState {
         self.left
     }
 
-    /// The value of `key`, unless absent or deleted.
-    pub fn get(&self, key: &str) -> Option<&str> {
-        self.key_values.get(key).filter(|record| record.is_visible()).map(|record| record.value.as_str())
+    fn find(&self, key: &str) -> Option<usize> {
+        let log = &self.log;
+        if !self.indexed {
+            return log.iter().position(|slot| slot.body.as_ref().is_some_and(|body| body.key() == key));
+        }
+        let is_key = |index: &u32| log[*index as usize].body.as_ref().is_some_and(|body| body.key() == key);
+        self.by_key.find(hash_key(key), is_key).map(|index| *index as usize)
     }
 
-    /// The record of `key`, tombstones included.
-    pub fn get_versioned(&self, key: &str) -> Option<&VersionedValue> {
-        self.key_values.get(key)
+    fn body(&self, key: &str) -> Option<(u64, &Body)> {
+        let slot = &self.log[self.find(key)?];
+        slot.body.as_ref().map(|body| (slot.version, body))
+    }
+
+    /// The value of `key`, unless absent or deleted.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.body(key).filter(|(_, body)| body.status != ValueStatus::Deleted).map(|(_, body)| body.value())
+    }
+
+    /// Whether `key` has a record with a version above `version`.
+    pub(crate) fn holds_above(&self, key: &str, version: u64) -> bool {
+        self.body(key).is_some_and(|(held, _)| held > version)
+    }
+
+    /// How many records have a version above `version`.
+    pub(crate) fn num_records_above(&self, version: u64) -> usize {
+        if version == 0 {
+            return self.records;
+        }
+        let start = self.log.partition_point(|slot| slot.version <= version);
+        self.log[start..].iter().filter(|slot| slot.body.is_some()).count()
+    }
+
+    /// Whether `key` has a record (a tombstone counts).
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.find(key).is_some()
+    }
+
+    /// The record of `key`, tombstones included (a copy).
+    pub fn get_versioned(&self, key: &str) -> Option<VersionedValue> {
+        self.body(key).map(|(version, body)| body.to_versioned(version))
+    }
+
+    fn bodies(&self) -> impl Iterator<Item = (u64, &Body)> {
+        self.log.iter().filter_map(|slot| slot.body.as_ref().map(|body| (slot.version, body)))
     }
 
     /// The visible keys and values, in key order.
     pub fn key_values(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.key_values
-            .iter()
-            .filter(|(_, record)| record.is_visible())
-            .map(|(key, record)| (key.as_str(), record.value.as_str()))
+        let mut visible: Vec<(&str, &str)> = self
+            .bodies()
+            .filter(|(_, body)| body.status != ValueStatus::Deleted)
+            .map(|(_, body)| (body.key(), body.value()))
+            .collect();
+        visible.sort_unstable_by_key(|(key, _)| *key);
+        visible.into_iter()
     }
 
     /// Every record, tombstones included, in key order.
-    pub fn records(&self) -> impl Iterator<Item = (&str, &VersionedValue)> {
-        self.key_values.iter().map(|(key, record)| (key.as_str(), record))
+    pub fn records(&self) -> impl Iterator<Item = (&str, VersionedValue)> {
+        let mut records: Vec<(&str, VersionedValue)> =
+            self.bodies().map(|(version, body)| (body.key(), body.to_versioned(version))).collect();
+        records.sort_unstable_by_key(|(key, _)| *key);
+        records.into_iter()
     }
 
-    /// Visible keys starting with `prefix`.
+    /// Visible keys starting with `prefix`, in key order.
     pub fn key_values_with_prefix<'a>(
         &'a self,
         prefix: &'a str,
     ) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
-        self.key_values
-            .range::<str, _>((std::ops::Bound::Included(prefix), std::ops::Bound::Unbounded))
-            .take_while(move |(key, _)| key.starts_with(prefix))
-            .filter(|(_, record)| record.is_visible())
-            .map(|(key, record)| (key.as_str(), record.value.as_str()))
+        self.key_values().filter(move |(key, _)| key.starts_with(prefix))
     }
 
     /// Number of records, tombstones included.
     pub fn num_records(&self) -> usize {
-        self.key_values.len()
+        self.records
     }
 
     pub(crate) fn set_heartbeat(&mut self, heartbeat: u64) {
@@ -152,15 +249,15 @@ impl NodeState {
     /// The owner changes a key. Returns whether anything changed (setting the same
     /// value with the same status again bumps no version).
     pub(crate) fn set_own(&mut self, key: &str, value: &str, status: ValueStatus, now: Timestamp) -> bool {
-        if let Some(record) = self.key_values.get(key) {
-            let same_value = status == ValueStatus::Deleted || record.value == value;
-            if record.status == status && same_value {
+        if let Some((_, body)) = self.body(key) {
+            let same_value = status == ValueStatus::Deleted || body.value() == value;
+            if body.status == status && same_value {
                 return false;
             }
         }
         let version = self.max_version + 1;
-        let value = if status == ValueStatus::Deleted { String::new() } else { value.to_string() };
-        self.insert_record(key.to_string(), VersionedValue { value, version, status }, now);
+        let value = if status == ValueStatus::Deleted { "" } else { value };
+        self.insert_record(key, value, version, status, now);
         true
     }
 
@@ -180,47 +277,103 @@ impl NodeState {
         update: &KeyValueUpdate,
         now: Timestamp,
     ) -> Option<Option<VersionedValue>> {
-        if let Some(current) = self.key_values.get(&update.key)
-            && current.version >= update.version
+        if let Some((version, _)) = self.body(&update.key)
+            && version >= update.version
         {
             return None;
         }
         let (value, status) = match &update.value {
-            ValueUpdate::Set(value) => (value.clone(), ValueStatus::Set),
-            ValueUpdate::SetWithTtl(value) => (value.clone(), ValueStatus::SetWithTtl),
-            ValueUpdate::Deleted => (String::new(), ValueStatus::Deleted),
+            ValueUpdate::Set(value) => (value.as_str(), ValueStatus::Set),
+            ValueUpdate::SetWithTtl(value) => (value.as_str(), ValueStatus::SetWithTtl),
+            ValueUpdate::Deleted => ("", ValueStatus::Deleted),
         };
-        let previous = self.insert_record(
-            update.key.clone(),
-            VersionedValue { value, version: update.version, status },
-            now,
-        );
-        Some(previous)
+        Some(self.insert_record(&update.key, value, update.version, status, now))
     }
 
     fn insert_record(
         &mut self,
-        key: String,
-        record: VersionedValue,
+        key: &str,
+        value: &str,
+        version: u64,
+        status: ValueStatus,
         now: Timestamp,
     ) -> Option<VersionedValue> {
-        let version = record.version;
-        if record.status != ValueStatus::Set {
+        let previous = self.take(key);
+        if status != ValueStatus::Set {
             self.pending_gc.push_back((now, version));
         }
-        self.by_version.insert(version, key.clone());
+        let in_order = self.log.last().is_none_or(|last| last.version < version);
+        let index = self.log.len() as u32;
+        self.log.push(Slot { version, body: Some(Body::new(key, value, status)) });
+        self.records += 1;
+        if self.indexed {
+            let log = &self.log;
+            self.by_key.insert_unique(hash_key(key), index, |index| {
+                hash_key(log[*index as usize].body.as_ref().map_or("", |body| body.key()))
+            });
+        }
         self.max_version = self.max_version.max(version);
-        let previous = self.key_values.insert(key, record);
-        if let Some(previous) = &previous {
-            self.by_version.remove(&previous.version);
+        if !in_order {
+            // Only a reset applies records below ones already held.
+            self.log.sort_by_key(|slot| slot.version);
+            self.reindex();
+        } else if self.holes > self.log.len() / 2 + 8 || (!self.indexed && self.records > INDEX_THRESHOLD) {
+            self.reindex();
         }
         // Entries for overwritten records linger until collected; compact the queue
         // when they would outnumber the records.
-        if self.pending_gc.len() > 2 * self.key_values.len() + 16 {
-            let by_version = &self.by_version;
-            self.pending_gc.retain(|(_, version)| by_version.contains_key(version));
+        if self.pending_gc.len() > 2 * self.records + 16 {
+            let log = &self.log;
+            self.pending_gc.retain(|(_, version)| slot_at(log, *version).is_some());
         }
         previous
+    }
+
+    /// Removes the record of `key`, leaving a hole.
+    fn take(&mut self, key: &str) -> Option<VersionedValue> {
+        let index = if self.indexed {
+            let log = &self.log;
+            let is_key =
+                |index: &u32| log[*index as usize].body.as_ref().is_some_and(|body| body.key() == key);
+            let (index, _) = self.by_key.find_entry(hash_key(key), is_key).ok()?.remove();
+            index as usize
+        } else {
+            self.find(key)?
+        };
+        let slot = &mut self.log[index];
+        let body = slot.body.take()?;
+        self.holes += 1;
+        self.records -= 1;
+        Some(body.to_versioned(slot.version))
+    }
+
+    /// Drops the holes and rebuilds the key index (if the state is large enough
+    /// to need one).
+    fn reindex(&mut self) {
+        self.log.retain(|slot| slot.body.is_some());
+        self.holes = 0;
+        self.by_key.clear();
+        self.indexed = self.records > INDEX_THRESHOLD;
+        if !self.indexed {
+            self.by_key.shrink_to_fit(|_| 0);
+            return;
+        }
+        let log = &self.log;
+        for (index, slot) in log.iter().enumerate() {
+            let key = slot.body.as_ref().map_or("", |body| body.key());
+            self.by_key.insert_unique(hash_key(key), index as u32, |index| {
+                hash_key(log[*index as usize].body.as_ref().map_or("", |body| body.key()))
+            });
+        }
+    }
+
+    /// Makes room for the first records of a state at once (a peer's first
+    /// section), so that the log does not grow by doubling; later growth doubles,
+    /// as usual.
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        if self.log.is_empty() {
+            self.log.reserve_exact(additional);
+        }
     }
 
     /// Ends a section received from a peer: the node is now held up to
@@ -233,15 +386,14 @@ impl NodeState {
 
     /// Takes out every record with a version up to `version`, for a reset.
     pub(crate) fn take_records_up_to(&mut self, version: u64) -> Vec<(String, VersionedValue)> {
-        let versions: Vec<u64> = self.by_version.range(..=version).map(|(version, _)| *version).collect();
-        let mut taken = Vec::with_capacity(versions.len());
-        for version in versions {
-            if let Some(key) = self.by_version.remove(&version)
-                && let Some(record) = self.key_values.remove(&key)
-            {
-                taken.push((key, record));
-            }
-        }
+        let end = self.log.partition_point(|slot| slot.version <= version);
+        let keys: Vec<String> = self.log[..end]
+            .iter()
+            .filter_map(|slot| slot.body.as_ref().map(|body| body.key().to_string()))
+            .collect();
+        let taken: Vec<(String, VersionedValue)> =
+            keys.into_iter().filter_map(|key| self.take(&key).map(|record| (key, record))).collect();
+        self.reindex();
         taken
     }
 
@@ -253,11 +405,11 @@ impl NodeState {
     }
 
     /// Records with a version above `from_version`, in increasing version order.
-    pub(crate) fn records_since(&self, from_version: u64) -> impl Iterator<Item = (&str, &VersionedValue)> {
-        self.by_version
-            .range(from_version.saturating_add(1)..)
-            .filter_map(|(_, key)| self.key_values.get_key_value(key))
-            .map(|(key, record)| (key.as_str(), record))
+    pub(crate) fn records_since(&self, from_version: u64) -> impl Iterator<Item = KeyValueUpdate> + '_ {
+        let start = self.log.partition_point(|slot| slot.version <= from_version);
+        self.log[start..]
+            .iter()
+            .filter_map(|slot| slot.body.as_ref().map(|body| to_update(body, slot.version)))
     }
 
     /// Removes the tombstones and expiring keys marked at least `grace_period`
@@ -269,16 +421,14 @@ impl NodeState {
                 break;
             }
             self.pending_gc.pop_front();
-            let Some(key) = self.by_version.get(&version).cloned() else {
-                continue; // overwritten since
-            };
-            let Some(record) = self.key_values.get(&key) else { continue };
-            if record.status == ValueStatus::Set {
+            let Some(index) = slot_at(&self.log, version) else { continue };
+            let Some(body) = &self.log[index].body else { continue };
+            if body.status == ValueStatus::Set {
                 continue;
             }
-            let expired = record.status == ValueStatus::SetWithTtl;
-            self.key_values.remove(&key);
-            self.by_version.remove(&version);
+            let expired = body.status == ValueStatus::SetWithTtl;
+            let key = body.key().to_string();
+            self.take(&key);
             self.last_gc_version = self.last_gc_version.max(version);
             collected.push(Collected { key, expired });
         }
@@ -292,14 +442,20 @@ impl NodeState {
     }
 }
 
-/// A [`VersionedValue`] as a wire record.
-pub(crate) fn to_update(key: &str, record: &VersionedValue) -> KeyValueUpdate {
-    let value = match record.status {
-        ValueStatus::Set => ValueUpdate::Set(record.value.clone()),
-        ValueStatus::SetWithTtl => ValueUpdate::SetWithTtl(record.value.clone()),
+/// The index of the live slot holding `version`.
+fn slot_at(log: &[Slot], version: u64) -> Option<usize> {
+    let index = log.binary_search_by_key(&version, |slot| slot.version).ok()?;
+    log[index].body.is_some().then_some(index)
+}
+
+/// A record as a wire record.
+fn to_update(body: &Body, version: u64) -> KeyValueUpdate {
+    let value = match body.status {
+        ValueStatus::Set => ValueUpdate::Set(body.value().to_string()),
+        ValueStatus::SetWithTtl => ValueUpdate::SetWithTtl(body.value().to_string()),
         ValueStatus::Deleted => ValueUpdate::Deleted,
     };
-    KeyValueUpdate { key: key.to_string(), version: record.version, value }
+    KeyValueUpdate { key: body.key().to_string(), version, value }
 }
 
 #[cfg(test)]
@@ -332,8 +488,8 @@ mod tests {
         node.set_own("a", "1", ValueStatus::Set, T0);
         node.set_own("b", "1", ValueStatus::Set, T0);
         node.set_own("a", "2", ValueStatus::Set, T0);
-        let since: Vec<_> = node.records_since(1).map(|(key, record)| (key, record.version)).collect();
-        assert_eq!(since, vec![("b", 2), ("a", 3)]);
+        let since: Vec<_> = node.records_since(1).map(|record| (record.key, record.version)).collect();
+        assert_eq!(since, vec![("b".to_string(), 2), ("a".to_string(), 3)]);
         assert_eq!(node.records_since(3).count(), 0);
     }
 

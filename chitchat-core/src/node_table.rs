@@ -13,7 +13,8 @@ use crate::identity::Fingerprint;
 /// [`crate::Config::max_nodes`] (enforced by the caller).
 #[derive(Debug, Default)]
 pub(crate) struct NodeTable {
-    entries: Vec<(Fingerprint, NodeEntry)>,
+    /// Boxed, so that a join or removal shifts 16-byte elements, not whole entries.
+    entries: Vec<(Fingerprint, Box<NodeEntry>)>,
 }
 
 impl NodeTable {
@@ -22,11 +23,11 @@ impl NodeTable {
     }
 
     pub fn get(&self, fingerprint: &Fingerprint) -> Option<&NodeEntry> {
-        self.position(fingerprint).ok().map(|index| &self.entries[index].1)
+        self.position(fingerprint).ok().map(|index| &*self.entries[index].1)
     }
 
     pub fn get_mut(&mut self, fingerprint: &Fingerprint) -> Option<&mut NodeEntry> {
-        self.position(fingerprint).ok().map(|index| &mut self.entries[index].1)
+        self.position(fingerprint).ok().map(|index| &mut *self.entries[index].1)
     }
 
     pub fn contains_key(&self, fingerprint: &Fingerprint) -> bool {
@@ -36,13 +37,13 @@ impl NodeTable {
     /// Inserts or replaces.
     pub fn insert(&mut self, fingerprint: Fingerprint, entry: NodeEntry) {
         match self.position(&fingerprint) {
-            Ok(index) => self.entries[index].1 = entry,
-            Err(index) => self.entries.insert(index, (fingerprint, entry)),
+            Ok(index) => *self.entries[index].1 = entry,
+            Err(index) => self.entries.insert(index, (fingerprint, Box::new(entry))),
         }
     }
 
     pub fn remove(&mut self, fingerprint: &Fingerprint) -> Option<NodeEntry> {
-        self.position(fingerprint).ok().map(|index| self.entries.remove(index).1)
+        self.position(fingerprint).ok().map(|index| *self.entries.remove(index).1)
     }
 
     pub fn len(&self) -> usize {
@@ -50,11 +51,11 @@ impl NodeTable {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&Fingerprint, &NodeEntry)> {
-        self.entries.iter().map(|(fingerprint, entry)| (fingerprint, entry))
+        self.entries.iter().map(|(fingerprint, entry)| (fingerprint, &**entry))
     }
 
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (&Fingerprint, &mut NodeEntry)> {
-        self.entries.iter_mut().map(|(fingerprint, entry)| (&*fingerprint, entry))
+        self.entries.iter_mut().map(|(fingerprint, entry)| (&*fingerprint, &mut **entry))
     }
 
     pub fn keys(&self) -> impl Iterator<Item = &Fingerprint> {
@@ -62,7 +63,7 @@ impl NodeTable {
     }
 
     pub fn values(&self) -> impl Iterator<Item = &NodeEntry> {
-        self.entries.iter().map(|(_, entry)| entry)
+        self.entries.iter().map(|(_, entry)| &**entry)
     }
 
     fn slice_bounds(&self, (start, end): (Bound<Fingerprint>, Bound<Fingerprint>)) -> (usize, usize) {
@@ -81,7 +82,10 @@ impl NodeTable {
     }
 
     /// The entries within `bounds`, in order.
-    pub fn range(&self, bounds: (Bound<Fingerprint>, Bound<Fingerprint>)) -> &[(Fingerprint, NodeEntry)] {
+    pub fn range(
+        &self,
+        bounds: (Bound<Fingerprint>, Bound<Fingerprint>),
+    ) -> &[(Fingerprint, Box<NodeEntry>)] {
         let (from, to) = self.slice_bounds(bounds);
         &self.entries[from..to]
     }
@@ -90,7 +94,7 @@ impl NodeTable {
     pub fn range_mut(
         &mut self,
         bounds: (Bound<Fingerprint>, Bound<Fingerprint>),
-    ) -> &mut [(Fingerprint, NodeEntry)] {
+    ) -> &mut [(Fingerprint, Box<NodeEntry>)] {
         let (from, to) = self.slice_bounds(bounds);
         &mut self.entries[from..to]
     }
