@@ -13,8 +13,9 @@
 //! 3. a key set on one node: rounds until every node holds it (`key_spread_rounds`);
 //! 4. with `--crash`: one node crashes; rounds until every node sees it dead
 //!    (`detection_rounds`);
-//! 5. `--soak-rounds N` more rounds of steady state (e.g. to count false deads
-//!    under loss).
+//! 5. optionally one node stalls (`--stall-rounds R`) or the network drops
+//!    everything (`--blackout-rounds R`) for a few rounds, then `--soak-rounds N`
+//!    more rounds of steady state (e.g. to count false deads under loss).
 //!
 //! `false_dead` counts, over the whole run, the times a node saw a running node
 //! dead. Everything but `wall_seconds` and `sim_rounds_per_sec` is identical
@@ -41,6 +42,8 @@ struct Args {
     keys_per_node: usize,
     crash: bool,
     soak_rounds: u64,
+    stall_rounds: u64,
+    blackout_rounds: u64,
     max_rounds: u64,
     json: bool,
     check_invariants: bool,
@@ -48,7 +51,8 @@ struct Args {
 
 const USAGE: &str = "simulate [--nodes N] [--seed S] [--loss P] [--bursty-loss P_GOOD_TO_BAD,P_BAD_TO_GOOD]
          [--latency-ms MS] [--jitter-ms MS] [--fanout F] [--gossip-interval-ms MS]
-         [--max-datagram BYTES] [--keys-per-node K] [--crash] [--soak-rounds R]
+         [--max-datagram BYTES] [--keys-per-node K] [--crash|--no-crash] [--soak-rounds R]
+         [--stall-rounds R] [--blackout-rounds R]
          [--max-rounds R] [--check-invariants] [--json]";
 
 fn parse() -> Result<Args, String> {
@@ -65,6 +69,8 @@ fn parse() -> Result<Args, String> {
         keys_per_node: 0,
         crash: true,
         soak_rounds: 0,
+        stall_rounds: 0,
+        blackout_rounds: 0,
         max_rounds: 200,
         json: false,
         check_invariants: false,
@@ -95,6 +101,8 @@ fn parse() -> Result<Args, String> {
             "--crash" => args.crash = true,
             "--no-crash" => args.crash = false,
             "--soak-rounds" => args.soak_rounds = number(value()?)? as u64,
+            "--stall-rounds" => args.stall_rounds = number(value()?)? as u64,
+            "--blackout-rounds" => args.blackout_rounds = number(value()?)? as u64,
             "--max-rounds" => args.max_rounds = number(value()?)? as u64,
             "--check-invariants" => args.check_invariants = true,
             "--json" => args.json = true,
@@ -131,6 +139,16 @@ fn config(args: &Args) -> Config {
         };
     }
     config
+}
+
+fn sim_network(args: &Args) -> NetworkConfig {
+    NetworkConfig {
+        latency: Duration::from_millis(args.latency_ms),
+        jitter: Duration::from_millis(args.jitter_ms),
+        loss: args.loss,
+        burst: args.burst,
+        ..NetworkConfig::default()
+    }
 }
 
 /// A measured phase: rounds until the condition held, or `None` if it never did.
@@ -212,6 +230,17 @@ fn run(args: &Args, sim: &mut Simulation) -> Result<Report, String> {
         let detected = sim.run_until(limit, |sim| sim.all_see(&victim_id, NodeStatus::Dead)).map_err(err)?;
         detection_rounds = detected.then(|| round(sim, start));
     }
+    // Faults that must not make anyone see a live node dead: one node stalls, or
+    // the whole network drops everything, for a few rounds; then the soak.
+    if args.stall_rounds > 0 {
+        sim.stall(nodes[args.nodes / 3], interval * args.stall_rounds as u32);
+    }
+    if args.blackout_rounds > 0 {
+        let network = sim_network(args);
+        sim.set_network(NetworkConfig { loss: 1.0, ..network.clone() });
+        sim.run_for(interval * args.blackout_rounds as u32).map_err(err)?;
+        sim.set_network(network);
+    }
     if args.soak_rounds > 0 {
         sim.run_for(interval * args.soak_rounds as u32).map_err(err)?;
     }
@@ -274,13 +303,7 @@ fn main() -> ExitCode {
     // Conditions are checked every tenth of a round: the resolution of the figures.
     sim.set_condition_interval(Duration::from_millis(args.gossip_interval_ms) / 10);
     sim.set_check_invariants(args.check_invariants);
-    sim.set_network(NetworkConfig {
-        latency: Duration::from_millis(args.latency_ms),
-        jitter: Duration::from_millis(args.jitter_ms),
-        loss: args.loss,
-        burst: args.burst,
-        ..NetworkConfig::default()
-    });
+    sim.set_network(sim_network(&args));
     let wall = Instant::now();
     let report = match run(&args, &mut sim) {
         Ok(report) => report,

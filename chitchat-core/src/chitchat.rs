@@ -109,7 +109,6 @@ impl Chitchat {
             chitchat.set(key.as_ref(), value.as_ref())?;
         }
         chitchat.timers.set(Timer::Gossip, now);
-        chitchat.timers.set(Timer::Maintenance, now + chitchat.config().gossip_interval);
         Ok(chitchat)
     }
 
@@ -225,18 +224,15 @@ impl Chitchat {
                     let jitter = interval.mul_f64(self.rng.f64() * 0.1);
                     self.timers.set(Timer::Gossip, now + (interval - jitter));
                 }
-                Timer::Maintenance => {
-                    self.cluster.maintain(now);
-                    self.timers.set(Timer::Maintenance, now + self.config().gossip_interval);
-                }
             }
         }
     }
 
     fn gossip_round(&mut self, now: Timestamp) {
         self.cluster.metrics.gossip_rounds += 1;
-        // Targets are chosen on fresh liveness, even if the maintenance timer is
-        // late (after a stall, say).
+        // Liveness, removals and garbage collection are judged once a round, right
+        // before targets are chosen, so that they are chosen on fresh liveness
+        // (after a stall, say).
         self.cluster.maintain(now);
         let self_fingerprint = self.cluster.self_fingerprint;
         let self_entry = self.cluster.self_entry_mut();
@@ -279,13 +275,26 @@ impl Chitchat {
         targets.sort_unstable();
         targets.dedup();
         let budget = self.payload_budget();
+        // A digest of the whole ring is the same for every target: built and
+        // encoded once. Partial digests rotate: one range per target.
+        let mut whole_ring: Option<Vec<u8>> = None;
         for target in targets {
+            if let Some(bytes) = &whole_ring {
+                let bytes = bytes.clone();
+                self.queue_bytes(target, bytes, false);
+                continue;
+            }
             let (digest, _) = self.cluster.build_digest(now, self.digest_cursor, Vec::new(), budget);
-            if !digest.range.is_full() {
+            let full = digest.range.is_full();
+            if !full {
                 self.cluster.metrics.partial_digests_sent += 1;
                 self.digest_cursor = digest.range.end;
             }
-            self.queue(target, Message::Syn { digest }, false);
+            let Some(bytes) = self.encode(Message::Syn { digest }) else { continue };
+            if full {
+                whole_ring = Some(bytes.clone());
+            }
+            self.queue_bytes(target, bytes, false);
         }
     }
 
@@ -612,15 +621,28 @@ impl Chitchat {
 
     /// Encodes and queues a datagram. Returns whether it was queued.
     fn queue(&mut self, to: SocketAddr, message: Message, farewell: bool) -> bool {
-        if self.transmits.len() >= self.config().max_pending_transmits {
-            self.cluster.metrics.transmits_dropped += 1;
-            return false;
+        match self.encode(message) {
+            Some(bytes) => self.queue_bytes(to, bytes, farewell),
+            None => false,
         }
+    }
+
+    /// Encodes a message into a datagram, or `None` (counted) if it would exceed
+    /// the maximum size, which sizes computed from the encoder rule out.
+    fn encode(&mut self, message: Message) -> Option<Vec<u8>> {
         let packet = Packet { cluster_id: self.config().cluster_id.clone(), message };
         let bytes = wire::encode(&packet);
         if bytes.len() > self.config().max_datagram_size {
-            // Sizes are computed from the encoder, so this is a bug; never send it.
             debug_assert!(false, "datagram of {} bytes exceeds the maximum", bytes.len());
+            self.cluster.metrics.transmits_dropped += 1;
+            return None;
+        }
+        Some(bytes)
+    }
+
+    /// Queues an encoded datagram. Returns whether it was queued.
+    fn queue_bytes(&mut self, to: SocketAddr, bytes: Vec<u8>, farewell: bool) -> bool {
+        if self.transmits.len() >= self.config().max_pending_transmits {
             self.cluster.metrics.transmits_dropped += 1;
             return false;
         }

@@ -3,16 +3,16 @@
 
 use crate::time::Timestamp;
 
-/// What a timer is for.
+/// What a timer is for. (Liveness, removals and garbage collection run at the
+/// start of each gossip round, so one timer does today; the table is the place
+/// for any other.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Timer {
     /// Start the next gossip round.
     Gossip = 0,
-    /// Judge liveness and collect garbage.
-    Maintenance = 1,
 }
 
-const TIMER_COUNT: usize = 2;
+const TIMER_COUNT: usize = 1;
 
 /// One deadline per [`Timer`], unset or set.
 #[derive(Clone, Debug, Default)]
@@ -43,7 +43,8 @@ impl TimerTable {
             .filter_map(|(index, deadline)| deadline.filter(|deadline| *deadline <= now).map(|d| (index, d)))
             .min_by_key(|(_, deadline)| *deadline)?;
         self.deadlines[index] = None;
-        Some(if index == Timer::Gossip as usize { Timer::Gossip } else { Timer::Maintenance })
+        debug_assert_eq!(index, Timer::Gossip as usize);
+        Some(Timer::Gossip)
     }
 }
 
@@ -52,15 +53,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_due_timers_fire_earliest_first() {
+    fn only_due_timers_fire() {
         let mut timers = TimerTable::default();
-        timers.set(Timer::Maintenance, Timestamp::from_millis(5));
         timers.set(Timer::Gossip, Timestamp::from_millis(10));
-        assert_eq!(timers.next_deadline(), Some(Timestamp::from_millis(5)));
+        assert_eq!(timers.next_deadline(), Some(Timestamp::from_millis(10)));
         assert_eq!(timers.pop_expired(Timestamp::from_millis(4)), None);
-        assert_eq!(timers.pop_expired(Timestamp::from_millis(20)), Some(Timer::Maintenance));
         assert_eq!(timers.pop_expired(Timestamp::from_millis(20)), Some(Timer::Gossip));
         assert_eq!(timers.pop_expired(Timestamp::from_millis(20)), None);
+        assert_eq!(timers.next_deadline(), None);
+        timers.set(Timer::Gossip, Timestamp::from_millis(30));
+        timers.stop_all();
         assert_eq!(timers.next_deadline(), None);
     }
 }
