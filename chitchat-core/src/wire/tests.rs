@@ -333,3 +333,30 @@ fn the_worst_case_key_section_fits_the_guaranteed_room() {
         assert!(worst_case_key_section_len(&config) + 3 <= guaranteed_delta_room(&config));
     }
 }
+
+#[test]
+fn packed_digest_entries_refuse_short_entries_and_oversized_varints() {
+    let digest_with_blob = |blob: &[u8]| {
+        let mut bytes = MAGIC.to_vec();
+        bytes.push(PROTOCOL_VERSION);
+        bytes.extend_from_slice(&[1, b'c', 0]); // cluster id "c", Syn
+        bytes.extend_from_slice(&[0; 16]); // whole ring
+        bytes.push(blob.len() as u8);
+        bytes.extend_from_slice(blob);
+        bytes.extend_from_slice(&[0, 0]); // no unknown, no sender
+        decode(&bytes)
+    };
+    let fingerprint = [7u8; 8];
+    let entry = |varints: &[u8]| [&fingerprint[..], varints].concat();
+    assert!(digest_with_blob(&entry(&[1, 0, 1])).is_ok());
+    assert_eq!(digest_with_blob(&fingerprint[..5]), Err(DatagramError::Malformed), "short fingerprint");
+    assert_eq!(digest_with_blob(&entry(&[1, 0])), Err(DatagramError::Malformed), "a varint missing");
+    assert_eq!(digest_with_blob(&entry(&[0x80, 0, 1])), Err(DatagramError::Malformed), "unterminated varint");
+    let too_wide = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0, 1];
+    assert_eq!(digest_with_blob(&entry(&too_wide)), Err(DatagramError::Malformed), "more than 64 bits");
+    let widest = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0, 1];
+    let Ok(Packet { message: Message::Syn { digest }, .. }) = digest_with_blob(&entry(&widest)) else {
+        panic!()
+    };
+    assert_eq!(digest.entries[0].heartbeat, u64::MAX);
+}

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs the simulator's measurements behind BENCHMARKS.md, one JSON line each.
+# Usage: bash benchmarks/run-sim.sh [quick|soak|large|all] > benchmarks/sim-results.jsonl
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release -q -p chitchat-core --features sim --example simulate
+sim=./target/release/examples/simulate
+what=${1:-quick}
+if [[ $what == quick || $what == all ]]; then
+  $sim --json --nodes 100
+  $sim --json --nodes 1000
+  $sim --json --nodes 1000 --loss 0.05
+  $sim --json --nodes 1000 --keys-per-node 20 --no-crash
+  $sim --json --nodes 1000 --no-crash --stall-rounds 3 --soak-rounds 30
+  $sim --json --nodes 1000 --no-crash --blackout-rounds 3 --soak-rounds 30
+fi
+if [[ $what == large || $what == all ]]; then
+  $sim --json --nodes 10000 --max-datagram 1400 --max-rounds 300
+fi
+if [[ $what == soak || $what == all ]]; then
+  $sim --json --nodes 1000 --loss 0.05 --no-crash --soak-rounds 1000
+  $sim --json --nodes 1000 --loss 0.20 --no-crash --soak-rounds 1000
+fi
