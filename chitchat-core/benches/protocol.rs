@@ -64,7 +64,8 @@ fn cluster_datagrams() -> Vec<Vec<u8>> {
 }
 
 fn node(name: &str, port: u16, datagrams: &[Vec<u8>]) -> Chitchat {
-    let mut node = Chitchat::new(config(), NodeId::new(name, 1, addr(port)), Vec::<(&str, &str)>::new(), T0).unwrap();
+    let mut node =
+        Chitchat::new(config(), NodeId::new(name, 1, addr(port)), Vec::<(&str, &str)>::new(), T0).unwrap();
     for datagram in datagrams {
         node.handle_datagram(T0, addr(9), datagram).unwrap();
     }
@@ -122,8 +123,9 @@ fn full_transfer_handshake(bencher: divan::Bencher) {
     bencher
         .with_inputs(|| {
             let loaded = node("loaded", 1, &datagrams);
-            let fresh = Chitchat::new(config(), NodeId::new("fresh", 1, addr(3)), Vec::<(&str, &str)>::new(), T0)
-                .unwrap();
+            let fresh =
+                Chitchat::new(config(), NodeId::new("fresh", 1, addr(3)), Vec::<(&str, &str)>::new(), T0)
+                    .unwrap();
             (loaded, fresh)
         })
         .bench_local_refs(|(loaded, fresh)| handshake(fresh, loaded));
@@ -143,7 +145,9 @@ fn full_syn_ack() -> Vec<u8> {
 #[divan::bench]
 fn decode_datagram(bencher: divan::Bencher) {
     let bytes = full_syn_ack();
-    bencher.counter(divan::counter::BytesCount::new(bytes.len())).bench(|| wire::decode(divan::black_box(&bytes)));
+    bencher
+        .counter(divan::counter::BytesCount::new(bytes.len()))
+        .bench(|| wire::decode(divan::black_box(&bytes)));
 }
 
 #[divan::bench]
@@ -157,7 +161,8 @@ fn sim_round_1000(bencher: divan::Bencher) {
     let mut sim = Simulation::new(1);
     sim.set_record_events(false);
     sim.set_check_invariants(false);
-    let nodes: Vec<_> = (0..1_000).map(|i| sim.add_node(&format!("node-{i:04}"), Config::default())).collect();
+    let nodes: Vec<_> =
+        (0..1_000).map(|i| sim.add_node(&format!("node-{i:04}"), Config::default())).collect();
     sim.set_seeds_all(&[nodes[0]]);
     sim.run_for(Duration::from_secs(10)).unwrap();
     bencher.bench_local(|| sim.run_for(Duration::from_secs(1)).unwrap());
