@@ -40,7 +40,7 @@ use chitchat_driver::{BoxFuture, Runtime, Timer, UdpSocket, async_io};
 
 pub use chitchat_driver::{
     ChitchatHandle, CommandError, DriverMetrics, KeyChange, Lagged, NodeConfig, NodeMetrics, NodeSet,
-    StartError, StopReason, Subscription, WatchStream, chitchat_core, futures_lite,
+    StartError, StopReason, Subscription, WatchStream, chitchat_core, futures_lite, keys,
 };
 
 /// Starts a node on async-std: binds its socket, resolves its seeds and spawns its

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 
 use crate::cluster::{ClusterState, NodeStatus, ReadyPredicate};
 use crate::config::{Config, ConfigError};
+use crate::crypto::{Encryption, EncryptionMode, KeyId, Keyring, KeyringError, SecretKey};
 use crate::error::{DatagramError, KeyValueError};
 use crate::events::Event;
 use crate::identity::{Fingerprint, NodeId};
@@ -68,6 +69,8 @@ pub struct Chitchat {
     phase: Phase,
     /// The latest time passed in: earlier timestamps are raised to it.
     now: Timestamp,
+    /// Keyring, mode and nonces of authenticated encryption (off by default).
+    encryption: Encryption,
 }
 
 impl Chitchat {
@@ -104,6 +107,7 @@ impl Chitchat {
             digest_cursor: Fingerprint(0),
             phase: Phase::Running,
             now,
+            encryption: Encryption::default(),
         };
         for (key, value) in initial_key_values {
             chitchat.set(key.as_ref(), value.as_ref())?;
@@ -141,7 +145,7 @@ impl Chitchat {
         if self.phase != Phase::Running {
             return Err(DatagramError::NotRunning);
         }
-        let packet = wire::decode(bytes)?;
+        let (packet, opened) = self.encryption.open(bytes, &self.cluster.config.cluster_id)?;
         if packet.cluster_id != self.config().cluster_id {
             if matches!(packet.message, Message::Syn { .. }) {
                 self.cluster.metrics.bad_cluster_sent += 1;
@@ -157,6 +161,7 @@ impl Chitchat {
         self.cluster.pardon_sender(from, &packet.message);
         self.dispatch(now, from, &packet.message);
         self.cluster.confirm_sender(from, &packet.message, now);
+        self.encryption.note_accepted(opened);
         Ok(())
     }
 
@@ -290,7 +295,7 @@ impl Chitchat {
                 self.cluster.metrics.partial_digests_sent += 1;
                 self.digest_cursor = digest.range.end;
             }
-            let Some(bytes) = self.encode(Message::Syn { digest }) else { continue };
+            let bytes = self.encode(Message::Syn { digest });
             if full {
                 whole_ring = Some(bytes.clone());
             }
@@ -616,38 +621,102 @@ impl Chitchat {
 
     /// Room for a message's payload in one datagram.
     fn payload_budget(&self) -> usize {
-        self.config().max_datagram_size - wire::packet_overhead(&self.config().cluster_id)
+        self.config().max_datagram_size
+            - wire::packet_overhead(&self.config().cluster_id)
+            - self.encryption.overhead()
     }
 
     /// Encodes and queues a datagram. Returns whether it was queued.
     fn queue(&mut self, to: SocketAddr, message: Message, farewell: bool) -> bool {
-        match self.encode(message) {
-            Some(bytes) => self.queue_bytes(to, bytes, farewell),
-            None => false,
-        }
+        let plain = self.encode(message);
+        self.queue_bytes(to, plain, farewell)
     }
 
-    /// Encodes a message into a datagram, or `None` (counted) if it would exceed
-    /// the maximum size, which sizes computed from the encoder rule out.
-    fn encode(&mut self, message: Message) -> Option<Vec<u8>> {
-        let packet = Packet { cluster_id: self.config().cluster_id.clone(), message };
-        let bytes = wire::encode(&packet);
-        if bytes.len() > self.config().max_datagram_size {
-            debug_assert!(false, "datagram of {} bytes exceeds the maximum", bytes.len());
-            self.cluster.metrics.transmits_dropped += 1;
-            return None;
-        }
-        Some(bytes)
+    /// Encodes a message into a plaintext datagram.
+    fn encode(&self, message: Message) -> Vec<u8> {
+        wire::encode(&Packet { cluster_id: self.config().cluster_id.clone(), message })
     }
 
-    /// Queues an encoded datagram. Returns whether it was queued.
-    fn queue_bytes(&mut self, to: SocketAddr, bytes: Vec<u8>, farewell: bool) -> bool {
+    /// Seals (if encryption is on) and queues an encoded datagram. Returns
+    /// whether it was queued. Each destination gets its own sealing, so its own
+    /// nonce, even when the plaintext is shared.
+    fn queue_bytes(&mut self, to: SocketAddr, plain: Vec<u8>, farewell: bool) -> bool {
         if self.transmits.len() >= self.config().max_pending_transmits {
+            self.cluster.metrics.transmits_dropped += 1;
+            return false;
+        }
+        let Some(bytes) = self.encryption.seal(plain, &self.cluster.config.cluster_id) else {
+            // The nonce counter is exhausted: never reuse a nonce.
+            self.cluster.metrics.transmits_dropped += 1;
+            return false;
+        };
+        if bytes.len() > self.config().max_datagram_size {
+            // Sizes are computed from the encoder, so this is a bug; never send it.
+            debug_assert!(false, "datagram of {} bytes exceeds the maximum", bytes.len());
             self.cluster.metrics.transmits_dropped += 1;
             return false;
         }
         self.transmits.push_back(Queued { transmit: Transmit { to, bytes }, farewell });
         true
+    }
+
+    // ---- encryption (see `crate::crypto`) ---------------------------------
+
+    /// Installs a keyring and an encryption mode, replacing any previous ones.
+    ///
+    /// `nonce_salt` must be fresh for this incarnation of the node: 16 bytes from
+    /// the operating system's random source (the runtime adapters do this). The
+    /// node's generation and identity are mixed in, and the nonce counter is
+    /// never reset, so nonces never repeat under a key.
+    ///
+    /// Fails, and changes nothing, if the largest key-value section would no
+    /// longer fit half a datagram once the sealed envelope's 44 bytes are
+    /// reserved ([`ConfigError::DatagramTooSmallForOneKey`]).
+    pub fn set_encryption(
+        &mut self,
+        mode: EncryptionMode,
+        keyring: Keyring,
+        nonce_salt: [u8; 16],
+    ) -> Result<(), ConfigError> {
+        self.config().validate_sealed()?;
+        let id = self.cluster.self_entry().state.id();
+        let (generation, fingerprint) = (id.generation, id.fingerprint().0);
+        self.encryption.install(mode, keyring, nonce_salt, generation, fingerprint, &self.cluster.config);
+        Ok(())
+    }
+
+    /// Changes what the node sends and accepts. Fails (and changes nothing) if
+    /// the mode seals and no keyring is installed.
+    pub fn set_encryption_mode(&mut self, mode: EncryptionMode) -> Result<(), KeyringError> {
+        self.encryption.set_mode(mode)
+    }
+
+    /// The encryption mode in force.
+    pub fn encryption_mode(&self) -> EncryptionMode {
+        self.encryption.mode()
+    }
+
+    /// The installed keyring, if any.
+    pub fn keyring(&self) -> Option<&Keyring> {
+        self.encryption.keyring()
+    }
+
+    /// Rotation, step 1: adds a key that opens datagrams (a key already held is
+    /// accepted again). On `Err` nothing changed.
+    pub fn add_key(&mut self, key: SecretKey) -> Result<KeyId, KeyringError> {
+        self.encryption.keyring_mut()?.add(key)
+    }
+
+    /// Rotation, step 2: makes a held key the one that seals. On `Err` nothing
+    /// changed.
+    pub fn set_primary_key(&mut self, id: KeyId) -> Result<(), KeyringError> {
+        self.encryption.keyring_mut()?.set_primary(id)
+    }
+
+    /// Rotation, step 3: removes a key that is not the primary. On `Err` nothing
+    /// changed.
+    pub fn remove_key(&mut self, id: KeyId) -> Result<(), KeyringError> {
+        self.encryption.keyring_mut()?.remove(id)
     }
 
     /// The state of a tracked node, by fingerprint.

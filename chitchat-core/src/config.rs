@@ -167,6 +167,24 @@ impl Config {
     }
 }
 
+impl Config {
+    /// Checks that the largest key-value section still fits in half a datagram
+    /// once the sealed envelope's overhead is reserved: run when encryption is
+    /// installed.
+    pub(crate) fn validate_sealed(&self) -> Result<(), ConfigError> {
+        let sealed = Config {
+            max_datagram_size: self.max_datagram_size.saturating_sub(crate::crypto::SEAL_OVERHEAD),
+            ..self.clone()
+        };
+        let needed = wire::worst_case_key_section_len(self) + 3;
+        let room = wire::guaranteed_delta_room(&sealed);
+        if needed > room {
+            return Err(ConfigError::DatagramTooSmallForOneKey { needed, room });
+        }
+        Ok(())
+    }
+}
+
 impl Default for Config {
     /// Settings close to chitchat's defaults: a one-second gossip interval, a
     /// fanout of 3, UDP's largest datagram, and grace periods of an hour.

@@ -48,6 +48,21 @@ pub enum DatagramError {
     /// The node has left the cluster and no longer takes part.
     #[error("the node has left the cluster")]
     NotRunning,
+    /// A sealed datagram names a key this node does not hold (or the node has no
+    /// keyring). Never answered.
+    #[error("sealed with unknown key {0}")]
+    UnknownKey(crate::crypto::KeyId),
+    /// A sealed datagram failed authentication: forged, tampered with,
+    /// truncated, sealed under another key, or of another cluster. Never answered.
+    #[error("datagram failed authentication")]
+    Unauthenticated,
+    /// A plaintext datagram while [`crate::EncryptionMode::Required`]. Never answered.
+    #[error("plaintext datagram refused: encryption is required")]
+    PlaintextRefused,
+    /// An authentic sealed datagram already accepted, or older than the replay
+    /// window. Never answered.
+    #[error("replayed datagram")]
+    Replayed,
 }
 
 /// A rule of the protocol that a well-formed message broke.

@@ -64,6 +64,7 @@
 mod chitchat;
 mod cluster;
 mod config;
+pub mod crypto;
 mod delta;
 mod digest;
 mod error;
@@ -84,6 +85,7 @@ pub mod wire;
 pub use chitchat::{Chitchat, Transmit};
 pub use cluster::{NodeStatus, ReadyPredicate};
 pub use config::{Config, ConfigError};
+pub use crypto::{EncryptionMode, KeyId, Keyring, KeyringError, SecretKey};
 pub use error::{DatagramError, KeyValueError, Violation};
 pub use events::Event;
 pub use identity::{Fingerprint, NodeId};

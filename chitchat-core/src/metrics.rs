@@ -71,6 +71,12 @@ pub struct RejectedCounts {
     pub invalid: u64,
     /// Arrived after this node left.
     pub not_running: u64,
+    /// Sealed datagrams that failed authentication or named an unknown key.
+    pub unauthenticated: u64,
+    /// Plaintext datagrams refused because encryption is required.
+    pub plaintext_refused: u64,
+    /// Authentic sealed datagrams refused as replays.
+    pub replayed: u64,
 }
 
 impl RejectedCounts {
@@ -88,6 +94,9 @@ impl RejectedCounts {
             DatagramError::WrongCluster => &mut self.wrong_cluster,
             DatagramError::Invalid(_) => &mut self.invalid,
             DatagramError::NotRunning => &mut self.not_running,
+            DatagramError::UnknownKey(_) | DatagramError::Unauthenticated => &mut self.unauthenticated,
+            DatagramError::PlaintextRefused => &mut self.plaintext_refused,
+            DatagramError::Replayed => &mut self.replayed,
         };
         *counter += 1;
     }

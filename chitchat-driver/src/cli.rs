@@ -8,7 +8,8 @@
 //!
 //! Every line has an `"event"` field:
 //!
-//! - `started`: `node`, `generation`, `listen`, `cluster_id`, `keys` (its initial keys);
+//! - `started`: `node`, `generation`, `listen`, `cluster_id`, `keys` (its initial keys),
+//!   `encryption` (the mode) and `key_ids` (the primary first);
 //! - `live_nodes`: `nodes`, the sorted names of the live nodes (itself included),
 //!   whenever that set changes;
 //! - `key_changed`: `node`, `key`, `value` (`null` once deleted or expired) and
@@ -21,11 +22,12 @@
 //!   the process exits 0.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chitchat_core::{Config, Event, NodeId};
+use chitchat_core::{Config, EncryptionMode, Event, Keyring, NodeId};
 use futures_lite::{Stream, StreamExt};
 use serde_json::{Value, json};
 
@@ -47,6 +49,12 @@ options:
   --generation N            generation of this start (default: ms since the Unix epoch)
   --gossip-interval-ms MS   time between gossip rounds (default 1000)
   --set KEY=VALUE           an initial key of this node; repeatable
+  --secret-key-file PATH    the cluster key that seals datagrams: 32 bytes as 64 hex digits
+                            or base64 (e.g. `openssl rand -hex 32 > PATH`); turns on
+                            authenticated encryption, required unless --encryption-mode says
+  --extra-key-file PATH     a further key that only opens datagrams (key rotation); repeatable
+  --encryption-mode MODE    off | encrypt-accept-plaintext | required (default: required with a
+                            key, off without)
   -h, --help                print this help";
 
 /// What the command line asks for.
@@ -68,6 +76,12 @@ pub struct Options {
     pub gossip_interval: Option<Duration>,
     /// Initial keys.
     pub key_values: Vec<(String, String)>,
+    /// The file of the primary cluster key.
+    pub secret_key_file: Option<PathBuf>,
+    /// Files of extra keys that only open datagrams.
+    pub extra_key_files: Vec<PathBuf>,
+    /// The encryption mode, if given.
+    pub encryption_mode: Option<EncryptionMode>,
 }
 
 impl Options {
@@ -82,6 +96,9 @@ impl Options {
             generation: None,
             gossip_interval: None,
             key_values: Vec::new(),
+            secret_key_file: None,
+            extra_key_files: Vec::new(),
+            encryption_mode: None,
         };
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
@@ -104,6 +121,16 @@ impl Options {
                         .split_once('=')
                         .ok_or_else(|| format!("--set expects KEY=VALUE, got {pair:?}"))?;
                     options.key_values.push((key.to_string(), value.to_string()));
+                }
+                "--secret-key-file" => options.secret_key_file = Some(value()?.into()),
+                "--extra-key-file" => options.extra_key_files.push(value()?.into()),
+                "--encryption-mode" => {
+                    options.encryption_mode = Some(match value()?.as_str() {
+                        "off" => EncryptionMode::Off,
+                        "encrypt-accept-plaintext" => EncryptionMode::EncryptAcceptPlaintext,
+                        "required" => EncryptionMode::Required,
+                        other => return Err(format!("--encryption-mode: unknown mode {other:?}")),
+                    })
                 }
                 _ => return Err(format!("unknown argument {arg:?}")),
             }
@@ -133,7 +160,26 @@ impl Options {
         config.seeds = self.seeds.clone();
         config.generation = self.generation;
         config.initial_key_values = self.key_values.clone();
+        config.encryption_mode = self.encryption_mode.unwrap_or(match self.secret_key_file {
+            Some(_) => EncryptionMode::Required,
+            None => EncryptionMode::Off,
+        });
         config
+    }
+
+    /// The keyring of `--secret-key-file` and `--extra-key-file`, read from the
+    /// files; `None` without `--secret-key-file`.
+    pub fn keyring(&self) -> Result<Option<Keyring>, String> {
+        let Some(primary) = &self.secret_key_file else {
+            if self.extra_key_files.is_empty() {
+                return Ok(None);
+            }
+            return Err("--extra-key-file needs --secret-key-file".to_string());
+        };
+        let read = |path: &PathBuf| crate::keys::read_key_file(path).map_err(|error| error.to_string());
+        let extras = self.extra_key_files.iter().map(read).collect::<Result<Vec<_>, _>>()?;
+        let keyring = Keyring::with_extra_keys(read(primary)?, extras).map_err(|error| error.to_string())?;
+        Ok(Some(keyring))
     }
 }
 
@@ -161,7 +207,17 @@ pub async fn run(runtime: Arc<dyn Runtime>, args: impl IntoIterator<Item = Strin
         eprintln!("error: cannot handle SIGINT and SIGTERM: {error}");
         return ExitCode::FAILURE;
     }
-    let config = options.node_config();
+    let mut config = options.node_config();
+    config.keyring = match options.keyring() {
+        Ok(keyring) => keyring,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let key_ids: Vec<String> =
+        config.keyring.iter().flat_map(Keyring::key_ids).map(|id| id.to_string()).collect();
+    let encryption = format!("{:?}", config.encryption_mode);
     let keys: serde_json::Map<String, Value> =
         config.initial_key_values.iter().map(|(key, value)| (key.clone(), json!(value))).collect();
     let cluster_id = config.chitchat.cluster_id.clone();
@@ -176,6 +232,7 @@ pub async fn run(runtime: Arc<dyn Runtime>, args: impl IntoIterator<Item = Strin
     print_json(json!({
         "event": "started", "node": id.name, "generation": id.generation,
         "listen": node.local_addr().to_string(), "cluster_id": cluster_id, "keys": keys,
+        "encryption": encryption, "key_ids": key_ids,
     }));
     match print_until_signal(&node, signals).await {
         true => {
@@ -300,6 +357,36 @@ mod tests {
         assert!(Options::parse(args("--set novalue")).is_err());
         assert!(Options::parse(args("--listen")).is_err());
         assert!(Options::parse(args("--bogus")).is_err());
+    }
+
+    #[test]
+    fn key_files_make_a_keyring() {
+        let dir = std::env::temp_dir().join(format!("chitchat-cli-keys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (primary, extra, bad) = (dir.join("primary.key"), dir.join("extra.key"), dir.join("bad.key"));
+        std::fs::write(&primary, format!("{}\n", "ab".repeat(32))).unwrap();
+        std::fs::write(&extra, "BSpPdJm+4wgtUnecweYLMFV6n8TpDjNYfaLH7BE2W4A=").unwrap();
+        std::fs::write(&bad, "too short").unwrap();
+        let line = format!("--secret-key-file {} --extra-key-file {}", primary.display(), extra.display());
+        let options = Options::parse(args(&line)).unwrap().unwrap();
+        assert_eq!(options.node_config().encryption_mode, EncryptionMode::Required);
+        let keyring = options.keyring().unwrap().unwrap();
+        assert_eq!(keyring.key_ids().len(), 2);
+        assert_eq!(keyring.primary_id(), chitchat_core::SecretKey::from_bytes([0xab; 32]).id());
+
+        let line = format!("--secret-key-file {} --encryption-mode encrypt-accept-plaintext", bad.display());
+        let options = Options::parse(args(&line)).unwrap().unwrap();
+        assert_eq!(options.node_config().encryption_mode, EncryptionMode::EncryptAcceptPlaintext);
+        assert!(options.keyring().unwrap_err().contains("bad.key"));
+        let options =
+            Options::parse(args(&format!("--extra-key-file {}", extra.display()))).unwrap().unwrap();
+        assert!(options.keyring().is_err());
+        assert_eq!(
+            Options::parse(args("")).unwrap().unwrap().node_config().encryption_mode,
+            EncryptionMode::Off
+        );
+        assert!(Options::parse(args("--encryption-mode sometimes")).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use chitchat_core::Config;
+use chitchat_core::{Config, EncryptionMode, Keyring};
 
 /// Everything needed to start a node: the protocol settings and the node's
 /// identity, address, seeds and initial keys.
@@ -37,6 +37,13 @@ pub struct NodeConfig {
     /// How many items a subscription buffers for a slow subscriber before the
     /// oldest are dropped and the subscriber is told it lagged (default: 1,024).
     pub subscription_capacity: usize,
+    /// The cluster keys, if datagrams are to be authenticated and encrypted (see
+    /// [`chitchat_core::crypto`]). A fresh nonce salt is drawn from the operating
+    /// system at each start.
+    pub keyring: Option<Keyring>,
+    /// What the node sends and accepts; a mode other than `Off` needs a keyring.
+    /// [`NodeConfig::with_keyring`] sets it to `Required`.
+    pub encryption_mode: EncryptionMode,
 }
 
 impl NodeConfig {
@@ -58,6 +65,8 @@ impl NodeConfig {
             seed_refresh_interval: Self::DEFAULT_SEED_REFRESH_INTERVAL,
             initial_key_values: Vec::new(),
             subscription_capacity: Self::DEFAULT_SUBSCRIPTION_CAPACITY,
+            keyring: None,
+            encryption_mode: EncryptionMode::Off,
         }
     }
 
@@ -70,6 +79,15 @@ impl NodeConfig {
     /// Adds an initial key-value.
     pub fn with_key_value(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.initial_key_values.push((key.into(), value.into()));
+        self
+    }
+
+    /// Authenticates and encrypts every datagram with these keys, and refuses
+    /// plaintext (`EncryptionMode::Required`; change
+    /// [`NodeConfig::encryption_mode`] to migrate a plaintext cluster).
+    pub fn with_keyring(mut self, keyring: Keyring) -> Self {
+        self.keyring = Some(keyring);
+        self.encryption_mode = EncryptionMode::Required;
         self
     }
 

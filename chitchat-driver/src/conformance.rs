@@ -27,7 +27,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use chitchat_core::message::{Delta, Digest, Message, Packet, RingRange};
-use chitchat_core::{Config, Event, NodeId, NodeStatus, wire};
+use chitchat_core::{Config, Event, Keyring, KeyringError, NodeId, NodeStatus, SecretKey, wire};
 use futures_lite::{FutureExt, StreamExt};
 
 use crate::runtime::{BoxFuture, Runtime, Timer, UdpSocket, sleep};
@@ -56,6 +56,8 @@ macro_rules! conformance_tests {
             hostile_datagrams_are_counted_and_change_nothing,
             slow_subscriber_is_told_it_lagged,
             socket_errors_are_survived_and_a_closed_socket_is_reported,
+            keyed_nodes_form_a_cluster_that_strangers_never_join,
+            keyed_nodes_rotate_their_key_through_the_handle,
         ]);
     };
     (@each $runtime:expr, $block_on:expr, [$($scenario:ident),* $(,)?]) => {
@@ -552,4 +554,96 @@ impl UdpSocket for FaultySocket {
     fn local_addr(&self) -> io::Result<SocketAddr> {
         self.inner.local_addr()
     }
+}
+
+/// The node config of a keyed node of the suite.
+fn keyed_config(name: &str, seeds: &[String], key: Option<u8>) -> NodeConfig {
+    let config = node_config(name, seeds);
+    match key {
+        Some(byte) => config.with_keyring(Keyring::new(SecretKey::from_bytes([byte; 32]))),
+        None => config,
+    }
+}
+
+/// Two nodes with the cluster key form a cluster; a node with another key and a
+/// node with none, both seeded with the first, never join, are never answered
+/// and learn nothing; the keyed nodes count what they refused.
+pub async fn keyed_nodes_form_a_cluster_that_strangers_never_join(runtime: Arc<dyn Runtime>) {
+    let first = start(&runtime, keyed_config("keyed-0", &[], Some(1))).await;
+    let seeds = vec![first.local_addr().to_string()];
+    let second = start(&runtime, keyed_config("keyed-1", &seeds, Some(1))).await;
+    let other_key = start(&runtime, keyed_config("other-key", &seeds, Some(2))).await;
+    let no_key = start(&runtime, keyed_config("no-key", &seeds, None)).await;
+    let keyed = [first.clone(), second.clone()];
+    wait_converged(&runtime, &keyed).await;
+    second.set("secret", "value").await.expect("set");
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let rejected = first.metrics().await.expect("running").core.rejected;
+        if rejected.unauthenticated > 0 && rejected.plaintext_refused > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the strangers' datagrams were not counted: {rejected:?}");
+        sleep(&runtime, POLL_INTERVAL).await;
+    }
+    // Twenty more gossip rounds for anything to leak.
+    sleep(&runtime, Duration::from_secs(2)).await;
+    for stranger in [&other_key, &no_key] {
+        let snapshot = stranger.snapshot().await.expect("running");
+        assert_eq!(snapshot.nodes.len(), 1, "{} learned of other nodes", stranger.self_id().name);
+        assert_eq!(live_names(stranger).len(), 1);
+        let metrics = stranger.metrics().await.expect("running").core;
+        assert_eq!(metrics.syn_acks_received + metrics.acks_received, 0, "a stranger was answered");
+    }
+    for node in &keyed {
+        let names: Vec<String> =
+            node.snapshot().await.expect("running").nodes.into_iter().map(|node| node.id.name).collect();
+        assert_eq!(names.len(), 2, "a stranger joined: {names:?}");
+    }
+    shutdown_all(&[first, second, other_key, no_key]).await;
+}
+
+/// Three keyed nodes rotate to a new key in three steps through their handles,
+/// and keep gossiping; removing the primary key is refused.
+pub async fn keyed_nodes_rotate_their_key_through_the_handle(runtime: Arc<dyn Runtime>) {
+    let first = start(&runtime, keyed_config("keyed-0", &[], Some(3))).await;
+    let seeds = vec![first.local_addr().to_string()];
+    let mut nodes = vec![first];
+    for i in 1..3 {
+        nodes.push(start(&runtime, keyed_config(&format!("keyed-{i}"), &seeds, Some(3))).await);
+    }
+    wait_converged(&runtime, &nodes).await;
+    let (old, new) = (SecretKey::from_bytes([3; 32]), SecretKey::from_bytes([4; 32]));
+    for node in &nodes {
+        assert_eq!(node.add_key(new.clone()).await, Ok(new.id()));
+    }
+    for node in &nodes {
+        node.set_primary_key(new.id()).await.expect("the new key is held");
+    }
+    assert_eq!(
+        nodes[0].remove_key(new.id()).await,
+        Err(CommandError::Keyring(KeyringError::RemovePrimary(new.id())))
+    );
+    for node in &nodes {
+        node.remove_key(old.id()).await.expect("the old key is held");
+    }
+    nodes[2].set("rotated", "yes").await.expect("set");
+    let writer = nodes[2].self_id().clone();
+    let deadline = Instant::now() + TIMEOUT;
+    for node in &nodes {
+        loop {
+            let snapshot = node.snapshot().await.expect("running");
+            let arrived = snapshot.nodes.iter().any(|state| {
+                state.id == writer
+                    && state.key_values.iter().any(|(key, value)| key == "rotated" && value.value == "yes")
+            });
+            if arrived {
+                break;
+            }
+            assert!(Instant::now() < deadline, "gossip stopped after the rotation");
+            sleep(&runtime, POLL_INTERVAL).await;
+        }
+    }
+    wait_converged(&runtime, &nodes).await;
+    shutdown_all(&nodes).await;
 }

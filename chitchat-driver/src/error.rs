@@ -5,7 +5,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use chitchat_core::{ConfigError, KeyValueError};
+use chitchat_core::{ConfigError, KeyValueError, KeyringError};
 use thiserror::Error;
 
 /// Why a node could not start. Nothing was left running.
@@ -23,6 +23,12 @@ pub enum StartError {
         /// The system's error.
         source: io::Error,
     },
+    /// The encryption settings were refused (a mode that seals, without keys).
+    #[error("invalid encryption settings: {0}")]
+    Keyring(#[from] KeyringError),
+    /// No nonce salt could be drawn from the operating system's random source.
+    #[error("cannot draw random bytes from the operating system: {0}")]
+    Entropy(String),
 }
 
 /// Why a command sent through a [`crate::ChitchatHandle`] failed.
@@ -32,6 +38,9 @@ pub enum CommandError {
     /// The core refused the key or value; the node's state did not change.
     #[error(transparent)]
     KeyValue(#[from] KeyValueError),
+    /// The core refused a change of keys or encryption mode; nothing changed.
+    #[error(transparent)]
+    Keyring(#[from] KeyringError),
     /// The node's task has stopped (see [`crate::ChitchatHandle::stop_reason`]).
     #[error("the node has stopped")]
     Stopped,

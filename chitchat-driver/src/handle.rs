@@ -7,7 +7,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_broadcast::Sender;
-use chitchat_core::{ClusterSnapshot, Event, KeyValueError, Metrics, NodeId, NodeSnapshot};
+use chitchat_core::{
+    ClusterSnapshot, EncryptionMode, Event, KeyId, KeyValueError, KeyringError, Metrics, NodeId,
+    NodeSnapshot, SecretKey,
+};
 
 use crate::error::{CommandError, StopReason};
 use crate::streams::{KeyChange, NodeSet, Subscription, Watch, WatchStream, subscription_channel};
@@ -23,6 +26,10 @@ pub(crate) enum Command {
     DeleteAfterTtl { key: String, reply: Reply<Result<(), KeyValueError>> },
     Snapshot { reply: Reply<ClusterSnapshot> },
     Metrics { reply: Reply<Metrics> },
+    AddKey { key: SecretKey, reply: Reply<Result<KeyId, KeyringError>> },
+    SetPrimaryKey { id: KeyId, reply: Reply<Result<(), KeyringError>> },
+    RemoveKey { id: KeyId, reply: Reply<Result<(), KeyringError>> },
+    SetEncryptionMode { mode: EncryptionMode, reply: Reply<Result<(), KeyringError>> },
     Leave { reply: Reply<()> },
     Shutdown,
 }
@@ -246,6 +253,31 @@ impl ChitchatHandle {
     pub async fn metrics(&self) -> Result<NodeMetrics, CommandError> {
         let core = self.request(|reply| Command::Metrics { reply }).await?;
         Ok(NodeMetrics { core, driver: self.driver_metrics() })
+    }
+
+    /// Key rotation, step 1 of 3: adds a key that opens datagrams. Finish this
+    /// step on every node before the next. A key already held is accepted again.
+    pub async fn add_key(&self, key: SecretKey) -> Result<KeyId, CommandError> {
+        Ok(self.request(|reply| Command::AddKey { key, reply }).await??)
+    }
+
+    /// Key rotation, step 2 of 3: makes a held key the one that seals; the
+    /// previous primary keeps opening.
+    pub async fn set_primary_key(&self, id: KeyId) -> Result<(), CommandError> {
+        Ok(self.request(|reply| Command::SetPrimaryKey { id, reply }).await??)
+    }
+
+    /// Key rotation, step 3 of 3: removes a key that is no longer primary
+    /// anywhere.
+    pub async fn remove_key(&self, id: KeyId) -> Result<(), CommandError> {
+        Ok(self.request(|reply| Command::RemoveKey { id, reply }).await??)
+    }
+
+    /// Changes what the node sends and accepts (to migrate a plaintext cluster:
+    /// `Off` with keys everywhere, then `EncryptAcceptPlaintext` everywhere, then
+    /// `Required`). A mode that seals needs a keyring.
+    pub async fn set_encryption_mode(&self, mode: EncryptionMode) -> Result<(), CommandError> {
+        Ok(self.request(|reply| Command::SetEncryptionMode { mode, reply }).await??)
     }
 
     /// The driver's counters (readable after the node stopped, too).

@@ -33,6 +33,7 @@ pub mod conformance;
 pub mod demo;
 mod error;
 mod handle;
+pub mod keys;
 mod node;
 mod runtime;
 mod seeds;

@@ -64,6 +64,14 @@ pub async fn spawn(runtime: Arc<dyn Runtime>, config: NodeConfig) -> Result<Chit
     }
     let now = Timestamp::from_elapsed(start.elapsed());
     let mut chitchat = Chitchat::new(chitchat_config, self_id.clone(), config.initial_key_values, now)?;
+    if let Some(keyring) = config.keyring {
+        // A fresh salt per start keeps nonces unique across restarts.
+        let mut salt = [0; 16];
+        getrandom::fill(&mut salt).map_err(|error| StartError::Entropy(error.to_string()))?;
+        chitchat.set_encryption(config.encryption_mode, keyring, salt)?;
+    } else {
+        chitchat.set_encryption_mode(config.encryption_mode)?;
+    }
 
     let live: BTreeSet<NodeId> = chitchat.live_nodes().cloned().collect();
     let ready: BTreeSet<NodeId> = chitchat.ready_nodes().cloned().collect();
@@ -207,6 +215,18 @@ impl Driver {
                 }
                 Command::Snapshot { reply } => drop(reply.try_send(chitchat.snapshot())),
                 Command::Metrics { reply } => drop(reply.try_send(chitchat.metrics())),
+                Command::AddKey { key, reply } => {
+                    let _ = reply.try_send(chitchat.add_key(key));
+                }
+                Command::SetPrimaryKey { id, reply } => {
+                    let _ = reply.try_send(chitchat.set_primary_key(id));
+                }
+                Command::RemoveKey { id, reply } => {
+                    let _ = reply.try_send(chitchat.remove_key(id));
+                }
+                Command::SetEncryptionMode { mode, reply } => {
+                    let _ = reply.try_send(chitchat.set_encryption_mode(mode));
+                }
                 Command::Leave { reply } => {
                     chitchat.leave(now);
                     self.leave_replies.push(reply);

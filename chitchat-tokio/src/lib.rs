@@ -47,7 +47,7 @@ use tokio::runtime::Handle;
 
 pub use chitchat_driver::{
     ChitchatHandle, CommandError, DriverMetrics, KeyChange, Lagged, NodeConfig, NodeMetrics, NodeSet,
-    StartError, StopReason, Subscription, WatchStream, chitchat_core, futures_lite,
+    StartError, StopReason, Subscription, WatchStream, chitchat_core, futures_lite, keys,
 };
 
 /// Starts a node on the current tokio runtime: binds its socket, resolves its

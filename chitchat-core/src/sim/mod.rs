@@ -44,6 +44,7 @@ pub use network::{GilbertElliott, NetworkConfig};
 use crate::chitchat::Chitchat;
 use crate::cluster::NodeStatus;
 use crate::config::Config;
+use crate::crypto::{EncryptionMode, Keyring};
 use crate::events::Event;
 use crate::identity::NodeId;
 use crate::time::Timestamp;
@@ -302,6 +303,7 @@ impl Simulation {
         let now = self.now;
         let seed = self.rng.u64(..);
         let sim_node = &mut self.nodes[node.0];
+        let (keyring, mode) = (sim_node.chitchat.keyring().cloned(), sim_node.chitchat.encryption_mode());
         sim_node.generation += 1;
         let mut config = sim_node.config.clone();
         config.rng_seed = seed;
@@ -310,12 +312,28 @@ impl Simulation {
             Chitchat::new(config, id, Vec::<(String, String)>::new(), now + sim_node.clock_offset)
                 .expect("configuration was valid");
         sim_node.chitchat.set_seed_addrs(sim_node.seeds.clone());
+        // Keys survive a restart (an operator keeps them in files); the nonce salt
+        // is drawn afresh.
+        if let Some(keyring) = keyring {
+            let salt = nonce_salt(self.seed, node.0, sim_node.generation);
+            sim_node.chitchat.set_encryption(mode, keyring, salt).expect("accepted before the restart");
+        }
         sim_node.up = true;
         sim_node.stalled_until = None;
         sim_node.backlog.clear();
         sim_node.events.clear();
         sim_node.record = ObserverRecord::default();
         self.wake(node.0);
+    }
+
+    /// Installs a keyring and encryption mode on a node, with a nonce salt
+    /// derived from the simulation's seed, the node and its generation (a real
+    /// node draws it from the operating system). The keys and mode are kept
+    /// across restarts. Rotate keys with [`Simulation::with_node`].
+    pub fn set_encryption(&mut self, node: NodeIndex, mode: EncryptionMode, keyring: Keyring) {
+        let salt = nonce_salt(self.seed, node.0, self.nodes[node.0].generation);
+        self.with_node(node, |chitchat, _| chitchat.set_encryption(mode, keyring, salt))
+            .expect("the configuration must leave room for the sealed envelope");
     }
 
     /// Freezes a node for `duration`: it handles nothing, and datagrams for it
@@ -629,6 +647,13 @@ impl Simulation {
     fn running_ids(&self) -> BTreeSet<NodeId> {
         self.running().map(|node| node.self_id().clone()).collect()
     }
+}
+
+/// A nonce salt unique to a simulation, a node and one of its incarnations.
+fn nonce_salt(seed: u64, index: usize, generation: u64) -> [u8; 16] {
+    let mut rng =
+        fastrand::Rng::with_seed(seed ^ (index as u64).rotate_left(32) ^ generation.rotate_left(48));
+    std::array::from_fn(|_| rng.u8(..))
 }
 
 type View = Vec<(NodeId, u64, Vec<(String, String, u64)>, bool)>;
