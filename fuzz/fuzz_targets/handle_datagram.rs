@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use chitchat_core::DatagramError;
 use chitchat_fuzz::cluster::{self, READY_AT};
-use chitchat_fuzz::hostile::known_bug;
 use chitchat_fuzz::probe::{Probe, Watch, feed};
 use libfuzzer_sys::fuzz_target;
 
@@ -27,9 +26,6 @@ fuzz_target!(|data: &[u8]| {
         _ => cluster::addr(20_000 + u16::from(selector)),
     };
     let now = READY_AT + Duration::from_millis(u64::from(selector / 64) * 150);
-    if known_bug(bytes).is_some() {
-        return;
-    }
     let mut node = cluster::known_node();
     // The known node is deterministic: check it once against itself.
     static SAME: OnceLock<()> = OnceLock::new();

@@ -418,26 +418,3 @@ pub fn check_round_trip(packet: &Packet, bytes: &[u8]) {
         Err(error) => panic!("the decoder refuses the encoder's output: {error}"),
     }
 }
-
-/// Whether a datagram triggers a bug already found, reported and pinned by an
-/// ignored regression test in `chitchat-core/tests/hostile.rs`, so that the
-/// targets can keep looking for new ones. Set `CHITCHAT_FUZZ_STRICT=1` to fuzz
-/// without this filter (once the bugs are fixed, it should find nothing).
-pub fn known_bug(bytes: &[u8]) -> Option<&'static str> {
-    static STRICT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    if *STRICT.get_or_init(|| std::env::var_os("CHITCHAT_FUZZ_STRICT").is_some_and(|value| value == "1")) {
-        return None;
-    }
-    let packet = chitchat_core::wire::decode(bytes).ok()?;
-    let digest = match &packet.message {
-        Message::Syn { digest } | Message::SynAck { digest, .. } => digest,
-        _ => return None,
-    };
-    // hostile::a_repeated_unknown_fingerprint_is_answered_once: a fingerprint
-    // repeated in `unknown` is answered with one delta section per repetition,
-    // a datagram every receiver refuses (DuplicateNodeSection).
-    let mut unknown = digest.unknown.clone();
-    unknown.sort_unstable();
-    let repeated = unknown.windows(2).any(|pair| pair[0] == pair[1]);
-    repeated.then_some("a repeated fingerprint in a digest's unknown list")
-}
