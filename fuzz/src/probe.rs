@@ -51,6 +51,9 @@ impl Probe {
             DatagramError::WrongCluster => rejected.wrong_cluster += 1,
             DatagramError::Invalid(_) => rejected.invalid += 1,
             DatagramError::NotRunning => rejected.not_running += 1,
+            DatagramError::UnknownKey(_) | DatagramError::Unauthenticated => rejected.unauthenticated += 1,
+            DatagramError::PlaintextRefused => rejected.plaintext_refused += 1,
+            DatagramError::Replayed => rejected.replayed += 1,
             other => panic!("an error class the probe does not know: {other:?}"),
         }
         assert_eq!(after.metrics, expected, "a refused datagram ({error}) moved the wrong counters");
