@@ -30,13 +30,9 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-use std::io;
-use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
 
-use chitchat_driver::{BoxFuture, Runtime, Timer, UdpSocket, async_io};
+use chitchat_driver::{BoxFuture, Runtime, async_io};
 
 pub use chitchat_driver::{
     ChitchatHandle, CommandError, DriverMetrics, KeyChange, Lagged, NodeConfig, NodeMetrics, NodeSet,
@@ -51,27 +47,19 @@ pub async fn spawn(config: NodeConfig) -> Result<ChitchatHandle, StartError> {
 
 /// async-std as a [`Runtime`], for `chitchat_driver`'s functions.
 pub fn runtime() -> Arc<dyn Runtime> {
-    Arc::new(AsyncStdRuntime)
+    Arc::new(async_io::AsyncIoRuntime(AsyncStdSpawner))
 }
 
-/// async-io's socket, timer and resolver, and async-std's executor.
+/// async-io's socket, timer and resolver (shared with the other async-io
+/// adapter, in `chitchat_driver::async_io`), and async-std's executor.
+pub type AsyncStdRuntime = async_io::AsyncIoRuntime<AsyncStdSpawner>;
+
+/// Spawns on async-std's executor.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct AsyncStdRuntime;
+pub struct AsyncStdSpawner;
 
-impl Runtime for AsyncStdRuntime {
-    fn bind(&self, addr: SocketAddr) -> io::Result<Box<dyn UdpSocket>> {
-        async_io::bind(addr)
-    }
-
-    fn new_timer(&self, deadline: Instant) -> Pin<Box<dyn Timer>> {
-        async_io::new_timer(deadline)
-    }
-
+impl async_io::Spawn for AsyncStdSpawner {
     fn spawn(&self, future: BoxFuture<()>) {
         drop(async_std::task::spawn(future));
-    }
-
-    fn resolve(&self, host_and_port: String) -> BoxFuture<io::Result<Vec<SocketAddr>>> {
-        async_io::resolve(host_and_port)
     }
 }

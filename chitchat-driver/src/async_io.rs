@@ -1,7 +1,7 @@
 //! The socket, timer and DNS resolution on [`async_io`], written once for the two
-//! runtimes that sit on it: smol and async-std. An adapter on async-io implements
-//! [`Runtime`](crate::Runtime) by forwarding to [`bind`], [`new_timer`] and
-//! [`resolve`], and spawning on its own executor.
+//! runtimes that sit on it: smol and async-std. [`AsyncIoRuntime`] is the whole
+//! [`Runtime`](crate::Runtime) but for spawning, which each adapter supplies
+//! through [`Spawn`].
 
 use std::fmt;
 use std::io;
@@ -12,7 +12,35 @@ use std::time::Instant;
 
 use async_io::Async;
 
-use crate::runtime::{BoxFuture, Timer, UdpSocket};
+use crate::runtime::{BoxFuture, Runtime, Timer, UdpSocket};
+
+/// How an async-io based runtime spawns the node's task.
+pub trait Spawn: std::fmt::Debug + Send + Sync + 'static {
+    /// Runs `future` to completion in the background.
+    fn spawn(&self, future: BoxFuture<()>);
+}
+
+/// A [`Runtime`] on async-io's socket, timer and resolver, spawning with `S`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AsyncIoRuntime<S>(pub S);
+
+impl<S: Spawn> Runtime for AsyncIoRuntime<S> {
+    fn bind(&self, addr: SocketAddr) -> io::Result<Box<dyn UdpSocket>> {
+        bind(addr)
+    }
+
+    fn new_timer(&self, deadline: Instant) -> Pin<Box<dyn Timer>> {
+        new_timer(deadline)
+    }
+
+    fn spawn(&self, future: BoxFuture<()>) {
+        self.0.spawn(future);
+    }
+
+    fn resolve(&self, host_and_port: String) -> BoxFuture<io::Result<Vec<SocketAddr>>> {
+        resolve(host_and_port)
+    }
+}
 
 /// Binds a UDP socket registered with async-io's reactor.
 pub fn bind(addr: SocketAddr) -> io::Result<Box<dyn UdpSocket>> {

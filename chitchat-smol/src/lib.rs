@@ -25,13 +25,9 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-use std::io;
-use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
 
-use chitchat_driver::{BoxFuture, Runtime, Timer, UdpSocket, async_io};
+use chitchat_driver::{BoxFuture, Runtime, async_io};
 
 pub use chitchat_driver::{
     ChitchatHandle, CommandError, DriverMetrics, KeyChange, Lagged, NodeConfig, NodeMetrics, NodeSet,
@@ -46,27 +42,19 @@ pub async fn spawn(config: NodeConfig) -> Result<ChitchatHandle, StartError> {
 
 /// smol as a [`Runtime`], for `chitchat_driver`'s functions.
 pub fn runtime() -> Arc<dyn Runtime> {
-    Arc::new(SmolRuntime)
+    Arc::new(async_io::AsyncIoRuntime(SmolSpawner))
 }
 
-/// async-io's socket, timer and resolver, and smol's global executor.
+/// async-io's socket, timer and resolver (shared with the other async-io
+/// adapter, in `chitchat_driver::async_io`), and smol's global executor.
+pub type SmolRuntime = async_io::AsyncIoRuntime<SmolSpawner>;
+
+/// Spawns on smol's global executor.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct SmolRuntime;
+pub struct SmolSpawner;
 
-impl Runtime for SmolRuntime {
-    fn bind(&self, addr: SocketAddr) -> io::Result<Box<dyn UdpSocket>> {
-        async_io::bind(addr)
-    }
-
-    fn new_timer(&self, deadline: Instant) -> Pin<Box<dyn Timer>> {
-        async_io::new_timer(deadline)
-    }
-
+impl async_io::Spawn for SmolSpawner {
     fn spawn(&self, future: BoxFuture<()>) {
         smol::spawn(future).detach();
-    }
-
-    fn resolve(&self, host_and_port: String) -> BoxFuture<io::Result<Vec<SocketAddr>>> {
-        async_io::resolve(host_and_port)
     }
 }
