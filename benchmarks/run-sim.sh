@@ -15,7 +15,8 @@ if [[ $what == quick || $what == all ]]; then
   $sim --json --nodes 1000 --no-crash --blackout-rounds 3 --soak-rounds 30
 fi
 if [[ $what == large || $what == all ]]; then
-  $sim --json --nodes 10000 --max-datagram 1400 --max-rounds 300
+  $sim --json --nodes 3000 --max-datagram 1400 --max-rounds 300
+  $sim --json --nodes 5000 --max-datagram 1400 --max-rounds 300
 fi
 if [[ $what == soak || $what == all ]]; then
   $sim --json --nodes 1000 --loss 0.05 --no-crash --soak-rounds 1000
