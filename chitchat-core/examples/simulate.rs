@@ -44,6 +44,7 @@ struct Args {
     soak_rounds: u64,
     stall_rounds: u64,
     blackout_rounds: u64,
+    phi_threshold: f64,
     max_rounds: u64,
     json: bool,
     check_invariants: bool,
@@ -52,7 +53,7 @@ struct Args {
 const USAGE: &str = "simulate [--nodes N] [--seed S] [--loss P] [--bursty-loss P_GOOD_TO_BAD,P_BAD_TO_GOOD]
          [--latency-ms MS] [--jitter-ms MS] [--fanout F] [--gossip-interval-ms MS]
          [--max-datagram BYTES] [--keys-per-node K] [--crash|--no-crash] [--soak-rounds R]
-         [--stall-rounds R] [--blackout-rounds R]
+         [--stall-rounds R] [--blackout-rounds R] [--phi-threshold PHI]
          [--max-rounds R] [--check-invariants] [--json]";
 
 fn parse() -> Result<Args, String> {
@@ -71,6 +72,7 @@ fn parse() -> Result<Args, String> {
         soak_rounds: 0,
         stall_rounds: 0,
         blackout_rounds: 0,
+        phi_threshold: Config::default().phi_threshold,
         max_rounds: 200,
         json: false,
         check_invariants: false,
@@ -103,6 +105,7 @@ fn parse() -> Result<Args, String> {
             "--soak-rounds" => args.soak_rounds = number(value()?)? as u64,
             "--stall-rounds" => args.stall_rounds = number(value()?)? as u64,
             "--blackout-rounds" => args.blackout_rounds = number(value()?)? as u64,
+            "--phi-threshold" => args.phi_threshold = number(value()?)?,
             "--max-rounds" => args.max_rounds = number(value()?)? as u64,
             "--check-invariants" => args.check_invariants = true,
             "--json" => args.json = true,
@@ -127,6 +130,7 @@ fn config(args: &Args) -> Config {
         dead_node_grace_period: interval * 3_600,
         deletion_grace_period: interval * 3_600,
         max_nodes: (args.nodes * 2).max(100),
+        phi_threshold: args.phi_threshold,
         ..Config::default()
     };
     if args.max_datagram < 4_096 {

@@ -404,10 +404,14 @@ impl NodeState {
         self.last_gc_version = self.last_gc_version.max(last_gc_version);
     }
 
-    /// Records with a version above `from_version`, in increasing version order.
+    /// Records with a version in `(from_version, max_version]`, in increasing
+    /// version order. After a reset cut short, records above the max version may
+    /// be held (they were above the sender's watermark, so still valid) while
+    /// versions below them are missing: they are not sent until the gap is filled.
     pub(crate) fn records_since(&self, from_version: u64) -> impl Iterator<Item = KeyValueUpdate> + '_ {
         let start = self.log.partition_point(|slot| slot.version <= from_version);
-        self.log[start..]
+        let end = self.log.partition_point(|slot| slot.version <= self.max_version).max(start);
+        self.log[start..end]
             .iter()
             .filter_map(|slot| slot.body.as_ref().map(|body| to_update(body, slot.version)))
     }

@@ -627,7 +627,6 @@ fn a_reset_cannot_exceed_max_keys_per_node() {
 /// above the watermark, so the node later sends a section whose records lie
 /// above its `max_version`, which every receiver refuses.
 #[test]
-#[ignore = "bug: after a reset cut short, the node sends sections with records above their max_version"]
 fn a_reset_cut_short_never_makes_the_node_send_an_invalid_section() {
     let mut node = node();
     let writer = NodeId::new("w", 1, addr(7002));
