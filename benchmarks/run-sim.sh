@@ -22,3 +22,7 @@ if [[ $what == soak || $what == all ]]; then
   $sim --json --nodes 1000 --loss 0.05 --no-crash --soak-rounds 1000
   $sim --json --nodes 1000 --loss 0.20 --no-crash --soak-rounds 1000
 fi
+if [[ $what == small-datagrams || $what == all ]]; then
+  $sim --json --nodes 1000 --max-datagram 1400 --max-rounds 200
+  $sim --json --nodes 1000 --max-datagram 1400 --max-rounds 200 --phi-threshold 8
+fi
