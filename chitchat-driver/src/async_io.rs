@@ -1,6 +1,6 @@
 //! The socket, timer and DNS resolution on [`async_io`], written once for the two
 //! runtimes that sit on it: smol and async-std. [`AsyncIoRuntime`] is the whole
-//! [`Runtime`](crate::Runtime) but for spawning, which each adapter supplies
+//! [`Runtime`] but for spawning, which each adapter supplies
 //! through [`Spawn`].
 
 use std::fmt;
