@@ -69,6 +69,9 @@ pub struct Chitchat {
     phase: Phase,
     /// The latest time passed in: earlier timestamps are raised to it.
     now: Timestamp,
+    /// The last time this node was driven: a timer fired or a datagram was
+    /// accepted. A longer gap than two gossip intervals is a pause of this node.
+    driven_at: Timestamp,
     /// Keyring, mode and nonces of authenticated encryption (off by default).
     encryption: Encryption,
 }
@@ -107,6 +110,7 @@ impl Chitchat {
             digest_cursor: Fingerprint(0),
             phase: Phase::Running,
             now,
+            driven_at: now,
             encryption: Encryption::default(),
         };
         for (key, value) in initial_key_values {
@@ -158,7 +162,8 @@ impl Chitchat {
         if let Message::SynAck { delta, .. } | Message::Ack { delta } = &packet.message {
             self.cluster.check_delta(delta)?;
         }
-        self.cluster.pardon_sender(from, &packet.message);
+        self.note_driven(now);
+        self.cluster.pardon_sender(from, &packet.message, now);
         self.dispatch(now, from, &packet.message);
         self.cluster.confirm_sender(from, &packet.message, now);
         self.encryption.note_accepted(opened);
@@ -216,11 +221,20 @@ impl Chitchat {
     }
 
     /// Fires the timers due at `now`. Calling it early is harmless.
+    ///
+    /// Call it at [`Chitchat::poll_timeout`]. A node driven neither by its timer
+    /// nor by an accepted datagram for more than two gossip intervals takes the
+    /// gap as a pause of its own (a stopped process, a long garbage collection,
+    /// a suspended machine): it does not blame its peers' silence during the
+    /// pause on them, and for one gossip interval it doubts what arrives, which
+    /// may have waited in the socket since before the pause (counted in
+    /// [`Metrics::pauses`]).
     pub fn handle_timeout(&mut self, now: Timestamp) {
         let now = self.advance(now);
         if self.phase != Phase::Running {
             return;
         }
+        self.note_driven(now);
         while let Some(timer) = self.timers.pop_expired(now) {
             match timer {
                 Timer::Gossip => {
@@ -613,6 +627,17 @@ impl Chitchat {
     }
 
     // ---- internals -------------------------------------------------------
+
+    /// The node is driven at `now`: forgives the gap since it was last driven,
+    /// beyond one gossip interval, if it exceeds two.
+    fn note_driven(&mut self, now: Timestamp) {
+        let interval = self.config().gossip_interval;
+        let gap = now.saturating_duration_since(self.driven_at);
+        if gap > interval * 2 {
+            self.cluster.forgive_pause(gap - interval, now);
+        }
+        self.driven_at = self.driven_at.max(now);
+    }
 
     fn advance(&mut self, now: Timestamp) -> Timestamp {
         self.now = self.now.max(now);

@@ -4,6 +4,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::ops::Bound;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -46,17 +47,23 @@ pub(crate) struct NodeEntry {
 /// detector, and returns whether the node was dead (the caller revives it: it
 /// beat after we gave up on it). A crashed node's last heartbeats have reached
 /// every connected node long before any of them declares it dead, so growth
-/// cannot come from them.
+/// cannot come from them. Growth that may be old news (`fresh` is false: this
+/// node just came out of a pause) is recorded but is no arrival and revives
+/// nothing.
 pub(crate) fn grow_heartbeat(
     entry: &mut NodeEntry,
     heartbeat: u64,
     now: Timestamp,
+    fresh: bool,
     detector: &DetectorSettings,
 ) -> bool {
     if heartbeat <= entry.state.heartbeat() {
         return false;
     }
     entry.state.set_heartbeat(heartbeat);
+    if !fresh {
+        return false;
+    }
     entry.arrivals.report_heartbeat(now, detector);
     entry.status == NodeStatus::Dead
 }
@@ -144,6 +151,9 @@ pub(crate) struct ClusterState {
     pub metrics: Metrics,
     pub ready_predicate: Option<ReadyPredicate>,
     pub detector: DetectorSettings,
+    /// Until then, what arrives may be old news: this node came out of a pause
+    /// (see [`ClusterState::forgive_pause`]).
+    pub doubtful_until: Timestamp,
 }
 
 impl ClusterState {
@@ -167,6 +177,7 @@ impl ClusterState {
             metrics: Metrics::default(),
             ready_predicate: None,
             detector,
+            doubtful_until: Timestamp::ZERO,
         };
         cluster.by_name.insert(self_id.name.clone(), self_fingerprint);
         cluster.by_addr.insert(self_id.gossip_addr, self_fingerprint);
@@ -267,8 +278,9 @@ impl ClusterState {
         if fingerprint == self.self_fingerprint {
             return;
         }
+        let fresh = self.is_fresh(now);
         if let Some(entry) = self.nodes.get_mut(&fingerprint)
-            && grow_heartbeat(entry, heartbeat, now, &self.detector)
+            && grow_heartbeat(entry, heartbeat, now, fresh, &self.detector)
         {
             self.revive(fingerprint, now);
         }
@@ -277,8 +289,9 @@ impl ClusterState {
     /// Before a message from `from` is processed: if a removed identity lives at
     /// that address and the message names it, the node talks to us itself, so
     /// it is alive: stop ignoring it.
-    pub fn pardon_sender(&mut self, from: SocketAddr, message: &Message) {
-        if let Some(fingerprint) = self.removed.fingerprint_at(&from)
+    pub fn pardon_sender(&mut self, from: SocketAddr, message: &Message, now: Timestamp) {
+        if self.is_fresh(now)
+            && let Some(fingerprint) = self.removed.fingerprint_at(&from)
             && mentions(message, fingerprint)
         {
             self.removed.forget(fingerprint);
@@ -288,6 +301,9 @@ impl ClusterState {
     /// After a message from `from` is processed: if a node we saw dead lives at
     /// that address and the message names it, it is first-hand proof of life.
     pub fn confirm_sender(&mut self, from: SocketAddr, message: &Message, now: Timestamp) {
+        if !self.is_fresh(now) {
+            return;
+        }
         let Some(&fingerprint) = self.by_addr.get(&from) else { return };
         let Some(entry) = self.nodes.get_mut(&fingerprint) else { return };
         if entry.status == NodeStatus::Dead && mentions(message, fingerprint) {
@@ -361,10 +377,40 @@ impl ClusterState {
 
     /// Whether a node is live by a fresh look at its phi (its status may be a
     /// round old, or older after a stall).
+    /// After a pause, a node heard of only before it (or in the backlog right
+    /// after it) is not vouched for: it may have died meanwhile.
     pub fn is_live_now(&self, entry: &NodeEntry, now: Timestamp) -> bool {
         entry.status == NodeStatus::Live
             && (entry.state.id().fingerprint() == self.self_fingerprint
-                || entry.arrivals.phi(now, &self.detector) <= self.config.phi_threshold)
+                || (entry.arrivals.phi(now, &self.detector) <= self.config.phi_threshold
+                    && entry.arrivals.last_arrival() >= self.doubtful_until))
+    }
+
+    /// Whether news handled at `now` is taken as current: it is, but during the
+    /// gossip interval after a pause of this node, when datagrams that waited in
+    /// its socket are handled.
+    pub fn is_fresh(&self, now: Timestamp) -> bool {
+        now >= self.doubtful_until
+    }
+
+    /// This node handled nothing for `pause` up to `now` (a stop of the process,
+    /// a long garbage collection, a suspended machine, a clock jump). The silence
+    /// of every peer during it is forgiven, so that nobody is declared dead for
+    /// this node's own pause; and for one gossip interval what arrives is
+    /// doubtful, because it may have waited in the socket since before the pause:
+    /// heartbeats it reports are recorded but are no arrival and revive no dead
+    /// node, it brings in no new node, and only nodes heard of after that
+    /// interval are introduced to peers. Without this, a datagram held through a
+    /// long pause could make a node dead meanwhile look alive and spread it
+    /// again to peers that have forgotten it.
+    pub fn forgive_pause(&mut self, pause: Duration, now: Timestamp) {
+        for (fingerprint, entry) in self.nodes.iter_mut() {
+            if *fingerprint != self.self_fingerprint {
+                entry.arrivals.forgive(pause, now);
+            }
+        }
+        self.doubtful_until = now + self.config.gossip_interval;
+        self.metrics.pauses += 1;
     }
 
     /// Judges liveness, removes nodes past their grace period, and collects

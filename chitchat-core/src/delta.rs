@@ -294,10 +294,11 @@ impl ClusterState {
         if self.nodes.contains_key(&fingerprint) {
             return Ok(fingerprint);
         }
-        // Unknown by fingerprint (removed and forgotten since), or a farewell of a
-        // node never met: nothing to do.
+        // Unknown by fingerprint (removed and forgotten since): nothing to do.
         let NodeRef::Full(node_id) = &section.node else { return Err(Skip::Ignored) };
-        if section.left {
+        // A farewell of a node never met, or (right after a pause of this node)
+        // news that may be older than the pause.
+        if section.left || !self.is_fresh(now) {
             return Err(Skip::Ignored);
         }
         let superseded = match self.by_name.get(&node_id.name) {

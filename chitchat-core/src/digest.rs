@@ -105,6 +105,7 @@ impl ClusterState {
         let mut entries = digest.entries.iter().peekable();
         let mut revived = Vec::new();
         let range = digest.range;
+        let fresh = self.is_fresh(now);
         for bounds in Self::ring_bounds(range) {
             for (fingerprint, node) in self.nodes.range_mut(bounds).iter_mut() {
                 let offset = range.offset(*fingerprint);
@@ -113,7 +114,7 @@ impl ClusterState {
                     continue;
                 };
                 if *fingerprint != self.self_fingerprint
-                    && grow_heartbeat(node, entry.heartbeat, now, &self.detector)
+                    && grow_heartbeat(node, entry.heartbeat, now, fresh, &self.detector)
                 {
                     revived.push(*fingerprint);
                 }

@@ -57,6 +57,18 @@ impl ArrivalWindow {
         self.sum_micros += u64::from(micros);
     }
 
+    /// Forgives `pause`, a stretch in which this node handled nothing: the
+    /// silence it caused is not the node's, so its last arrival moves forward by
+    /// as much (never past `now`).
+    pub fn forgive(&mut self, pause: Duration, now: Timestamp) {
+        self.last_arrival = (self.last_arrival + pause).min(now).max(self.last_arrival);
+    }
+
+    /// When the node's heartbeat last grew (or it was first heard of).
+    pub fn last_arrival(&self) -> Timestamp {
+        self.last_arrival
+    }
+
     /// The mean interval: measured intervals plus the initial interval counted as
     /// one sample.
     pub fn mean(&self, settings: &DetectorSettings) -> Duration {
@@ -98,6 +110,24 @@ mod tests {
             window.report_heartbeat(Timestamp::from_millis(tick * 10), &SETTINGS);
         }
         assert_eq!(window.mean(&SETTINGS), Duration::from_millis(500));
+    }
+
+    #[test]
+    fn a_forgiven_pause_does_not_count_as_silence() {
+        let mut window = ArrivalWindow::new(Timestamp::ZERO);
+        for second in 1..=10 {
+            window.report_heartbeat(Timestamp::from_millis(second * 1_000), &SETTINGS);
+        }
+        let woke = Timestamp::from_millis(40_000);
+        assert!(window.phi(woke, &SETTINGS) > 3.5);
+        window.forgive(Duration::from_secs(29), woke);
+        assert_eq!(window.last_arrival(), Timestamp::from_millis(39_000));
+        assert!(window.phi(woke, &SETTINGS) < 1.0);
+        // Never past now, never backwards.
+        window.forgive(Duration::from_secs(3_600), woke);
+        assert_eq!(window.last_arrival(), woke);
+        window.forgive(Duration::ZERO, Timestamp::ZERO);
+        assert_eq!(window.last_arrival(), woke);
     }
 
     #[test]

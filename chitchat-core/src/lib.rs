@@ -51,6 +51,15 @@
 //! # }
 //! ```
 //!
+//! # Pauses
+//!
+//! A node not driven for more than two gossip intervals (its process was
+//! stopped, garbage collection ran long, the machine slept, the clock jumped)
+//! takes the gap as its own pause: peers' silence during it is forgiven, and
+//! for one gossip interval news that may have waited in the socket since
+//! before the pause revives no dead node, brings in no new node, and vouches
+//! for no node to peers. See [`Chitchat::handle_timeout`].
+//!
 //! # Bounds
 //!
 //! Every map and queue is bounded by a [`Config`] setting: tracked nodes by

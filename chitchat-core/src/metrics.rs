@@ -52,6 +52,9 @@ pub struct Metrics {
     pub stale_sections: u64,
     /// Times a peer's state was replaced wholesale (reset) here.
     pub resets_applied: u64,
+    /// Pauses of this node: it was not driven for more than two gossip
+    /// intervals (see [`crate::Chitchat::handle_timeout`]).
+    pub pauses: u64,
 }
 
 /// Refused datagrams, one counter per class of [`DatagramError`].

@@ -234,3 +234,79 @@ fn lossy_network_still_converges() {
     assert!(sim.run_until(rounds(100), |sim| sim.all_see_all_live() && sim.converged()).unwrap());
     assert!(sim.stats().duplicated > 0 && sim.stats().lost > 0);
 }
+
+/// A node stalled through a crash elsewhere (a stopped process, a long garbage
+/// collection) wakes up to datagrams that waited in its socket, some with news
+/// of the crashed node's last heartbeats. That news is older than the pause: it
+/// must neither make the crashed node look alive to it nor let it introduce the
+/// node again to peers that removed and then forgot it (found by the
+/// `protocol_ops` fuzzer; input kept in `fuzz/artifacts-kept/protocol_ops/`).
+#[test]
+fn a_node_waking_from_a_long_pause_does_not_bring_back_a_node_that_crashed_meanwhile() {
+    let config = chitchat_core::sim::campaign::campaign_config();
+    let round = config.gossip_interval;
+    let mut sim = Simulation::new(11);
+    let nodes: Vec<NodeIndex> = (0..4).map(|i| sim.add_node(&format!("n{i}"), config.clone())).collect();
+    sim.set_seeds_all(&[nodes[0]]);
+    assert!(sim.run_until(round * 50, |sim| sim.all_see_all_live()).unwrap());
+    let (victim, sleeper) = (nodes[0], nodes[3]);
+    let victim_id = sim.node_id(victim).clone();
+    // The sleeper stops handling datagrams; the victim beats a few more times
+    // (news the sleeper's socket holds), then crashes.
+    let pause = config.dead_node_grace_period * 4;
+    sim.stall(sleeper, pause);
+    sim.run_for(round * 3).unwrap();
+    sim.crash(victim);
+    // The others detect the crash, remove the victim and forget it (its memory
+    // lasts twice the grace period) before the sleeper wakes.
+    sim.run_for(pause - round * 3 + round / 2).unwrap();
+    for &other in &nodes[1..3] {
+        assert!(sim.node(other).node_state(&victim_id).is_none(), "the others removed the crashed node");
+    }
+    let sleeper_state = sim.node(sleeper).node_state(&victim_id).map(|state| state.heartbeat());
+    assert!(sleeper_state.is_some(), "the sleeper still tracks the crashed node when it wakes");
+    // The simulator's invariant checker fails the run if a node takes the
+    // crashed node back with the heartbeat it removed it with.
+    sim.run_for(config.dead_node_grace_period * 3).unwrap();
+    for &other in &nodes[1..3] {
+        assert!(sim.node(other).node_state(&victim_id).is_none(), "nobody took the crashed node back");
+    }
+    assert!(sim.node(sleeper).metrics().pauses >= 1, "the sleeper noticed its pause");
+    assert!(sim.node(sleeper).node_state(&victim_id).is_none(), "the sleeper removed it too in the end");
+    assert!(
+        sim.run_until(round * 50, |sim| sim
+            .node_indices()
+            .filter(|&n| n != victim)
+            .all(|n| { sim.node(n).live_nodes().count() == 3 }))
+            .unwrap()
+    );
+}
+
+/// A node that stops for a while (thirty rounds here) does not declare its
+/// peers dead on waking for the silence its own pause caused; the peers, which
+/// saw it silent, declare it dead and take it back when it beats again.
+#[test]
+fn a_paused_node_does_not_blame_its_peers_for_its_own_pause() {
+    let (mut sim, nodes) = cluster(12, 5, Config::local_test());
+    assert!(sim.run_until(rounds(20), |sim| sim.all_see_all_live()).unwrap());
+    let sleeper = nodes[2];
+    let sleeper_id = sim.node_id(sleeper).clone();
+    sim.take_events(sleeper);
+    // Its socket holds nothing for it to catch up with (the network is cut
+    // while it sleeps, as when a laptop is suspended).
+    let others: Vec<NodeIndex> = nodes.iter().copied().filter(|&node| node != sleeper).collect();
+    sim.partition(&[&[sleeper], &others]);
+    sim.stall(sleeper, rounds(30));
+    sim.run_for(rounds(30)).unwrap();
+    for &other in &others {
+        assert_eq!(sim.node(other).node_status(&sleeper_id), Some(NodeStatus::Dead));
+    }
+    sim.heal();
+    assert!(sim.run_until(rounds(20), |sim| sim.all_see_all_live()).unwrap());
+    let events = sim.take_events(sleeper);
+    assert!(
+        !events.iter().any(|event| matches!(event, Event::NodeDead(_))),
+        "the sleeper blamed a peer: {events:?}"
+    );
+    assert_eq!(sim.node(sleeper).metrics().pauses, 1);
+}
