@@ -40,8 +40,10 @@ enum Phase {
     Left,
 }
 
+/// A datagram waiting for `poll_transmit`, not yet sealed.
 struct Queued {
-    transmit: Transmit,
+    to: SocketAddr,
+    plain: Vec<u8>,
     farewell: bool,
 }
 
@@ -152,6 +154,8 @@ impl Chitchat {
         let (packet, opened) = self.encryption.open(bytes, &self.cluster.config.cluster_id)?;
         if packet.cluster_id != self.config().cluster_id {
             if matches!(packet.message, Message::Syn { .. }) {
+                // Answered, so accepted: a replay of it is refused.
+                self.encryption.note_accepted(opened);
                 self.cluster.metrics.bad_cluster_sent += 1;
                 self.queue(from, Message::BadCluster, false);
                 return Ok(());
@@ -491,16 +495,31 @@ impl Chitchat {
 
     /// The next datagram to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        let queued = self.transmits.pop_front()?;
-        self.cluster.metrics.datagrams_sent += 1;
-        self.cluster.metrics.bytes_sent += queued.transmit.bytes.len() as u64;
-        if queued.farewell {
-            if let Phase::Leaving { farewells_left } = &mut self.phase {
-                *farewells_left = farewells_left.saturating_sub(1);
+        loop {
+            let queued = self.transmits.pop_front()?;
+            if queued.farewell {
+                if let Phase::Leaving { farewells_left } = &mut self.phase {
+                    *farewells_left = farewells_left.saturating_sub(1);
+                }
+                self.finish_leaving_if_done();
             }
-            self.finish_leaving_if_done();
+            // Sealed as it leaves, not when queued, so that it follows the
+            // encryption in force: a datagram queued before encryption was turned
+            // on never leaves in plaintext.
+            let Some(bytes) = self.encryption.seal(queued.plain, &self.cluster.config.cluster_id) else {
+                // The nonce counter is exhausted: never reuse a nonce.
+                self.cluster.metrics.transmits_dropped += 1;
+                continue;
+            };
+            if bytes.len() > self.cluster.config.max_datagram_size {
+                // Queued in plaintext at full size, before encryption was on.
+                self.cluster.metrics.transmits_dropped += 1;
+                continue;
+            }
+            self.cluster.metrics.datagrams_sent += 1;
+            self.cluster.metrics.bytes_sent += bytes.len() as u64;
+            return Some(Transmit { to: queued.to, bytes });
         }
-        Some(queued.transmit)
     }
 
     /// The next deadline at which [`Chitchat::handle_timeout`] must be called;
@@ -670,18 +689,13 @@ impl Chitchat {
             self.cluster.metrics.transmits_dropped += 1;
             return false;
         }
-        let Some(bytes) = self.encryption.seal(plain, &self.cluster.config.cluster_id) else {
-            // The nonce counter is exhausted: never reuse a nonce.
-            self.cluster.metrics.transmits_dropped += 1;
-            return false;
-        };
-        if bytes.len() > self.config().max_datagram_size {
+        if plain.len() + self.encryption.overhead() > self.config().max_datagram_size {
             // Sizes are computed from the encoder, so this is a bug; never send it.
-            debug_assert!(false, "datagram of {} bytes exceeds the maximum", bytes.len());
+            debug_assert!(false, "datagram of {} bytes exceeds the maximum", plain.len());
             self.cluster.metrics.transmits_dropped += 1;
             return false;
         }
-        self.transmits.push_back(Queued { transmit: Transmit { to, bytes }, farewell });
+        self.transmits.push_back(Queued { to, plain, farewell });
         true
     }
 

@@ -1,7 +1,8 @@
 //! Writes the committed seed corpus into `fuzz/seeds/<target>/`:
 //! `cargo run --manifest-path fuzz/Cargo.toml --example seeds` (no nightly needed).
-//! The structure-aware targets (`hostile_messages`, `protocol_ops`) read their
-//! seeds through `arbitrary`, so theirs are plain byte patterns.
+//! The structure-aware targets (`hostile_messages`, `protocol_ops`,
+//! `sealed_datagram`) read their seeds through `arbitrary`, so theirs are plain
+//! byte patterns.
 
 use std::path::Path;
 
@@ -79,7 +80,7 @@ fn main() -> std::io::Result<()> {
             write(&root.join("handle_datagram"), &format!("{name}-{selector}"), &with_sender)?;
         }
     }
-    for target in ["hostile_messages", "protocol_ops"] {
+    for target in ["hostile_messages", "protocol_ops", "sealed_datagram"] {
         for (i, pattern) in [[0u8; 64], [1u8; 64], [7u8; 64], [0xffu8; 64]].iter().enumerate() {
             let mut bytes = pattern.to_vec();
             bytes.extend((0..=255u8).map(|b| b.wrapping_mul(37).wrapping_add(i as u8)));

@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use chitchat_core::crypto::DatagramSealer;
+
 use chitchat_core::{Chitchat, DatagramError, Event, Fingerprint, Metrics, Timestamp, wire};
 
 /// Everything observable of a node without draining it: its snapshot, queue
@@ -98,6 +100,8 @@ pub struct Watch {
     versions: BTreeMap<Fingerprint, u64>,
     /// Events the node had dropped when last drained.
     events_dropped: u64,
+    /// Opens what the node seals, if it seals.
+    opener: Option<DatagramSealer>,
 }
 
 impl Watch {
@@ -106,6 +110,13 @@ impl Watch {
         let mut watch = Watch { events_dropped: node.metrics().events_dropped, ..Watch::default() };
         watch.check(node);
         watch
+    }
+
+    /// Opens the node's sealed datagrams with `opener` (holding the node's
+    /// primary key) before checking them.
+    pub fn with_opener(mut self, opener: DatagramSealer) -> Self {
+        self.opener = Some(opener);
+        self
     }
 
     /// Checks the bounds, that versions only grow, and that every queued
@@ -157,9 +168,16 @@ impl Watch {
         let max = node.config().max_datagram_size;
         while let Some(transmit) = node.poll_transmit() {
             assert!(transmit.bytes.len() <= max, "a {}-byte datagram exceeds {max}", transmit.bytes.len());
-            let packet = wire::decode(&transmit.bytes)
+            let bytes = match &mut self.opener {
+                Some(opener) => opener
+                    .open(&transmit.bytes, &node.config().cluster_id)
+                    .unwrap_or_else(|error| panic!("the node sent a datagram its peers cannot open: {error}"))
+                    .to_vec(),
+                None => transmit.bytes,
+            };
+            let packet = wire::decode(&bytes)
                 .unwrap_or_else(|error| panic!("the node sent a datagram it cannot decode: {error}"));
-            assert_eq!(wire::encode(&packet), transmit.bytes, "a sent datagram does not re-encode the same");
+            assert_eq!(wire::encode(&packet), bytes, "a sent datagram does not re-encode the same");
         }
         while let Some(event) = node.poll_event() {
             self.note(&event);
