@@ -301,6 +301,12 @@ impl ClusterState {
         if section.left || !self.is_fresh(now) {
             return Err(Skip::Ignored);
         }
+        // Another identity at our own address cannot be running beside us: it is
+        // forged, or ran here before us. Tracking it would make our own gossip,
+        // which comes from that address, vouch for it first-hand at every peer.
+        if node_id.gossip_addr == self.self_entry().state.id().gossip_addr {
+            return Err(Skip::Ignored);
+        }
         let superseded = match self.by_name.get(&node_id.name) {
             Some(&current) => {
                 let current_generation = self.nodes[&current].state.id().generation;
