@@ -4,6 +4,7 @@ use std::fmt;
 use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
+use xxhash_rust::xxh3::Xxh3;
 
 /// The identity of one incarnation of a node.
 ///
@@ -31,9 +32,31 @@ impl NodeId {
     /// The compact name of this identity used in digests (see [`Fingerprint`]).
     pub fn fingerprint(&self) -> Fingerprint {
         // The postcard encoding of an identity is canonical, so every node computes
-        // the same fingerprint on any platform.
-        let bytes = postcard::to_stdvec(self).unwrap_or_default();
-        Fingerprint(xxhash_rust::xxh3::xxh3_64(&bytes))
+        // the same fingerprint on any platform. It streams into the hash: no
+        // allocation (this runs for every identity a datagram carries).
+        let hasher = HashFlavor(Xxh3::new());
+        Fingerprint(postcard::serialize_with_flavor(self, hasher).unwrap_or_else(|_| Xxh3::new().digest()))
+    }
+}
+
+/// A postcard output that hashes what it is given (XXH3, 64 bits).
+struct HashFlavor(Xxh3);
+
+impl postcard::ser_flavors::Flavor for HashFlavor {
+    type Output = u64;
+
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        self.0.update(&[byte]);
+        Ok(())
+    }
+
+    fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
+        self.0.update(bytes);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<u64> {
+        Ok(self.0.digest())
     }
 }
 
@@ -96,6 +119,12 @@ mod tests {
         assert_eq!(id("a", 1).fingerprint(), id("a", 1).fingerprint());
         let bytes = postcard::to_stdvec(&id("a", 1).fingerprint()).unwrap();
         assert_eq!(bytes.len(), 8);
+        // The streamed hash is the hash of the identity's encoding.
+        for node in [id("a", 1), id("ñødé-🦀", u64::MAX), NodeId::new("v6", 0, "[::1]:0".parse().unwrap())]
+        {
+            let encoded = postcard::to_stdvec(&node).unwrap();
+            assert_eq!(node.fingerprint(), Fingerprint(xxhash_rust::xxh3::xxh3_64(&encoded)));
+        }
     }
 
     #[test]
