@@ -19,6 +19,12 @@
 //! `--phi-window N` sets `Config::phi_sampling_window` (default 1,000), whose
 //! per-peer history dominates memory once a cluster has run for a while.
 //!
+//! `--crash` then stops the last node after the steady window (a shutdown
+//! without leave: its task ends and its socket closes, no farewell is sent) and
+//! measures how long until no other node has it in its live set. False deads
+//! are counted before that. `--json` also prints the results as one JSON line,
+//! for the side-by-side comparison with chitchat 0.13 (`compare/chitchat-0.13`).
+//!
 //! Linux only (it reads `/proc/self`).
 
 use std::process::ExitCode;
@@ -39,6 +45,8 @@ struct Options {
     steady: Duration,
     timeout: Duration,
     phi_window: Option<usize>,
+    crash: bool,
+    json: bool,
 }
 
 fn parse(args: impl Iterator<Item = String>) -> Result<Options, String> {
@@ -48,9 +56,22 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Options, String> {
         steady: Duration::from_secs(10),
         timeout: Duration::from_secs(300),
         phi_window: None,
+        crash: false,
+        json: false,
     };
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--crash" => {
+                options.crash = true;
+                continue;
+            }
+            "--json" => {
+                options.json = true;
+                continue;
+            }
+            _ => {}
+        }
         let value: u64 = args
             .next()
             .and_then(|value| value.parse().ok())
@@ -63,7 +84,7 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Options, String> {
             "--phi-window" => options.phi_window = Some(value as usize),
             _ => {
                 return Err(format!(
-                    "unknown argument {arg:?} (--nodes, --keys, --steady-secs, --timeout-secs, --phi-window)"
+                    "unknown argument {arg:?} (--nodes, --keys, --steady-secs, --timeout-secs, --phi-window, --crash, --json)"
                 ));
             }
         }
@@ -88,7 +109,7 @@ fn main() -> ExitCode {
 }
 
 async fn bench(options: Options) -> ExitCode {
-    let Options { nodes: count, keys, steady, timeout, phi_window } = options;
+    let Options { nodes: count, keys, steady, timeout, phi_window, crash, json } = options;
     let rss_before = rss_kib();
     let false_deads = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
@@ -161,6 +182,7 @@ async fn bench(options: Options) -> ExitCode {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rounds_before = total_rounds(&nodes).await;
     let bytes_before = total_bytes_sent(&nodes).await;
+    let false_deads_before = false_deads.load(Ordering::Relaxed);
     let cpu_before = cpu_seconds();
     tokio::time::sleep(steady).await;
     let cpu = cpu_seconds() - cpu_before;
@@ -174,7 +196,13 @@ async fn bench(options: Options) -> ExitCode {
         let metrics = node.driver_metrics();
         driver_errors += metrics.send_errors + metrics.recv_errors;
     }
-    for node in &nodes {
+    // Counted before any crash: the crashed node leaving live sets is expected.
+    let false_deads = false_deads.load(Ordering::Relaxed);
+    let steady_false_deads = false_deads - false_deads_before;
+    let detection = if crash { measure_crash(&nodes, timeout).await } else { None };
+    // The crashed node (the last one) has already been shut down.
+    let running = if crash { count - 1 } else { count };
+    for node in &nodes[..running] {
         node.shutdown().await.expect("a clean shutdown");
     }
 
@@ -191,16 +219,63 @@ async fn bench(options: Options) -> ExitCode {
         "resident memory per node after the steady window: {:.0} KiB",
         rss_steady.saturating_sub(rss_before) as f64 / count as f64
     );
-    println!("false deads: {}", false_deads.load(Ordering::Relaxed));
+    println!("false deads: {false_deads} ({steady_false_deads} in the steady window)");
     println!("socket errors: {driver_errors}");
     println!(
         "| {count} | {:.2} s | {:.2} s | {:.1} µs | {rss_per_node:.0} KiB | {} |",
         live_converged.as_secs_f64(),
         converged.as_secs_f64(),
         cpu_per_round * 1e6,
-        false_deads.load(Ordering::Relaxed)
+        false_deads
     );
+    if json {
+        println!(
+            "{{\"lib\":\"chitchat-tokio\",\"nodes\":{count},\"keys\":{keys},\"all_live_s\":{:.3},\"all_keys_s\":{:.3},\"cpu_us_per_node_round\":{:.1},\"bytes_per_node_round\":{:.0},\"rss_kib_per_node\":{rss_per_node:.0},\"rss_kib_per_node_steady\":{:.0},\"false_deads\":{false_deads},\"false_deads_steady\":{steady_false_deads},\"detection_s\":{}}}",
+            live_converged.as_secs_f64(),
+            converged.as_secs_f64(),
+            cpu_per_round * 1e6,
+            bytes as f64 / rounds.max(1) as f64,
+            rss_steady.saturating_sub(rss_before) as f64 / count as f64,
+            detection.map_or("null".to_string(), |(_, all)| format!("{all:.3}"))
+        );
+    }
     ExitCode::SUCCESS
+}
+
+/// Stops the last node without a leave and waits until no other node has it in
+/// its live set. Returns the median and the largest detection time in seconds.
+async fn measure_crash(nodes: &[ChitchatHandle], timeout: Duration) -> Option<(f64, f64)> {
+    let (victim, observers) = nodes.split_last()?;
+    let victim_id = victim.self_id().clone();
+    let interval = Config::local_test().gossip_interval.as_secs_f64();
+    victim.shutdown().await.expect("a clean shutdown");
+    let crashed = Instant::now();
+    let mut seen: Vec<Option<f64>> = vec![None; observers.len()];
+    while seen.iter().any(Option::is_none) {
+        if crashed.elapsed() > timeout {
+            let missing = seen.iter().filter(|seen| seen.is_none()).count();
+            println!("crash not detected by {missing} nodes within {timeout:?}");
+            return None;
+        }
+        for (node, seen) in observers.iter().zip(seen.iter_mut()) {
+            if seen.is_none() && !node.live_nodes().contains(&victim_id) {
+                *seen = Some(crashed.elapsed().as_secs_f64());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut times: Vec<f64> = seen.into_iter().flatten().collect();
+    times.sort_by(f64::total_cmp);
+    let (first, median, all) = (times[0], times[times.len() / 2], times[times.len() - 1]);
+    println!(
+        "crash of {} detected by all {} others: first {first:.2} s, median {median:.2} s, all {all:.2} s ({:.1} / {:.1} / {:.1} rounds)",
+        victim_id.name,
+        times.len(),
+        first / interval,
+        median / interval,
+        all / interval
+    );
+    Some((median, all))
 }
 
 async fn total_rounds(nodes: &[ChitchatHandle]) -> u64 {
