@@ -166,7 +166,7 @@ impl Chitchat {
         if let Message::SynAck { delta, .. } | Message::Ack { delta } = &packet.message {
             self.cluster.check_delta(delta)?;
         }
-        self.note_driven(now);
+        self.note_driven(now, None);
         self.cluster.pardon_sender(from, &packet.message, now);
         self.dispatch(now, from, &packet.message);
         self.cluster.confirm_sender(from, &packet.message, now);
@@ -232,13 +232,17 @@ impl Chitchat {
     /// a suspended machine): it does not blame its peers' silence during the
     /// pause on them, and for one gossip interval it doubts what arrives, which
     /// may have waited in the socket since before the pause (counted in
-    /// [`Metrics::pauses`]).
+    /// [`Metrics::pauses`]). Short of a pause, a gossip round that runs late
+    /// (the caller's event loop was busy or starved) forgives its lateness the
+    /// same way: liveness is judged in the node's own rounds, and an overloaded
+    /// node does not blame its peers for its own slowness.
     pub fn handle_timeout(&mut self, now: Timestamp) {
         let now = self.advance(now);
         if self.phase != Phase::Running {
             return;
         }
-        self.note_driven(now);
+        let round_due = self.timers.next_deadline().filter(|due| *due <= now);
+        self.note_driven(now, round_due);
         while let Some(timer) = self.timers.pop_expired(now) {
             match timer {
                 Timer::Gossip => {
@@ -648,12 +652,17 @@ impl Chitchat {
     // ---- internals -------------------------------------------------------
 
     /// The node is driven at `now`: forgives the gap since it was last driven,
-    /// beyond one gossip interval, if it exceeds two.
-    fn note_driven(&mut self, now: Timestamp) {
+    /// beyond one gossip interval, if it exceeds two (a pause); otherwise, if its
+    /// gossip round (due at `round_due`) runs late, the lateness.
+    fn note_driven(&mut self, now: Timestamp, round_due: Option<Timestamp>) {
         let interval = self.config().gossip_interval;
         let gap = now.saturating_duration_since(self.driven_at);
         if gap > interval * 2 {
             self.cluster.forgive_pause(gap - interval, now);
+        } else if let Some(due) = round_due
+            && now > due
+        {
+            self.cluster.forgive_lateness(now.saturating_duration_since(due), now);
         }
         self.driven_at = self.driven_at.max(now);
     }

@@ -404,13 +404,22 @@ impl ClusterState {
     /// long pause could make a node dead meanwhile look alive and spread it
     /// again to peers that have forgotten it.
     pub fn forgive_pause(&mut self, pause: Duration, now: Timestamp) {
-        for (fingerprint, entry) in self.nodes.iter_mut() {
-            if *fingerprint != self.self_fingerprint {
-                entry.arrivals.forgive(pause, now);
-            }
-        }
+        self.forgive_lateness(pause, now);
         self.doubtful_until = now + self.config.gossip_interval;
         self.metrics.pauses += 1;
+    }
+
+    /// This node's gossip round ran `lateness` after it was due (its event loop
+    /// was busy or starved): peers' silence during that time is forgiven, so
+    /// that liveness is judged in the node's own rounds and an overloaded node
+    /// does not blame its peers for its own slowness. (Their silence still
+    /// counts at least one gossip interval a round.)
+    pub fn forgive_lateness(&mut self, lateness: Duration, now: Timestamp) {
+        for (fingerprint, entry) in self.nodes.iter_mut() {
+            if *fingerprint != self.self_fingerprint {
+                entry.arrivals.forgive(lateness, now);
+            }
+        }
     }
 
     /// Judges liveness, removes nodes past their grace period, and collects

@@ -371,3 +371,31 @@ fn a_syn_ack_fits_and_shares_the_datagram_between_digest_and_delta() {
     assert!(!delta.nodes.is_empty());
     assert!(delta.nodes.iter().all(|section| matches!(section.node, NodeRef::Full(_))));
 }
+
+/// A node whose event loop runs its gossip rounds late (by 90 % of an interval
+/// each time, short of a pause) counts a silent peer's silence in its own
+/// rounds: the peer is not dead after 8 intervals of wall time, only after
+/// about 8 of the node's rounds, and then it is.
+#[test]
+fn a_node_running_late_counts_silence_in_its_own_rounds() {
+    let mut node = node();
+    let silent = peer("silent", 1, 7001);
+    introduce_live(&mut node, &silent);
+    let interval = config().gossip_interval;
+    let mut now = T0;
+    let mut rounds = 0;
+    let dead_after = loop {
+        let due = node.poll_timeout().expect("a running node has a deadline");
+        now = due + interval.mul_f64(0.9);
+        node.handle_timeout(now);
+        rounds += 1;
+        if node.node_status(&silent) == Some(NodeStatus::Dead) {
+            break rounds;
+        }
+        assert!(rounds < 40, "never declared dead");
+    };
+    // The exponential model's threshold of 3.5 is about 8 mean intervals.
+    assert!((7..=12).contains(&dead_after), "declared dead after {dead_after} late rounds");
+    assert!(now.saturating_duration_since(T0) > interval * 12, "more than 12 intervals of wall time passed");
+    assert_eq!(node.metrics().pauses, 0, "lateness is not a pause");
+}
