@@ -382,15 +382,14 @@ fn a_node_running_late_counts_silence_in_its_own_rounds() {
     let silent = peer("silent", 1, 7001);
     introduce_live(&mut node, &silent);
     let interval = config().gossip_interval;
-    let mut now = T0;
     let mut rounds = 0;
-    let dead_after = loop {
+    let (dead_after, now) = loop {
         let due = node.poll_timeout().expect("a running node has a deadline");
-        now = due + interval.mul_f64(0.9);
+        let now = due + interval.mul_f64(0.9);
         node.handle_timeout(now);
         rounds += 1;
         if node.node_status(&silent) == Some(NodeStatus::Dead) {
-            break rounds;
+            break (rounds, now);
         }
         assert!(rounds < 40, "never declared dead");
     };
