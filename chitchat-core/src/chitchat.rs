@@ -2,6 +2,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use crate::cluster::{ClusterState, NodeStatus, ReadyPredicate};
 use crate::config::{Config, ConfigError};
@@ -69,8 +70,11 @@ pub struct Chitchat {
     /// Where the next partial digest starts.
     digest_cursor: Fingerprint,
     phase: Phase,
-    /// The latest time passed in: earlier timestamps are raised to it.
+    /// The node's own time: the latest caller's time passed in, plus `skew`.
     now: Timestamp,
+    /// How far the node's time is ahead of the caller's clock: the total of the
+    /// caller's clock's steps back (see [`Chitchat::advance`]).
+    skew: Duration,
     /// The last time this node was driven: a timer fired or a datagram was
     /// accepted. A longer gap than two gossip intervals is a pause of this node.
     driven_at: Timestamp,
@@ -112,6 +116,7 @@ impl Chitchat {
             digest_cursor: Fingerprint(0),
             phase: Phase::Running,
             now,
+            skew: Duration::ZERO,
             driven_at: now,
             encryption: Encryption::default(),
         };
@@ -529,7 +534,8 @@ impl Chitchat {
     /// The next deadline at which [`Chitchat::handle_timeout`] must be called;
     /// `None` once the node has left.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        self.timers.next_deadline()
+        let deadline = self.timers.next_deadline()?;
+        Some(Timestamp::from_nanos(deadline.as_nanos().saturating_sub(duration_nanos(self.skew))))
     }
 
     /// The next event.
@@ -606,7 +612,7 @@ impl Chitchat {
             return None;
         }
         let entry = self.cluster.nodes.get(&fingerprint)?;
-        Some(entry.arrivals.phi(now, &self.cluster.detector))
+        Some(entry.arrivals.phi((now + self.skew).max(self.now), &self.cluster.detector))
     }
 
     /// The counters.
@@ -667,8 +673,17 @@ impl Chitchat {
         self.driven_at = self.driven_at.max(now);
     }
 
+    /// The node's time at the caller's `now`. The caller's clock should be
+    /// monotonic; if it steps back, the node counts the step as no time and
+    /// carries on at the clock's pace from where it was (rather than waiting,
+    /// frozen, until the clock catches up): its deadlines from
+    /// [`Chitchat::poll_timeout`] follow the clock's new reading.
     fn advance(&mut self, now: Timestamp) -> Timestamp {
-        self.now = self.now.max(now);
+        let own = now + self.skew;
+        if own < self.now {
+            self.skew += self.now.saturating_duration_since(own);
+        }
+        self.now = self.now.max(own);
         self.now
     }
 
@@ -777,4 +792,9 @@ impl Chitchat {
     pub fn debug_queue_lengths(&self) -> (usize, usize, usize) {
         (self.transmits.len(), self.cluster.events.len(), self.cluster.removed.len())
     }
+}
+
+/// A duration in nanoseconds, saturating.
+fn duration_nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }

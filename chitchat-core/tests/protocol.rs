@@ -398,3 +398,34 @@ fn a_node_running_late_counts_silence_in_its_own_rounds() {
     assert!(now.saturating_duration_since(T0) > interval * 12, "more than 12 intervals of wall time passed");
     assert_eq!(node.metrics().pauses, 0, "lateness is not a pause");
 }
+
+/// A caller's clock that steps back (a wall clock set back, say) does not
+/// freeze the node until the clock catches up: it counts the step as no time,
+/// keeps gossiping at the clock's pace, and its deadlines follow the clock's new
+/// reading (found by the `protocol_ops` fuzzer: a frozen node kept vouching for
+/// a node that had left, long after everyone else forgot it).
+#[test]
+fn a_clock_stepping_back_does_not_freeze_the_node() {
+    let mut node = node();
+    let silent = peer("silent", 1, 7001);
+    introduce_live(&mut node, &silent);
+    let interval = config().gossip_interval;
+    let hour = Duration::from_secs(3_600);
+    // An hour ahead, then back to the start.
+    node.handle_timeout(T0 + hour);
+    let rounds_before = node.metrics().gossip_rounds;
+    let mut now = T0 + interval;
+    for _ in 0..20 {
+        node.handle_timeout(now);
+        let deadline = node.poll_timeout().expect("a deadline");
+        assert!(
+            deadline > now && deadline <= now + interval,
+            "the deadline {deadline:?} follows the clock at {now:?}"
+        );
+        now = deadline;
+    }
+    assert!(node.metrics().gossip_rounds >= rounds_before + 19, "it kept gossiping");
+    // And its failure detector kept time: the silent peer is dead.
+    assert_eq!(node.node_status(&silent), Some(NodeStatus::Dead));
+    assert!(node.phi(&silent, now).unwrap() > config().phi_threshold);
+}
