@@ -140,14 +140,19 @@ impl Chitchat {
         from: SocketAddr,
         bytes: &[u8],
     ) -> Result<(), DatagramError> {
-        let now = self.advance(now);
+        // The node's clock moves only if the datagram is accepted: a refused one
+        // changes nothing.
+        let (own, skew) = self.time_at(now);
         let metrics = &mut self.cluster.metrics;
         metrics.datagrams_received += 1;
         metrics.bytes_received += bytes.len() as u64;
-        let result = self.handle_packet(now, from, bytes);
-        if let Err(error) = &result {
-            self.cluster.metrics.rejected.count(error);
-            tracing::debug!(%from, %error, "datagram rejected");
+        let result = self.handle_packet(own, from, bytes);
+        match &result {
+            Ok(()) => (self.now, self.skew) = (own, skew),
+            Err(error) => {
+                self.cluster.metrics.rejected.count(error);
+                tracing::debug!(%from, %error, "datagram rejected");
+            }
         }
         result
     }
@@ -679,12 +684,18 @@ impl Chitchat {
     /// frozen, until the clock catches up): its deadlines from
     /// [`Chitchat::poll_timeout`] follow the clock's new reading.
     fn advance(&mut self, now: Timestamp) -> Timestamp {
+        (self.now, self.skew) = self.time_at(now);
+        self.now
+    }
+
+    /// The node's time and skew at the caller's `now` (see [`Chitchat::advance`]).
+    fn time_at(&self, now: Timestamp) -> (Timestamp, Duration) {
         let own = now + self.skew;
         if own < self.now {
-            self.skew += self.now.saturating_duration_since(own);
+            (self.now, self.skew + self.now.saturating_duration_since(own))
+        } else {
+            (own, self.skew)
         }
-        self.now = self.now.max(own);
-        self.now
     }
 
     /// Room for a message's payload in one datagram.
