@@ -429,3 +429,22 @@ fn a_clock_stepping_back_does_not_freeze_the_node() {
     assert_eq!(node.node_status(&silent), Some(NodeStatus::Dead));
     assert!(node.phi(&silent, now).unwrap() > config().phi_threshold);
 }
+
+/// A refused datagram changes nothing, the node's clock included: one handed in
+/// with an earlier time (the caller's clock stepped back) leaves the deadline
+/// where it was; an accepted one moves it onto the clock's new reading (found
+/// by the `protocol_ops` fuzzer).
+#[test]
+fn a_refused_datagram_does_not_move_the_clock() {
+    let mut node = node();
+    let later = T0 + Duration::from_secs(60);
+    node.handle_timeout(later);
+    let deadline = node.poll_timeout();
+    let refused = datagram("another-cluster", Message::Ack { delta: Delta { nodes: Vec::new() } });
+    assert!(node.handle_datagram(T0, addr(7001), &refused).is_err());
+    assert_eq!(node.poll_timeout(), deadline, "a refused datagram moved the clock");
+    let accepted = ack(Vec::new());
+    node.handle_datagram(T0, addr(7001), &accepted).unwrap();
+    let moved = node.poll_timeout().expect("a deadline");
+    assert!(moved <= T0 + config().gossip_interval, "the deadline follows the clock stepped back: {moved:?}");
+}
