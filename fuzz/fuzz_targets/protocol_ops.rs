@@ -212,6 +212,9 @@ fn inject(sim: &mut Simulation, to: NodeIndex, from: NodeIndex, bytes: &[u8]) {
         return;
     }
     let from_addr = sim.node_id(from).gossip_addr;
+    if let Ok(packet) = wire::decode(bytes) {
+        sim.note_injected(&packet);
+    }
     sim.with_node(to, |chitchat, now| {
         let _ = feed(chitchat, now, from_addr, bytes);
     });

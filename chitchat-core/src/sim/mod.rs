@@ -285,6 +285,25 @@ impl Simulation {
         self.nodes[node.0].up
     }
 
+    /// Takes note of a datagram injected from outside the simulated protocol
+    /// (as an attacker or a test would): the identities it introduces may come
+    /// back at any node even after they were removed, since whoever injected it
+    /// can send it again at any time. Without this, the invariant that removed
+    /// nodes never return through stale gossip would blame the protocol for a
+    /// replayed introduction once the nodes' memory of the removal expired.
+    pub fn note_injected(&mut self, packet: &crate::message::Packet) {
+        use crate::message::{Message, NodeRef};
+        let (Message::SynAck { delta, .. } | Message::Ack { delta }) = &packet.message else { return };
+        for section in &delta.nodes {
+            if let NodeRef::Full(node_id) = &section.node {
+                let fingerprint = node_id.fingerprint();
+                for node in &mut self.nodes {
+                    node.record.vouch_for(fingerprint);
+                }
+            }
+        }
+    }
+
     /// The events the node emitted since the last call (if recording).
     pub fn take_events(&mut self, node: NodeIndex) -> Vec<Event> {
         std::mem::take(&mut self.nodes[node.0].events)
