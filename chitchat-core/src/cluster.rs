@@ -124,6 +124,16 @@ impl RemovedNodes {
         self.by_addr.get(addr).copied()
     }
 
+    /// Makes every identity remembered for `pause` longer.
+    pub fn postpone(&mut self, pause: Duration) {
+        for (until, ..) in self.entries.values_mut() {
+            *until += pause;
+        }
+        for (until, _) in &mut self.order {
+            *until += pause;
+        }
+    }
+
     pub fn expire(&mut self, now: Timestamp) {
         while self.order.front().is_some_and(|(until, _)| *until <= now) {
             self.pop_oldest();
@@ -402,9 +412,14 @@ impl ClusterState {
     /// node, it brings in no new node, and only nodes heard of after that
     /// interval are introduced to peers. Without this, a datagram held through a
     /// long pause could make a node dead meanwhile look alive and spread it
-    /// again to peers that have forgotten it.
+    /// again to peers that have forgotten it. The memory of removed identities
+    /// lasts `pause` longer too: a jump of this node's clock must not cut it
+    /// short while the rest of the cluster may still gossip them.
     pub fn forgive_pause(&mut self, pause: Duration, now: Timestamp) {
         self.forgive_lateness(pause, now);
+        // The memory of removals outlasts stale gossip elsewhere, which did not
+        // age during this node's pause (or its clock's jump).
+        self.removed.postpone(pause);
         self.doubtful_until = now + self.config.gossip_interval;
         self.metrics.pauses += 1;
     }
@@ -519,5 +534,21 @@ mod tests {
         removed.forget(id(9).fingerprint());
         assert!(!removed.contains(&id(9).fingerprint()));
         assert_eq!(removed.fingerprint_at(&id(9).gossip_addr), None);
+    }
+
+    #[test]
+    fn a_pause_postpones_the_memory_of_removals() {
+        let mut removed = RemovedNodes::default();
+        let id = |n: u64| NodeId::new(format!("n{n}"), 1, SocketAddr::from(([127, 0, 0, 1], n as u16)));
+        removed.insert(&id(1), 10, Timestamp::from_millis(100), 4);
+        removed.insert(&id(2), 10, Timestamp::from_millis(200), 4);
+        removed.postpone(Duration::from_secs(60));
+        removed.expire(Timestamp::from_millis(60_050));
+        assert!(removed.contains(&id(1).fingerprint()), "remembered a minute longer");
+        removed.expire(Timestamp::from_millis(60_100));
+        assert!(!removed.contains(&id(1).fingerprint()));
+        assert!(removed.contains(&id(2).fingerprint()));
+        removed.expire(Timestamp::from_millis(60_200));
+        assert_eq!(removed.len(), 0);
     }
 }

@@ -448,3 +448,31 @@ fn a_refused_datagram_does_not_move_the_clock() {
     let moved = node.poll_timeout().expect("a deadline");
     assert!(moved <= T0 + config().gossip_interval, "the deadline follows the clock stepped back: {moved:?}");
 }
+
+/// A node that removed a dead peer, then jumped ahead in time (a pause, or its
+/// clock stepping forward), still refuses stale news of that peer: its memory
+/// of the removal lasts the jump longer, since the rest of the cluster did not
+/// age with it (found by the `protocol_ops` fuzzer).
+#[test]
+fn a_jump_ahead_does_not_cut_the_memory_of_a_removal_short() {
+    let mut node = node();
+    let gone = peer("gone", 1, 7001);
+    introduce_live(&mut node, &gone);
+    let mut now = T0;
+    while node.node_state(&gone).is_some() {
+        now = node.poll_timeout().expect("a deadline");
+        node.handle_timeout(now);
+        assert!(now < T0 + Duration::from_secs(600), "the silent peer was never removed");
+    }
+    node.handle_timeout(now + Duration::from_secs(3_600));
+    assert_eq!(node.metrics().pauses, 1);
+    // Two rounds on, past the doubt that follows a pause.
+    for _ in 0..2 {
+        now = node.poll_timeout().expect("a deadline");
+        node.handle_timeout(now);
+    }
+    // Stale gossip of it, with the heartbeat it was removed with, from a peer.
+    let stale = full_section(gone.clone(), 2, &[]);
+    node.handle_datagram(now, addr(7002), &ack(vec![stale])).unwrap();
+    assert!(node.node_state(&gone).is_none(), "stale gossip brought a removed node back after the jump");
+}
