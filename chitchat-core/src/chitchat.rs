@@ -617,7 +617,7 @@ impl Chitchat {
             return None;
         }
         let entry = self.cluster.nodes.get(&fingerprint)?;
-        Some(entry.arrivals.phi((now + self.skew).max(self.now), &self.cluster.detector))
+        Some(entry.arrivals.phi(self.time_at(now).0, &self.cluster.detector))
     }
 
     /// The counters.
