@@ -20,9 +20,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use chitchat_core::crypto::{DatagramSealer, SEAL_OVERHEAD};
-use chitchat_core::message::{Delta, KeyValueUpdate, Message, NodeDelta, NodeRef, Packet, ValueUpdate};
 use chitchat_core::sim::Simulation;
+use chitchat_core::testing::DatagramSealer;
+use chitchat_core::wire::SEAL_OVERHEAD;
+use chitchat_core::wire::{Delta, KeyValueUpdate, Message, NodeDelta, NodeRef, Packet, ValueUpdate};
 use chitchat_core::{Chitchat, Config, EncryptionMode, Keyring, NodeId, SecretKey, Timestamp, wire};
 
 fn main() {

@@ -1,5 +1,5 @@
 //! The long fault campaign: many seeds of
-//! [`chitchat_core::sim::campaign::run_seed`], a small cluster under a random mix
+//! [`chitchat_core::testing::campaign::run_seed`], a small cluster under a random mix
 //! of faults each, invariants checked after every step and convergence required
 //! at the end.
 //!
@@ -12,7 +12,7 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use chitchat_core::sim::campaign::run_seed;
+use chitchat_core::testing::campaign::run_seed;
 
 fn main() -> ExitCode {
     let mut seeds = 1_000u64;

@@ -188,9 +188,10 @@ fn run(args: &Args, sim: &mut Simulation) -> Result<Report, String> {
     sim.set_seeds_all(&[nodes[0]]);
     for (i, node) in nodes.iter().enumerate() {
         for k in 0..args.keys_per_node {
-            sim.node_mut(*node)
-                .set(&format!("key-{k:02}"), &format!("value-{i}-{k}"))
-                .map_err(|e| e.to_string())?;
+            sim.with_node(*node, |node, now| {
+                node.set(now, &format!("key-{k:02}"), &format!("value-{i}-{k}"))
+            })
+            .map_err(|e| e.to_string())?;
         }
     }
 
@@ -220,7 +221,7 @@ fn run(args: &Args, sim: &mut Simulation) -> Result<Report, String> {
 
     let writer = nodes[args.nodes / 2];
     let owner = sim.node_id(writer).clone();
-    sim.node_mut(writer).set("spread-me", "now").map_err(|e| e.to_string())?;
+    sim.with_node(writer, |node, now| node.set(now, "spread-me", "now")).map_err(|e| e.to_string())?;
     let start = sim.now();
     let spread = sim.run_until(limit, |sim| sim.all_have_key(&owner, "spread-me", "now")).map_err(err)?;
     let key_spread_rounds = spread.then(|| round(sim, start));

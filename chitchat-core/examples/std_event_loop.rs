@@ -329,6 +329,7 @@ fn describe(event: &Event) -> String {
         }
         Event::KeyDeleted { node, key } => format!("key deleted {}: {key}", node.name),
         Event::KeyExpired { node, key } => format!("key expired {}: {key}", node.name),
+        other => format!("{other:?}"),
     }
 }
 
@@ -380,7 +381,7 @@ fn demo(cluster_id: Option<String>) -> Result<ExitCode, Box<dyn Error>> {
         // Every node is seeded with the first; the first ignores itself as a seed.
         nodes.push(Node::new(socket, Some(name), config, &[], vec![seed], start)?);
     }
-    nodes[DEMO_NODES - 1].chitchat.set(DEMO_KEY, DEMO_VALUE)?;
+    nodes[DEMO_NODES - 1].chitchat.set(Timestamp::from_elapsed(start.elapsed()), DEMO_KEY, DEMO_VALUE)?;
     for node in &nodes {
         node.say(&format!("started as {}", node.chitchat.self_id()));
     }

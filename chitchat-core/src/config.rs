@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-use crate::wire;
+use crate::wire::{self, size};
 
 /// Everything a node can be tuned by. Build one with [`Config::default`],
 /// [`Config::lan`] or [`Config::local_test`], adjust fields, and hand it to
@@ -76,7 +76,7 @@ impl Config {
     pub const MIN_DATAGRAM_SIZE: usize = 512;
     /// The largest accepted [`Config::max_datagram_size`]: the largest UDP payload
     /// over IPv4.
-    pub const MAX_DATAGRAM_SIZE: usize = 65_507;
+    pub const MAX_DATAGRAM_SIZE: usize = wire::MAX_DATAGRAM_SIZE;
 
     /// Settings for a LAN whose path MTU is 1,500 bytes: every datagram fits one
     /// Ethernet frame, so none is ever fragmented.
@@ -158,12 +158,7 @@ impl Config {
         }
         // The largest key-value section must fit in half a datagram, because a
         // SynAck gives at least half of its room to the delta.
-        let needed = wire::worst_case_key_section_len(self) + 3;
-        let room = wire::guaranteed_delta_room(self);
-        if needed > room {
-            return Err(DatagramTooSmallForOneKey { needed, room });
-        }
-        Ok(())
+        self.check_one_key_fits(0)
     }
 }
 
@@ -172,12 +167,18 @@ impl Config {
     /// once the sealed envelope's overhead is reserved: run when encryption is
     /// installed.
     pub(crate) fn validate_sealed(&self) -> Result<(), ConfigError> {
-        let sealed = Config {
-            max_datagram_size: self.max_datagram_size.saturating_sub(crate::crypto::SEAL_OVERHEAD),
-            ..self.clone()
-        };
-        let needed = wire::worst_case_key_section_len(self) + 3;
-        let room = wire::guaranteed_delta_room(&sealed);
+        self.check_one_key_fits(wire::SEAL_OVERHEAD)
+    }
+
+    /// Checks that the largest key-value section fits in half a datagram that
+    /// loses `seal_overhead` bytes to sealing, because a SynAck gives at least
+    /// half of its room to the delta.
+    fn check_one_key_fits(&self, seal_overhead: usize) -> Result<(), ConfigError> {
+        let needed =
+            size::worst_case_key_section_len(self.max_node_name_len, self.max_key_len, self.max_value_len)
+                + 3;
+        let room =
+            size::guaranteed_delta_room(self.max_datagram_size, seal_overhead, self.max_cluster_id_len);
         if needed > room {
             return Err(ConfigError::DatagramTooSmallForOneKey { needed, room });
         }

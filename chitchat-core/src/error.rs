@@ -51,7 +51,7 @@ pub enum DatagramError {
     /// A sealed datagram names a key this node does not hold (or the node has no
     /// keyring). Never answered.
     #[error("sealed with unknown key {0}")]
-    UnknownKey(crate::crypto::KeyId),
+    UnknownKey(crate::keyring::KeyId),
     /// A sealed datagram failed authentication: forged, tampered with,
     /// truncated, sealed under another key, or of another cluster. Never answered.
     #[error("datagram failed authentication")]

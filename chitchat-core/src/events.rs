@@ -10,6 +10,7 @@ use crate::identity::NodeId;
 /// [`crate::Chitchat::poll_event`]. Key events are emitted for this node's own keys
 /// as well as for remote ones.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum Event {
     /// A node was heard of for the first time.
     NodeJoined(NodeId),
@@ -77,11 +78,11 @@ pub(crate) struct EventQueue {
 }
 
 impl EventQueue {
-    pub fn new(bound: usize) -> Self {
+    pub(crate) fn new(bound: usize) -> Self {
         EventQueue { events: VecDeque::new(), bound, dropped: 0 }
     }
 
-    pub fn push(&mut self, event: Event) {
+    pub(crate) fn push(&mut self, event: Event) {
         if self.events.len() >= self.bound {
             self.events.pop_front();
             self.dropped += 1;
@@ -89,7 +90,7 @@ impl EventQueue {
         self.events.push_back(event);
     }
 
-    pub fn pop(&mut self) -> Option<Event> {
+    pub(crate) fn pop(&mut self) -> Option<Event> {
         let event = self.events.pop_front();
         // A burst (a big delta is thousands of key events) must not pin its
         // memory once drained.
@@ -99,7 +100,7 @@ impl EventQueue {
         event
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.events.len()
     }
 }

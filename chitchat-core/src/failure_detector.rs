@@ -36,12 +36,12 @@ pub(crate) struct DetectorSettings {
 
 impl ArrivalWindow {
     /// A node first heard of at `now` counts as a heartbeat arrival then.
-    pub fn new(now: Timestamp) -> Self {
+    pub(crate) fn new(now: Timestamp) -> Self {
         ArrivalWindow { last_arrival: now, intervals: VecDeque::new(), sum_micros: 0 }
     }
 
     /// The node's heartbeat grew at `now`.
-    pub fn report_heartbeat(&mut self, now: Timestamp, settings: &DetectorSettings) {
+    pub(crate) fn report_heartbeat(&mut self, now: Timestamp, settings: &DetectorSettings) {
         let interval = now.saturating_duration_since(self.last_arrival).min(settings.max_interval);
         self.last_arrival = self.last_arrival.max(now);
         let micros = u32::try_from(interval.as_micros()).unwrap_or(u32::MAX);
@@ -60,18 +60,18 @@ impl ArrivalWindow {
     /// Forgives `pause`, a stretch in which this node handled nothing: the
     /// silence it caused is not the node's, so its last arrival moves forward by
     /// as much (never past `now`).
-    pub fn forgive(&mut self, pause: Duration, now: Timestamp) {
+    pub(crate) fn forgive(&mut self, pause: Duration, now: Timestamp) {
         self.last_arrival = (self.last_arrival + pause).min(now).max(self.last_arrival);
     }
 
     /// When the node's heartbeat last grew (or it was first heard of).
-    pub fn last_arrival(&self) -> Timestamp {
+    pub(crate) fn last_arrival(&self) -> Timestamp {
         self.last_arrival
     }
 
     /// The mean interval: measured intervals plus the initial interval counted as
     /// one sample.
-    pub fn mean(&self, settings: &DetectorSettings) -> Duration {
+    pub(crate) fn mean(&self, settings: &DetectorSettings) -> Duration {
         let samples = self.intervals.len() as u64 + 1;
         let mean =
             Duration::from_micros((self.sum_micros + settings.initial_interval.as_micros() as u64) / samples);
@@ -79,7 +79,7 @@ impl ArrivalWindow {
     }
 
     /// Phi at `now`.
-    pub fn phi(&self, now: Timestamp, settings: &DetectorSettings) -> f64 {
+    pub(crate) fn phi(&self, now: Timestamp, settings: &DetectorSettings) -> f64 {
         let elapsed = now.saturating_duration_since(self.last_arrival).as_secs_f64();
         let mean = self.mean(settings).as_secs_f64().max(1e-9);
         elapsed / (mean * std::f64::consts::LN_10)
@@ -87,7 +87,7 @@ impl ArrivalWindow {
 
     /// How many intervals are remembered.
     #[cfg(test)]
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.intervals.len()
     }
 }

@@ -12,7 +12,7 @@
 //! phi-accrual failure detector over heartbeat arrival times. Digests name nodes
 //! by 8-byte [`Fingerprint`]s and rotate over a ring when the cluster is too large
 //! for one datagram, so every message fits [`Config::max_datagram_size`] at any
-//! cluster size. See [`wire`] for the format.
+//! cluster size. See the `PROTOCOL` section of the README for the format.
 //!
 //! # Driving a node
 //!
@@ -72,37 +72,54 @@
 //! identities by `max_nodes`, failure-detector windows by `phi_sampling_window`.
 
 #![forbid(unsafe_code)]
-#![warn(missing_docs)]
+#![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod chitchat;
+mod clock;
 mod cluster;
 mod config;
 pub mod crypto;
-mod delta;
-mod digest;
 mod error;
 mod events;
 mod failure_detector;
 mod identity;
-pub mod message;
+mod keyring;
+mod leave;
+mod membership;
 mod metrics;
 mod node_state;
-mod node_table;
+mod outbox;
+mod peers;
 #[cfg(feature = "sim")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
 pub mod sim;
 mod snapshot;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
 mod time;
 mod timers;
+// The wire format is public only for tests and fuzzers (feature `testing`):
+// it is not part of the stable API.
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod wire;
+#[cfg(not(feature = "testing"))]
+#[allow(unreachable_pub)]
+mod wire;
 
-pub use chitchat::{Chitchat, Transmit};
-pub use cluster::{NodeStatus, ReadyPredicate};
+pub use chitchat::Chitchat;
+pub use cluster::ReadyPredicate;
 pub use config::{Config, ConfigError};
-pub use crypto::{EncryptionMode, KeyId, Keyring, KeyringError, SecretKey};
+pub use crypto::EncryptionMode;
 pub use error::{DatagramError, KeyValueError, Violation};
 pub use events::Event;
 pub use identity::{Fingerprint, NodeId};
+pub use keyring::{KEY_LEN, KeyId, Keyring, KeyringError, SecretKey};
+pub use membership::NodeStatus;
 pub use metrics::{Metrics, RejectedCounts};
 pub use node_state::{NodeState, ValueStatus, VersionedValue};
+pub use outbox::Transmit;
 pub use snapshot::{ClusterSnapshot, NodeSnapshot};
 pub use time::Timestamp;

@@ -8,11 +8,12 @@ use hashbrown::HashTable;
 use serde::{Deserialize, Serialize};
 
 use crate::identity::NodeId;
-use crate::message::{KeyValueUpdate, ValueUpdate};
 use crate::time::Timestamp;
+use crate::wire::{KeyValueUpdate, ValueUpdate};
 
 /// The status of a key's record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum ValueStatus {
     /// The key holds its value.
     Set,

@@ -4,8 +4,8 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cluster::NodeStatus;
 use crate::identity::NodeId;
+use crate::membership::NodeStatus;
 use crate::node_state::VersionedValue;
 
 /// Everything a node knows of its cluster, from [`crate::Chitchat::snapshot`].

@@ -21,21 +21,21 @@ pub(crate) struct TimerTable {
 }
 
 impl TimerTable {
-    pub fn set(&mut self, timer: Timer, deadline: Timestamp) {
+    pub(crate) fn set(&mut self, timer: Timer, deadline: Timestamp) {
         self.deadlines[timer as usize] = Some(deadline);
     }
 
-    pub fn stop_all(&mut self) {
+    pub(crate) fn stop_all(&mut self) {
         self.deadlines = [None; TIMER_COUNT];
     }
 
     /// The earliest deadline.
-    pub fn next_deadline(&self) -> Option<Timestamp> {
+    pub(crate) fn next_deadline(&self) -> Option<Timestamp> {
         self.deadlines.iter().flatten().min().copied()
     }
 
     /// Unsets and returns the timer due at `now` with the earliest deadline.
-    pub fn pop_expired(&mut self, now: Timestamp) -> Option<Timer> {
+    pub(crate) fn pop_expired(&mut self, now: Timestamp) -> Option<Timer> {
         let (index, _) = self
             .deadlines
             .iter()

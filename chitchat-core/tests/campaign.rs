@@ -2,7 +2,7 @@
 //! mixed faults, with the simulator's invariants after every step and
 //! convergence required once the faults stop.
 
-use chitchat_core::sim::campaign::run_seed;
+use chitchat_core::testing::campaign::run_seed;
 
 #[test]
 fn fault_campaign() {

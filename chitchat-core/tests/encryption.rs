@@ -4,8 +4,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use chitchat_core::message::{Delta, Message, Packet};
 use chitchat_core::sim::{NetworkConfig, NodeIndex, Simulation};
+use chitchat_core::wire::{Delta, Message, Packet};
 use chitchat_core::{
     Chitchat, Config, DatagramError, EncryptionMode, Event, Keyring, NodeId, NodeStatus, SecretKey,
     Timestamp, wire,
@@ -168,10 +168,10 @@ fn replayed_datagrams_cannot_move_state_backwards_or_resurrect_anything() {
             handshake(b, c, *now);
         }
     };
-    a.set("color", "red").unwrap();
+    a.set(now, "color", "red").unwrap();
     step(&mut a, &mut b, &mut c, &mut recorded, &mut now);
-    b.set("color", "blue").unwrap();
-    c.set("shape", "square").unwrap();
+    b.set(now, "color", "blue").unwrap();
+    c.set(now, "shape", "square").unwrap();
     step(&mut a, &mut b, &mut c, &mut recorded, &mut now);
     b.delete(now, "color").unwrap();
     step(&mut a, &mut b, &mut c, &mut recorded, &mut now);
@@ -256,7 +256,7 @@ fn a_hundred_nodes_rotate_their_key_under_loss_with_no_false_dead() {
         sim.with_node(node, |chitchat, _| chitchat.set_primary_key(new)).unwrap()
     });
     let writer = nodes[42];
-    sim.with_node(writer, |chitchat, _| chitchat.set("during", "rotation")).unwrap();
+    sim.with_node(writer, |chitchat, now| chitchat.set(now, "during", "rotation")).unwrap();
     sim.run_for(rounds(5)).unwrap();
     rolling(&mut sim, &nodes, |sim, node| {
         sim.with_node(node, |chitchat, _| chitchat.remove_key(old)).unwrap()
@@ -348,7 +348,7 @@ fn datagrams_queued_before_encryption_is_turned_on_leave_sealed() {
     let mut b = keyed_node("b", 7102, config(), Some(key(7)));
     a.gossip_with(T0, b.self_id().gossip_addr);
     a.handle_timeout(T0);
-    let (queued, _, _) = a.debug_queue_lengths();
+    let (queued, _, _) = chitchat_core::testing::queue_lengths(&a);
     assert!(queued >= 1, "a has plaintext datagrams queued");
     a.set_encryption(EncryptionMode::Required, Keyring::new(key(7)), [1; 16]).unwrap();
     let mut sent = 0;
@@ -366,8 +366,8 @@ fn datagrams_queued_before_encryption_is_turned_on_leave_sealed() {
 /// answered again (found by the `sealed_datagram` fuzzer).
 #[test]
 fn a_sealed_syn_of_another_cluster_is_answered_once() {
-    use chitchat_core::crypto::DatagramSealer;
-    use chitchat_core::message::{Digest, RingRange};
+    use chitchat_core::testing::DatagramSealer;
+    use chitchat_core::wire::{Digest, RingRange};
     let mut a = keyed_node("a", 7201, config(), Some(key(3)));
     let mut sealer = DatagramSealer::new(Keyring::new(key(3)), [8; 16]);
     let digest = Digest { range: RingRange::FULL, entries: Vec::new(), unknown: Vec::new(), sender: None };

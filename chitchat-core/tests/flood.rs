@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use chitchat_core::message::{Delta, KeyValueUpdate, Message, NodeDelta, NodeRef, Packet, ValueUpdate};
+use chitchat_core::wire::{Delta, KeyValueUpdate, Message, NodeDelta, NodeRef, Packet, ValueUpdate};
 use chitchat_core::{Chitchat, Config, NodeId, Timestamp, wire};
 
 /// Counts live heap bytes.
@@ -93,7 +93,7 @@ fn a_flood_of_one_million_datagrams_with_fresh_node_ids_stays_bounded() {
             node.handle_timeout(now);
             // The driver polls datagrams but never events: those stay bounded too.
             while node.poll_transmit().is_some() {}
-            let (transmits, events, removed) = node.debug_queue_lengths();
+            let (transmits, events, removed) = chitchat_core::testing::queue_lengths(&node);
             assert!(events <= config.max_pending_events && removed <= config.max_nodes && transmits == 0);
             assert!(node.node_states().count() <= config.max_nodes);
             heap_peak = heap_peak.max(LIVE.load(Ordering::Relaxed).saturating_sub(heap_before));

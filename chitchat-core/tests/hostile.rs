@@ -10,7 +10,7 @@
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use chitchat_core::message::{
+use chitchat_core::wire::{
     Delta, Digest, DigestEntry, KeyValueUpdate, Message, NodeDelta, NodeRef, Packet, RingRange, ValueUpdate,
 };
 use chitchat_core::{
@@ -113,7 +113,7 @@ struct Observed {
 fn observe(node: &Chitchat) -> Observed {
     Observed {
         snapshot: serde_json::to_string(&node.snapshot()).unwrap(),
-        queues: node.debug_queue_lengths(),
+        queues: chitchat_core::testing::queue_lengths(node),
         timeout: node.poll_timeout(),
     }
 }
@@ -267,8 +267,8 @@ fn multi_byte_keys_and_values_are_stored_and_limited_in_bytes() {
     assert_eq!(node.metrics().sections_over_limit, 1);
     assert_eq!(node.node_state(&writer).unwrap().get("ééééé"), None);
     // Own keys: limits in bytes too, with a typed error.
-    assert_eq!(node.set("ééééé", "v"), Err(KeyValueError::KeyTooLong { len: 10, max: 8 }));
-    node.set("🦀🦀", "ü").unwrap();
+    assert_eq!(node.set(T0, "ééééé", "v"), Err(KeyValueError::KeyTooLong { len: 10, max: 8 }));
+    node.set(T0, "🦀🦀", "ü").unwrap();
     // It all gossips: a newcomer's Syn gets every record back, intact.
     node.handle_datagram(T0, addr(7003), &syn(empty_digest())).unwrap();
     let reply = wire::decode(&node.poll_transmit().unwrap().bytes).unwrap();
@@ -294,7 +294,7 @@ fn a_key_starting_with_a_multi_byte_character_works() {
     assert_eq!(state.get("éa"), Some("1"));
     let prefixed: Vec<(&str, &str)> = state.key_values_with_prefix("é").collect();
     assert_eq!(prefixed, vec![("éa", "1")]);
-    node.set("ñ-own", "x").unwrap();
+    node.set(T0, "ñ-own", "x").unwrap();
     assert_eq!(node.get("ñ-own"), Some("x"));
 }
 
@@ -309,7 +309,7 @@ fn keys_and_values_over_the_limits_are_refused_and_the_rest_applies() {
     assert!(node.node_state(&NodeId::new("a", 1, addr(7002))).is_none());
     assert!(node.node_state(&NodeId::new("b", 1, addr(7003))).is_none());
     assert_eq!(node.node_state(&NodeId::new("c", 1, addr(7004))).unwrap().get("k"), Some("ok"));
-    assert_eq!(node.set("k", "toolong"), Err(KeyValueError::ValueTooLong { len: 7, max: 4 }));
+    assert_eq!(node.set(T0, "k", "toolong"), Err(KeyValueError::ValueTooLong { len: 7, max: 4 }));
 }
 
 #[test]
@@ -322,8 +322,8 @@ fn a_key_and_value_at_their_limits_fit_one_datagram() {
     let name = "n".repeat(config.max_node_name_len);
     let mut node =
         Chitchat::new(config.clone(), NodeId::new(name, u64::MAX, addr(7000)), [("x", "y")], T0).unwrap();
-    node.set(&"k".repeat(config.max_key_len), &"v".repeat(config.max_value_len)).unwrap();
-    node.set("later", "update").unwrap();
+    node.set(T0, &"k".repeat(config.max_key_len), &"v".repeat(config.max_value_len)).unwrap();
+    node.set(T0, "later", "update").unwrap();
     node.handle_datagram(T0, addr(7003), &syn(empty_digest())).unwrap();
     let reply = node.poll_transmit().unwrap();
     assert!(reply.bytes.len() <= 1_400);

@@ -4,10 +4,10 @@ use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use chitchat_core::message::{
+use chitchat_core::sim::Simulation;
+use chitchat_core::wire::{
     Delta, Digest, DigestEntry, KeyValueUpdate, Message, NodeDelta, NodeRef, Packet, RingRange, ValueUpdate,
 };
-use chitchat_core::sim::Simulation;
 use chitchat_core::{Chitchat, Config, DatagramError, Event, Fingerprint, NodeId, Timestamp, wire};
 use proptest::prelude::*;
 
@@ -129,8 +129,8 @@ fn settled_node() -> (Chitchat, Vec<Vec<u8>>) {
     let nodes: Vec<_> = (0..4).map(|i| sim.add_node(&format!("n{i}"), Config::local_test())).collect();
     sim.set_seeds_all(&[nodes[0]]);
     for (i, node) in nodes.iter().enumerate() {
-        sim.node_mut(*node).set("key", &i.to_string()).unwrap();
-        sim.node_mut(*node).set("é", "ü").unwrap();
+        sim.with_node(*node, |node, now| node.set(now, "key", &i.to_string())).unwrap();
+        sim.with_node(*node, |node, now| node.set(now, "é", "ü")).unwrap();
     }
     assert!(sim.run_until(Duration::from_secs(5), |sim| sim.converged() && sim.all_see_all_live()).unwrap());
     // Rebuild the first node's view by replaying a handshake into a fresh node is
@@ -169,7 +169,7 @@ fn settled_node() -> (Chitchat, Vec<Vec<u8>>) {
 }
 
 fn observable(node: &Chitchat) -> (String, (usize, usize, usize)) {
-    (serde_json::to_string(&node.snapshot()).unwrap(), node.debug_queue_lengths())
+    (serde_json::to_string(&node.snapshot()).unwrap(), chitchat_core::testing::queue_lengths(node))
 }
 
 proptest! {
@@ -337,7 +337,7 @@ impl Net {
         match op {
             Op::Set { node, key, value } => {
                 let value = "v".repeat(value as usize % 100);
-                self.nodes[node].set(&format!("k{key}"), &value).unwrap();
+                self.nodes[node].set(self.now, &format!("k{key}"), &value).unwrap();
                 self.collect(node)?;
             }
             Op::Delete { node, key } => {
@@ -435,7 +435,7 @@ proptest! {
     ) {
         let mut net = Net::new(2, 1_400, seed);
         for (key, value) in &keys {
-            net.nodes[1].set(key, value).unwrap();
+            net.nodes[1].set(net.now, key, value).unwrap();
         }
         // Node 0 opens a handshake with node 1, whose SynAck carries its keys.
         let seed_addr = net.addrs[1];

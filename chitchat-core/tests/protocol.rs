@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use chitchat_core::message::{
+use chitchat_core::wire::{
     Delta, Digest, KeyValueUpdate, Message, NodeDelta, NodeRef, Packet, RingRange, ValueUpdate,
 };
 use chitchat_core::{
@@ -129,7 +129,7 @@ fn a_bad_cluster_from_a_stranger_changes_nothing() {
 #[test]
 fn a_syn_gets_a_syn_ack_with_what_the_peer_lacks() {
     let mut node = node();
-    node.set("color", "blue").unwrap();
+    node.set(T0, "color", "blue").unwrap();
     let syn = datagram(
         CLUSTER,
         Message::Syn {
@@ -244,15 +244,15 @@ fn sections_over_a_local_limit_are_refused_and_the_rest_applies() {
 #[test]
 fn own_keys_are_checked_with_clear_errors() {
     let mut node = node_with(Config { max_key_len: 4, max_value_len: 8, max_keys_per_node: 2, ..config() });
-    assert_eq!(node.set("", "v"), Err(KeyValueError::EmptyKey));
-    assert_eq!(node.set("toolong", "v"), Err(KeyValueError::KeyTooLong { len: 7, max: 4 }));
-    assert_eq!(node.set("k", "123456789"), Err(KeyValueError::ValueTooLong { len: 9, max: 8 }));
-    node.set("é", "ü").unwrap();
-    assert_eq!(node.set("x", "1"), Err(KeyValueError::TooManyKeys { max: 2 }));
-    node.set("k", "changed").unwrap();
+    assert_eq!(node.set(T0, "", "v"), Err(KeyValueError::EmptyKey));
+    assert_eq!(node.set(T0, "toolong", "v"), Err(KeyValueError::KeyTooLong { len: 7, max: 4 }));
+    assert_eq!(node.set(T0, "k", "123456789"), Err(KeyValueError::ValueTooLong { len: 9, max: 8 }));
+    node.set(T0, "é", "ü").unwrap();
+    assert_eq!(node.set(T0, "x", "1"), Err(KeyValueError::TooManyKeys { max: 2 }));
+    node.set(T0, "k", "changed").unwrap();
     node.leave(T0);
     while node.poll_transmit().is_some() {}
-    assert_eq!(node.set("k", "after"), Err(KeyValueError::NotRunning));
+    assert_eq!(node.set(T0, "k", "after"), Err(KeyValueError::NotRunning));
     assert_eq!(node.handle_datagram(T0, addr(1), &ack(vec![])), Err(DatagramError::NotRunning));
     assert_eq!(node.poll_timeout(), None);
 }

@@ -23,8 +23,8 @@ fn rounds(n: u32) -> Duration {
 fn two_nodes_sync_their_keys_in_one_handshake() {
     let (mut sim, nodes) = cluster(1, 2, Config::local_test());
     let (a, b) = (nodes[0], nodes[1]);
-    sim.node_mut(a).set("color", "red").unwrap();
-    sim.node_mut(b).set("shape", "square").unwrap();
+    sim.with_node(a, |node, now| node.set(now, "color", "red")).unwrap();
+    sim.with_node(b, |node, now| node.set(now, "shape", "square")).unwrap();
     assert!(sim.run_until(rounds(3), |sim| sim.converged() && sim.all_see_all_live()).unwrap());
     let b_id = sim.node_id(b).clone();
     let a_id = sim.node_id(a).clone();
@@ -40,7 +40,7 @@ fn two_nodes_sync_their_keys_in_one_handshake() {
 fn five_nodes_converge() {
     let (mut sim, nodes) = cluster(2, 5, Config::local_test());
     for (i, node) in nodes.iter().enumerate() {
-        sim.node_mut(*node).set("index", &i.to_string()).unwrap();
+        sim.with_node(*node, |node, now| node.set(now, "index", &i.to_string())).unwrap();
     }
     assert!(sim.run_until(rounds(20), |sim| sim.converged() && sim.all_see_all_live()).unwrap());
     assert_eq!(sim.stats().rejected, 0);
@@ -123,13 +123,13 @@ fn a_lagging_node_is_reset_after_tombstone_gc() {
     };
     let (mut sim, nodes) = cluster(7, 3, config);
     let (a, lagging) = (nodes[0], nodes[2]);
-    sim.node_mut(a).set("doomed", "1").unwrap();
-    sim.node_mut(a).set("kept", "1").unwrap();
+    sim.with_node(a, |node, now| node.set(now, "doomed", "1")).unwrap();
+    sim.with_node(a, |node, now| node.set(now, "kept", "1")).unwrap();
     assert!(sim.run_until(rounds(20), |sim| sim.converged() && sim.all_see_all_live()).unwrap());
     sim.partition(&[&nodes[..2], &nodes[2..]]);
     let now = sim.now();
     sim.node_mut(a).delete(now, "doomed").unwrap();
-    sim.node_mut(a).set("kept", "2").unwrap();
+    sim.with_node(a, |node, now| node.set(now, "kept", "2")).unwrap();
     sim.run_for(Duration::from_secs(3)).unwrap();
     let a_id = sim.node_id(a).clone();
     assert_eq!(sim.node(a).self_node_state().get_versioned("doomed"), None, "tombstone collected");
@@ -189,7 +189,7 @@ fn the_ready_predicate_decides_which_live_nodes_are_ready() {
     }
     assert!(sim.run_until(rounds(20), |sim| sim.all_see_all_live()).unwrap());
     assert_eq!(sim.node(nodes[0]).ready_nodes().count(), 0);
-    sim.node_mut(nodes[2]).set("ready", "yes").unwrap();
+    sim.with_node(nodes[2], |node, now| node.set(now, "ready", "yes")).unwrap();
     let ready_id = sim.node_id(nodes[2]).clone();
     assert!(
         sim.run_until(rounds(10), |sim| {
@@ -209,8 +209,8 @@ fn two_hundred_nodes_converge_with_1400_byte_datagrams() {
     let (mut sim, nodes) = cluster(11, 200, config);
     sim.set_record_events(false);
     for (i, node) in nodes.iter().enumerate() {
-        sim.node_mut(*node).set("index", &i.to_string()).unwrap();
-        sim.node_mut(*node).set("role", "searcher").unwrap();
+        sim.with_node(*node, |node, now| node.set(now, "index", &i.to_string())).unwrap();
+        sim.with_node(*node, |node, now| node.set(now, "role", "searcher")).unwrap();
     }
     assert!(sim.run_until(rounds(200), |sim| sim.all_see_all_live() && sim.converged()).unwrap());
     assert!(sim.stats().max_datagram <= 1_400, "{}", sim.stats().max_datagram);
@@ -229,7 +229,7 @@ fn lossy_network_still_converges() {
         ..NetworkConfig::default()
     });
     for node in &nodes {
-        sim.node_mut(*node).set("k", "v").unwrap();
+        sim.with_node(*node, |node, now| node.set(now, "k", "v")).unwrap();
     }
     assert!(sim.run_until(rounds(100), |sim| sim.all_see_all_live() && sim.converged()).unwrap());
     assert!(sim.stats().duplicated > 0 && sim.stats().lost > 0);
@@ -243,7 +243,7 @@ fn lossy_network_still_converges() {
 /// `protocol_ops` fuzzer; input kept in `fuzz/artifacts-kept/protocol_ops/`).
 #[test]
 fn a_node_waking_from_a_long_pause_does_not_bring_back_a_node_that_crashed_meanwhile() {
-    let config = chitchat_core::sim::campaign::campaign_config();
+    let config = chitchat_core::testing::campaign::campaign_config();
     let round = config.gossip_interval;
     let mut sim = Simulation::new(11);
     let nodes: Vec<NodeIndex> = (0..4).map(|i| sim.add_node(&format!("n{i}"), config.clone())).collect();
@@ -318,8 +318,8 @@ fn a_paused_node_does_not_blame_its_peers_for_its_own_pause() {
 /// fuzzer; input kept in `fuzz/artifacts-kept/protocol_ops/`).
 #[test]
 fn a_forged_identity_at_a_running_nodes_address_dies_and_stays_dead() {
-    use chitchat_core::message::{Delta, KeyValueUpdate, Message, NodeDelta, NodeRef, Packet, ValueUpdate};
-    let config = chitchat_core::sim::campaign::campaign_config();
+    use chitchat_core::wire::{Delta, KeyValueUpdate, Message, NodeDelta, NodeRef, Packet, ValueUpdate};
+    let config = chitchat_core::testing::campaign::campaign_config();
     let round = config.gossip_interval;
     let mut sim = Simulation::new(13);
     let nodes: Vec<NodeIndex> = (0..3).map(|i| sim.add_node(&format!("n{i}"), config.clone())).collect();

@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use chitchat_core::message::{Delta, Digest, Message, Packet, RingRange};
+use chitchat_core::wire::{Delta, Digest, Message, Packet, RingRange};
 use chitchat_core::{Config, Event, Keyring, KeyringError, NodeId, NodeStatus, SecretKey, wire};
 use futures_lite::{FutureExt, StreamExt};
 

@@ -8,8 +8,8 @@
 
 use std::path::{Path, PathBuf};
 
+use chitchat_core::KEY_LEN;
 use chitchat_core::SecretKey;
-use chitchat_core::crypto::KEY_LEN;
 use thiserror::Error;
 
 /// Why a key could not be read.

@@ -205,7 +205,7 @@ impl Driver {
             let chitchat = &mut self.chitchat;
             // A reply nobody waits for any more is dropped.
             match command {
-                Command::Set { key, value, reply } => drop(reply.try_send(chitchat.set(&key, &value))),
+                Command::Set { key, value, reply } => drop(reply.try_send(chitchat.set(now, &key, &value))),
                 Command::SetWithTtl { key, value, reply } => {
                     drop(reply.try_send(chitchat.set_with_ttl(now, &key, &value)))
                 }

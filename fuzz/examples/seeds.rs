@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use chitchat_core::message::{Delta, Digest, DigestEntry, Message, NodeDelta, NodeRef, RingRange};
+use chitchat_core::wire::{Delta, Digest, DigestEntry, Message, NodeDelta, NodeRef, RingRange};
 use chitchat_core::wire;
 use chitchat_fuzz::cluster::{self, datagram};
 
@@ -32,10 +32,10 @@ fn main() -> std::io::Result<()> {
         last_gc_version: 0,
         max_version: max,
         left: false,
-        key_values: vec![chitchat_core::message::KeyValueUpdate {
+        key_values: vec![chitchat_core::wire::KeyValueUpdate {
             key: "é-new".into(),
             version: max,
-            value: chitchat_core::message::ValueUpdate::Set("🦀".into()),
+            value: chitchat_core::wire::ValueUpdate::Set("🦀".into()),
         }],
     };
     let fresh = NodeDelta {
@@ -66,7 +66,7 @@ fn main() -> std::io::Result<()> {
         ("bad-cluster", datagram(Message::BadCluster)),
         (
             "other-cluster-syn",
-            wire::encode(&chitchat_core::message::Packet {
+            wire::encode(&chitchat_core::wire::Packet {
                 cluster_id: "other".into(),
                 message: Message::Syn { digest: full },
             }),

@@ -102,7 +102,7 @@ const KEYS: [&str; 4] = ["k", "é", "🦀", "key"];
 fuzz_target!(|input: Input| {
     let mut sim = Simulation::new(input.seed);
     sim.set_record_events(false);
-    let config = chitchat_core::sim::campaign::campaign_config();
+    let config = chitchat_core::testing::campaign::campaign_config();
     let count = 2 + usize::from(input.nodes % 4);
     let nodes: Vec<NodeIndex> = (0..count).map(|i| sim.add_node(&format!("n{i}"), config.clone())).collect();
     sim.set_seeds_all(&[nodes[0]]);
@@ -136,8 +136,8 @@ fuzz_target!(|input: Input| {
                 sim.set_link(pick(*from), pick(*to), network);
             }
             Op::ClearLinks => sim.clear_links(),
-            Op::Set { node, key, value } => change(&mut sim, pick(*node), |chitchat, _| {
-                chitchat.set(KEYS[usize::from(*key) % 4], &"v".repeat(usize::from(*value % 200)))
+            Op::Set { node, key, value } => change(&mut sim, pick(*node), |chitchat, now| {
+                chitchat.set(now, KEYS[usize::from(*key) % 4], &"v".repeat(usize::from(*value % 200)))
             }),
             Op::Delete { node, key } => change(&mut sim, pick(*node), |chitchat, now| {
                 chitchat.delete(now, KEYS[usize::from(*key) % 4])

@@ -16,7 +16,8 @@
 use std::time::Duration;
 
 use arbitrary::Arbitrary;
-use chitchat_core::crypto::{DatagramSealer, EncryptionMode, Keyring, SecretKey};
+use chitchat_core::testing::DatagramSealer;
+use chitchat_core::{EncryptionMode, Keyring, SecretKey};
 use chitchat_core::{DatagramError, wire};
 use chitchat_fuzz::cluster::{self, READY_AT};
 use chitchat_fuzz::hostile::{ArbPacket, Context, check_round_trip};

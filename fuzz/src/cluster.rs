@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use chitchat_core::message::{Delta, KeyValueUpdate, Message, NodeDelta, NodeRef, Packet, ValueUpdate};
+use chitchat_core::wire::{Delta, KeyValueUpdate, Message, NodeDelta, NodeRef, Packet, ValueUpdate};
 use chitchat_core::{Chitchat, Config, Fingerprint, NodeId, Timestamp, wire};
 
 /// The cluster id of every fuzzed node.
@@ -129,8 +129,8 @@ pub fn known_node() -> Chitchat {
         node.handle_datagram(now, addr(10_000), &beats).expect("heartbeats apply");
         node.handle_timeout(now);
         // Drain most of the outputs, as a driver would, but not all of them.
-        while node.debug_queue_lengths().0 > 2 && node.poll_transmit().is_some() {}
-        while node.debug_queue_lengths().1 > 5 && node.poll_event().is_some() {}
+        while chitchat_core::testing::queue_lengths(&node).0 > 2 && node.poll_transmit().is_some() {}
+        while chitchat_core::testing::queue_lengths(&node).1 > 5 && node.poll_event().is_some() {}
     }
     debug_assert!(now <= READY_AT);
     node.handle_timeout(READY_AT);
@@ -144,6 +144,6 @@ pub fn assert_known_node_shape(node: &Chitchat) {
     let dead = node.dead_nodes().count();
     let left = node.left_nodes().count();
     assert_eq!((live, dead, left), (21, 7, 3), "live (self included), dead and left peers");
-    let (transmits, events, _) = node.debug_queue_lengths();
+    let (transmits, events, _) = chitchat_core::testing::queue_lengths(node);
     assert!(transmits > 0 && events > 0, "outputs stay queued: {transmits} datagrams, {events} events");
 }

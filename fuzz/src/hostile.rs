@@ -9,7 +9,7 @@
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use arbitrary::Arbitrary;
-use chitchat_core::message::{
+use chitchat_core::wire::{
     Delta, Digest, DigestEntry, KeyValueUpdate, Message, NodeDelta, NodeRef, Packet, RingRange, ValueUpdate,
 };
 use chitchat_core::{Fingerprint, NodeId};

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use chitchat_core::crypto::DatagramSealer;
+use chitchat_core::testing::DatagramSealer;
 
 use chitchat_core::{Chitchat, DatagramError, Event, Fingerprint, Metrics, Timestamp, wire};
 
@@ -26,7 +26,7 @@ impl Probe {
         let phis = snapshot.nodes.iter().map(|entry| node.phi(&entry.id, now).map(f64::to_bits)).collect();
         Probe {
             snapshot: serde_json::to_string(&snapshot).expect("a snapshot serializes"),
-            queues: node.debug_queue_lengths(),
+            queues: chitchat_core::testing::queue_lengths(node),
             timeout: node.poll_timeout(),
             metrics: node.metrics(),
             phis,
@@ -123,7 +123,7 @@ impl Watch {
     /// datagram fits and decodes. Drains nothing.
     pub fn check(&mut self, node: &Chitchat) {
         let config = node.config();
-        let (transmits, events, removed) = node.debug_queue_lengths();
+        let (transmits, events, removed) = chitchat_core::testing::queue_lengths(node);
         assert!(transmits <= config.max_pending_transmits, "{transmits} datagrams queued");
         assert!(events <= config.max_pending_events, "{events} events queued");
         assert!(removed <= config.max_nodes, "{removed} removed identities remembered");

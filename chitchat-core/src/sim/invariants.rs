@@ -44,7 +44,7 @@ pub(crate) struct ObserverRecord {
 impl ObserverRecord {
     /// Takes note of an event the observer emitted. `gone_for_good` says whether
     /// a node identity can never legitimately return.
-    pub fn note_event(
+    pub(super) fn note_event(
         &mut self,
         observer: &Chitchat,
         event: &Event,
@@ -79,14 +79,14 @@ impl ObserverRecord {
 
     /// An identity was vouched for from outside the protocol (an injected
     /// datagram introduced it): it may come back, whatever its heartbeat.
-    pub fn vouch_for(&mut self, fingerprint: Fingerprint) {
+    pub(super) fn vouch_for(&mut self, fingerprint: Fingerprint) {
         self.removed_for_good.remove(&fingerprint);
     }
 
     /// Checks the observer's state against what was recorded.
-    pub fn check(&mut self, observer: &Chitchat) -> Result<(), String> {
+    pub(super) fn check(&mut self, observer: &Chitchat) -> Result<(), String> {
         let config = observer.config();
-        let (transmits, events, removed) = observer.debug_queue_lengths();
+        let (transmits, events, removed) = observer.queue_lengths();
         if transmits > config.max_pending_transmits
             || events > config.max_pending_events
             || removed > config.max_nodes

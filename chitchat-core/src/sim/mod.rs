@@ -29,7 +29,6 @@
 //! assert!(sim.run_until(Duration::from_secs(10), |sim| sim.all_see_all_live()).unwrap());
 //! ```
 
-pub mod campaign;
 mod invariants;
 mod network;
 
@@ -42,11 +41,12 @@ pub use invariants::InvariantViolation;
 pub use network::{GilbertElliott, NetworkConfig};
 
 use crate::chitchat::Chitchat;
-use crate::cluster::NodeStatus;
 use crate::config::Config;
-use crate::crypto::{EncryptionMode, Keyring};
+use crate::crypto::EncryptionMode;
 use crate::events::Event;
 use crate::identity::NodeId;
+use crate::keyring::Keyring;
+use crate::membership::NodeStatus;
 use crate::time::Timestamp;
 use invariants::ObserverRecord;
 use network::{DropReason, Fate, Network};
@@ -119,6 +119,18 @@ pub struct Simulation {
     check_invariants: bool,
     /// `run_until` evaluates its condition at most once per this much virtual time.
     condition_interval: Duration,
+}
+
+impl std::fmt::Debug for Simulation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Simulation")
+            .field("seed", &self.seed)
+            .field("now", &self.now)
+            .field("nodes", &self.nodes.len())
+            .field("in_flight", &self.in_flight.len())
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Simulation {
@@ -291,8 +303,8 @@ impl Simulation {
     /// can send it again at any time. Without this, the invariant that removed
     /// nodes never return through stale gossip would blame the protocol for a
     /// replayed introduction once the nodes' memory of the removal expired.
-    pub fn note_injected(&mut self, packet: &crate::message::Packet) {
-        use crate::message::{Message, NodeRef};
+    pub fn note_injected(&mut self, packet: &crate::wire::Packet) {
+        use crate::wire::{Message, NodeRef};
         let (Message::SynAck { delta, .. } | Message::Ack { delta }) = &packet.message else { return };
         for section in &delta.nodes {
             if let NodeRef::Full(node_id) = &section.node {

@@ -75,7 +75,7 @@ pub(crate) struct Network {
 }
 
 impl Network {
-    pub fn fate(&mut self, from: usize, to: usize, len: usize, rng: &mut fastrand::Rng) -> Fate {
+    pub(super) fn fate(&mut self, from: usize, to: usize, len: usize, rng: &mut fastrand::Rng) -> Fate {
         if let Some(groups) = &self.groups {
             let (a, b) = (groups.get(&from), groups.get(&to));
             if a.is_none() || a != b {

@@ -1,8 +1,11 @@
 use std::net::SocketAddr;
 
+use super::size::{
+    digest_entry_len, encoded_len, guaranteed_delta_room, varint_len, worst_case_key_section_len,
+};
 use super::*;
-use crate::identity::Fingerprint;
-use crate::message::{DigestEntry, KeyValueUpdate, RingRange, ValueUpdate};
+use crate::config::Config;
+use crate::identity::{Fingerprint, NodeId};
 
 fn addr(text: &str) -> SocketAddr {
     text.parse().unwrap()
@@ -330,7 +333,9 @@ fn multi_byte_keys_and_values_round_trip() {
 #[test]
 fn the_worst_case_key_section_fits_the_guaranteed_room() {
     for config in [Config::default(), Config::lan(), Config::local_test()] {
-        assert!(worst_case_key_section_len(&config) + 3 <= guaranteed_delta_room(&config));
+        let worst =
+            worst_case_key_section_len(config.max_node_name_len, config.max_key_len, config.max_value_len);
+        assert!(worst + 3 <= guaranteed_delta_room(config.max_datagram_size, 0, config.max_cluster_id_len));
     }
 }
 

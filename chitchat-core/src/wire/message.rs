@@ -1,4 +1,5 @@
-//! The typed messages of the protocol. Only [`crate::wire`] turns them into bytes.
+//! The typed messages of the protocol. Only the rest of [`crate::wire`] turns
+//! them into bytes.
 //!
 //! A handshake is `Syn(digest)` → `SynAck(digest, delta)` → `Ack(delta)`. Every
 //! message travels with the sender's cluster id; a `Syn` from another cluster is
@@ -7,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::identity::{Fingerprint, NodeId};
-use crate::wire::bounded_vec;
+use crate::wire::packed::bounded_vec;
 
 /// A message with the cluster id it belongs to: the body of every datagram.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,7 +85,7 @@ pub struct Digest {
     pub range: RingRange,
     /// One entry per known node in the range, in ring order from `range.start`.
     /// On the wire: one byte string of packed entries (see [`crate::wire`]).
-    #[serde(with = "crate::wire::packed_entries")]
+    #[serde(with = "crate::wire::packed::entries")]
     pub entries: Vec<DigestEntry>,
     /// Nodes named in the peer's digest that the sender does not know and asks
     /// for (only in a `SynAck`, whose own range may be cut shorter than the Syn's).

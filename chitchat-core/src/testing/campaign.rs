@@ -14,9 +14,8 @@
 
 use std::time::Duration;
 
-use super::{NetworkConfig, NodeIndex, Simulation};
 use crate::config::Config;
-use crate::sim::GilbertElliott;
+use crate::sim::{GilbertElliott, NetworkConfig, NodeIndex, Simulation};
 
 /// What one seed of the campaign did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -84,7 +83,7 @@ pub fn run_seed(seed: u64) -> Result<CampaignOutcome, String> {
     let fault_rounds = rng.u64(20..80);
     let mut faults = 0;
     let mut partitioned = false;
-    let fail = |error: super::InvariantViolation| format!("{error}\n{replay}");
+    let fail = |error: crate::sim::InvariantViolation| format!("{error}\n{replay}");
     for _ in 0..fault_rounds {
         let node = nodes[rng.usize(..count)];
         match rng.u32(0..100) {
@@ -94,7 +93,7 @@ pub fn run_seed(seed: u64) -> Result<CampaignOutcome, String> {
                 let choice = rng.u8(0..4);
                 if sim.is_up(node) && !sim.node(node).has_left() {
                     sim.with_node(node, |chitchat, now| match choice {
-                        0 | 1 => chitchat.set(&key, &value),
+                        0 | 1 => chitchat.set(now, &key, &value),
                         2 => chitchat.delete(now, &key),
                         _ => chitchat.set_with_ttl(now, &key, &value),
                     })

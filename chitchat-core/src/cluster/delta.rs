@@ -10,14 +10,15 @@
 
 use std::collections::BTreeMap;
 
-use crate::cluster::{ClusterState, NodeEntry};
+use crate::cluster::ClusterState;
 use crate::error::Violation;
 use crate::events::Event;
 use crate::identity::{Fingerprint, NodeId};
-use crate::message::{Delta, Digest, DigestEntry, NodeDelta, NodeRef, ValueUpdate};
+use crate::membership::NodeEntry;
 use crate::node_state::{NodeState, VersionedValue};
 use crate::time::Timestamp;
-use crate::wire::{encoded_len, varint_len};
+use crate::wire::size::{encoded_len, varint_len};
+use crate::wire::{Delta, Digest, DigestEntry, NodeDelta, NodeRef, ValueUpdate};
 
 /// A node the peer lacks something of.
 struct Candidate {
@@ -33,7 +34,7 @@ struct Candidate {
 impl ClusterState {
     /// The updates `peer` lacks over what its digest covers, in at most `budget`
     /// bytes. Returns the delta and its encoded length.
-    pub fn build_delta(
+    pub(crate) fn build_delta(
         &mut self,
         now: Timestamp,
         peer: &Digest,
@@ -60,7 +61,7 @@ impl ClusterState {
         asked.sort_unstable();
         asked.dedup();
         for fingerprint in asked {
-            if let Some(entry) = self.nodes.get(&fingerprint) {
+            if let Some(entry) = self.membership.get(&fingerprint) {
                 candidates.extend(self.candidate(now, fingerprint, entry, None));
             }
         }
@@ -75,7 +76,7 @@ impl ClusterState {
         let mut len = varint_len(0);
         let mut truncated = false;
         for candidate in candidates {
-            let state = &self.nodes[&candidate.fingerprint].state;
+            let state = &self.membership.get(&candidate.fingerprint).expect("candidates are tracked").state;
             let node = if candidate.unknown {
                 NodeRef::Full(state.id().clone())
             } else {
@@ -178,10 +179,10 @@ impl ClusterState {
     }
 
     /// Checks the rules that depend on this node's state, before anything changes.
-    pub fn check_delta(&self, delta: &Delta) -> Result<(), Violation> {
+    pub(crate) fn check_delta(&self, delta: &Delta) -> Result<(), Violation> {
         for section in &delta.nodes {
             let fingerprint = section_fingerprint(section);
-            let held = self.nodes.get(&fingerprint).map_or(0, |entry| entry.state.max_version());
+            let held = self.membership.get(&fingerprint).map_or(0, |entry| entry.state.max_version());
             if !section.reset && section.from_version > held {
                 return Err(Violation::DeltaFromFuture);
             }
@@ -190,7 +191,7 @@ impl ClusterState {
     }
 
     /// Applies a delta that passed [`ClusterState::check_delta`].
-    pub fn apply_delta(&mut self, delta: &Delta, now: Timestamp) {
+    pub(crate) fn apply_delta(&mut self, delta: &Delta, now: Timestamp) {
         for section in &delta.nodes {
             self.apply_section(section, now);
         }
@@ -203,7 +204,7 @@ impl ClusterState {
             Err(Skip::OverLimit) => return self.metrics.sections_over_limit += 1,
             Err(Skip::Refused) => return,
         };
-        let entry = self.nodes.get_mut(&fingerprint).expect("resolved nodes are tracked");
+        let entry = self.membership.get_mut(&fingerprint).expect("resolved nodes are tracked");
         let state = &mut entry.state;
         let node_id = state.id().clone();
         let mut events = Vec::new();
@@ -283,15 +284,17 @@ impl ClusterState {
     /// section introduces it.
     fn resolve_section(&mut self, section: &NodeDelta, now: Timestamp) -> Result<Fingerprint, Skip> {
         let fingerprint = section_fingerprint(section);
-        if fingerprint == self.self_fingerprint || !self.removed.admits(fingerprint, section.heartbeat) {
+        if fingerprint == self.self_fingerprint()
+            || !self.membership.removed().admits(fingerprint, section.heartbeat)
+        {
             return Err(Skip::Ignored);
         }
         // Removed, but it beat since: a partition healed.
-        self.removed.forget(fingerprint);
+        self.membership.removed_mut().forget(fingerprint);
         if !self.within_limits(section, fingerprint) {
             return Err(Skip::OverLimit);
         }
-        if self.nodes.contains_key(&fingerprint) {
+        if self.membership.contains(&fingerprint) {
             return Ok(fingerprint);
         }
         // Unknown by fingerprint (removed and forgotten since): nothing to do.
@@ -307,10 +310,11 @@ impl ClusterState {
         if node_id.gossip_addr == self.self_entry().state.id().gossip_addr {
             return Err(Skip::Ignored);
         }
-        let superseded = match self.by_name.get(&node_id.name) {
-            Some(&current) => {
-                let current_generation = self.nodes[&current].state.id().generation;
-                if current == self.self_fingerprint || node_id.generation <= current_generation {
+        let superseded = match self.membership.by_name(&node_id.name) {
+            Some(current) => {
+                let current_generation =
+                    self.membership.get(&current).expect("indexed nodes are tracked").state.id().generation;
+                if current == self.self_fingerprint() || node_id.generation <= current_generation {
                     return Err(Skip::Ignored); // our own name, or an older incarnation
                 }
                 Some(current)
@@ -342,7 +346,7 @@ impl ClusterState {
             return false;
         }
         let mut new_keys = 0;
-        let state = self.nodes.get(&fingerprint).map(|entry| &entry.state);
+        let state = self.membership.get(&fingerprint).map(|entry| &entry.state);
         // A reset keeps the records above its watermark and replaces the rest.
         let kept_above = if section.reset { section.last_gc_version } else { 0 };
         for update in &section.key_values {

@@ -6,13 +6,13 @@
 
 use std::ops::Bound;
 
-use crate::cluster::NodeEntry;
 use crate::identity::Fingerprint;
+use crate::membership::NodeEntry;
 
 /// Tracked nodes by fingerprint, in ring order. Bounded by
 /// [`crate::Config::max_nodes`] (enforced by the caller).
 #[derive(Debug, Default)]
-pub(crate) struct NodeTable {
+pub(super) struct NodeTable {
     /// Boxed, so that a join or removal shifts 16-byte elements, not whole entries.
     entries: Vec<(Fingerprint, Box<NodeEntry>)>,
 }
@@ -22,47 +22,43 @@ impl NodeTable {
         self.entries.binary_search_by_key(fingerprint, |(key, _)| *key)
     }
 
-    pub fn get(&self, fingerprint: &Fingerprint) -> Option<&NodeEntry> {
+    pub(super) fn get(&self, fingerprint: &Fingerprint) -> Option<&NodeEntry> {
         self.position(fingerprint).ok().map(|index| &*self.entries[index].1)
     }
 
-    pub fn get_mut(&mut self, fingerprint: &Fingerprint) -> Option<&mut NodeEntry> {
+    pub(super) fn get_mut(&mut self, fingerprint: &Fingerprint) -> Option<&mut NodeEntry> {
         self.position(fingerprint).ok().map(|index| &mut *self.entries[index].1)
     }
 
-    pub fn contains_key(&self, fingerprint: &Fingerprint) -> bool {
+    pub(super) fn contains_key(&self, fingerprint: &Fingerprint) -> bool {
         self.position(fingerprint).is_ok()
     }
 
     /// Inserts or replaces.
-    pub fn insert(&mut self, fingerprint: Fingerprint, entry: NodeEntry) {
+    pub(super) fn insert(&mut self, fingerprint: Fingerprint, entry: NodeEntry) {
         match self.position(&fingerprint) {
             Ok(index) => *self.entries[index].1 = entry,
             Err(index) => self.entries.insert(index, (fingerprint, Box::new(entry))),
         }
     }
 
-    pub fn remove(&mut self, fingerprint: &Fingerprint) -> Option<NodeEntry> {
+    pub(super) fn remove(&mut self, fingerprint: &Fingerprint) -> Option<NodeEntry> {
         self.position(fingerprint).ok().map(|index| *self.entries.remove(index).1)
     }
 
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.entries.len()
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&Fingerprint, &NodeEntry)> {
+    pub(super) fn iter(&self) -> impl Iterator<Item = (&Fingerprint, &NodeEntry)> {
         self.entries.iter().map(|(fingerprint, entry)| (fingerprint, &**entry))
     }
 
-    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&Fingerprint, &mut NodeEntry)> {
+    pub(super) fn iter_mut(&mut self) -> impl Iterator<Item = (&Fingerprint, &mut NodeEntry)> {
         self.entries.iter_mut().map(|(fingerprint, entry)| (&*fingerprint, &mut **entry))
     }
 
-    pub fn keys(&self) -> impl Iterator<Item = &Fingerprint> {
-        self.entries.iter().map(|(fingerprint, _)| fingerprint)
-    }
-
-    pub fn values(&self) -> impl Iterator<Item = &NodeEntry> {
+    pub(super) fn values(&self) -> impl Iterator<Item = &NodeEntry> {
         self.entries.iter().map(|(_, entry)| &**entry)
     }
 
@@ -82,7 +78,7 @@ impl NodeTable {
     }
 
     /// The entries within `bounds`, in order.
-    pub fn range(
+    pub(super) fn range(
         &self,
         bounds: (Bound<Fingerprint>, Bound<Fingerprint>),
     ) -> &[(Fingerprint, Box<NodeEntry>)] {
@@ -91,7 +87,7 @@ impl NodeTable {
     }
 
     /// The entries within `bounds`, in order, mutably.
-    pub fn range_mut(
+    pub(super) fn range_mut(
         &mut self,
         bounds: (Bound<Fingerprint>, Bound<Fingerprint>),
     ) -> &mut [(Fingerprint, Box<NodeEntry>)] {

@@ -9,17 +9,18 @@
 
 use std::ops::Bound;
 
-use crate::cluster::{ClusterState, grow_heartbeat};
+use crate::cluster::ClusterState;
+use crate::cluster::liveness::grow_heartbeat;
 use crate::identity::Fingerprint;
-use crate::message::{Digest, DigestEntry, RingRange};
 use crate::time::Timestamp;
-use crate::wire::{digest_entry_len, empty_digest_len, varint_len};
+use crate::wire::size::{digest_entry_len, empty_digest_len, varint_len};
+use crate::wire::{Digest, DigestEntry, RingRange};
 
 impl ClusterState {
     /// A digest of at most `budget` bytes starting at `start`, listing first the
     /// `unknown` fingerprints asked for (up to half the budget). Returns the digest
     /// and its encoded length.
-    pub fn build_digest(
+    pub(crate) fn build_digest(
         &self,
         now: Timestamp,
         start: Fingerprint,
@@ -46,10 +47,10 @@ impl ClusterState {
         let own_len = digest_entry_len(&own);
         let budget = budget.saturating_sub(own_len);
         let ring = self
-            .nodes
+            .membership
             .range((Bound::Included(start), Bound::Unbounded))
             .iter()
-            .chain(self.nodes.range((Bound::Unbounded, Bound::Excluded(start))));
+            .chain(self.membership.range((Bound::Unbounded, Bound::Excluded(start))));
         let mut entries = Vec::new();
         let mut packed = 0;
         let mut end = None;
@@ -92,7 +93,7 @@ impl ClusterState {
     fn own_digest_entry(&self) -> DigestEntry {
         let state = &self.self_entry().state;
         DigestEntry {
-            fingerprint: self.self_fingerprint,
+            fingerprint: self.self_fingerprint(),
             heartbeat: state.heartbeat(),
             last_gc_version: state.last_gc_version(),
             max_version: state.max_version(),
@@ -101,19 +102,20 @@ impl ClusterState {
 
     /// Takes the heartbeats a peer's digest reports. Both the digest and the node
     /// map are in ring order, so one merged walk does it.
-    pub fn absorb_digest(&mut self, digest: &Digest, now: Timestamp) {
+    pub(crate) fn absorb_digest(&mut self, digest: &Digest, now: Timestamp) {
         let mut entries = digest.entries.iter().peekable();
         let mut revived = Vec::new();
         let range = digest.range;
         let fresh = self.is_fresh(now);
+        let self_fingerprint = self.self_fingerprint();
         for bounds in Self::ring_bounds(range) {
-            for (fingerprint, node) in self.nodes.range_mut(bounds).iter_mut() {
+            for (fingerprint, node) in self.membership.range_mut(bounds).iter_mut() {
                 let offset = range.offset(*fingerprint);
                 while entries.next_if(|entry| range.offset(entry.fingerprint) < offset).is_some() {}
                 let Some(entry) = entries.next_if(|entry| entry.fingerprint == *fingerprint) else {
                     continue;
                 };
-                if *fingerprint != self.self_fingerprint
+                if *fingerprint != self_fingerprint
                     && grow_heartbeat(node, entry.heartbeat, now, fresh, &self.detector)
                 {
                     revived.push(*fingerprint);
@@ -130,14 +132,14 @@ impl ClusterState {
 
     /// Nodes a peer's digest names that this node neither tracks nor removed.
     /// (A removed node is asked for again only if its heartbeat grew since.)
-    pub fn unknown_in(&self, digest: &Digest) -> Vec<Fingerprint> {
+    pub(crate) fn unknown_in(&self, digest: &Digest) -> Vec<Fingerprint> {
         digest
             .sender
             .iter()
             .chain(&digest.entries)
             .filter(|entry| {
-                !self.nodes.contains_key(&entry.fingerprint)
-                    && self.removed.admits(entry.fingerprint, entry.heartbeat)
+                !self.membership.contains(&entry.fingerprint)
+                    && self.membership.removed().admits(entry.fingerprint, entry.heartbeat)
             })
             .map(|entry| entry.fingerprint)
             .collect()

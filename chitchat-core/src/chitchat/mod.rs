@@ -1,0 +1,403 @@
+//! [`Chitchat`]: one node of the protocol, driven by its caller. It ties the
+//! parts together: the clock, the cluster state, the timers, peer selection,
+//! encryption and the outbox. User input (keys, leave) is in [`keys`], views in
+//! [`views`], the encryption calls in [`encryption`].
+
+mod encryption;
+mod keys;
+mod views;
+
+use std::net::SocketAddr;
+
+use crate::clock::NodeClock;
+use crate::cluster::ClusterState;
+use crate::config::{Config, ConfigError};
+use crate::crypto::Encryption;
+use crate::error::DatagramError;
+use crate::events::Event;
+use crate::identity::{Fingerprint, NodeId};
+use crate::leave::Phase;
+use crate::membership::NodeStatus;
+use crate::node_state::NodeState;
+use crate::outbox::{Outbox, Transmit};
+use crate::peers::PeerSelector;
+use crate::time::Timestamp;
+use crate::timers::{Timer, TimerTable};
+use crate::wire::{self, Digest, Message, Packet};
+
+/// One node of a chitchat cluster: the whole protocol as a state machine.
+///
+/// The caller owns the socket, the clock and the timer. It feeds received
+/// datagrams to [`Chitchat::handle_datagram`] and expired deadlines to
+/// [`Chitchat::handle_timeout`], then drains [`Chitchat::poll_transmit`] and
+/// [`Chitchat::poll_event`] until they return `None`, and sleeps until
+/// [`Chitchat::poll_timeout`] or the next datagram. Outputs may be drained in
+/// any order. Every input takes the current [`Timestamp`]; time never has to be
+/// read anywhere else.
+///
+/// Memory is bounded by the [`Config`]: at most `max_nodes` nodes of at most
+/// `max_keys_per_node` records each, `max_pending_events` events and
+/// `max_pending_transmits` datagrams.
+pub struct Chitchat {
+    cluster: ClusterState,
+    clock: NodeClock,
+    timers: TimerTable,
+    outbox: Outbox,
+    rng: fastrand::Rng,
+    peers: PeerSelector,
+    /// Where the next partial digest starts.
+    digest_cursor: Fingerprint,
+    phase: Phase,
+    /// Keyring, mode and nonces of authenticated encryption (off by default).
+    encryption: Encryption,
+}
+
+impl std::fmt::Debug for Chitchat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Chitchat")
+            .field("self_id", self.self_id())
+            .field("phase", &self.phase)
+            .field("cluster", &self.cluster)
+            .field("clock", &self.clock)
+            .field("pending_transmits", &self.outbox.len())
+            .field("seeds", &self.peers.seeds())
+            .field("encryption_mode", &self.encryption.mode())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Chitchat {
+    /// A node with identity `self_id` and initial keys, starting at `now`.
+    ///
+    /// Fails if the configuration is inconsistent, the name too long, or an
+    /// initial key-value refused. The first gossip round is due at once.
+    pub fn new<K, V>(
+        config: Config,
+        self_id: NodeId,
+        initial_key_values: impl IntoIterator<Item = (K, V)>,
+        now: Timestamp,
+    ) -> Result<Self, ConfigError>
+    where
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        config.validate()?;
+        if self_id.name.len() > config.max_node_name_len {
+            return Err(ConfigError::NodeNameTooLong {
+                len: self_id.name.len(),
+                max: config.max_node_name_len,
+            });
+        }
+        // Mixing in the identity keeps nodes that share a configuration (and so a
+        // seed) from choosing peers in lockstep; one seed still replays one run.
+        let rng = fastrand::Rng::with_seed(config.rng_seed ^ self_id.fingerprint().0);
+        let mut chitchat = Chitchat {
+            outbox: Outbox::new(config.max_pending_transmits),
+            cluster: ClusterState::new(config, NodeState::new(self_id), now),
+            clock: NodeClock::new(now),
+            timers: TimerTable::default(),
+            rng,
+            peers: PeerSelector::default(),
+            digest_cursor: Fingerprint(0),
+            phase: Phase::Running,
+            encryption: Encryption::default(),
+        };
+        for (key, value) in initial_key_values {
+            chitchat.set(now, key.as_ref(), value.as_ref())?;
+        }
+        chitchat.timers.set(Timer::Gossip, now);
+        Ok(chitchat)
+    }
+
+    // ---- inputs ----------------------------------------------------------
+
+    /// Handles a datagram received from `from` at `now`.
+    ///
+    /// On `Err` the datagram changed nothing (no state, output or event) and was
+    /// counted in [`crate::Metrics::rejected`]. A `Syn` from another cluster is
+    /// answered with `BadCluster` and returns `Ok`.
+    pub fn handle_datagram(
+        &mut self,
+        now: Timestamp,
+        from: SocketAddr,
+        bytes: &[u8],
+    ) -> Result<(), DatagramError> {
+        // The node's clock moves only if the datagram is accepted: a refused one
+        // changes nothing.
+        let reading = self.clock.read(now);
+        let metrics = self.cluster.metrics_mut();
+        metrics.datagrams_received += 1;
+        metrics.bytes_received += bytes.len() as u64;
+        let result = self.handle_packet(reading.now, from, bytes);
+        match &result {
+            Ok(()) => self.clock.commit(reading),
+            Err(error) => {
+                self.cluster.metrics_mut().rejected.count(error);
+                tracing::debug!(%from, %error, "datagram rejected");
+            }
+        }
+        result
+    }
+
+    fn handle_packet(&mut self, now: Timestamp, from: SocketAddr, bytes: &[u8]) -> Result<(), DatagramError> {
+        if self.phase != Phase::Running {
+            return Err(DatagramError::NotRunning);
+        }
+        let (plaintext, accepted) = self.encryption.open(bytes, &self.cluster.config().cluster_id)?;
+        let packet = wire::decode(plaintext)?;
+        if packet.cluster_id != self.config().cluster_id {
+            if matches!(packet.message, Message::Syn { .. }) {
+                // Answered, so accepted: a replay of it is refused.
+                self.encryption.note_accepted(accepted);
+                self.cluster.metrics_mut().bad_cluster_sent += 1;
+                self.queue(from, Message::BadCluster, false);
+                return Ok(());
+            }
+            return Err(DatagramError::WrongCluster);
+        }
+        // Every check comes before the first change.
+        if let Message::SynAck { delta, .. } | Message::Ack { delta } = &packet.message {
+            self.cluster.check_delta(delta)?;
+        }
+        self.drive(now, None);
+        self.cluster.pardon_sender(from, &packet.message, now);
+        self.dispatch(now, from, &packet);
+        self.cluster.confirm_sender(from, &packet.message, now);
+        self.encryption.note_accepted(accepted);
+        Ok(())
+    }
+
+    fn dispatch(&mut self, now: Timestamp, from: SocketAddr, packet: &Packet) {
+        match &packet.message {
+            Message::Syn { digest } => {
+                self.cluster.metrics_mut().syns_received += 1;
+                self.cluster.absorb_digest(digest, now);
+                self.answer_syn(now, from, digest);
+            }
+            Message::SynAck { digest, delta } => {
+                self.cluster.metrics_mut().syn_acks_received += 1;
+                self.cluster.apply_delta(delta, now);
+                self.cluster.absorb_digest(digest, now);
+                let budget = self.payload_budget();
+                let (delta, _) = self.cluster.build_delta(now, digest, budget, &mut self.rng);
+                if !delta.nodes.is_empty() {
+                    self.queue(from, Message::Ack { delta }, false);
+                }
+            }
+            Message::Ack { delta } => {
+                self.cluster.metrics_mut().acks_received += 1;
+                self.cluster.apply_delta(delta, now);
+            }
+            Message::BadCluster => {
+                self.cluster.metrics_mut().bad_cluster_received += 1;
+                tracing::warn!(%from, "peer belongs to another cluster");
+            }
+        }
+    }
+
+    fn answer_syn(&mut self, now: Timestamp, from: SocketAddr, syn_digest: &Digest) {
+        let payload = self.payload_budget();
+        let start = if syn_digest.range.is_full() { self.digest_cursor } else { syn_digest.range.start };
+        let unknown = self.cluster.unknown_in(syn_digest);
+        // The delta gets at least half of the room; the digest what the delta leaves.
+        let (full_digest, full_len) = self.cluster.build_digest(now, start, unknown.clone(), payload);
+        let delta_budget = payload - full_len.min(payload / 2);
+        let (delta, delta_len) = self.cluster.build_delta(now, syn_digest, delta_budget, &mut self.rng);
+        let digest = if full_len + delta_len <= payload {
+            full_digest
+        } else {
+            self.cluster.build_digest(now, start, unknown, payload - delta_len).0
+        };
+        if !digest.range.is_full() {
+            self.cluster.metrics_mut().partial_digests_sent += 1;
+            if syn_digest.range.is_full() {
+                self.digest_cursor = digest.range.end;
+            }
+        }
+        self.queue(from, Message::SynAck { digest, delta }, false);
+    }
+
+    /// Fires the timers due at `now`. Calling it early is harmless.
+    ///
+    /// Call it at [`Chitchat::poll_timeout`]. A node driven neither by its timer
+    /// nor by an accepted datagram for more than two gossip intervals takes the
+    /// gap as a pause of its own (a stopped process, a long garbage collection,
+    /// a suspended machine): it does not blame its peers' silence during the
+    /// pause on them, and for one gossip interval it doubts what arrives, which
+    /// may have waited in the socket since before the pause (counted in
+    /// [`crate::Metrics::pauses`]). Short of a pause, a gossip round that runs
+    /// late (the caller's event loop was busy or starved) forgives its lateness
+    /// the same way: liveness is judged in the node's own rounds, and an
+    /// overloaded node does not blame its peers for its own slowness.
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        let now = self.clock.advance(now);
+        if self.phase != Phase::Running {
+            return;
+        }
+        let round_due = self.timers.next_deadline().filter(|due| *due <= now);
+        self.drive(now, round_due);
+        while let Some(timer) = self.timers.pop_expired(now) {
+            match timer {
+                Timer::Gossip => {
+                    self.gossip_round(now);
+                    let interval = self.config().gossip_interval;
+                    let jitter = interval.mul_f64(self.rng.f64() * 0.1);
+                    self.timers.set(Timer::Gossip, now + (interval - jitter));
+                }
+            }
+        }
+    }
+
+    fn gossip_round(&mut self, now: Timestamp) {
+        self.cluster.metrics_mut().gossip_rounds += 1;
+        // Liveness, removals and garbage collection are judged once a round, right
+        // before targets are chosen, so that they are chosen on fresh liveness
+        // (after a stall, say).
+        self.cluster.maintain(now);
+        self.cluster.beat();
+        let self_fingerprint = self.cluster.self_fingerprint();
+        let mut live = Vec::new();
+        let mut dead = Vec::new();
+        for (fingerprint, entry) in self.cluster.membership().iter() {
+            if *fingerprint == self_fingerprint {
+                continue;
+            }
+            match entry.status {
+                NodeStatus::Live => live.push(entry.state.id().gossip_addr),
+                NodeStatus::Dead => dead.push(entry.state.id().gossip_addr),
+                NodeStatus::Left => {}
+            }
+        }
+        let self_addr = self.self_id().gossip_addr;
+        let fanout = self.config().gossip_fanout;
+        let targets = self.peers.choose(&mut self.rng, live, &dead, self_addr, fanout);
+        // A digest of the whole ring is the same for every target: built and
+        // encoded once. Partial digests rotate: one range per target.
+        let mut whole_ring: Option<Vec<u8>> = None;
+        for target in targets {
+            if let Some(bytes) = &whole_ring {
+                let bytes = bytes.clone();
+                self.queue_bytes(target, bytes, false);
+                continue;
+            }
+            let digest = self.next_digest(now);
+            let full = digest.range.is_full();
+            let bytes = self.encode(Message::Syn { digest });
+            if full {
+                whole_ring = Some(bytes.clone());
+            }
+            self.queue_bytes(target, bytes, false);
+        }
+    }
+
+    /// The digest this node opens a handshake with: the whole ring if it fits,
+    /// else the next range of the rotation.
+    fn next_digest(&mut self, now: Timestamp) -> Digest {
+        let budget = self.payload_budget();
+        let (digest, _) = self.cluster.build_digest(now, self.digest_cursor, Vec::new(), budget);
+        if !digest.range.is_full() {
+            self.cluster.metrics_mut().partial_digests_sent += 1;
+            self.digest_cursor = digest.range.end;
+        }
+        digest
+    }
+
+    /// Opens a handshake with `addr` now, outside the gossip rounds (to reach a
+    /// node at once, say, after a configuration change). Its heartbeat is not
+    /// bumped: that belongs to rounds.
+    pub fn gossip_with(&mut self, now: Timestamp, addr: SocketAddr) {
+        let now = self.clock.advance(now);
+        if self.phase != Phase::Running {
+            return;
+        }
+        let digest = self.next_digest(now);
+        self.queue(addr, Message::Syn { digest }, false);
+    }
+
+    /// Replaces the seed addresses: contacted when no peer is live, and now and
+    /// then otherwise, so that newcomers join and partitions heal.
+    pub fn set_seed_addrs(&mut self, seeds: impl IntoIterator<Item = SocketAddr>) {
+        self.peers.set_seeds(seeds);
+    }
+
+    /// Sets the predicate that says which live nodes are ready (default: all live
+    /// nodes are). Readiness is re-evaluated for a node whenever its state or
+    /// liveness changes, and for all nodes now.
+    pub fn set_ready_predicate(&mut self, predicate: impl Fn(&NodeState) -> bool + Send + Sync + 'static) {
+        self.cluster.set_ready_predicate(Box::new(predicate));
+    }
+
+    // ---- outputs ---------------------------------------------------------
+
+    /// The next datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        loop {
+            let config = self.cluster.config();
+            let departure =
+                self.outbox.pop(&mut self.encryption, &config.cluster_id, config.max_datagram_size)?;
+            if departure.farewell && self.phase.farewell_gone() {
+                self.cluster.report_self_left();
+            }
+            let metrics = self.cluster.metrics_mut();
+            match departure.transmit {
+                Some(transmit) => {
+                    metrics.datagrams_sent += 1;
+                    metrics.bytes_sent += transmit.bytes.len() as u64;
+                    return Some(transmit);
+                }
+                None => metrics.transmits_dropped += 1,
+            }
+        }
+    }
+
+    /// The next deadline at which [`Chitchat::handle_timeout`] must be called;
+    /// `None` once the node has left.
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        Some(self.clock.to_caller(self.timers.next_deadline()?))
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.cluster.pop_event()
+    }
+
+    // ---- internals -------------------------------------------------------
+
+    /// The node is driven at `now`, by its gossip round due at `round_due` or
+    /// by a datagram: forgives its peers the silence of its own making.
+    fn drive(&mut self, now: Timestamp, round_due: Option<Timestamp>) {
+        let interval = self.config().gossip_interval;
+        if let Some(forgiveness) = self.clock.drive(now, round_due, interval) {
+            self.cluster.forgive(forgiveness, now);
+        }
+    }
+
+    /// Room for a message's payload in one datagram.
+    fn payload_budget(&self) -> usize {
+        self.config().max_datagram_size
+            - wire::size::packet_overhead(&self.config().cluster_id)
+            - self.encryption.overhead()
+    }
+
+    /// Encodes and queues a datagram. Returns whether it was queued.
+    fn queue(&mut self, to: SocketAddr, message: Message, farewell: bool) -> bool {
+        let plain = self.encode(message);
+        self.queue_bytes(to, plain, farewell)
+    }
+
+    /// Encodes a message into a plaintext datagram.
+    fn encode(&self, message: Message) -> Vec<u8> {
+        wire::encode(&Packet { cluster_id: self.config().cluster_id.clone(), message })
+    }
+
+    /// Queues an encoded datagram. Returns whether it was queued.
+    fn queue_bytes(&mut self, to: SocketAddr, plain: Vec<u8>, farewell: bool) -> bool {
+        let overhead = self.encryption.overhead();
+        let max_datagram_size = self.config().max_datagram_size;
+        let queued = self.outbox.push(to, plain, farewell, overhead, max_datagram_size);
+        if !queued {
+            self.cluster.metrics_mut().transmits_dropped += 1;
+        }
+        queued
+    }
+}

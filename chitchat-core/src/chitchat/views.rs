@@ -1,0 +1,142 @@
+//! What a node knows, read without changing anything.
+
+use crate::chitchat::Chitchat;
+use crate::config::Config;
+use crate::identity::{Fingerprint, NodeId};
+use crate::leave::Phase;
+use crate::membership::NodeStatus;
+use crate::metrics::Metrics;
+use crate::node_state::NodeState;
+use crate::snapshot::{ClusterSnapshot, NodeSnapshot};
+use crate::time::Timestamp;
+
+impl Chitchat {
+    /// This node's identity.
+    pub fn self_id(&self) -> &NodeId {
+        self.cluster.self_entry().state.id()
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        self.cluster.config()
+    }
+
+    /// The value of one of this node's keys.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.cluster.self_entry().state.get(key)
+    }
+
+    /// This node's own state.
+    pub fn self_node_state(&self) -> &NodeState {
+        &self.cluster.self_entry().state
+    }
+
+    /// The state of a tracked node.
+    pub fn node_state(&self, node_id: &NodeId) -> Option<&NodeState> {
+        self.cluster.membership().get(&node_id.fingerprint()).map(|entry| &entry.state)
+    }
+
+    /// What this node thinks of a tracked node's liveness.
+    pub fn node_status(&self, node_id: &NodeId) -> Option<NodeStatus> {
+        self.cluster.membership().get(&node_id.fingerprint()).map(|entry| entry.status)
+    }
+
+    /// Every tracked node's state (this node included), in fingerprint order.
+    pub fn node_states(&self) -> impl Iterator<Item = &NodeState> {
+        self.cluster.membership().entries().map(|entry| &entry.state)
+    }
+
+    fn nodes_with(&self, status: NodeStatus) -> impl Iterator<Item = &NodeId> {
+        self.cluster
+            .membership()
+            .entries()
+            .filter(move |entry| entry.status == status)
+            .map(|entry| entry.state.id())
+    }
+
+    /// Live nodes, this one included (until it leaves).
+    pub fn live_nodes(&self) -> impl Iterator<Item = &NodeId> {
+        self.nodes_with(NodeStatus::Live)
+    }
+
+    /// Nodes seen dead and not yet removed.
+    pub fn dead_nodes(&self) -> impl Iterator<Item = &NodeId> {
+        self.nodes_with(NodeStatus::Dead)
+    }
+
+    /// Nodes that announced they leave, not yet removed.
+    pub fn left_nodes(&self) -> impl Iterator<Item = &NodeId> {
+        self.nodes_with(NodeStatus::Left)
+    }
+
+    /// Live nodes that pass the ready predicate.
+    pub fn ready_nodes(&self) -> impl Iterator<Item = &NodeId> {
+        self.cluster.membership().entries().filter(|entry| entry.ready).map(|entry| entry.state.id())
+    }
+
+    /// The failure detector's phi for a remote node at `now` (`None` for this
+    /// node and untracked ones).
+    pub fn phi(&self, node_id: &NodeId, now: Timestamp) -> Option<f64> {
+        let fingerprint = node_id.fingerprint();
+        if fingerprint == self.cluster.self_fingerprint() {
+            return None;
+        }
+        let entry = self.cluster.membership().get(&fingerprint)?;
+        Some(self.cluster.phi(entry, self.clock.read(now).now))
+    }
+
+    /// The counters.
+    pub fn metrics(&self) -> Metrics {
+        let mut metrics = self.cluster.metrics().clone();
+        metrics.events_dropped = self.cluster.events_dropped();
+        metrics
+    }
+
+    /// Whether the node has left (its farewells all polled).
+    pub fn has_left(&self) -> bool {
+        self.phase == Phase::Left
+    }
+
+    /// A serializable copy of everything this node knows.
+    pub fn snapshot(&self) -> ClusterSnapshot {
+        ClusterSnapshot {
+            cluster_id: self.config().cluster_id.clone(),
+            self_id: self.self_id().clone(),
+            seed_addrs: self.peers.seeds().to_vec(),
+            nodes: self
+                .cluster
+                .membership()
+                .entries()
+                .map(|entry| NodeSnapshot {
+                    id: entry.state.id().clone(),
+                    status: entry.status,
+                    ready: entry.ready,
+                    heartbeat: entry.state.heartbeat(),
+                    max_version: entry.state.max_version(),
+                    last_gc_version: entry.state.last_gc_version(),
+                    has_left: entry.state.has_left(),
+                    key_values: entry
+                        .state
+                        .records()
+                        .map(|(key, record)| (key.to_string(), record.clone()))
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+
+    // ---- internals, for the simulator and tests ---------------------------
+
+    /// The state of a tracked node, by fingerprint.
+    #[cfg_attr(not(any(feature = "sim", feature = "testing")), allow(dead_code))]
+    pub(crate) fn node_state_by_fingerprint(&self, fingerprint: Fingerprint) -> Option<&NodeState> {
+        self.cluster.membership().get(&fingerprint).map(|entry| &entry.state)
+    }
+
+    /// The lengths of the bounded queues (datagrams, events, removed
+    /// identities), for bound checks by tests and the simulator.
+    #[cfg_attr(not(any(feature = "sim", feature = "testing")), allow(dead_code))]
+    pub(crate) fn queue_lengths(&self) -> (usize, usize, usize) {
+        (self.outbox.len(), self.cluster.pending_events(), self.cluster.membership().removed().len())
+    }
+}

@@ -1,0 +1,265 @@
+//! What a node knows of the cluster: every tracked node's state and liveness,
+//! and the events and counters its changes produce.
+//!
+//! [`ClusterState`] owns the [`Membership`], the event queue and the counters,
+//! and is the only way to change them, so that every change of a node is
+//! reported. Its parts: reconciliation ([`digest`] and [`delta`]), liveness
+//! ([`liveness`]), and here the lifecycle of a node (added, left, removed,
+//! ready).
+
+mod delta;
+mod digest;
+mod liveness;
+
+use std::ops::Bound;
+
+use crate::config::Config;
+use crate::events::{Event, EventQueue};
+use crate::failure_detector::DetectorSettings;
+use crate::identity::{Fingerprint, NodeId};
+use crate::membership::{Membership, NodeEntry, NodeStatus};
+use crate::metrics::Metrics;
+use crate::node_state::NodeState;
+use crate::time::Timestamp;
+use crate::wire::RingRange;
+
+/// A predicate on a live node's state that says whether it is ready.
+pub type ReadyPredicate = Box<dyn Fn(&NodeState) -> bool + Send + Sync>;
+
+/// The knowledge of one node.
+pub(crate) struct ClusterState {
+    config: Config,
+    /// Every tracked node, this one included (at most `config.max_nodes`), and
+    /// the removed identities.
+    membership: Membership,
+    /// At most `config.max_pending_events`.
+    events: EventQueue,
+    metrics: Metrics,
+    ready_predicate: Option<ReadyPredicate>,
+    detector: DetectorSettings,
+    /// Until then, what arrives may be old news: this node came out of a pause
+    /// (see [`ClusterState::forgive`]).
+    doubtful_until: Timestamp,
+}
+
+impl std::fmt::Debug for ClusterState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterState")
+            .field("self", self.self_entry().state.id())
+            .field("nodes", &self.membership.len())
+            .field("pending_events", &self.events.len())
+            .field("ready_predicate", &self.ready_predicate.is_some())
+            .field("doubtful_until", &self.doubtful_until)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClusterState {
+    pub(crate) fn new(config: Config, self_state: NodeState, now: Timestamp) -> Self {
+        let detector = DetectorSettings {
+            window: config.phi_sampling_window,
+            initial_interval: config.phi_initial_interval,
+            max_interval: config.phi_max_interval,
+            min_mean: config.gossip_interval,
+        };
+        let self_id = self_state.id().clone();
+        let mut cluster = ClusterState {
+            events: EventQueue::new(config.max_pending_events),
+            config,
+            membership: Membership::new(self_state, now),
+            metrics: Metrics::default(),
+            ready_predicate: None,
+            detector,
+            doubtful_until: Timestamp::ZERO,
+        };
+        let self_fingerprint = cluster.self_fingerprint();
+        cluster.events.push(Event::NodeJoined(self_id.clone()));
+        cluster.events.push(Event::NodeLive(self_id));
+        cluster.update_ready(self_fingerprint);
+        cluster
+    }
+
+    // ---- reading ----------------------------------------------------------
+
+    pub(crate) fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub(crate) fn membership(&self) -> &Membership {
+        &self.membership
+    }
+
+    pub(crate) fn self_fingerprint(&self) -> Fingerprint {
+        self.membership.self_fingerprint()
+    }
+
+    pub(crate) fn self_entry(&self) -> &NodeEntry {
+        self.membership.self_entry()
+    }
+
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The counters, for the parts of the node outside the cluster state
+    /// (datagrams, rounds, encryption).
+    pub(crate) fn metrics_mut(&mut self) -> &mut Metrics {
+        &mut self.metrics
+    }
+
+    pub(crate) fn pending_events(&self) -> usize {
+        self.events.len()
+    }
+
+    pub(crate) fn events_dropped(&self) -> u64 {
+        self.events.dropped
+    }
+
+    pub(crate) fn pop_event(&mut self) -> Option<Event> {
+        self.events.pop()
+    }
+
+    /// The failure detector's phi for a tracked node at `now`.
+    pub(crate) fn phi(&self, entry: &NodeEntry, now: Timestamp) -> f64 {
+        entry.arrivals.phi(now, &self.detector)
+    }
+
+    /// Whether a node's state is no longer gossiped: dead or left for half the
+    /// grace period.
+    pub(crate) fn is_retired(&self, entry: &NodeEntry, now: Timestamp) -> bool {
+        matches!(entry.status, NodeStatus::Dead | NodeStatus::Left)
+            && now.saturating_duration_since(entry.status_since) >= self.config.dead_node_grace_period / 2
+    }
+
+    /// The bounds of `range` on the ring as (at most) two ranges of the node map,
+    /// in ring order.
+    pub(crate) fn ring_bounds(range: RingRange) -> [(Bound<Fingerprint>, Bound<Fingerprint>); 2] {
+        let empty = (Bound::Included(Fingerprint(0)), Bound::Excluded(Fingerprint(0)));
+        if range.is_full() {
+            [(Bound::Unbounded, Bound::Unbounded), empty]
+        } else if range.start < range.end {
+            [(Bound::Included(range.start), Bound::Excluded(range.end)), empty]
+        } else {
+            [(Bound::Included(range.start), Bound::Unbounded), (Bound::Unbounded, Bound::Excluded(range.end))]
+        }
+    }
+
+    /// The tracked nodes in `range`, in ring order.
+    pub(crate) fn nodes_in(&self, range: RingRange) -> impl Iterator<Item = (&Fingerprint, &NodeEntry)> {
+        let [first, second] = Self::ring_bounds(range);
+        self.membership
+            .range(first)
+            .iter()
+            .chain(self.membership.range(second))
+            .map(|(fingerprint, entry)| (fingerprint, &**entry))
+    }
+
+    // ---- this node's own state ------------------------------------------
+
+    /// Changes this node's own state with `change`; reports what it returns
+    /// (an event, if anything changed) and re-evaluates this node's readiness.
+    pub(crate) fn change_own_state(&mut self, change: impl FnOnce(&mut NodeState) -> Option<Event>) {
+        let self_fingerprint = self.self_fingerprint();
+        if let Some(event) = change(&mut self.membership.self_entry_mut().state) {
+            self.events.push(event);
+            self.update_ready(self_fingerprint);
+        }
+    }
+
+    /// Bumps this node's heartbeat: once a gossip round.
+    pub(crate) fn beat(&mut self) {
+        let state = &mut self.membership.self_entry_mut().state;
+        state.set_heartbeat(state.heartbeat() + 1);
+    }
+
+    /// Marks this node as left, for good.
+    pub(crate) fn leave(&mut self, now: Timestamp) {
+        let self_fingerprint = self.self_fingerprint();
+        let entry = self.membership.self_entry_mut();
+        entry.state.mark_left();
+        entry.status = NodeStatus::Left;
+        entry.status_since = now;
+        self.update_ready(self_fingerprint);
+    }
+
+    /// Reports that this node has left (its farewells are all sent).
+    pub(crate) fn report_self_left(&mut self) {
+        let self_id = self.self_entry().state.id().clone();
+        self.events.push(Event::NodeLeft(self_id));
+    }
+
+    // ---- lifecycle of other nodes -----------------------------------------
+
+    /// Starts tracking a node heard of for the first time. Returns `false` if it
+    /// was refused (table full or fingerprint taken).
+    /// `heartbeat` is the one the introducer reported: only growth past it makes
+    /// the node live.
+    pub(crate) fn add_node(
+        &mut self,
+        node_id: NodeId,
+        fingerprint: Fingerprint,
+        heartbeat: u64,
+        now: Timestamp,
+    ) -> bool {
+        if self.membership.contains(&fingerprint) {
+            self.metrics.fingerprint_collisions += 1;
+            return false;
+        }
+        if self.membership.len() >= self.config.max_nodes {
+            self.metrics.nodes_refused += 1;
+            return false;
+        }
+        let mut state = NodeState::new(node_id.clone());
+        state.set_heartbeat(heartbeat);
+        self.membership.insert(state, now);
+        self.events.push(Event::NodeJoined(node_id.clone()));
+        self.events.push(Event::NodeLive(node_id));
+        true
+    }
+
+    /// Forgets a node, and remembers its identity for twice the dead-node grace
+    /// period.
+    pub(crate) fn remove_node(&mut self, fingerprint: Fingerprint, now: Timestamp) -> Option<NodeId> {
+        let memory = self.config.dead_node_grace_period * 2;
+        let entry = self.membership.remove(fingerprint, now + memory, self.config.max_nodes)?;
+        let node_id = entry.state.id().clone();
+        if entry.ready {
+            self.events.push(Event::ReadyChanged { node: node_id.clone(), ready: false });
+        }
+        self.events.push(Event::NodeRemoved(node_id.clone()));
+        Some(node_id)
+    }
+
+    /// Marks a node as left (final for its incarnation).
+    pub(crate) fn mark_left(&mut self, fingerprint: Fingerprint, now: Timestamp) {
+        let Some(entry) = self.membership.get_mut(&fingerprint) else { return };
+        if entry.status == NodeStatus::Left {
+            return;
+        }
+        entry.status = NodeStatus::Left;
+        entry.status_since = now;
+        self.events.push(Event::NodeLeft(entry.state.id().clone()));
+        self.update_ready(fingerprint);
+    }
+
+    /// Sets the ready predicate, and re-evaluates every node's readiness.
+    pub(crate) fn set_ready_predicate(&mut self, predicate: ReadyPredicate) {
+        self.ready_predicate = Some(predicate);
+        let fingerprints: Vec<Fingerprint> =
+            self.membership.iter().map(|(fingerprint, _)| *fingerprint).collect();
+        for fingerprint in fingerprints {
+            self.update_ready(fingerprint);
+        }
+    }
+
+    /// Re-evaluates whether a node is ready, and reports a change.
+    pub(crate) fn update_ready(&mut self, fingerprint: Fingerprint) {
+        let Some(entry) = self.membership.get_mut(&fingerprint) else { return };
+        let ready = entry.status == NodeStatus::Live
+            && self.ready_predicate.as_ref().is_none_or(|predicate| predicate(&entry.state));
+        if ready != entry.ready {
+            entry.ready = ready;
+            self.events.push(Event::ReadyChanged { node: entry.state.id().clone(), ready });
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! Who is in the cluster: the table of tracked nodes with its indexes by name
+//! and by gossip address, and the memory of removed identities.
+//!
+//! [`Membership`] keeps the table and its indexes consistent: a node is added
+//! and removed only through it, so a name or an address never points at a node
+//! that is gone. It decides nothing about liveness; the cluster state does, and
+//! records its verdicts in each [`NodeEntry`].
+
+mod removed;
+mod table;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::ops::Bound;
+
+use serde::{Deserialize, Serialize};
+
+use crate::failure_detector::ArrivalWindow;
+use crate::identity::Fingerprint;
+use crate::node_state::NodeState;
+use crate::time::Timestamp;
+
+pub(crate) use removed::RemovedNodes;
+use table::NodeTable;
+
+/// What this node thinks of a node's liveness.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum NodeStatus {
+    /// Its heartbeat keeps growing (this node itself is always live until it leaves).
+    Live,
+    /// Its phi crossed the threshold.
+    Dead,
+    /// It announced that it leaves.
+    Left,
+}
+
+/// One tracked node.
+#[derive(Debug)]
+pub(crate) struct NodeEntry {
+    pub state: NodeState,
+    pub status: NodeStatus,
+    /// When `status` last changed.
+    pub status_since: Timestamp,
+    pub arrivals: ArrivalWindow,
+    pub ready: bool,
+}
+
+impl NodeEntry {
+    fn new(state: NodeState, now: Timestamp) -> Self {
+        NodeEntry {
+            state,
+            status: NodeStatus::Live,
+            status_since: now,
+            arrivals: ArrivalWindow::new(now),
+            ready: false,
+        }
+    }
+}
+
+/// The tracked nodes (this one included, at most `max_nodes`), their indexes,
+/// and the removed identities (at most `max_nodes`).
+#[derive(Debug)]
+pub(crate) struct Membership {
+    self_fingerprint: Fingerprint,
+    /// Every tracked node, in ring order.
+    table: NodeTable,
+    /// Name → fingerprint of its tracked incarnation.
+    by_name: HashMap<String, Fingerprint>,
+    /// Gossip address → fingerprint of the tracked node there.
+    by_addr: HashMap<SocketAddr, Fingerprint>,
+    removed: RemovedNodes,
+}
+
+impl Membership {
+    /// A membership of this node alone.
+    pub(crate) fn new(self_state: NodeState, now: Timestamp) -> Self {
+        let self_fingerprint = self_state.id().fingerprint();
+        let mut membership = Membership {
+            self_fingerprint,
+            table: NodeTable::default(),
+            by_name: HashMap::new(),
+            by_addr: HashMap::new(),
+            removed: RemovedNodes::default(),
+        };
+        membership.insert(self_state, now);
+        membership
+    }
+
+    pub(crate) fn self_fingerprint(&self) -> Fingerprint {
+        self.self_fingerprint
+    }
+
+    pub(crate) fn self_entry(&self) -> &NodeEntry {
+        &self.table[&self.self_fingerprint]
+    }
+
+    pub(crate) fn self_entry_mut(&mut self) -> &mut NodeEntry {
+        self.table.get_mut(&self.self_fingerprint).expect("this node is always tracked")
+    }
+
+    pub(crate) fn get(&self, fingerprint: &Fingerprint) -> Option<&NodeEntry> {
+        self.table.get(fingerprint)
+    }
+
+    pub(crate) fn get_mut(&mut self, fingerprint: &Fingerprint) -> Option<&mut NodeEntry> {
+        self.table.get_mut(fingerprint)
+    }
+
+    pub(crate) fn contains(&self, fingerprint: &Fingerprint) -> bool {
+        self.table.contains_key(fingerprint)
+    }
+
+    /// How many nodes are tracked, this one included.
+    pub(crate) fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Every tracked node, in ring order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&Fingerprint, &NodeEntry)> {
+        self.table.iter()
+    }
+
+    /// Every tracked node, in ring order, mutably (the identities cannot change).
+    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (&Fingerprint, &mut NodeEntry)> {
+        self.table.iter_mut()
+    }
+
+    /// Every tracked node's entry, in ring order.
+    pub(crate) fn entries(&self) -> impl Iterator<Item = &NodeEntry> {
+        self.table.values()
+    }
+
+    /// The tracked nodes within `bounds`, in ring order.
+    pub(crate) fn range(
+        &self,
+        bounds: (Bound<Fingerprint>, Bound<Fingerprint>),
+    ) -> &[(Fingerprint, Box<NodeEntry>)] {
+        self.table.range(bounds)
+    }
+
+    /// The tracked nodes within `bounds`, in ring order, mutably.
+    pub(crate) fn range_mut(
+        &mut self,
+        bounds: (Bound<Fingerprint>, Bound<Fingerprint>),
+    ) -> &mut [(Fingerprint, Box<NodeEntry>)] {
+        self.table.range_mut(bounds)
+    }
+
+    /// The tracked incarnation named `name`.
+    pub(crate) fn by_name(&self, name: &str) -> Option<Fingerprint> {
+        self.by_name.get(name).copied()
+    }
+
+    /// The tracked node whose gossip address is `addr`.
+    pub(crate) fn at_addr(&self, addr: &SocketAddr) -> Option<Fingerprint> {
+        self.by_addr.get(addr).copied()
+    }
+
+    /// Starts tracking a node, live as of `now`; the caller checked that its
+    /// fingerprint is free and the table has room.
+    pub(crate) fn insert(&mut self, state: NodeState, now: Timestamp) -> &mut NodeEntry {
+        let node_id = state.id();
+        let fingerprint = node_id.fingerprint();
+        debug_assert!(!self.table.contains_key(&fingerprint));
+        self.by_name.insert(node_id.name.clone(), fingerprint);
+        self.by_addr.insert(node_id.gossip_addr, fingerprint);
+        self.table.insert(fingerprint, NodeEntry::new(state, now));
+        self.table.get_mut(&fingerprint).expect("just inserted")
+    }
+
+    /// Stops tracking a node (never this one), and remembers its identity with
+    /// its last heartbeat until `remember_until`.
+    pub(crate) fn remove(
+        &mut self,
+        fingerprint: Fingerprint,
+        remember_until: Timestamp,
+        bound: usize,
+    ) -> Option<NodeEntry> {
+        if fingerprint == self.self_fingerprint {
+            return None;
+        }
+        let entry = self.table.remove(&fingerprint)?;
+        let node_id = entry.state.id();
+        if self.by_name.get(&node_id.name) == Some(&fingerprint) {
+            self.by_name.remove(&node_id.name);
+        }
+        if self.by_addr.get(&node_id.gossip_addr) == Some(&fingerprint) {
+            self.by_addr.remove(&node_id.gossip_addr);
+        }
+        self.removed.insert(node_id, entry.state.heartbeat(), remember_until, bound);
+        Some(entry)
+    }
+
+    /// The memory of removed identities.
+    pub(crate) fn removed(&self) -> &RemovedNodes {
+        &self.removed
+    }
+
+    /// The memory of removed identities, to forget, postpone or expire.
+    pub(crate) fn removed_mut(&mut self) -> &mut RemovedNodes {
+        &mut self.removed
+    }
+}

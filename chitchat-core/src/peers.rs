@@ -1,0 +1,109 @@
+//! Peer selection: whom a gossip round talks to.
+//!
+//! A round talks to `gossip_fanout` random live peers; sometimes also to a dead
+//! node (more often the more of the cluster is dead), so that a partition heals;
+//! and to the seeds when no peer is live, or now and then otherwise, so that
+//! newcomers join and split clusters find each other.
+
+use std::net::SocketAddr;
+
+/// The seeds, and the choice of a round's targets.
+#[derive(Debug, Default)]
+pub(crate) struct PeerSelector {
+    /// Sorted, without duplicates.
+    seeds: Vec<SocketAddr>,
+}
+
+impl PeerSelector {
+    /// Replaces the seed addresses.
+    pub(crate) fn set_seeds(&mut self, seeds: impl IntoIterator<Item = SocketAddr>) {
+        self.seeds = seeds.into_iter().collect();
+        self.seeds.sort_unstable();
+        self.seeds.dedup();
+    }
+
+    pub(crate) fn seeds(&self) -> &[SocketAddr] {
+        &self.seeds
+    }
+
+    /// A round's targets, sorted and distinct, among the `live` and `dead`
+    /// peers' addresses and the seeds (never `self_addr`).
+    pub(crate) fn choose(
+        &self,
+        rng: &mut fastrand::Rng,
+        mut live: Vec<SocketAddr>,
+        dead: &[SocketAddr],
+        self_addr: SocketAddr,
+        fanout: usize,
+    ) -> Vec<SocketAddr> {
+        let mut targets: Vec<SocketAddr> = Vec::with_capacity(fanout + 2);
+        // A partial Fisher-Yates shuffle picks `fanout` distinct live peers.
+        for i in 0..fanout.min(live.len()) {
+            let j = rng.usize(i..live.len());
+            live.swap(i, j);
+            targets.push(live[i]);
+        }
+        if !dead.is_empty() && rng.f64() < dead.len() as f64 / (live.len() + 1) as f64 {
+            targets.push(dead[rng.usize(..dead.len())]);
+        }
+        let seeds: Vec<SocketAddr> = self.seeds.iter().copied().filter(|seed| *seed != self_addr).collect();
+        if live.is_empty() {
+            targets.extend(seeds.iter().copied());
+        } else if !seeds.is_empty()
+            && !targets.iter().any(|target| seeds.contains(target))
+            && rng.f64() < seeds.len() as f64 / (live.len() + seeds.len()) as f64
+        {
+            targets.push(seeds[rng.usize(..seeds.len())]);
+        }
+        targets.sort_unstable();
+        targets.dedup();
+        targets
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    #[test]
+    fn a_round_talks_to_fanout_distinct_live_peers() {
+        let selector = PeerSelector::default();
+        let mut rng = fastrand::Rng::with_seed(7);
+        let live: Vec<SocketAddr> = (1..=10).map(addr).collect();
+        for _ in 0..100 {
+            let targets = selector.choose(&mut rng, live.clone(), &[], addr(0), 3);
+            assert_eq!(targets.len(), 3);
+            assert!(targets.iter().all(|target| live.contains(target)));
+        }
+    }
+
+    #[test]
+    fn with_no_live_peer_every_seed_but_itself_is_contacted() {
+        let mut selector = PeerSelector::default();
+        selector.set_seeds([addr(9), addr(1), addr(9), addr(2)]);
+        assert_eq!(selector.seeds(), [addr(1), addr(2), addr(9)]);
+        let targets = selector.choose(&mut fastrand::Rng::with_seed(1), Vec::new(), &[], addr(2), 3);
+        assert_eq!(targets, [addr(1), addr(9)]);
+    }
+
+    #[test]
+    fn dead_nodes_and_seeds_are_contacted_now_and_then() {
+        let mut selector = PeerSelector::default();
+        selector.set_seeds([addr(100)]);
+        let mut rng = fastrand::Rng::with_seed(3);
+        let live: Vec<SocketAddr> = (1..=4).map(addr).collect();
+        let (mut dead_contacted, mut seed_contacted) = (0, 0);
+        for _ in 0..1_000 {
+            let targets = selector.choose(&mut rng, live.clone(), &[addr(50)], addr(0), 2);
+            dead_contacted += targets.contains(&addr(50)) as u32;
+            seed_contacted += targets.contains(&addr(100)) as u32;
+        }
+        // One dead of four live: about 1/5 of rounds; one seed: about 1/5 too.
+        assert!((100..300).contains(&dead_contacted), "{dead_contacted}");
+        assert!((100..300).contains(&seed_contacted), "{seed_contacted}");
+    }
+}

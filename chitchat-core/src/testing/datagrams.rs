@@ -1,0 +1,65 @@
+//! Datagram builders: plaintext datagrams of any message, and the node
+//! sections tests and fuzzers craft most.
+
+use crate::identity::NodeId;
+use crate::wire::{
+    self, Delta, Digest, KeyValueUpdate, Message, NodeDelta, NodeRef, Packet, RingRange, ValueUpdate,
+};
+
+/// A plaintext datagram of `message` in cluster `cluster_id`.
+pub fn datagram(cluster_id: &str, message: Message) -> Vec<u8> {
+    wire::encode(&Packet { cluster_id: cluster_id.into(), message })
+}
+
+/// A plaintext `Ack` of `sections`.
+pub fn ack(cluster_id: &str, sections: Vec<NodeDelta>) -> Vec<u8> {
+    datagram(cluster_id, Message::Ack { delta: Delta { nodes: sections } })
+}
+
+/// A plaintext `Syn` of `digest`.
+pub fn syn(cluster_id: &str, digest: Digest) -> Vec<u8> {
+    datagram(cluster_id, Message::Syn { digest })
+}
+
+/// A digest of the whole ring that lists nothing.
+pub fn empty_digest() -> Digest {
+    Digest { range: RingRange::FULL, entries: Vec::new(), unknown: Vec::new(), sender: None }
+}
+
+/// Records `(key, value, version)` set without a time to live.
+pub fn records(records: &[(&str, &str, u64)]) -> Vec<KeyValueUpdate> {
+    records
+        .iter()
+        .map(|(key, value, version)| KeyValueUpdate {
+            key: key.to_string(),
+            version: *version,
+            value: ValueUpdate::Set(value.to_string()),
+        })
+        .collect()
+}
+
+/// A section introducing `id` with `records`, from version 0 up to the
+/// highest record's version.
+pub fn full(id: NodeId, heartbeat: u64, kvs: &[(&str, &str, u64)]) -> NodeDelta {
+    NodeDelta {
+        node: NodeRef::Full(id),
+        heartbeat,
+        reset: false,
+        from_version: 0,
+        last_gc_version: 0,
+        max_version: kvs.iter().map(|(_, _, version)| *version).max().unwrap_or(0),
+        left: false,
+        key_values: records(kvs),
+    }
+}
+
+/// A section of a node the receiver knows, from `from` to `max`, with
+/// `heartbeat` 2.
+pub fn known(id: &NodeId, from: u64, max: u64, kvs: &[(&str, &str, u64)]) -> NodeDelta {
+    NodeDelta {
+        node: NodeRef::Known(id.fingerprint()),
+        from_version: from,
+        max_version: max,
+        ..full(id.clone(), 2, kvs)
+    }
+}

@@ -1,0 +1,65 @@
+//! Test support, behind the `testing` feature: what tests, fuzzers,
+//! benchmarks and the runtime adapters' conformance suite share. **Not part of
+//! the stable API**: it follows the wire format and the internals, and changes
+//! with them.
+//!
+//! - [`Probe`] and [`feed`]: everything observable of a node, to check that a
+//!   refused datagram changed nothing (the one rule every input obeys);
+//! - [`datagrams`]: builders of hostile and ordinary datagrams;
+//! - [`DatagramSealer`]: sealing and opening raw datagrams as a node does;
+//! - [`queue_lengths`] and [`node_state_by_fingerprint`]: internal views;
+//! - [`campaign`]: fault campaigns in the simulator.
+//!
+//! The messages and the codec themselves are in [`crate::wire`], public with
+//! this feature.
+
+pub mod campaign;
+pub mod datagrams;
+mod probe;
+
+use crate::chitchat::Chitchat;
+use crate::crypto::{Encryption, EncryptionMode};
+use crate::error::DatagramError;
+use crate::identity::Fingerprint;
+use crate::keyring::Keyring;
+use crate::node_state::NodeState;
+use crate::wire::NONCE_PREFIX_LEN;
+
+pub use probe::{Probe, feed};
+
+/// The lengths of a node's bounded queues: datagrams waiting to be sent,
+/// events waiting to be polled, removed identities remembered.
+pub fn queue_lengths(node: &Chitchat) -> (usize, usize, usize) {
+    node.queue_lengths()
+}
+
+/// The state of a node tracked by `node`, by fingerprint.
+pub fn node_state_by_fingerprint(node: &Chitchat, fingerprint: Fingerprint) -> Option<&NodeState> {
+    node.node_state_by_fingerprint(fingerprint)
+}
+
+/// Seals and opens raw datagrams outside a node, as a node does: for
+/// benchmarks and fuzzers. Opening neither decodes the message nor notes
+/// replays.
+#[derive(Debug)]
+pub struct DatagramSealer(Encryption);
+
+impl DatagramSealer {
+    /// A sealer in `Required` mode.
+    pub fn new(keyring: Keyring, nonce_salt: [u8; NONCE_PREFIX_LEN]) -> Self {
+        let mut encryption = Encryption::default();
+        encryption.install(EncryptionMode::Required, keyring, nonce_salt, 0, 0, 1);
+        DatagramSealer(encryption)
+    }
+
+    /// Seals a plaintext datagram (as [`crate::wire::encode`] makes them).
+    pub fn seal(&mut self, plaintext: Vec<u8>, cluster_id: &str) -> Option<Vec<u8>> {
+        self.0.seal(plaintext, cluster_id)
+    }
+
+    /// Authenticates and decrypts a sealed datagram; returns the plaintext
+    /// datagram.
+    pub fn open<'a>(&'a mut self, sealed: &'a [u8], cluster_id: &str) -> Result<&'a [u8], DatagramError> {
+        Ok(self.0.open(sealed, cluster_id)?.0)
+    }
+}

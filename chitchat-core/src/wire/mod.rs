@@ -1,0 +1,163 @@
+//! Bytes on the wire: the only module that touches them.
+//!
+//! # Format
+//!
+//! A datagram is a 4-byte envelope header followed by a [postcard] encoding of a
+//! [`Packet`]:
+//!
+//! ```text
+//! offset  size  field
+//! 0       3     magic: b"CCT"
+//! 3       1     protocol version: 1
+//! 4       ..    postcard(Packet { cluster_id: String, message: Message })
+//! ```
+//!
+//! Postcard writes integers as LEB128 varints, strings and sequences as a varint
+//! length then their content, enums as a varint variant index then the payload,
+//! `Option` as a 0/1 byte then the value. A [`crate::Fingerprint`] is 8 raw bytes.
+//! Variant indices follow declaration order in [`message`](self): `Syn` = 0,
+//! `SynAck` = 1, `Ack` = 2, `BadCluster` = 3.
+//!
+//! A digest's entries travel as one postcard byte string (a varint length, then
+//! the bytes) of packed entries: per entry, the fingerprint as 8 little-endian
+//! bytes, then the heartbeat, the GC version and the max version as LEB128
+//! varints (postcard's own varint format). That is 12 bytes for a node with a
+//! heartbeat below 16,384 and fewer than 128 versions, 13 to 14 in a
+//! long-running cluster. Packing them by hand rather than field by field through
+//! serde makes the hottest path of the protocol (every handshake carries one or
+//! two digests of every node) several times faster to encode and decode. A full
+//! identity (name, generation, address) travels only in a delta, to a peer that
+//! lacks the node.
+//!
+//! # Decoding hostile input
+//!
+//! [`decode`] never panics, rejects trailing bytes, and allocates at most in
+//! proportion to the datagram: sequences are grown one decoded element at a time
+//! (a claimed length is never used to reserve memory), and every string's bytes
+//! must be present before it is allocated. After decoding, [`decode`] checks every
+//! rule of the protocol that does not depend on the receiver's state (ordering,
+//! version bounds, duplicates); the rest is checked by the receiver before it
+//! changes anything.
+
+mod envelope;
+mod message;
+mod packed;
+pub(crate) mod size;
+
+use std::collections::HashSet;
+
+use crate::error::{DatagramError, Violation};
+
+pub use envelope::*;
+pub use message::*;
+
+/// Encodes a packet into a datagram.
+pub fn encode(packet: &Packet) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(HEADER_LEN + 64);
+    bytes.extend_from_slice(&MAGIC);
+    bytes.push(PROTOCOL_VERSION);
+    // Serializing plain data into a Vec cannot fail.
+    postcard::to_extend(packet, bytes).unwrap_or_default()
+}
+
+/// Decodes a datagram and checks the rules of the protocol that need no state.
+pub fn decode(bytes: &[u8]) -> Result<Packet, DatagramError> {
+    if bytes.len() > MAX_DATAGRAM_SIZE {
+        return Err(DatagramError::TooLarge { len: bytes.len(), max: MAX_DATAGRAM_SIZE });
+    }
+    if bytes.len() < HEADER_LEN {
+        return Err(DatagramError::TooShort);
+    }
+    if bytes[..MAGIC.len()] != MAGIC {
+        return Err(DatagramError::BadMagic);
+    }
+    let version = bytes[MAGIC.len()];
+    if version != PROTOCOL_VERSION {
+        return Err(DatagramError::UnsupportedVersion(version));
+    }
+    let (packet, rest) =
+        postcard::take_from_bytes::<Packet>(&bytes[HEADER_LEN..]).map_err(|error| match error {
+            postcard::Error::DeserializeUnexpectedEnd => DatagramError::Truncated,
+            postcard::Error::DeserializeBadUtf8 => DatagramError::InvalidUtf8,
+            _ => DatagramError::Malformed,
+        })?;
+    if !rest.is_empty() {
+        return Err(DatagramError::TrailingBytes(rest.len()));
+    }
+    check_message(&packet.message)?;
+    Ok(packet)
+}
+
+fn check_message(message: &Message) -> Result<(), Violation> {
+    match message {
+        Message::Syn { digest } => check_digest(digest),
+        Message::SynAck { digest, delta } => {
+            check_digest(digest)?;
+            check_delta(delta)
+        }
+        Message::Ack { delta } => check_delta(delta),
+        Message::BadCluster => Ok(()),
+    }
+}
+
+fn check_digest(digest: &Digest) -> Result<(), Violation> {
+    let range = digest.range;
+    if digest.sender.is_some_and(|sender| range.contains(sender.fingerprint)) {
+        return Err(Violation::DigestOrder);
+    }
+    let mut previous: Option<u64> = None;
+    for entry in &digest.entries {
+        if !range.contains(entry.fingerprint) {
+            return Err(Violation::DigestOrder);
+        }
+        let offset = range.offset(entry.fingerprint);
+        if previous.is_some_and(|previous| previous >= offset) {
+            return Err(Violation::DigestOrder);
+        }
+        previous = Some(offset);
+    }
+    Ok(())
+}
+
+fn check_delta(delta: &Delta) -> Result<(), Violation> {
+    let mut seen = HashSet::with_capacity(delta.nodes.len());
+    for section in &delta.nodes {
+        let fingerprint = match &section.node {
+            NodeRef::Known(fingerprint) => *fingerprint,
+            NodeRef::Full(node_id) => node_id.fingerprint(),
+        };
+        if !seen.insert(fingerprint) {
+            return Err(Violation::DuplicateNodeSection);
+        }
+        check_node_delta(section)?;
+    }
+    Ok(())
+}
+
+fn check_node_delta(section: &NodeDelta) -> Result<(), Violation> {
+    if section.from_version > section.max_version {
+        return Err(Violation::InconsistentBounds);
+    }
+    if section.reset && section.from_version != 0 {
+        return Err(Violation::ResetNotFromZero);
+    }
+    let in_section = |version: u64| version > section.from_version && version <= section.max_version;
+    let mut previous = section.from_version;
+    let mut keys = HashSet::with_capacity(section.key_values.len());
+    for record in &section.key_values {
+        if !in_section(record.version) {
+            return Err(Violation::VersionOutsideSection);
+        }
+        if record.version <= previous {
+            return Err(Violation::VersionsNotIncreasing);
+        }
+        previous = record.version;
+        if !keys.insert(record.key.as_str()) {
+            return Err(Violation::DuplicateKey);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
