@@ -270,6 +270,7 @@ fn multi_byte_keys_and_values_are_stored_and_limited_in_bytes() {
     assert_eq!(node.set(T0, "ééééé", "v"), Err(KeyValueError::KeyTooLong { len: 10, max: 8 }));
     node.set(T0, "🦀🦀", "ü").unwrap();
     // It all gossips: a newcomer's Syn gets every record back, intact.
+    chitchat_core::testing::validate_peer(&mut node, T0, &NodeId::new("newcomer", 1, addr(7003)));
     node.handle_datagram(T0, addr(7003), &syn(empty_digest())).unwrap();
     let reply = wire::decode(&node.poll_transmit().unwrap().bytes).unwrap();
     let Message::SynAck { delta, .. } = reply.message else { panic!("a SynAck") };
@@ -324,13 +325,15 @@ fn a_key_and_value_at_their_limits_fit_one_datagram() {
         Chitchat::new(config.clone(), NodeId::new(name, u64::MAX, addr(7000)), [("x", "y")], T0).unwrap();
     node.set(T0, &"k".repeat(config.max_key_len), &"v".repeat(config.max_value_len)).unwrap();
     node.set(T0, "later", "update").unwrap();
+    chitchat_core::testing::validate_peer(&mut node, T0, &NodeId::new("newcomer", 1, addr(7003)));
     node.handle_datagram(T0, addr(7003), &syn(empty_digest())).unwrap();
     let reply = node.poll_transmit().unwrap();
     assert!(reply.bytes.len() <= 1_400);
     let Message::SynAck { delta, .. } = wire::decode(&reply.bytes).unwrap().message else {
         panic!("a SynAck")
     };
-    let section = &delta.nodes[0];
+    let own = |section: &&NodeDelta| matches!(&section.node, NodeRef::Full(id) if id == node.self_id());
+    let section = delta.nodes.iter().find(own).expect("the node's own section");
     assert_eq!(section.key_values.len(), 3, "every record, the large one included");
 }
 

@@ -355,6 +355,7 @@ fn syns_fit_the_datagram_and_rotate_over_every_node() {
 fn a_syn_ack_fits_and_shares_the_datagram_between_digest_and_delta() {
     let config = Config { cluster_id: CLUSTER.into(), ..Config::lan() };
     let mut node = node_knowing(1_000, 3, config);
+    chitchat_core::testing::validate_peer(&mut node, T0, &NodeId::new("newcomer", 1, addr(9000)));
     // A newcomer knows nothing: the delta wants everything, the digest too.
     let syn = datagram(
         CLUSTER,
