@@ -1,97 +1,12 @@
-//! What the targets check after feeding a node: on `Err` nothing changed, on
-//! `Ok` the core's invariants hold.
+//! What the targets check after a node accepted a datagram: the core's
+//! invariants hold, versions only grow, and what it sends fits and decodes.
+//! (That a refused datagram changed nothing is checked by
+//! [`chitchat_core::testing::feed`].)
 
 use std::collections::BTreeMap;
 
 use chitchat_core::testing::DatagramSealer;
-
-use chitchat_core::{Chitchat, DatagramError, Event, Fingerprint, Metrics, Timestamp, wire};
-
-/// Everything observable of a node without draining it: its snapshot, queue
-/// lengths, next deadline, counters and failure-detector view.
-#[derive(Debug, PartialEq)]
-pub struct Probe {
-    snapshot: String,
-    queues: (usize, usize, usize),
-    timeout: Option<Timestamp>,
-    metrics: Metrics,
-    /// Phi of every tracked node, as bits: the failure detector's state.
-    phis: Vec<Option<u64>>,
-}
-
-impl Probe {
-    /// Observes `node` at `now`.
-    pub fn of(node: &Chitchat, now: Timestamp) -> Self {
-        let snapshot = node.snapshot();
-        let phis = snapshot.nodes.iter().map(|entry| node.phi(&entry.id, now).map(f64::to_bits)).collect();
-        Probe {
-            snapshot: serde_json::to_string(&snapshot).expect("a snapshot serializes"),
-            queues: chitchat_core::testing::queue_lengths(node),
-            timeout: node.poll_timeout(),
-            metrics: node.metrics(),
-            phis,
-        }
-    }
-
-    /// Panics unless `after` is this probe but for the counters a refused
-    /// datagram must move: received, and exactly one rejection of its class.
-    pub fn assert_refused(&self, after: &Probe, error: &DatagramError, len: usize) {
-        let mut expected = self.metrics.clone();
-        expected.datagrams_received += 1;
-        expected.bytes_received += len as u64;
-        let rejected = &mut expected.rejected;
-        rejected.total += 1;
-        match error {
-            DatagramError::TooShort
-            | DatagramError::TooLarge { .. }
-            | DatagramError::BadMagic
-            | DatagramError::UnsupportedVersion(_) => rejected.envelope += 1,
-            DatagramError::Truncated
-            | DatagramError::TrailingBytes(_)
-            | DatagramError::InvalidUtf8
-            | DatagramError::Malformed => rejected.decode += 1,
-            DatagramError::WrongCluster => rejected.wrong_cluster += 1,
-            DatagramError::Invalid(_) => rejected.invalid += 1,
-            DatagramError::NotRunning => rejected.not_running += 1,
-            DatagramError::UnknownKey(_) | DatagramError::Unauthenticated => rejected.unauthenticated += 1,
-            DatagramError::PlaintextRefused => rejected.plaintext_refused += 1,
-            DatagramError::Replayed => rejected.replayed += 1,
-            other => panic!("an error class the probe does not know: {other:?}"),
-        }
-        assert_eq!(after.metrics, expected, "a refused datagram ({error}) moved the wrong counters");
-        assert_eq!(after.snapshot, self.snapshot, "a refused datagram ({error}) changed the state");
-        assert_eq!(after.queues, self.queues, "a refused datagram ({error}) queued an output");
-        assert_eq!(after.timeout, self.timeout, "a refused datagram ({error}) moved a timer");
-        assert_eq!(after.phis, self.phis, "a refused datagram ({error}) fed the failure detector");
-    }
-}
-
-/// Feeds `bytes` to `node` and checks the outcome: on `Err`, a probe taken
-/// before equals one taken after (but for the rejection counters); on `Ok`, the
-/// node's own state did not change (nobody may speak for it). Drains nothing:
-/// run [`Watch::settle`] (or the simulator's checks) next.
-pub fn feed(
-    node: &mut Chitchat,
-    now: Timestamp,
-    from: std::net::SocketAddr,
-    bytes: &[u8],
-) -> Result<(), DatagramError> {
-    let before = Probe::of(node, now);
-    let self_before = self_state(node);
-    let result = node.handle_datagram(now, from, bytes);
-    match &result {
-        Err(error) => before.assert_refused(&Probe::of(node, now), error, bytes.len()),
-        Ok(()) => assert_eq!(self_state(node), self_before, "a datagram changed this node's own state"),
-    }
-    result
-}
-
-/// This node's own records and versions: no datagram may change them.
-fn self_state(node: &Chitchat) -> String {
-    let state = node.self_node_state();
-    let records: Vec<_> = state.records().map(|(key, record)| (key.to_string(), record.clone())).collect();
-    format!("{:?} {} {} {:?}", state.id(), state.max_version(), state.last_gc_version(), records)
-}
+use chitchat_core::{Chitchat, Event, Fingerprint, wire};
 
 /// Remembers what a node showed, to check that it only moves forward.
 #[derive(Default)]
