@@ -182,15 +182,17 @@ fn held() -> impl Strategy<Value = Held> {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
-    /// Whatever the budget (512 to 1,400 bytes), the number of nodes, records
-    /// and their sizes, and what the peer holds, the SynAck and the Ack fit
-    /// `max_datagram_size`, and a section the Ack cuts in the middle could not
-    /// have taken its next record (the cut uses the encoder's sizes, not an
-    /// estimate).
+    /// Whatever the budget (512 to 1,400 bytes), the number of nodes (up to
+    /// 30), records and their sizes, and what the peer holds, the SynAck and
+    /// the Ack fit `max_datagram_size`, and a section the Ack cuts in the
+    /// middle could not have taken its next record (the cut uses the encoder's
+    /// sizes, not an estimate).
     #[test]
     fn answers_fit_the_datagram_and_cuts_are_tight(
         max_datagram_size in 512..=1_400usize,
-        peers in prop::collection::vec((0..20u64, 0..=MAX_VALUE_LEN, held()), 1..6),
+        // Many nodes without records too, so that sections, not only records,
+        // are cut.
+        peers in prop::collection::vec((prop_oneof![Just(0), 0..20u64], 0..=MAX_VALUE_LEN, held()), 1..30),
         own in prop::collection::vec(0..=MAX_VALUE_LEN, 0..10),
     ) {
         let mut node = sender(max_datagram_size);
@@ -201,6 +203,8 @@ proptest! {
         for (id, (count, value_len, _)) in ids.iter().zip(&peers) {
             teach(&mut node, id, filler(*count, *value_len));
         }
+        // The sender's own keys are news to the peer too.
+        let own_id = node.self_id().clone();
         let behind: Vec<(&NodeId, Option<u64>)> = ids
             .iter()
             .zip(&peers)
@@ -209,11 +213,8 @@ proptest! {
                 Held::UpTo(version) => Some((id, Some((*version).min(*count)))),
                 Held::All => None,
             })
+            .chain([(&own_id, Some(0))])
             .collect();
-        // The sender's own keys are news to the peer too.
-        let own_id = node.self_id().clone();
-        let mut behind = behind;
-        behind.push((&own_id, Some(0)));
         let digest = digest_of(&node, &behind);
         syn_ack_bytes(&mut node, digest.clone());
         let Some((delta, len)) = ack_answer(&mut node, digest) else { return Ok(()) };
