@@ -414,3 +414,33 @@ fn a_jump_ahead_does_not_cut_the_memory_of_a_removal_short() {
     node.handle_datagram(now, addr(7002), &ack(CLUSTER, vec![stale])).unwrap();
     assert!(node.node_state(&gone).is_none(), "stale gossip brought a removed node back after the jump");
 }
+
+/// Every input returns at the largest timestamp, and the node keeps working:
+/// a caller's clock (or a bug in it) at `Timestamp::MAX` cannot make
+/// `handle_timeout` loop forever re-arming a saturated deadline (it did).
+#[test]
+fn every_input_returns_at_the_largest_timestamp() {
+    let mut node = node();
+    let other = peer("other", 1, 7001);
+    introduce_live(&mut node, &other);
+    let max = Timestamp::MAX;
+    let before = node.metrics().gossip_rounds;
+    for round in 1..=3 {
+        node.handle_timeout(max);
+        assert_eq!(node.metrics().gossip_rounds, before + round, "one round per call, not a loop");
+    }
+    assert_eq!(node.poll_timeout(), Some(max), "the next deadline saturates");
+    node.set(max, "late", "value").unwrap();
+    node.set_with_ttl(max, "ttl", "value").unwrap();
+    node.delete(max, "late").unwrap();
+    node.delete_after_ttl(max, "ttl").unwrap();
+    node.gossip_with(max, addr(7001));
+    let beat = full(other.clone(), 9, &[("k", "v", 1)]);
+    node.handle_datagram(max, addr(7001), &ack(CLUSTER, vec![beat])).unwrap();
+    assert_eq!(node.node_state(&other).unwrap().get("k"), Some("v"));
+    let _ = node.phi(&other, max);
+    while node.poll_transmit().is_some() {}
+    while node.poll_event().is_some() {}
+    node.leave(max);
+    assert!(node.poll_transmit().is_some(), "farewells still go out");
+}

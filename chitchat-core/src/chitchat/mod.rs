@@ -236,7 +236,7 @@ impl Chitchat {
         }
         let round_due = self.timers.next_deadline().filter(|due| *due <= now);
         self.drive(now, round_due);
-        while let Some(timer) = self.timers.pop_expired(now) {
+        for timer in self.timers.take_expired(now) {
             match timer {
                 Timer::Gossip => {
                     self.gossip_round(now);
