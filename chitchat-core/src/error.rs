@@ -99,6 +99,10 @@ pub enum Violation {
     /// An identity has an empty name, which no node can have.
     #[error("an identity has an empty name")]
     EmptyNodeName,
+    /// A heartbeat or version of 2^62 or more: no node counts that far, and a
+    /// node must have room to refute a forged claim about itself.
+    #[error("a heartbeat or version is implausibly large")]
+    ImplausibleCounter,
 }
 
 /// Why the node refused to change its own state.

@@ -70,6 +70,12 @@ pub struct Metrics {
     /// `SynAck`s that answered no `Syn` of this node (their `Ack` is no larger
     /// than they are).
     pub unsolicited_syn_acks: u64,
+    /// Times this node refuted a claim about itself it never made: a heartbeat,
+    /// versions or a GC watermark above its own (see the crate docs).
+    pub refutations: u64,
+    /// Claims about this node so close to the counters' limit (2^62) that it
+    /// could not go past them: only a restart (a new generation) clears them.
+    pub unrefutable_claims: u64,
 }
 
 /// Refused datagrams, one counter per class of [`DatagramError`].

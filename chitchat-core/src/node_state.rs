@@ -453,6 +453,35 @@ impl NodeState {
         taken
     }
 
+    /// The owner re-publishes its whole state above `above`, to refute a claim
+    /// that it holds versions (or collected garbage) it never had: every
+    /// record moves, in order, to a new version above `above`, and the GC
+    /// watermark becomes `above`, so that every peer holding this node at or
+    /// below the claim resets its copy from the owner's (dropping whatever was
+    /// forged there). Values, statuses and expiry times do not change.
+    pub(crate) fn republish_above(&mut self, above: u64) {
+        self.reindex();
+        let mut renumbered = Vec::with_capacity(self.log.len());
+        for (index, slot) in self.log.iter().enumerate() {
+            renumbered.push((slot.version, above + 1 + index as u64));
+        }
+        for (slot, (_, new)) in self.log.iter_mut().zip(&renumbered) {
+            slot.version = *new;
+        }
+        // The GC queue names records by version: follow them to the new ones
+        // (both lists are in version order; entries of records gone are dropped).
+        let renumber = |old: u64| {
+            renumbered.binary_search_by_key(&old, |(old, _)| *old).ok().map(|index| renumbered[index].1)
+        };
+        self.pending_gc = self
+            .pending_gc
+            .iter()
+            .filter_map(|(marked_at, version)| renumber(*version).map(|new| (*marked_at, new)))
+            .collect();
+        self.last_gc_version = above;
+        self.max_version = above + (self.log.len() as u64).max(1);
+    }
+
     /// Sets the versions after a reset: the max may go down (the reset was cut
     /// short and versions above it must be fetched again).
     pub(crate) fn set_versions(&mut self, max_version: u64, last_gc_version: u64) {
@@ -616,6 +645,29 @@ mod tests {
         let collected = node.collect_garbage(T0 + Duration::from_secs(10), Duration::from_secs(1));
         assert_eq!(collected.len(), 150);
         assert_eq!(node.num_records(), 2_150);
+    }
+
+    #[test]
+    fn republishing_moves_every_record_above_the_claim_and_keeps_expiry() {
+        let mut node = state();
+        node.set_own("a", "1", ValueStatus::Set, T0);
+        node.set_own("b", "2", ValueStatus::SetWithTtl, T0);
+        node.set_own("a", "3", ValueStatus::Set, T0);
+        node.set_own("c", "", ValueStatus::Deleted, T0);
+        node.republish_above(1_000);
+        assert_eq!(node.last_gc_version(), 1_000);
+        let records: Vec<(String, u64)> =
+            node.records_since(0).map(|record| (record.key, record.version)).collect();
+        assert_eq!(records, [("b".to_string(), 1_001), ("a".to_string(), 1_002), ("c".to_string(), 1_003)]);
+        assert_eq!(node.max_version(), 1_003);
+        assert_eq!((node.get("a"), node.get("b"), node.get("c")), (Some("3"), Some("2"), None));
+        // The TTL key and the tombstone are still collected, under their new versions.
+        let collected = node.collect_garbage(T0 + Duration::from_secs(10), Duration::from_secs(1));
+        let keys: Vec<&str> = collected.iter().map(|collected| collected.key.as_str()).collect();
+        assert_eq!(keys, ["b", "c"]);
+        assert_eq!(node.last_gc_version(), 1_003);
+        node.set_own("d", "4", ValueStatus::Set, T0);
+        assert_eq!(node.get_versioned("d").unwrap().version, 1_004);
     }
 
     #[test]

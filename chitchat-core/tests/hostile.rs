@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use chitchat_core::testing::datagrams::{ack, datagram, empty_digest, full, known, syn};
 use chitchat_core::testing::{Probe, feed};
-use chitchat_core::wire::{Delta, Digest, DigestEntry, Message, NodeDelta, NodeRef, RingRange};
+use chitchat_core::wire::{Delta, Digest, DigestEntry, MAX_COUNTER, Message, NodeDelta, NodeRef, RingRange};
 use chitchat_core::{
     Chitchat, Config, DatagramError, Fingerprint, KeyValueError, NodeId, NodeStatus, Timestamp, Violation,
     wire,
@@ -310,7 +310,7 @@ fn a_digest_naming_thousands_of_unknown_nodes_adds_none_and_the_answer_fits() {
     let mut entries: Vec<DigestEntry> = (0..2_500u64)
         .map(|i| DigestEntry {
             fingerprint: Fingerprint(i.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
-            heartbeat: i % 2 * u64::MAX,
+            heartbeat: i % 2 * (MAX_COUNTER - 1),
             last_gc_version: 0,
             max_version: 1,
         })
@@ -370,18 +370,18 @@ fn a_full_table_keeps_the_first_comers_and_frees_room_as_dead_nodes_go() {
 // ---- identities ---------------------------------------------------------------
 
 #[test]
-fn generations_heartbeats_and_versions_at_0_and_u64_max() {
+fn generations_heartbeats_and_versions_at_0_and_their_largest() {
     let mut node = node();
     let zero = NodeId::new("zero", 0, addr(7002));
     let max = NodeId::new("max", u64::MAX, addr(7003));
     let sections =
-        vec![full(zero.clone(), 0, &[("a", "1", u64::MAX)]), full(max.clone(), u64::MAX, &[("b", "2", 1)])];
+        vec![full(zero.clone(), 0, &[("a", "1", MAX_COUNTER - 1)]), full(max.clone(), MAX_COUNTER - 1, &[("b", "2", 1)])];
     node.handle_datagram(T0, addr(7002), &ack(CLUSTER, sections)).unwrap();
-    assert_eq!(node.node_state(&zero).unwrap().max_version(), u64::MAX);
-    assert_eq!(node.node_state(&max).unwrap().heartbeat(), u64::MAX);
-    // Nothing can follow u64::MAX: news at it changes nothing, and nothing overflows.
-    let again = known(&max, 1, u64::MAX, &[("c", "3", u64::MAX)]);
-    node.handle_datagram(T0, addr(7003), &ack(CLUSTER, vec![NodeDelta { heartbeat: u64::MAX, ..again }]))
+    assert_eq!(node.node_state(&zero).unwrap().max_version(), MAX_COUNTER - 1);
+    assert_eq!(node.node_state(&max).unwrap().heartbeat(), MAX_COUNTER - 1);
+    // Nothing can follow the largest counter: news at it changes nothing, and nothing overflows.
+    let again = known(&max, 1, MAX_COUNTER - 1, &[("c", "3", MAX_COUNTER - 1)]);
+    node.handle_datagram(T0, addr(7003), &ack(CLUSTER, vec![NodeDelta { heartbeat: MAX_COUNTER - 1, ..again }]))
         .unwrap();
     let older = NodeId::new("max", u64::MAX - 1, addr(7003));
     node.handle_datagram(T0, addr(7003), &ack(CLUSTER, vec![full(older.clone(), 9, &[])])).unwrap();
@@ -389,8 +389,8 @@ fn generations_heartbeats_and_versions_at_0_and_u64_max() {
     // A digest at the extremes is answered, and a gossip round works.
     let entry = DigestEntry {
         fingerprint: max.fingerprint(),
-        heartbeat: u64::MAX,
-        last_gc_version: u64::MAX,
+        heartbeat: MAX_COUNTER - 1,
+        last_gc_version: MAX_COUNTER - 1,
         max_version: 0,
     };
     node.handle_datagram(T0, addr(7003), &syn(CLUSTER, Digest { entries: vec![entry], ..empty_digest() }))
@@ -407,7 +407,7 @@ fn a_node_claiming_our_identity_is_ignored() {
     let before = node.snapshot();
     let me = node.self_id().clone();
     let impostors = vec![
-        full(me.clone(), u64::MAX, &[("k", "forged", 50)]),
+        full(me.clone(), 1 << 50, &[("k", "forged", 50)]),
         full(NodeId { generation: me.generation + 1, ..me.clone() }, 1, &[("k", "newer", 1)]),
         NodeDelta { reset: true, last_gc_version: 99, ..known(&me, 0, 100, &[("k", "reset", 100)]) },
         NodeDelta { left: true, ..known(&me, 1, 1, &[]) },
@@ -418,7 +418,7 @@ fn a_node_claiming_our_identity_is_ignored() {
     // A digest claiming a later heartbeat or version of us changes nothing either.
     let entry = DigestEntry {
         fingerprint: me.fingerprint(),
-        heartbeat: u64::MAX,
+        heartbeat: 1 << 50,
         last_gc_version: 0,
         max_version: 99,
     };

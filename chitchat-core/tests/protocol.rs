@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chitchat_core::testing::datagrams::{ack, datagram, empty_digest, full, known, syn};
 use chitchat_core::testing::{Probe, feed};
-use chitchat_core::wire::{Message, NodeDelta, NodeRef};
+use chitchat_core::wire::{MAX_COUNTER, Message, NodeDelta, NodeRef};
 use chitchat_core::{
     Chitchat, Config, ConfigError, DatagramError, Event, KeyValueError, NodeId, NodeStatus, Timestamp,
     Violation, wire,
@@ -154,12 +154,12 @@ fn generations_and_heartbeats_at_the_extremes_work() {
     let mut node = node();
     let zero = peer("zero", 0, 7001);
     let max = peer("max", u64::MAX, 7002);
-    node.handle_datagram(T0, addr(7001), &ack(CLUSTER, vec![full(zero.clone(), 0, &[("a", "1", u64::MAX)])]))
+    node.handle_datagram(T0, addr(7001), &ack(CLUSTER, vec![full(zero.clone(), 0, &[("a", "1", MAX_COUNTER - 1)])]))
         .unwrap();
-    node.handle_datagram(T0, addr(7002), &ack(CLUSTER, vec![full(max.clone(), u64::MAX, &[("b", "2", 1)])]))
+    node.handle_datagram(T0, addr(7002), &ack(CLUSTER, vec![full(max.clone(), MAX_COUNTER - 1, &[("b", "2", 1)])]))
         .unwrap();
-    assert_eq!(node.node_state(&zero).unwrap().max_version(), u64::MAX);
-    assert_eq!(node.node_state(&max).unwrap().heartbeat(), u64::MAX);
+    assert_eq!(node.node_state(&zero).unwrap().max_version(), MAX_COUNTER - 1);
+    assert_eq!(node.node_state(&max).unwrap().heartbeat(), MAX_COUNTER - 1);
     node.handle_timeout(T0 + Duration::from_millis(200));
     while let Some(transmit) = node.poll_transmit() {
         assert!(wire::decode(&transmit.bytes).is_ok());

@@ -290,6 +290,7 @@ impl Chitchat {
         // before targets are chosen, so that they are chosen on fresh liveness
         // (after a stall, say).
         self.cluster.maintain(now);
+        self.cluster.refute_claims(now);
         self.cluster.beat();
         let self_fingerprint = self.cluster.self_fingerprint();
         let mut live = Vec::new();

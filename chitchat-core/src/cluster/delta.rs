@@ -299,9 +299,16 @@ impl ClusterState {
     /// section introduces it.
     fn resolve_section(&mut self, section: &NodeDelta, now: Timestamp) -> Result<Fingerprint, Skip> {
         let fingerprint = section_fingerprint(section);
-        if fingerprint == self.self_fingerprint()
-            || !self.membership.removed().admits(fingerprint, section.heartbeat)
-        {
+        if fingerprint == self.self_fingerprint() {
+            // Nobody speaks for this node; what they say of it may need refuting.
+            let claimed_max = section
+                .key_values
+                .last()
+                .map_or(section.max_version, |record| record.version.max(section.max_version));
+            self.note_claim_about_self(section.heartbeat, claimed_max, section.last_gc_version);
+            return Err(Skip::Ignored);
+        }
+        if !self.membership.removed().admits(fingerprint, section.heartbeat) {
             return Err(Skip::Ignored);
         }
         // Removed, but it beat since: a partition healed.

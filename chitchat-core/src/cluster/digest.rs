@@ -108,6 +108,7 @@ impl ClusterState {
         let range = digest.range;
         let fresh = self.is_fresh(now);
         let self_fingerprint = self.self_fingerprint();
+        let mut claims_about_self = None;
         for bounds in Self::ring_bounds(range) {
             for (fingerprint, node) in self.membership.range_mut(bounds).iter_mut() {
                 let offset = range.offset(*fingerprint);
@@ -115,6 +116,9 @@ impl ClusterState {
                 let Some(entry) = entries.next_if(|entry| entry.fingerprint == *fingerprint) else {
                     continue;
                 };
+                if *fingerprint == self_fingerprint {
+                    claims_about_self = Some(*entry);
+                }
                 if *fingerprint != self_fingerprint
                     && grow_heartbeat(node, entry.heartbeat, now, fresh, &self.detector)
                 {
@@ -126,7 +130,13 @@ impl ClusterState {
             self.revive(fingerprint, now);
         }
         if let Some(sender) = digest.sender {
+            if sender.fingerprint == self_fingerprint {
+                claims_about_self = Some(sender);
+            }
             self.report_heartbeat(sender.fingerprint, sender.heartbeat, now);
+        }
+        if let Some(claim) = claims_about_self {
+            self.note_claim_about_self(claim.heartbeat, claim.max_version, claim.last_gc_version);
         }
     }
 

@@ -10,6 +10,7 @@
 mod delta;
 mod digest;
 mod liveness;
+mod refutation;
 
 use std::net::SocketAddr;
 use std::ops::Bound;
@@ -41,6 +42,10 @@ pub(crate) struct ClusterState {
     /// Until then, what arrives may be old news: this node came out of a pause
     /// (see [`ClusterState::forgive`]).
     doubtful_until: Timestamp,
+    /// Claims about this node, to refute at the next gossip round.
+    claims: refutation::Claims,
+    /// This node's state is not re-published again before then.
+    next_republish_at: Timestamp,
 }
 
 impl std::fmt::Debug for ClusterState {
@@ -72,6 +77,8 @@ impl ClusterState {
             ready_predicate: None,
             detector,
             doubtful_until: Timestamp::ZERO,
+            claims: refutation::Claims::default(),
+            next_republish_at: Timestamp::ZERO,
         };
         let self_fingerprint = cluster.self_fingerprint();
         cluster.events.push(Event::NodeJoined(self_id.clone()));

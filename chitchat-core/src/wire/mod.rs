@@ -51,6 +51,10 @@ use crate::error::{DatagramError, Violation};
 pub use envelope::*;
 pub use message::*;
 
+/// Heartbeats and versions on the wire are below this (2^62); a datagram with
+/// a larger one is refused ([`Violation::ImplausibleCounter`]).
+pub const MAX_COUNTER: u64 = 1 << 62;
+
 /// Encodes a packet into a datagram.
 pub fn encode(packet: &Packet) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(HEADER_LEN + 64);
@@ -102,6 +106,9 @@ fn check_message(message: &Message) -> Result<(), Violation> {
 
 fn check_digest(digest: &Digest) -> Result<(), Violation> {
     let range = digest.range;
+    for entry in digest.sender.iter().chain(&digest.entries) {
+        check_counters([entry.heartbeat, entry.last_gc_version, entry.max_version])?;
+    }
     if digest.sender.is_some_and(|sender| range.contains(sender.fingerprint)) {
         return Err(Violation::DigestOrder);
     }
@@ -117,6 +124,16 @@ fn check_digest(digest: &Digest) -> Result<(), Violation> {
         previous = Some(offset);
     }
     Ok(())
+}
+
+/// Heartbeats and versions below [`MAX_COUNTER`]: a larger one is implausible
+/// (no node bumps a counter 2^62 times), and refused so that a node refuting a
+/// forged claim about itself always has room to go past it.
+fn check_counters(counters: impl IntoIterator<Item = u64>) -> Result<(), Violation> {
+    match counters.into_iter().all(|counter| counter < MAX_COUNTER) {
+        true => Ok(()),
+        false => Err(Violation::ImplausibleCounter),
+    }
 }
 
 fn check_delta(delta: &Delta) -> Result<(), Violation> {
@@ -135,6 +152,8 @@ fn check_delta(delta: &Delta) -> Result<(), Violation> {
 }
 
 fn check_node_delta(section: &NodeDelta) -> Result<(), Violation> {
+    check_counters([section.heartbeat, section.from_version, section.last_gc_version, section.max_version])?;
+    check_counters(section.key_values.iter().map(|record| record.version))?;
     if let NodeRef::Full(node_id) = &section.node
         && node_id.name.is_empty()
     {
