@@ -12,7 +12,7 @@
 //! phi-accrual failure detector over heartbeat arrival times. Digests name nodes
 //! by 8-byte [`Fingerprint`]s and rotate over a ring when the cluster is too large
 //! for one datagram, so every message fits [`Config::max_datagram_size`] at any
-//! cluster size. See the `PROTOCOL` section of the README for the format.
+//! cluster size. `PROTOCOL.md` in the repository specifies the protocol.
 //!
 //! # Driving a node
 //!

@@ -302,6 +302,9 @@ impl NodeState {
         let mut skipped = 0;
         for update in updates {
             if !self.admits(update, limits) {
+                // As for any record that cannot be held: an older one of its
+                // key must not pass for current.
+                self.drop_older(&update.key, update.version);
                 skipped += 1;
                 continue;
             }

@@ -87,6 +87,12 @@ impl AddressValidation {
         self.solicited.insert(to, now);
     }
 
+    /// Whether an answer from `from` at `now` would answer a `Syn` this node
+    /// sent it (nothing changes).
+    pub(crate) fn is_solicited(&self, from: SocketAddr, now: Timestamp) -> bool {
+        self.solicited.get(&from).is_some_and(|sent| now.saturating_duration_since(*sent) < self.window)
+    }
+
     /// Whether a `SynAck` from `from` at `now` answers a `Syn` this node sent
     /// it. Each `Syn` solicits one answer.
     pub(crate) fn take_solicitation(&mut self, from: SocketAddr, now: Timestamp) -> bool {
@@ -111,30 +117,28 @@ impl AddressValidation {
     }
 }
 
-/// Bytes per second, with one second of burst.
+/// Bytes per second, with one second of burst. Fractions of a byte carry
+/// over, so that frequent small refills add up at any rate.
 #[derive(Debug)]
 struct TokenBucket {
-    rate: usize,
-    tokens: usize,
+    rate: f64,
+    tokens: f64,
     refilled_at: Timestamp,
 }
 
 impl TokenBucket {
     fn new(rate: usize, now: Timestamp) -> Self {
-        TokenBucket { rate, tokens: rate, refilled_at: now }
+        TokenBucket { rate: rate as f64, tokens: rate as f64, refilled_at: now }
     }
 
     fn take(&mut self, bytes: usize, now: Timestamp) -> bool {
         let elapsed = now.saturating_duration_since(self.refilled_at);
-        if !elapsed.is_zero() {
-            let refill = (elapsed.as_secs_f64() * self.rate as f64).min(self.rate as f64) as usize;
-            self.tokens = (self.tokens + refill).min(self.rate);
-            self.refilled_at = now;
-        }
-        if bytes > self.tokens {
+        self.tokens = (self.tokens + elapsed.as_secs_f64() * self.rate).min(self.rate);
+        self.refilled_at = self.refilled_at.max(now);
+        if bytes as f64 > self.tokens {
             return false;
         }
-        self.tokens -= bytes;
+        self.tokens -= bytes as f64;
         true
     }
 }
@@ -183,5 +187,10 @@ mod tests {
         assert!(!validation.spend(1, Timestamp::from_millis(500)));
         assert!(validation.spend(1_000, Timestamp::from_millis(100_000)), "refills to one second's worth");
         assert!(!validation.spend(1, Timestamp::from_millis(100_000)));
+        // Frequent calls at a low rate still refill: fractions carry over.
+        let mut slow = AddressValidation::new(INTERVAL, 10, 8, Timestamp::ZERO);
+        assert!(slow.spend(10, Timestamp::ZERO));
+        let refilled = (1..=100).filter(|ms| slow.spend(1, Timestamp::from_millis(10 * ms))).count();
+        assert!((9..=10).contains(&refilled), "about ten bytes a second over 10 ms calls: {refilled}");
     }
 }

@@ -374,15 +374,21 @@ fn generations_heartbeats_and_versions_at_0_and_their_largest() {
     let mut node = node();
     let zero = NodeId::new("zero", 0, addr(7002));
     let max = NodeId::new("max", u64::MAX, addr(7003));
-    let sections =
-        vec![full(zero.clone(), 0, &[("a", "1", MAX_COUNTER - 1)]), full(max.clone(), MAX_COUNTER - 1, &[("b", "2", 1)])];
+    let sections = vec![
+        full(zero.clone(), 0, &[("a", "1", MAX_COUNTER - 1)]),
+        full(max.clone(), MAX_COUNTER - 1, &[("b", "2", 1)]),
+    ];
     node.handle_datagram(T0, addr(7002), &ack(CLUSTER, sections)).unwrap();
     assert_eq!(node.node_state(&zero).unwrap().max_version(), MAX_COUNTER - 1);
     assert_eq!(node.node_state(&max).unwrap().heartbeat(), MAX_COUNTER - 1);
     // Nothing can follow the largest counter: news at it changes nothing, and nothing overflows.
     let again = known(&max, 1, MAX_COUNTER - 1, &[("c", "3", MAX_COUNTER - 1)]);
-    node.handle_datagram(T0, addr(7003), &ack(CLUSTER, vec![NodeDelta { heartbeat: MAX_COUNTER - 1, ..again }]))
-        .unwrap();
+    node.handle_datagram(
+        T0,
+        addr(7003),
+        &ack(CLUSTER, vec![NodeDelta { heartbeat: MAX_COUNTER - 1, ..again }]),
+    )
+    .unwrap();
     let older = NodeId::new("max", u64::MAX - 1, addr(7003));
     node.handle_datagram(T0, addr(7003), &ack(CLUSTER, vec![full(older.clone(), 9, &[])])).unwrap();
     assert!(node.node_state(&older).is_none(), "an older incarnation is ignored");

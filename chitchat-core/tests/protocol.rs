@@ -70,6 +70,21 @@ fn a_delta_from_another_cluster_is_refused() {
     assert_eq!(node.metrics().rejected.wrong_cluster, 1);
 }
 
+/// A node of another cluster answers a Syn with `BadCluster`, which carries
+/// its own cluster id: taken (counted, logged) as the answer to that Syn; one
+/// that answers nothing of ours is refused.
+#[test]
+fn a_bad_cluster_answering_our_syn_is_counted() {
+    let mut node = node();
+    let bytes = datagram("other", Message::BadCluster);
+    node.gossip_with(T0, addr(9001));
+    while node.poll_transmit().is_some() {}
+    node.handle_datagram(T0, addr(9001), &bytes).unwrap();
+    assert_eq!(node.metrics().bad_cluster_received, 1);
+    assert_eq!(feed(&mut node, T0, addr(9001), &bytes), Err(DatagramError::WrongCluster), "once per Syn");
+    assert_eq!(feed(&mut node, T0, addr(9002), &bytes), Err(DatagramError::WrongCluster), "never asked");
+}
+
 #[test]
 fn a_bad_cluster_from_a_stranger_changes_nothing() {
     let mut node = node();
@@ -154,10 +169,18 @@ fn generations_and_heartbeats_at_the_extremes_work() {
     let mut node = node();
     let zero = peer("zero", 0, 7001);
     let max = peer("max", u64::MAX, 7002);
-    node.handle_datagram(T0, addr(7001), &ack(CLUSTER, vec![full(zero.clone(), 0, &[("a", "1", MAX_COUNTER - 1)])]))
-        .unwrap();
-    node.handle_datagram(T0, addr(7002), &ack(CLUSTER, vec![full(max.clone(), MAX_COUNTER - 1, &[("b", "2", 1)])]))
-        .unwrap();
+    node.handle_datagram(
+        T0,
+        addr(7001),
+        &ack(CLUSTER, vec![full(zero.clone(), 0, &[("a", "1", MAX_COUNTER - 1)])]),
+    )
+    .unwrap();
+    node.handle_datagram(
+        T0,
+        addr(7002),
+        &ack(CLUSTER, vec![full(max.clone(), MAX_COUNTER - 1, &[("b", "2", 1)])]),
+    )
+    .unwrap();
     assert_eq!(node.node_state(&zero).unwrap().max_version(), MAX_COUNTER - 1);
     assert_eq!(node.node_state(&max).unwrap().heartbeat(), MAX_COUNTER - 1);
     node.handle_timeout(T0 + Duration::from_millis(200));

@@ -169,6 +169,15 @@ impl Chitchat {
                 }
                 return Ok(());
             }
+            if matches!(packet.message, Message::BadCluster) && self.validation.is_solicited(from, now) {
+                // The answer of another cluster's node to a Syn of ours (it
+                // carries its own cluster id): a misconfigured seed, say.
+                self.validation.take_solicitation(from, now);
+                self.encryption.note_accepted(accepted);
+                self.cluster.metrics_mut().bad_cluster_received += 1;
+                tracing::warn!(%from, cluster_id = %packet.cluster_id, "peer belongs to another cluster");
+                return Ok(());
+            }
             return Err(DatagramError::WrongCluster);
         }
         // Every check comes before the first change.

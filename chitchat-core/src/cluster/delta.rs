@@ -319,7 +319,15 @@ impl ClusterState {
             // A node this node cannot track; its records never flow here.
             return Err(Skip::OverLimit);
         }
-        if self.membership.contains(&fingerprint) {
+        if let Some(tracked) = self.membership.get(&fingerprint) {
+            if let NodeRef::Full(node_id) = &section.node
+                && node_id != tracked.state.id()
+            {
+                // Another identity with a tracked one's fingerprint (crafted: the
+                // fingerprint is no cryptographic hash): the first one stays.
+                self.metrics.fingerprint_collisions += 1;
+                return Err(Skip::Ignored);
+            }
             return Ok(fingerprint);
         }
         // Unknown by fingerprint (removed and forgotten since): nothing to do.

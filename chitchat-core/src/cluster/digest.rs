@@ -76,6 +76,15 @@ impl ClusterState {
             entries.push(digest_entry);
         }
         let range = match end {
+            Some(end) if end == start => {
+                // Not even one entry fits, and `start..start` would read as the
+                // whole ring: a range of one fingerprint no tracked node has.
+                let mut alone = Fingerprint(start.0.wrapping_sub(1));
+                while self.membership.contains(&alone) {
+                    alone = Fingerprint(alone.0.wrapping_sub(1));
+                }
+                RingRange { start: alone, end: Fingerprint(alone.0.wrapping_add(1)) }
+            }
             Some(end) => RingRange { start, end },
             None => {
                 // Everything fits: the whole ring, in plain order.
@@ -153,5 +162,35 @@ impl ClusterState {
             })
             .map(|entry| entry.fingerprint)
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::identity::NodeId;
+    use crate::node_state::NodeState;
+
+    /// With room for not one entry, a digest covers one fingerprint no node
+    /// has: `start..start` would read as "the whole ring, and I know nobody
+    /// there".
+    #[test]
+    fn a_digest_without_room_for_one_entry_claims_no_node() {
+        let addr = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+        let now = Timestamp::ZERO;
+        let mut cluster =
+            ClusterState::new(Config::default(), NodeState::new(NodeId::new("me", 1, addr(1))), now);
+        let ids: Vec<NodeId> = (2..6).map(|port| NodeId::new(format!("n{port}"), 1, addr(port))).collect();
+        for id in &ids {
+            assert!(cluster.add_node(id.clone(), id.fingerprint(), 1, now));
+        }
+        let start = ids[0].fingerprint();
+        let (digest, _) = cluster.build_digest(now, start, Vec::new(), empty_digest_len() + 2);
+        assert!(digest.entries.is_empty());
+        assert!(!digest.range.is_full(), "{digest:?}");
+        assert!(cluster.membership.iter().all(|(fingerprint, _)| !digest.range.contains(*fingerprint)));
     }
 }
