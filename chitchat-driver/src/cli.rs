@@ -261,7 +261,10 @@ enum Output {
 /// Prints events until a signal (`true`) or until the node stops (`false`).
 async fn print_until_signal(node: &ChitchatHandle, signals: async_channel::Receiver<()>) -> bool {
     let live = node.watch_live_nodes().map(Output::Live);
-    let keys = node.subscribe_key_changes("").map(Output::KeyChange);
+    // Current values first, then changes: keys that arrived between the start
+    // and this subscription are printed too.
+    let Ok(keys) = node.subscribe_key_changes_with_current("").await else { return false };
+    let keys = keys.map(Output::KeyChange);
     let events = node.subscribe_events().map(Output::Event);
     let signals = signals.map(|()| Output::Signal);
     let mut outputs: std::pin::Pin<Box<dyn Stream<Item = Output> + Send>> =
