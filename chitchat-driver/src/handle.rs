@@ -22,6 +22,10 @@ use crate::streams::{
 /// A reply to one command.
 pub(crate) type Reply<T> = async_channel::Sender<T>;
 
+/// A closure run on the core by [`ChitchatHandle::with_chitchat`]; it sends its
+/// own reply.
+pub(crate) type CoreClosure = Box<dyn FnOnce(&mut Chitchat, Timestamp) + Send>;
+
 /// What a handle asks of the node task.
 pub(crate) enum Command {
     Set {
@@ -72,7 +76,7 @@ pub(crate) enum Command {
         reply: Reply<Receiver<ReadyChange>>,
     },
     /// Runs a closure on the core; the closure replies itself.
-    WithChitchat(Box<dyn FnOnce(&mut Chitchat, Timestamp) + Send>),
+    WithChitchat(CoreClosure),
     Leave {
         reply: Reply<()>,
     },
@@ -110,7 +114,7 @@ pub(crate) struct DriverCounters {
 }
 
 impl DriverCounters {
-    pub fn increment(counter: &AtomicU64) {
+    pub(crate) fn increment(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -145,7 +149,7 @@ pub(crate) struct Shared {
 
 impl Shared {
     /// Records why the task stopped and ends every stream.
-    pub fn stop(&self, reason: StopReason) {
+    pub(crate) fn stop(&self, reason: StopReason) {
         *self.stop_reason.lock().unwrap_or_else(PoisonError::into_inner) = Some(reason);
         self.live.close();
         self.ready.close();

@@ -20,8 +20,9 @@
 //! - `conformance`: the test suite every adapter runs ([`conformance`]).
 
 #![forbid(unsafe_code)]
-#![warn(missing_docs)]
+#![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
+pub mod api;
 #[cfg(feature = "async-io")]
 pub mod async_io;
 #[cfg(feature = "cli")]

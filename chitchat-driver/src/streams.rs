@@ -151,17 +151,17 @@ pub(crate) struct Watch {
 }
 
 impl Watch {
-    pub fn new(initial: NodeSet) -> Self {
+    pub(crate) fn new(initial: NodeSet) -> Self {
         let (sender, receiver) = subscription_channel(1);
         Watch { current: Mutex::new(Arc::new(initial)), sender, _inactive: receiver.deactivate() }
     }
 
-    pub fn get(&self) -> Arc<NodeSet> {
+    pub(crate) fn get(&self) -> Arc<NodeSet> {
         self.current.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// Publishes `value` if it differs from the current one.
-    pub fn publish(&self, value: NodeSet) {
+    pub(crate) fn publish(&self, value: NodeSet) {
         let value = {
             let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
             if **current == value {
@@ -174,11 +174,11 @@ impl Watch {
         let _ = self.sender.try_broadcast(value);
     }
 
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         self.sender.close();
     }
 
-    pub fn watch(&self) -> WatchStream {
+    pub(crate) fn watch(&self) -> WatchStream {
         // Subscribe first, then read: a change in between shows up twice at worst,
         // and the stream skips repeats.
         let receiver = self.sender.new_receiver();
