@@ -12,7 +12,7 @@
 pub use chitchat_core::{
     Chitchat, ClusterSnapshot, Config, ConfigError, DatagramError, EncryptionMode, Event, KEY_LEN, KeyId,
     KeyValueError, Keyring, KeyringError, Metrics, NodeId, NodeSnapshot, NodeState, NodeStatus,
-    RejectedCounts, SecretKey, Timestamp, ValueStatus, VersionedValue,
+    RejectedCounts, SecretKey, SecretKeyParseError, Timestamp, ValueStatus, VersionedValue,
 };
 
 pub use crate::{
