@@ -15,9 +15,6 @@
 //!
 //! - `async-io`: the socket, timer and DNS resolution on `async-io`, shared by
 //!   the smol and async-std adapters ([`async_io`]).
-//! - `cli`: the node command line (`cli`) and the in-process cluster demo
-//!   (`demo`) behind the adapters' examples.
-//! - `conformance`: the test suite every adapter runs ([`conformance`]).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
@@ -25,13 +22,7 @@
 pub mod api;
 #[cfg(feature = "async-io")]
 pub mod async_io;
-#[cfg(feature = "cli")]
-pub mod cli;
 mod config;
-#[cfg(feature = "conformance")]
-pub mod conformance;
-#[cfg(feature = "cli")]
-pub mod demo;
 mod error;
 mod handle;
 pub mod keys;

@@ -9,7 +9,7 @@
 //! fn block_on<F: std::future::Future>(future: F) -> F::Output {
 //!     smol::block_on(future)
 //! }
-//! chitchat_driver::conformance_tests!(chitchat_smol::runtime(), block_on);
+//! chitchat_tools::conformance_tests!(chitchat_smol::runtime(), block_on);
 //! ```
 //!
 //! Scenarios poll for their conditions with generous timeouts instead of sleeping
@@ -30,8 +30,8 @@ use chitchat_core::wire::{Delta, Digest, Message, Packet, RingRange};
 use chitchat_core::{Config, Event, Keyring, KeyringError, NodeId, NodeStatus, SecretKey, wire};
 use futures_lite::{FutureExt, StreamExt};
 
-use crate::runtime::{BoxFuture, Runtime, Timer, UdpSocket, sleep};
-use crate::{
+use chitchat_driver::{BoxFuture, Runtime, Timer, UdpSocket, sleep};
+use chitchat_driver::{
     ChitchatHandle, CommandError, KeyChange, Lagged, NodeConfig, ReadyChange, StopReason, Subscription,
 };
 
@@ -97,7 +97,9 @@ pub fn node_config(name: &str, seeds: &[String]) -> NodeConfig {
 /// Starts a node, panicking on error.
 pub async fn start(runtime: &Arc<dyn Runtime>, config: NodeConfig) -> ChitchatHandle {
     let name = config.name.clone();
-    crate::spawn(runtime.clone(), config).await.unwrap_or_else(|error| panic!("cannot start {name}: {error}"))
+    chitchat_driver::spawn(runtime.clone(), config)
+        .await
+        .unwrap_or_else(|error| panic!("cannot start {name}: {error}"))
 }
 
 /// Starts `count` nodes named `node-0`... on `runtime`, all seeded with the first.
