@@ -118,7 +118,7 @@ impl DriverCounters {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn get(&self) -> DriverMetrics {
+    pub(crate) fn get(&self) -> DriverMetrics {
         DriverMetrics {
             send_errors: self.send_errors.load(Ordering::Relaxed),
             recv_errors: self.recv_errors.load(Ordering::Relaxed),

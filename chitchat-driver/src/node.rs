@@ -95,6 +95,9 @@ pub async fn spawn(runtime: Arc<dyn Runtime>, config: NodeConfig) -> Result<Chit
     chitchat.set_seed_addrs(addrs);
     let seed_timer = seeds.needs_refresh().then(|| runtime.new_timer(Instant::now() + next_resolution));
 
+    #[cfg(feature = "metrics")]
+    let exporter =
+        crate::metrics_facade::Exporter::new(self_id.name.clone(), chitchat.config().gossip_interval);
     let (commands, command_receiver) = async_channel::bounded(COMMAND_QUEUE);
     let (alive, stopped) = async_channel::bounded::<Infallible>(1);
     let driver = Driver {
@@ -112,6 +115,8 @@ pub async fn spawn(runtime: Arc<dyn Runtime>, config: NodeConfig) -> Result<Chit
         consecutive_recv_errors: 0,
         shared: shared.clone(),
         runtime: runtime.clone(),
+        #[cfg(feature = "metrics")]
+        exporter,
     };
     tracing::info!(node = %self_id, %local_addr, "node started");
     runtime.spawn(Box::pin(run(driver, alive)));
@@ -121,6 +126,8 @@ pub async fn spawn(runtime: Arc<dyn Runtime>, config: NodeConfig) -> Result<Chit
 /// The task: drives the node until it stops, then closes everything.
 async fn run(mut driver: Driver, alive: async_channel::Sender<Infallible>) {
     let reason = poll_fn(|cx| driver.poll(cx)).await;
+    #[cfg(feature = "metrics")]
+    driver.exporter.export(&driver.chitchat, &driver.shared.counters.get());
     tracing::info!(node = %driver.chitchat.self_id(), %reason, "node stopped");
     let shared = driver.shared.clone();
     // Closes the socket before anyone hears that the task stopped.
@@ -148,6 +155,8 @@ struct Driver {
     consecutive_recv_errors: u32,
     shared: Arc<Shared>,
     runtime: Arc<dyn Runtime>,
+    #[cfg(feature = "metrics")]
+    exporter: crate::metrics_facade::Exporter,
 }
 
 impl Driver {
@@ -169,6 +178,8 @@ impl Driver {
             if self.timer_deadline.is_some() && self.timer.as_mut().poll(cx).is_ready() {
                 self.timer_deadline = None;
                 self.chitchat.handle_timeout(self.now());
+                #[cfg(feature = "metrics")]
+                self.exporter.export_if_due(&self.chitchat, &self.shared.counters.get());
                 progress = true;
             }
             progress |= self.poll_seeds(cx);
