@@ -22,8 +22,8 @@ use std::time::Duration;
 
 use chitchat_core::sim::Simulation;
 use chitchat_core::testing::DatagramSealer;
-use chitchat_core::wire::SEAL_OVERHEAD;
-use chitchat_core::wire::{Delta, KeyValueUpdate, Message, NodeDelta, NodeRef, Packet, ValueUpdate};
+use chitchat_core::testing::datagrams::{ack, full_with};
+use chitchat_core::wire::{KeyValueUpdate, SEAL_OVERHEAD, ValueUpdate};
 use chitchat_core::{Chitchat, Config, EncryptionMode, Keyring, NodeId, SecretKey, Timestamp, wire};
 
 fn main() {
@@ -53,18 +53,8 @@ fn cluster_datagrams() -> Vec<Vec<u8>> {
                     value: ValueUpdate::Set(format!("10.0.{}.{}:{}", i / 256, i % 256, 7000 + k)),
                 })
                 .collect();
-            let section = NodeDelta {
-                node: NodeRef::Full(NodeId::new(format!("node-{i:04}"), 1, addr(10_000 + i))),
-                heartbeat: 100,
-                reset: false,
-                from_version: 0,
-                last_gc_version: 0,
-                max_version: KEYS,
-                left: false,
-                key_values,
-            };
-            let message = Message::Ack { delta: Delta { nodes: vec![section] } };
-            wire::encode(&Packet { cluster_id: config().cluster_id, message })
+            let id = NodeId::new(format!("node-{i:04}"), 1, addr(10_000 + i));
+            ack(&config().cluster_id, vec![full_with(id, 100, key_values)])
         })
         .collect()
 }

@@ -67,6 +67,13 @@ pub struct Config {
     /// Datagrams not yet polled are kept up to this many; beyond it new ones are
     /// dropped and counted in [`crate::Metrics::transmits_dropped`].
     pub max_pending_transmits: usize,
+    /// Bytes per second this node may send, in all, to addresses it has not
+    /// validated (that have not answered a `Syn` of its own): answers to
+    /// `Syn`s of newcomers, or of forged sources. Each such answer is also at
+    /// most three times the datagram it answers (see the crate docs on
+    /// amplification). An answer the budget cannot pay for is not sent, and
+    /// is counted in [`crate::Metrics::unvalidated_answers_dropped`].
+    pub max_unvalidated_bytes_per_sec: usize,
     /// Seeds the node's random generator (peer choice, jitter): one seed, one run.
     pub rng_seed: u64,
 }
@@ -87,6 +94,7 @@ impl Config {
             max_value_len: 256,
             max_node_name_len: 64,
             max_cluster_id_len: 64,
+            max_unvalidated_bytes_per_sec: 64 * 1_024,
             ..Config::default()
         }
     }
@@ -209,6 +217,7 @@ impl Default for Config {
             max_cluster_id_len: 128,
             max_pending_events: 100_000,
             max_pending_transmits: 1_024,
+            max_unvalidated_bytes_per_sec: 1_024 * 1_024,
             rng_seed: 0,
         }
     }

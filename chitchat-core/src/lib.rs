@@ -100,6 +100,7 @@ mod snapshot;
 pub mod testing;
 mod time;
 mod timers;
+mod validation;
 // The wire format is public only for tests and fuzzers (feature `testing`):
 // it is not part of the stable API.
 #[cfg(feature = "testing")]

@@ -55,6 +55,17 @@ pub struct Metrics {
     /// Pauses of this node: it was not driven for more than two gossip
     /// intervals (see [`crate::Chitchat::handle_timeout`]).
     pub pauses: u64,
+    /// Answers sent to addresses not validated (each at most three times the
+    /// datagram it answered; see [`crate::Config::max_unvalidated_bytes_per_sec`]).
+    pub unvalidated_answers: u64,
+    /// Bytes of those answers.
+    pub unvalidated_bytes_sent: u64,
+    /// Answers to addresses not validated that were not sent: the budget of
+    /// bytes per second was spent, or not even an empty answer fit the limit.
+    pub unvalidated_answers_dropped: u64,
+    /// `SynAck`s that answered no `Syn` of this node (their `Ack` is no larger
+    /// than they are).
+    pub unsolicited_syn_acks: u64,
 }
 
 /// Refused datagrams, one counter per class of [`DatagramError`].

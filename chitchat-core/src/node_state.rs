@@ -258,7 +258,7 @@ impl NodeState {
         }
         let version = self.max_version + 1;
         let value = if status == ValueStatus::Deleted { "" } else { value };
-        self.insert_record(key, value, version, status, now);
+        self.insert_record(key, value, version, status, now, Order::Keep);
         true
     }
 
@@ -278,6 +278,34 @@ impl NodeState {
         update: &KeyValueUpdate,
         now: Timestamp,
     ) -> Option<Option<VersionedValue>> {
+        self.apply_record_in(update, now, Order::Keep)
+    }
+
+    /// Applies the records of a reset, which may all lie below records already
+    /// held (those above the sender's watermark): the log is sorted once at the
+    /// end, not after each record, so a reset costs O(n log n) in its records
+    /// and the ones held, whatever their order.
+    pub(crate) fn apply_reset_records(&mut self, updates: &[KeyValueUpdate], now: Timestamp) {
+        let mut sorted = true;
+        for update in updates {
+            let in_order = self.log.last().is_none_or(|last| last.version < update.version);
+            if self.apply_record_in(update, now, Order::Defer).is_some() && !in_order {
+                sorted = false;
+            }
+        }
+        if !sorted {
+            self.log.sort_by_key(|slot| slot.version);
+            self.reindex();
+        }
+        self.compact_pending_gc();
+    }
+
+    fn apply_record_in(
+        &mut self,
+        update: &KeyValueUpdate,
+        now: Timestamp,
+        order: Order,
+    ) -> Option<Option<VersionedValue>> {
         if let Some((version, _)) = self.body(&update.key)
             && version >= update.version
         {
@@ -288,7 +316,7 @@ impl NodeState {
             ValueUpdate::SetWithTtl(value) => (value.as_str(), ValueStatus::SetWithTtl),
             ValueUpdate::Deleted => ("", ValueStatus::Deleted),
         };
-        Some(self.insert_record(&update.key, value, update.version, status, now))
+        Some(self.insert_record(&update.key, value, update.version, status, now, order))
     }
 
     fn insert_record(
@@ -298,6 +326,7 @@ impl NodeState {
         version: u64,
         status: ValueStatus,
         now: Timestamp,
+        order: Order,
     ) -> Option<VersionedValue> {
         let previous = self.take(key);
         if status != ValueStatus::Set {
@@ -314,20 +343,28 @@ impl NodeState {
             });
         }
         self.max_version = self.max_version.max(version);
-        if !in_order {
+        if !in_order && order == Order::Keep {
             // Only a reset applies records below ones already held.
             self.log.sort_by_key(|slot| slot.version);
             self.reindex();
         } else if self.holes > self.log.len() / 2 + 8 || (!self.indexed && self.records > INDEX_THRESHOLD) {
+            // Keeps the log's order, sorted or not.
             self.reindex();
         }
-        // Entries for overwritten records linger until collected; compact the queue
-        // when they would outnumber the records.
+        if order == Order::Keep {
+            self.compact_pending_gc();
+        }
+        previous
+    }
+
+    /// Entries for overwritten records linger in the GC queue until collected;
+    /// compacts the queue when they would outnumber the records. Needs the log
+    /// sorted.
+    fn compact_pending_gc(&mut self) {
         if self.pending_gc.len() > 2 * self.records + 16 {
             let log = &self.log;
             self.pending_gc.retain(|(_, version)| slot_at(log, *version).is_some());
         }
-        previous
     }
 
     /// Removes the record of `key`, leaving a hole.
@@ -447,6 +484,14 @@ impl NodeState {
     }
 }
 
+/// Whether a record inserted below the log's last version sorts the log at once
+/// (`Keep`) or leaves it to the caller, who sorts once after a batch (`Defer`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Order {
+    Keep,
+    Defer,
+}
+
 /// The index of the live slot holding `version`.
 fn slot_at(log: &[Slot], version: u64) -> Option<usize> {
     let index = log.binary_search_by_key(&version, |slot| slot.version).ok()?;
@@ -496,6 +541,50 @@ mod tests {
         let since: Vec<_> = node.records_since(1).map(|record| (record.key, record.version)).collect();
         assert_eq!(since, vec![("b".to_string(), 2), ("a".to_string(), 3)]);
         assert_eq!(node.records_since(3).count(), 0);
+    }
+
+    #[test]
+    fn a_reset_below_held_records_is_applied_in_one_sort_and_stays_consistent() {
+        // Held: 300 records above the reset's watermark (some with TTL, so that
+        // the GC queue has entries); the reset brings 2,000 records all below
+        // them, and overwrites one held key with a newer version.
+        let mut node = state();
+        let held: Vec<KeyValueUpdate> = (3_001..=3_300)
+            .map(|version| KeyValueUpdate {
+                key: format!("held-{version}"),
+                version,
+                value: if version % 2 == 0 {
+                    ValueUpdate::SetWithTtl("t".into())
+                } else {
+                    ValueUpdate::Set("h".into())
+                },
+            })
+            .collect();
+        for update in &held {
+            node.apply_record(update, T0);
+        }
+        node.finish_section(3_300, 0, false);
+        let mut reset: Vec<KeyValueUpdate> = (1..=2_000)
+            .map(|version| KeyValueUpdate {
+                key: format!("r-{version}"),
+                version,
+                value: ValueUpdate::Set("v".into()),
+            })
+            .collect();
+        reset.push(KeyValueUpdate { key: "held-3001".into(), version: 2_999, value: ValueUpdate::Deleted });
+        node.apply_reset_records(&reset, T0);
+        assert_eq!(node.num_records(), 2_300, "the older record of held-3001 does not replace the newer");
+        assert_eq!(node.get("r-1"), Some("v"));
+        assert_eq!(node.get("r-2000"), Some("v"));
+        assert_eq!(node.get("held-3001"), Some("h"));
+        // The log is in version order again: reads by version see every record once, in order.
+        let versions: Vec<u64> = node.records_since(0).map(|record| record.version).collect();
+        assert_eq!(versions.len(), 2_300);
+        assert!(versions.windows(2).all(|pair| pair[0] < pair[1]));
+        // And garbage collection still finds the TTL records by version.
+        let collected = node.collect_garbage(T0 + Duration::from_secs(10), Duration::from_secs(1));
+        assert_eq!(collected.len(), 150);
+        assert_eq!(node.num_records(), 2_150);
     }
 
     #[test]

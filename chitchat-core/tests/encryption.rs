@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use chitchat_core::sim::{NetworkConfig, NodeIndex, Simulation};
-use chitchat_core::wire::{Delta, Message, Packet};
+use chitchat_core::testing::datagrams::{ack, empty_digest, syn};
+use chitchat_core::testing::{DatagramSealer, feed};
 use chitchat_core::{
     Chitchat, Config, DatagramError, EncryptionMode, Event, Keyring, NodeId, NodeStatus, SecretKey,
     Timestamp, wire,
@@ -36,10 +37,6 @@ fn keyed_node(name: &str, port: u16, config: Config, key: Option<SecretKey>) -> 
     node
 }
 
-fn snapshot(node: &Chitchat) -> String {
-    serde_json::to_string(&node.snapshot()).unwrap()
-}
-
 /// Runs one handshake opened by `a` with `b`; returns every datagram `a` received.
 fn handshake(a: &mut Chitchat, b: &mut Chitchat, now: Timestamp) -> Vec<Vec<u8>> {
     let (a_addr, b_addr) = (a.self_id().gossip_addr, b.self_id().gossip_addr);
@@ -62,14 +59,10 @@ fn handshake(a: &mut Chitchat, b: &mut Chitchat, now: Timestamp) -> Vec<Vec<u8>>
     }
 }
 
-/// Feeds `datagram` to `node` and checks it is refused with nothing changed.
+/// Feeds `datagram` to `node` and checks that it is refused; [`feed`] checks
+/// that it changed nothing and moved exactly the counters of its class.
 fn refused(node: &mut Chitchat, datagram: &[u8], what: &str) -> DatagramError {
-    let before = snapshot(node);
-    let error = node.handle_datagram(T0, addr(9), datagram).expect_err(what);
-    assert!(node.poll_transmit().is_none(), "{what} was answered");
-    assert!(node.poll_event().is_none(), "{what} raised an event");
-    assert_eq!(snapshot(node), before, "{what} changed the state");
-    error
+    feed(node, T0, addr(9), datagram).expect_err(what)
 }
 
 #[test]
@@ -128,10 +121,7 @@ fn hostile_datagrams_are_refused_counted_and_change_nothing() {
     plain.gossip_with(T0, addr(7001));
     let plaintext = plain.poll_transmit().unwrap().bytes;
     assert_eq!(refused(&mut a, &plaintext, "plaintext"), DatagramError::PlaintextRefused);
-    let plain_other_cluster = wire::encode(&Packet {
-        cluster_id: "other".into(),
-        message: Message::Ack { delta: Delta::default() },
-    });
+    let plain_other_cluster = ack("other", Vec::new());
     assert_eq!(refused(&mut a, &plain_other_cluster, "plaintext"), DatagramError::PlaintextRefused);
     expected += 4;
 
@@ -194,9 +184,9 @@ fn replayed_datagrams_cannot_move_state_backwards_or_resurrect_anything() {
         let state = a.node_state(b.self_id()).unwrap();
         (state.max_version(), state.heartbeat(), state.get("color").map(str::to_string))
     };
-    let before = (snapshot(&a), b_state(&a));
+    let before = (a.snapshot(), b_state(&a));
     for datagram in recorded.iter().rev().chain(recorded.iter()) {
-        let _ = a.handle_datagram(now, addr(7002), datagram);
+        let _ = feed(&mut a, now, addr(7002), datagram);
         while a.poll_transmit().is_some() {}
         for event in std::iter::from_fn(|| a.poll_event()) {
             assert!(
@@ -205,7 +195,7 @@ fn replayed_datagrams_cannot_move_state_backwards_or_resurrect_anything() {
             );
         }
     }
-    assert_eq!((snapshot(&a), b_state(&a)), before, "replays changed the state");
+    assert_eq!((a.snapshot(), b_state(&a)), before, "replays changed the state");
     assert_eq!(b_state(&a).2, None, "the deleted key stays deleted");
     assert_eq!(a.node_status(&c_id), Some(NodeStatus::Left), "the departed node stays departed");
 }
@@ -366,12 +356,9 @@ fn datagrams_queued_before_encryption_is_turned_on_leave_sealed() {
 /// answered again (found by the `sealed_datagram` fuzzer).
 #[test]
 fn a_sealed_syn_of_another_cluster_is_answered_once() {
-    use chitchat_core::testing::DatagramSealer;
-    use chitchat_core::wire::{Digest, RingRange};
     let mut a = keyed_node("a", 7201, config(), Some(key(3)));
     let mut sealer = DatagramSealer::new(Keyring::new(key(3)), [8; 16]);
-    let digest = Digest { range: RingRange::FULL, entries: Vec::new(), unknown: Vec::new(), sender: None };
-    let plain = wire::encode(&Packet { cluster_id: "elsewhere".into(), message: Message::Syn { digest } });
+    let plain = syn("elsewhere", empty_digest());
     let sealed = sealer.seal(plain, CLUSTER).unwrap();
     a.handle_datagram(T0, addr(9), &sealed).expect("answered");
     assert!(a.poll_transmit().is_some(), "BadCluster sent");

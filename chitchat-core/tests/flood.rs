@@ -9,8 +9,8 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use chitchat_core::wire::{Delta, KeyValueUpdate, Message, NodeDelta, NodeRef, Packet, ValueUpdate};
-use chitchat_core::{Chitchat, Config, NodeId, Timestamp, wire};
+use chitchat_core::testing::datagrams::{ack, full};
+use chitchat_core::{Chitchat, Config, NodeId, Timestamp};
 
 /// Counts live heap bytes.
 struct Counting;
@@ -47,24 +47,6 @@ fn rss_kib() -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// An Ack introducing `id` with one key.
-fn introduction(id: NodeId) -> Vec<u8> {
-    let section = NodeDelta {
-        node: NodeRef::Full(id),
-        heartbeat: 1,
-        reset: false,
-        from_version: 0,
-        last_gc_version: 0,
-        max_version: 1,
-        left: false,
-        key_values: vec![KeyValueUpdate { key: "k".into(), version: 1, value: ValueUpdate::Set("v".into()) }],
-    };
-    wire::encode(&Packet {
-        cluster_id: CLUSTER.into(),
-        message: Message::Ack { delta: Delta { nodes: vec![section] } },
-    })
-}
-
 /// About 4 s in the test profile (opt-level 1). Over ten seconds of virtual
 /// time, so flooded nodes also die and are removed.
 #[test]
@@ -87,7 +69,7 @@ fn a_flood_of_one_million_datagrams_with_fresh_node_ids_stays_bounded() {
         let [_, a, b, c] = i.to_be_bytes();
         let id = NodeId::new(format!("flood-{i:07}"), 1, SocketAddr::from(([10, a, b, c], 7000)));
         let from = id.gossip_addr;
-        node.handle_datagram(now, from, &introduction(id)).unwrap();
+        node.handle_datagram(now, from, &ack(CLUSTER, vec![full(id, 1, &[("k", "v", 1)])])).unwrap();
         if i % 1_000 == 999 {
             now += step;
             node.handle_timeout(now);

@@ -10,12 +10,12 @@
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use chitchat_core::wire::{
-    Delta, Digest, DigestEntry, KeyValueUpdate, Message, NodeDelta, NodeRef, Packet, RingRange, ValueUpdate,
-};
+use chitchat_core::testing::datagrams::{ack, datagram, empty_digest, full, known, syn};
+use chitchat_core::testing::{Probe, feed};
+use chitchat_core::wire::{Delta, Digest, DigestEntry, Message, NodeDelta, NodeRef, RingRange};
 use chitchat_core::{
-    Chitchat, Config, DatagramError, Fingerprint, KeyValueError, NodeId, NodeStatus, RejectedCounts,
-    Timestamp, Violation, wire,
+    Chitchat, Config, DatagramError, Fingerprint, KeyValueError, NodeId, NodeStatus, Timestamp, Violation,
+    wire,
 };
 
 const CLUSTER: &str = "hostile";
@@ -37,7 +37,7 @@ fn peer() -> NodeId {
 /// A node with key `k`, knowing [`peer`], with every output drained.
 fn node_with(config: Config) -> Chitchat {
     let mut node = Chitchat::new(config, NodeId::new("self", 5, addr(7000)), [("k", "v")], T0).unwrap();
-    node.handle_datagram(T0, addr(7001), &ack(vec![full(peer(), 1, &[("a", "1", 1)])])).unwrap();
+    node.handle_datagram(T0, addr(7001), &ack(CLUSTER, vec![full(peer(), 1, &[("a", "1", 1)])])).unwrap();
     drain(&mut node);
     node
 }
@@ -51,110 +51,23 @@ fn drain(node: &mut Chitchat) {
     while node.poll_event().is_some() {}
 }
 
-fn datagram(cluster_id: &str, message: Message) -> Vec<u8> {
-    wire::encode(&Packet { cluster_id: cluster_id.into(), message })
-}
-
-fn ack(sections: Vec<NodeDelta>) -> Vec<u8> {
-    datagram(CLUSTER, Message::Ack { delta: Delta { nodes: sections } })
-}
-
-fn syn(digest: Digest) -> Vec<u8> {
-    datagram(CLUSTER, Message::Syn { digest })
-}
-
-fn empty_digest() -> Digest {
-    Digest { range: RingRange::FULL, entries: Vec::new(), unknown: Vec::new(), sender: None }
-}
-
-fn records(records: &[(&str, &str, u64)]) -> Vec<KeyValueUpdate> {
-    records
-        .iter()
-        .map(|(key, value, version)| KeyValueUpdate {
-            key: key.to_string(),
-            version: *version,
-            value: ValueUpdate::Set(value.to_string()),
-        })
-        .collect()
-}
-
-/// A section introducing `id` with `records`, from version 0.
-fn full(id: NodeId, heartbeat: u64, kvs: &[(&str, &str, u64)]) -> NodeDelta {
-    NodeDelta {
-        node: NodeRef::Full(id),
-        heartbeat,
-        reset: false,
-        from_version: 0,
-        last_gc_version: 0,
-        max_version: kvs.iter().map(|(_, _, version)| *version).max().unwrap_or(0),
-        left: false,
-        key_values: records(kvs),
-    }
-}
-
-/// A section of a known node, from `from` to `max`.
-fn known(id: &NodeId, from: u64, max: u64, kvs: &[(&str, &str, u64)]) -> NodeDelta {
-    NodeDelta {
-        node: NodeRef::Known(id.fingerprint()),
-        from_version: from,
-        max_version: max,
-        ..full(id.clone(), 2, kvs)
-    }
-}
-
-/// Everything a refused datagram must leave as it was.
-#[derive(Debug, PartialEq)]
-struct Observed {
-    snapshot: String,
-    queues: (usize, usize, usize),
-    timeout: Option<Timestamp>,
-}
-
-fn observe(node: &Chitchat) -> Observed {
-    Observed {
-        snapshot: serde_json::to_string(&node.snapshot()).unwrap(),
-        queues: chitchat_core::testing::queue_lengths(node),
-        timeout: node.poll_timeout(),
-    }
-}
-
-/// Feeds a datagram that must be refused; checks that it changed nothing and
-/// was counted once, and returns the error.
+/// Feeds a datagram from the peer that must be refused; [`feed`] checks that it
+/// changed nothing and moved exactly the counters of its class. Returns the
+/// error.
 fn refused(node: &mut Chitchat, bytes: &[u8]) -> DatagramError {
-    let before = observe(node);
-    let total = node.metrics().rejected.total;
-    let error = node.handle_datagram(T0, addr(7001), bytes).expect_err("the datagram must be refused");
-    assert_eq!(observe(node), before, "refused datagram ({error}) changed the node");
-    assert_eq!(node.metrics().rejected.total, total + 1);
-    error
+    feed(node, T0, addr(7001), bytes).expect_err("the datagram must be refused")
 }
 
-/// [`refused`] with the expected error and the class counter that must count it.
-fn assert_refused(bytes: &[u8], expected: DatagramError, class: fn(&RejectedCounts) -> u64) {
-    let mut node = node();
-    let before = class(&node.metrics().rejected);
-    assert_eq!(refused(&mut node, bytes), expected);
-    assert_eq!(class(&node.metrics().rejected), before + 1, "{expected} counted in the wrong class");
-}
-
-fn envelope(counts: &RejectedCounts) -> u64 {
-    counts.envelope
-}
-
-fn decode_class(counts: &RejectedCounts) -> u64 {
-    counts.decode
-}
-
-fn invalid(counts: &RejectedCounts) -> u64 {
-    counts.invalid
+/// [`refused`] by a fresh [`node`], with the expected error.
+fn assert_refused(bytes: &[u8], expected: DatagramError) {
+    assert_eq!(refused(&mut node(), bytes), expected);
 }
 
 /// A datagram using every kind of field: strings, sequences, options, enums.
 fn rich_datagram() -> Vec<u8> {
     let entry =
         DigestEntry { fingerprint: Fingerprint(7), heartbeat: 300, last_gc_version: 1, max_version: 9 };
-    let digest =
-        Digest { range: RingRange::FULL, entries: vec![entry], unknown: vec![Fingerprint(3)], sender: None };
+    let digest = Digest { entries: vec![entry], unknown: vec![Fingerprint(3)], ..empty_digest() };
     let section = full(NodeId::new("ñew", 1, addr(7005)), 3, &[("é", "ü", 1), ("k2", "v2", 2)]);
     datagram(CLUSTER, Message::SynAck { digest, delta: Delta { nodes: vec![section] } })
 }
@@ -184,10 +97,7 @@ fn every_length_field_pointing_past_the_end_is_refused() {
         for claim in [0x7f, 0xff] {
             let mut hostile = bytes.clone();
             hostile[position] = claim;
-            let mut node = node();
-            let before = observe(&node);
-            if let Err(error) = node.handle_datagram(T0, addr(7001), &hostile) {
-                assert_eq!(observe(&node), before, "{error} at {position} changed the node");
+            if let Err(error) = feed(&mut node(), T0, addr(7001), &hostile) {
                 truncations += usize::from(error == DatagramError::Truncated);
             }
         }
@@ -195,19 +105,19 @@ fn every_length_field_pointing_past_the_end_is_refused() {
     assert!(truncations > 10, "only {truncations} truncations");
     // A count of 2^32 - 1 digest entries in a tiny datagram: refused at once,
     // with nothing reserved for the claim.
-    let mut huge_count = datagram(CLUSTER, Message::Syn { digest: empty_digest() });
+    let mut huge_count = syn(CLUSTER, empty_digest());
     let entries_at = huge_count.len() - 3; // entries count, unknown count, sender tag
     huge_count.truncate(entries_at);
     huge_count.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
-    assert_refused(&huge_count, DatagramError::Truncated, decode_class);
+    assert_refused(&huge_count, DatagramError::Truncated);
 }
 
 #[test]
 fn wrong_magic_is_refused() {
     let mut bytes = rich_datagram();
     bytes[0] = b'X';
-    assert_refused(&bytes, DatagramError::BadMagic, envelope);
-    assert_refused(b"definitely not gossip", DatagramError::BadMagic, envelope);
+    assert_refused(&bytes, DatagramError::BadMagic);
+    assert_refused(b"definitely not gossip", DatagramError::BadMagic);
 }
 
 #[test]
@@ -215,7 +125,7 @@ fn an_unsupported_version_is_refused() {
     for version in [0, wire::PROTOCOL_VERSION + 1, u8::MAX] {
         let mut bytes = rich_datagram();
         bytes[wire::MAGIC.len()] = version;
-        assert_refused(&bytes, DatagramError::UnsupportedVersion(version), envelope);
+        assert_refused(&bytes, DatagramError::UnsupportedVersion(version));
     }
 }
 
@@ -223,7 +133,7 @@ fn an_unsupported_version_is_refused() {
 fn trailing_bytes_are_refused() {
     let mut bytes = rich_datagram();
     bytes.extend_from_slice(&[0, 0, 0]);
-    assert_refused(&bytes, DatagramError::TrailingBytes(3), decode_class);
+    assert_refused(&bytes, DatagramError::TrailingBytes(3));
 }
 
 #[test]
@@ -234,7 +144,7 @@ fn invalid_utf8_is_refused_in_every_string() {
         let at = bytes.windows(needle.len()).position(|window| window == needle).unwrap();
         let mut hostile = bytes.clone();
         hostile[at] = 0xff;
-        assert_refused(&hostile, DatagramError::InvalidUtf8, decode_class);
+        assert_refused(&hostile, DatagramError::InvalidUtf8);
     }
 }
 
@@ -242,12 +152,8 @@ fn invalid_utf8_is_refused_in_every_string() {
 fn a_datagram_larger_than_the_largest_is_refused() {
     // A value larger than any datagram: the sender cannot even be valid.
     let huge = "x".repeat(Config::MAX_DATAGRAM_SIZE);
-    let bytes = ack(vec![full(NodeId::new("big", 1, addr(7009)), 1, &[("k", &huge, 1)])]);
-    assert_refused(
-        &bytes,
-        DatagramError::TooLarge { len: bytes.len(), max: Config::MAX_DATAGRAM_SIZE },
-        envelope,
-    );
+    let bytes = ack(CLUSTER, vec![full(NodeId::new("big", 1, addr(7009)), 1, &[("k", &huge, 1)])]);
+    assert_refused(&bytes, DatagramError::TooLarge { len: bytes.len(), max: Config::MAX_DATAGRAM_SIZE });
 }
 
 // ---- keys, values, names ----------------------------------------------------
@@ -258,19 +164,20 @@ fn multi_byte_keys_and_values_are_stored_and_limited_in_bytes() {
     let writer = NodeId::new("ñødé-🦀", 1, addr(7002));
     // "🦀🦀" is 8 bytes (at the limit), "ééééé" 10 bytes in 5 characters (over).
     let fine = full(writer.clone(), 1, &[("🦀🦀", "ключ", 1), ("é", "ü", 2)]);
-    node.handle_datagram(T0, addr(7002), &ack(vec![fine])).unwrap();
+    node.handle_datagram(T0, addr(7002), &ack(CLUSTER, vec![fine])).unwrap();
     let state = node.node_state(&writer).unwrap();
     assert_eq!(state.get("🦀🦀"), Some("ключ"));
     assert_eq!(state.get("é"), Some("ü"));
     let over = known(&writer, 2, 3, &[("ééééé", "v", 3)]);
-    node.handle_datagram(T0, addr(7002), &ack(vec![over])).unwrap();
+    node.handle_datagram(T0, addr(7002), &ack(CLUSTER, vec![over])).unwrap();
     assert_eq!(node.metrics().sections_over_limit, 1);
     assert_eq!(node.node_state(&writer).unwrap().get("ééééé"), None);
     // Own keys: limits in bytes too, with a typed error.
     assert_eq!(node.set(T0, "ééééé", "v"), Err(KeyValueError::KeyTooLong { len: 10, max: 8 }));
     node.set(T0, "🦀🦀", "ü").unwrap();
     // It all gossips: a newcomer's Syn gets every record back, intact.
-    node.handle_datagram(T0, addr(7003), &syn(empty_digest())).unwrap();
+    chitchat_core::testing::validate_peer(&mut node, T0, &NodeId::new("newcomer", 1, addr(7003)));
+    node.handle_datagram(T0, addr(7003), &syn(CLUSTER, empty_digest())).unwrap();
     let reply = wire::decode(&node.poll_transmit().unwrap().bytes).unwrap();
     let Message::SynAck { delta, .. } = reply.message else { panic!("a SynAck") };
     let keys: Vec<&str> =
@@ -287,7 +194,7 @@ fn a_key_starting_with_a_multi_byte_character_works() {
     node.handle_datagram(
         T0,
         addr(7002),
-        &ack(vec![full(writer.clone(), 1, &[("éa", "1", 1), ("🦀", "2", 2)])]),
+        &ack(CLUSTER, vec![full(writer.clone(), 1, &[("éa", "1", 1), ("🦀", "2", 2)])]),
     )
     .unwrap();
     let state = node.node_state(&writer).unwrap();
@@ -304,7 +211,7 @@ fn keys_and_values_over_the_limits_are_refused_and_the_rest_applies() {
     let long_key = full(NodeId::new("a", 1, addr(7002)), 1, &[("toolong", "v", 1)]);
     let long_value = full(NodeId::new("b", 1, addr(7003)), 1, &[("k", "toolong", 1)]);
     let fine = full(NodeId::new("c", 1, addr(7004)), 1, &[("k", "ok", 1)]);
-    node.handle_datagram(T0, addr(9000), &ack(vec![long_key, long_value, fine])).unwrap();
+    node.handle_datagram(T0, addr(9000), &ack(CLUSTER, vec![long_key, long_value, fine])).unwrap();
     assert_eq!(node.metrics().sections_over_limit, 2);
     assert!(node.node_state(&NodeId::new("a", 1, addr(7002))).is_none());
     assert!(node.node_state(&NodeId::new("b", 1, addr(7003))).is_none());
@@ -324,13 +231,15 @@ fn a_key_and_value_at_their_limits_fit_one_datagram() {
         Chitchat::new(config.clone(), NodeId::new(name, u64::MAX, addr(7000)), [("x", "y")], T0).unwrap();
     node.set(T0, &"k".repeat(config.max_key_len), &"v".repeat(config.max_value_len)).unwrap();
     node.set(T0, "later", "update").unwrap();
-    node.handle_datagram(T0, addr(7003), &syn(empty_digest())).unwrap();
+    chitchat_core::testing::validate_peer(&mut node, T0, &NodeId::new("newcomer", 1, addr(7003)));
+    node.handle_datagram(T0, addr(7003), &syn(CLUSTER, empty_digest())).unwrap();
     let reply = node.poll_transmit().unwrap();
     assert!(reply.bytes.len() <= 1_400);
     let Message::SynAck { delta, .. } = wire::decode(&reply.bytes).unwrap().message else {
         panic!("a SynAck")
     };
-    let section = &delta.nodes[0];
+    let own = |section: &&NodeDelta| matches!(&section.node, NodeRef::Full(id) if id == node.self_id());
+    let section = delta.nodes.iter().find(own).expect("the node's own section");
     assert_eq!(section.key_values.len(), 3, "every record, the large one included");
 }
 
@@ -339,32 +248,32 @@ fn a_key_and_value_at_their_limits_fit_one_datagram() {
 #[test]
 fn a_section_whose_max_version_is_below_its_records_is_refused() {
     let section = known(&peer(), 1, 2, &[("a", "2", 3)]);
-    assert_refused(&ack(vec![section]), DatagramError::Invalid(Violation::VersionOutsideSection), invalid);
+    assert_refused(&ack(CLUSTER, vec![section]), DatagramError::Invalid(Violation::VersionOutsideSection));
 }
 
 #[test]
 fn decreasing_versions_are_refused() {
     let section = known(&peer(), 1, 5, &[("b", "1", 4), ("c", "2", 3)]);
-    assert_refused(&ack(vec![section]), DatagramError::Invalid(Violation::VersionsNotIncreasing), invalid);
+    assert_refused(&ack(CLUSTER, vec![section]), DatagramError::Invalid(Violation::VersionsNotIncreasing));
 }
 
 #[test]
 fn a_delta_from_the_future_is_refused() {
     // The node holds the peer up to version 1: a section from 3 leaves a gap.
     let section = known(&peer(), 3, 5, &[("b", "1", 5)]);
-    assert_refused(&ack(vec![section]), DatagramError::Invalid(Violation::DeltaFromFuture), invalid);
+    assert_refused(&ack(CLUSTER, vec![section]), DatagramError::Invalid(Violation::DeltaFromFuture));
 }
 
 #[test]
 fn a_delta_naming_a_node_twice_is_refused() {
     let twice = vec![known(&peer(), 1, 2, &[("b", "1", 2)]), full(peer(), 3, &[("c", "1", 3)])];
-    assert_refused(&ack(twice), DatagramError::Invalid(Violation::DuplicateNodeSection), invalid);
+    assert_refused(&ack(CLUSTER, twice), DatagramError::Invalid(Violation::DuplicateNodeSection));
 }
 
 #[test]
 fn a_digest_naming_thousands_of_unknown_nodes_adds_none_and_the_answer_fits() {
     let mut node = node();
-    let before = observe(&node).snapshot;
+    let before = node.snapshot();
     let mut entries: Vec<DigestEntry> = (0..2_500u64)
         .map(|i| DigestEntry {
             fingerprint: Fingerprint(i.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
@@ -375,10 +284,10 @@ fn a_digest_naming_thousands_of_unknown_nodes_adds_none_and_the_answer_fits() {
         .collect();
     entries.sort_by_key(|entry| entry.fingerprint);
     let unknown = entries.iter().map(|entry| entry.fingerprint).collect();
-    let bytes = syn(Digest { range: RingRange::FULL, entries, unknown, sender: None });
+    let bytes = syn(CLUSTER, Digest { entries, unknown, ..empty_digest() });
     assert!(bytes.len() > 40_000);
     node.handle_datagram(T0, addr(7001), &bytes).unwrap();
-    assert_eq!(observe(&node).snapshot, before, "a digest introduces nobody");
+    assert_eq!(node.snapshot(), before, "a digest introduces nobody");
     let reply = node.poll_transmit().unwrap();
     assert!(reply.bytes.len() <= node.config().max_datagram_size);
     assert!(wire::decode(&reply.bytes).is_ok());
@@ -389,7 +298,7 @@ fn a_delta_introducing_thousands_of_nodes_stays_within_max_nodes() {
     let mut node = node_with(Config { max_nodes: 100, ..config() });
     let sections: Vec<NodeDelta> =
         (0..2_000u16).map(|i| full(NodeId::new(format!("n{i}"), 1, addr(10_000 + i)), 1, &[])).collect();
-    node.handle_datagram(T0, addr(9000), &ack(sections)).unwrap();
+    node.handle_datagram(T0, addr(9000), &ack(CLUSTER, sections)).unwrap();
     assert_eq!(node.node_states().count(), 100);
     assert_eq!(node.metrics().nodes_refused, 2_000 - 98);
     // First come, kept: the node itself, the peer, and the delta's first 98.
@@ -405,7 +314,7 @@ fn a_full_table_keeps_the_first_comers_and_frees_room_as_dead_nodes_go() {
     let mut node = node_with(config);
     let newcomer = |i: u16| NodeId::new(format!("n{i}"), 1, addr(8_000 + i));
     let introduce = |node: &mut Chitchat, now, i| {
-        node.handle_datagram(now, addr(8_000 + i), &ack(vec![full(newcomer(i), 1, &[])])).unwrap()
+        node.handle_datagram(now, addr(8_000 + i), &ack(CLUSTER, vec![full(newcomer(i), 1, &[])])).unwrap()
     };
     for i in 0..5 {
         introduce(&mut node, T0, i);
@@ -434,14 +343,15 @@ fn generations_heartbeats_and_versions_at_0_and_u64_max() {
     let max = NodeId::new("max", u64::MAX, addr(7003));
     let sections =
         vec![full(zero.clone(), 0, &[("a", "1", u64::MAX)]), full(max.clone(), u64::MAX, &[("b", "2", 1)])];
-    node.handle_datagram(T0, addr(7002), &ack(sections)).unwrap();
+    node.handle_datagram(T0, addr(7002), &ack(CLUSTER, sections)).unwrap();
     assert_eq!(node.node_state(&zero).unwrap().max_version(), u64::MAX);
     assert_eq!(node.node_state(&max).unwrap().heartbeat(), u64::MAX);
     // Nothing can follow u64::MAX: news at it changes nothing, and nothing overflows.
     let again = known(&max, 1, u64::MAX, &[("c", "3", u64::MAX)]);
-    node.handle_datagram(T0, addr(7003), &ack(vec![NodeDelta { heartbeat: u64::MAX, ..again }])).unwrap();
+    node.handle_datagram(T0, addr(7003), &ack(CLUSTER, vec![NodeDelta { heartbeat: u64::MAX, ..again }]))
+        .unwrap();
     let older = NodeId::new("max", u64::MAX - 1, addr(7003));
-    node.handle_datagram(T0, addr(7003), &ack(vec![full(older.clone(), 9, &[])])).unwrap();
+    node.handle_datagram(T0, addr(7003), &ack(CLUSTER, vec![full(older.clone(), 9, &[])])).unwrap();
     assert!(node.node_state(&older).is_none(), "an older incarnation is ignored");
     // A digest at the extremes is answered, and a gossip round works.
     let entry = DigestEntry {
@@ -450,7 +360,8 @@ fn generations_heartbeats_and_versions_at_0_and_u64_max() {
         last_gc_version: u64::MAX,
         max_version: 0,
     };
-    node.handle_datagram(T0, addr(7003), &syn(Digest { entries: vec![entry], ..empty_digest() })).unwrap();
+    node.handle_datagram(T0, addr(7003), &syn(CLUSTER, Digest { entries: vec![entry], ..empty_digest() }))
+        .unwrap();
     node.handle_timeout(T0 + Duration::from_millis(500));
     while let Some(transmit) = node.poll_transmit() {
         assert!(wire::decode(&transmit.bytes).is_ok());
@@ -460,7 +371,7 @@ fn generations_heartbeats_and_versions_at_0_and_u64_max() {
 #[test]
 fn a_node_claiming_our_identity_is_ignored() {
     let mut node = node();
-    let before = observe(&node);
+    let before = node.snapshot();
     let me = node.self_id().clone();
     let impostors = vec![
         full(me.clone(), u64::MAX, &[("k", "forged", 50)]),
@@ -469,7 +380,7 @@ fn a_node_claiming_our_identity_is_ignored() {
         NodeDelta { left: true, ..known(&me, 1, 1, &[]) },
     ];
     for section in impostors {
-        node.handle_datagram(T0, addr(7001), &ack(vec![section])).unwrap();
+        node.handle_datagram(T0, addr(7001), &ack(CLUSTER, vec![section])).unwrap();
     }
     // A digest claiming a later heartbeat or version of us changes nothing either.
     let entry = DigestEntry {
@@ -478,9 +389,10 @@ fn a_node_claiming_our_identity_is_ignored() {
         last_gc_version: 0,
         max_version: 99,
     };
-    node.handle_datagram(T0, addr(7001), &syn(Digest { entries: vec![entry], ..empty_digest() })).unwrap();
+    node.handle_datagram(T0, addr(7001), &syn(CLUSTER, Digest { entries: vec![entry], ..empty_digest() }))
+        .unwrap();
     drain(&mut node);
-    assert_eq!(observe(&node).snapshot, before.snapshot);
+    assert_eq!(node.snapshot(), before);
     assert_eq!(node.get("k"), Some("v"));
     assert_eq!(node.metrics().sections_ignored, 4);
 }
@@ -498,7 +410,8 @@ fn unusual_addresses_are_tracked_and_gossiped_to() {
     for (i, gossip_addr) in unusual.into_iter().enumerate() {
         let id = NodeId::new(format!("odd-{i}"), 1, gossip_addr);
         // Introduced, and heard from at that address (the source is just as odd).
-        node.handle_datagram(T0, gossip_addr, &ack(vec![full(id.clone(), 1, &[("k", "v", 1)])])).unwrap();
+        node.handle_datagram(T0, gossip_addr, &ack(CLUSTER, vec![full(id.clone(), 1, &[("k", "v", 1)])]))
+            .unwrap();
         assert_eq!(node.node_status(&id), Some(NodeStatus::Live));
     }
     for round in 1..=5 {
@@ -512,12 +425,12 @@ fn unusual_addresses_are_tracked_and_gossiped_to() {
 #[test]
 fn a_bad_cluster_from_a_stranger_is_counted_and_changes_nothing() {
     let mut node = node();
-    let before = observe(&node);
-    node.handle_datagram(T0, addr(9_999), &datagram(CLUSTER, Message::BadCluster)).unwrap();
-    assert_eq!(observe(&node), before);
-    assert_eq!(node.metrics().bad_cluster_received, 1);
+    let before = Probe::of(&node, T0);
+    let bytes = datagram(CLUSTER, Message::BadCluster);
+    node.handle_datagram(T0, addr(9_999), &bytes).unwrap();
+    before.assert_ignored(&Probe::of(&node, T0), bytes.len(), |counts| counts.bad_cluster_received += 1);
     // From another cluster it is refused as such.
-    assert_refused(&datagram("other", Message::BadCluster), DatagramError::WrongCluster, |c| c.wrong_cluster);
+    assert_refused(&datagram("other", Message::BadCluster), DatagramError::WrongCluster);
 }
 
 #[test]
@@ -550,7 +463,7 @@ fn a_repeated_unknown_fingerprint_is_answered_once() {
     let peer =
         DigestEntry { fingerprint: peer().fingerprint(), heartbeat: 1, last_gc_version: 0, max_version: 1 };
     let digest = Digest { range, entries: vec![peer], unknown: vec![me, me, me], sender: None };
-    node.handle_datagram(T0, addr(7001), &syn(digest)).unwrap();
+    node.handle_datagram(T0, addr(7001), &syn(CLUSTER, digest)).unwrap();
     let reply = node.poll_transmit().unwrap();
     let packet = wire::decode(&reply.bytes).expect("the node's answer must be valid");
     let Message::SynAck { delta, .. } = packet.message else { panic!("a SynAck") };
@@ -564,7 +477,7 @@ fn a_reset_cannot_exceed_max_keys_per_node() {
     let mut node = node_with(Config { max_keys_per_node: 4, ..config() });
     let writer = NodeId::new("w", 1, addr(7002));
     let held = full(writer.clone(), 1, &[("a", "1", 10), ("b", "2", 11), ("c", "3", 12), ("d", "4", 13)]);
-    node.handle_datagram(T0, addr(7002), &ack(vec![held])).unwrap();
+    node.handle_datagram(T0, addr(7002), &ack(CLUSTER, vec![held])).unwrap();
     // A reset above a watermark of 5 keeps the records above it (10..13) and
     // brings four new keys below them.
     let reset = NodeDelta {
@@ -572,7 +485,7 @@ fn a_reset_cannot_exceed_max_keys_per_node() {
         last_gc_version: 5,
         ..known(&writer, 0, 13, &[("e", "5", 6), ("f", "6", 7), ("g", "7", 8), ("h", "8", 9)])
     };
-    let _ = node.handle_datagram(T0, addr(7002), &ack(vec![reset]));
+    let _ = node.handle_datagram(T0, addr(7002), &ack(CLUSTER, vec![reset]));
     let held = node.node_state(&writer).map_or(0, |state| state.num_records());
     assert!(held <= 4, "{held} records held, max_keys_per_node is 4");
 }
@@ -589,13 +502,13 @@ fn a_reset_cut_short_never_makes_the_node_send_an_invalid_section() {
     node.handle_datagram(
         T0,
         addr(7002),
-        &ack(vec![full(writer.clone(), 1, &[("a", "1", 1), ("b", "2", 2)])]),
+        &ack(CLUSTER, vec![full(writer.clone(), 1, &[("a", "1", 1), ("b", "2", 2)])]),
     )
     .unwrap();
     let cut_short = NodeDelta { reset: true, last_gc_version: 1, ..known(&writer, 0, 0, &[]) };
-    node.handle_datagram(T0, addr(7002), &ack(vec![cut_short])).unwrap();
+    node.handle_datagram(T0, addr(7002), &ack(CLUSTER, vec![cut_short])).unwrap();
     drain(&mut node);
-    node.handle_datagram(T0, addr(7003), &syn(empty_digest())).unwrap();
+    node.handle_datagram(T0, addr(7003), &syn(CLUSTER, empty_digest())).unwrap();
     let reply = node.poll_transmit().unwrap();
     wire::decode(&reply.bytes).expect("the node's answer must be valid");
 }
@@ -607,13 +520,17 @@ fn a_reset_cut_short_never_makes_the_node_send_an_invalid_section() {
 #[test]
 fn an_identity_claiming_our_address_is_not_tracked() {
     let mut node = node();
-    let before = observe(&node);
+    let before = node.snapshot();
     let me = node.self_id().clone();
     let impostor = NodeId::new("impostor", 7, me.gossip_addr);
-    node.handle_datagram(T0, addr(7001), &ack(vec![full(impostor.clone(), 7, &[("k", "forged", 1)])]))
-        .unwrap();
+    node.handle_datagram(
+        T0,
+        addr(7001),
+        &ack(CLUSTER, vec![full(impostor.clone(), 7, &[("k", "forged", 1)])]),
+    )
+    .unwrap();
     drain(&mut node);
     assert_eq!(node.node_state(&impostor).map(|state| state.heartbeat()), None);
-    assert_eq!(observe(&node).snapshot, before.snapshot);
+    assert_eq!(node.snapshot(), before);
     assert_eq!(node.metrics().sections_ignored, 1);
 }

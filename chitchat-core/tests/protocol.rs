@@ -5,9 +5,9 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use chitchat_core::wire::{
-    Delta, Digest, KeyValueUpdate, Message, NodeDelta, NodeRef, Packet, RingRange, ValueUpdate,
-};
+use chitchat_core::testing::datagrams::{ack, datagram, empty_digest, full, known, syn};
+use chitchat_core::testing::{Probe, feed};
+use chitchat_core::wire::{Message, NodeDelta, NodeRef};
 use chitchat_core::{
     Chitchat, Config, ConfigError, DatagramError, Event, KeyValueError, NodeId, NodeStatus, Timestamp,
     Violation, wire,
@@ -34,41 +34,10 @@ fn node() -> Chitchat {
     node_with(config())
 }
 
-fn datagram(cluster_id: &str, message: Message) -> Vec<u8> {
-    wire::encode(&Packet { cluster_id: cluster_id.into(), message })
-}
-
-fn full_section(node_id: NodeId, heartbeat: u64, records: &[(&str, &str, u64)]) -> NodeDelta {
-    let max_version = records.iter().map(|(_, _, version)| *version).max().unwrap_or(0);
-    NodeDelta {
-        node: NodeRef::Full(node_id),
-        heartbeat,
-        reset: false,
-        from_version: 0,
-        last_gc_version: 0,
-        max_version,
-        left: false,
-        key_values: records
-            .iter()
-            .map(|(key, value, version)| KeyValueUpdate {
-                key: key.to_string(),
-                version: *version,
-                value: ValueUpdate::Set(value.to_string()),
-            })
-            .collect(),
-    }
-}
-
-fn ack(sections: Vec<NodeDelta>) -> Vec<u8> {
-    datagram(CLUSTER, Message::Ack { delta: Delta { nodes: sections } })
-}
-
 /// Introduces a node, then reports its heartbeat growing, so that it is live.
 fn introduce_live(node: &mut Chitchat, id: &NodeId) {
-    node.handle_datagram(T0, id.gossip_addr, &ack(vec![full_section(id.clone(), 1, &[])])).unwrap();
-    let mut beat = full_section(id.clone(), 2, &[]);
-    beat.node = NodeRef::Known(id.fingerprint());
-    node.handle_datagram(T0, id.gossip_addr, &ack(vec![beat])).unwrap();
+    node.handle_datagram(T0, id.gossip_addr, &ack(CLUSTER, vec![full(id.clone(), 1, &[])])).unwrap();
+    node.handle_datagram(T0, id.gossip_addr, &ack(CLUSTER, vec![known(id, 0, 0, &[])])).unwrap();
     assert_eq!(node.node_status(id), Some(NodeStatus::Live));
 }
 
@@ -80,63 +49,41 @@ fn decode(bytes: &[u8]) -> Message {
     wire::decode(bytes).unwrap().message
 }
 
-fn snapshot(node: &Chitchat) -> String {
-    serde_json::to_string(&node.snapshot()).unwrap()
-}
-
 #[test]
 fn a_syn_from_another_cluster_is_answered_bad_cluster_and_changes_nothing() {
     let mut node = node();
-    let before = snapshot(&node);
-    let syn = datagram(
-        "other",
-        Message::Syn {
-            digest: Digest { range: RingRange::FULL, entries: vec![], unknown: vec![], sender: None },
-        },
-    );
-    node.handle_datagram(T0, addr(9000), &syn).unwrap();
+    let before = node.snapshot();
+    node.handle_datagram(T0, addr(9000), &syn("other", empty_digest())).unwrap();
     let reply = node.poll_transmit().unwrap();
     assert_eq!(reply.to, addr(9000));
     assert_eq!(decode(&reply.bytes), Message::BadCluster);
-    assert_eq!(snapshot(&node), before);
+    assert_eq!(node.snapshot(), before);
     assert_eq!(node.metrics().bad_cluster_sent, 1);
 }
 
 #[test]
 fn a_delta_from_another_cluster_is_refused() {
     let mut node = node();
-    let before = snapshot(&node);
-    let foreign = datagram(
-        "other",
-        Message::Ack { delta: Delta { nodes: vec![full_section(peer("x", 1, 1), 1, &[])] } },
-    );
-    assert_eq!(node.handle_datagram(T0, addr(9000), &foreign), Err(DatagramError::WrongCluster));
-    assert_eq!(snapshot(&node), before);
+    let foreign = ack("other", vec![full(peer("x", 1, 1), 1, &[])]);
+    // `feed` checks that the refusal changed nothing and counted it as such.
+    assert_eq!(feed(&mut node, T0, addr(9000), &foreign), Err(DatagramError::WrongCluster));
     assert_eq!(node.metrics().rejected.wrong_cluster, 1);
-    assert!(node.poll_transmit().is_none());
 }
 
 #[test]
 fn a_bad_cluster_from_a_stranger_changes_nothing() {
     let mut node = node();
-    let before = snapshot(&node);
-    node.handle_datagram(T0, addr(9999), &datagram(CLUSTER, Message::BadCluster)).unwrap();
-    assert_eq!(snapshot(&node), before);
-    assert!(node.poll_transmit().is_none());
-    assert_eq!(node.metrics().bad_cluster_received, 1);
+    let before = Probe::of(&node, T0);
+    let bytes = datagram(CLUSTER, Message::BadCluster);
+    node.handle_datagram(T0, addr(9999), &bytes).unwrap();
+    before.assert_ignored(&Probe::of(&node, T0), bytes.len(), |counts| counts.bad_cluster_received += 1);
 }
 
 #[test]
 fn a_syn_gets_a_syn_ack_with_what_the_peer_lacks() {
     let mut node = node();
     node.set(T0, "color", "blue").unwrap();
-    let syn = datagram(
-        CLUSTER,
-        Message::Syn {
-            digest: Digest { range: RingRange::FULL, entries: vec![], unknown: vec![], sender: None },
-        },
-    );
-    node.handle_datagram(T0, addr(9000), &syn).unwrap();
+    node.handle_datagram(T0, addr(9000), &syn(CLUSTER, empty_digest())).unwrap();
     let Message::SynAck { digest, delta } = decode(&node.poll_transmit().unwrap().bytes) else { panic!() };
     assert!(digest.range.is_full());
     assert_eq!(digest.entries.len(), 1);
@@ -151,33 +98,32 @@ fn a_syn_gets_a_syn_ack_with_what_the_peer_lacks() {
 fn a_delta_from_the_future_is_refused() {
     let mut node = node();
     let other = peer("other", 1, 7001);
-    node.handle_datagram(T0, other.gossip_addr, &ack(vec![full_section(other.clone(), 1, &[("a", "1", 1)])]))
-        .unwrap();
+    node.handle_datagram(
+        T0,
+        other.gossip_addr,
+        &ack(CLUSTER, vec![full(other.clone(), 1, &[("a", "1", 1)])]),
+    )
+    .unwrap();
     while node.poll_event().is_some() {}
-    let before = snapshot(&node);
-    let mut gap = full_section(other.clone(), 2, &[("b", "2", 5)]);
-    gap.node = NodeRef::Known(other.fingerprint());
-    gap.from_version = 3;
-    let result = node.handle_datagram(T0, other.gossip_addr, &ack(vec![gap]));
+    let gap = known(&other, 3, 5, &[("b", "2", 5)]);
+    let result = feed(&mut node, T0, other.gossip_addr, &ack(CLUSTER, vec![gap]));
     assert_eq!(result, Err(DatagramError::Invalid(Violation::DeltaFromFuture)));
-    assert_eq!(snapshot(&node), before);
-    assert!(node.poll_event().is_none());
     assert_eq!(node.metrics().rejected.invalid, 1);
 }
 
 #[test]
 fn nobody_may_speak_for_this_node() {
     let mut node = node();
-    let before = snapshot(&node);
+    let before = node.snapshot();
     let impostors = vec![
-        full_section(node.self_id().clone(), 99, &[("k", "forged", 50)]),
-        full_section(peer("self", 6, 7000), 1, &[("k", "newer-me", 1)]),
-        full_section(peer("self", 4, 7000), 1, &[("k", "older-me", 1)]),
+        full(node.self_id().clone(), 99, &[("k", "forged", 50)]),
+        full(peer("self", 6, 7000), 1, &[("k", "newer-me", 1)]),
+        full(peer("self", 4, 7000), 1, &[("k", "older-me", 1)]),
     ];
     for section in impostors {
-        node.handle_datagram(T0, addr(9000), &ack(vec![section])).unwrap();
+        node.handle_datagram(T0, addr(9000), &ack(CLUSTER, vec![section])).unwrap();
     }
-    assert_eq!(snapshot(&node), before);
+    assert_eq!(node.snapshot(), before);
     assert_eq!(node.get("k"), Some("v"));
     assert_eq!(node.metrics().sections_ignored, 3);
 }
@@ -187,9 +133,9 @@ fn a_newer_generation_supersedes_and_an_older_one_is_ignored() {
     let mut node = node();
     let old = peer("p", 7, 7001);
     let new = peer("p", 8, 7001);
-    node.handle_datagram(T0, addr(7001), &ack(vec![full_section(old.clone(), 1, &[("a", "old", 1)])]))
+    node.handle_datagram(T0, addr(7001), &ack(CLUSTER, vec![full(old.clone(), 1, &[("a", "old", 1)])]))
         .unwrap();
-    node.handle_datagram(T0, addr(7001), &ack(vec![full_section(new.clone(), 1, &[("a", "new", 1)])]))
+    node.handle_datagram(T0, addr(7001), &ack(CLUSTER, vec![full(new.clone(), 1, &[("a", "new", 1)])]))
         .unwrap();
     assert!(node.node_state(&old).is_none());
     assert_eq!(node.node_state(&new).unwrap().get("a"), Some("new"));
@@ -197,7 +143,7 @@ fn a_newer_generation_supersedes_and_an_older_one_is_ignored() {
     assert!(events.contains(&Event::NodeRemoved(old.clone())));
     assert!(events.contains(&Event::NodeRestarted { previous: old.clone(), current: new.clone() }));
     // Stale gossip of the old incarnation changes nothing.
-    node.handle_datagram(T0, addr(7001), &ack(vec![full_section(old.clone(), 9, &[("a", "stale", 9)])]))
+    node.handle_datagram(T0, addr(7001), &ack(CLUSTER, vec![full(old.clone(), 9, &[("a", "stale", 9)])]))
         .unwrap();
     assert!(node.node_state(&old).is_none());
     assert_eq!(node.node_state(&new).unwrap().get("a"), Some("new"));
@@ -208,9 +154,9 @@ fn generations_and_heartbeats_at_the_extremes_work() {
     let mut node = node();
     let zero = peer("zero", 0, 7001);
     let max = peer("max", u64::MAX, 7002);
-    node.handle_datagram(T0, addr(7001), &ack(vec![full_section(zero.clone(), 0, &[("a", "1", u64::MAX)])]))
+    node.handle_datagram(T0, addr(7001), &ack(CLUSTER, vec![full(zero.clone(), 0, &[("a", "1", u64::MAX)])]))
         .unwrap();
-    node.handle_datagram(T0, addr(7002), &ack(vec![full_section(max.clone(), u64::MAX, &[("b", "2", 1)])]))
+    node.handle_datagram(T0, addr(7002), &ack(CLUSTER, vec![full(max.clone(), u64::MAX, &[("b", "2", 1)])]))
         .unwrap();
     assert_eq!(node.node_state(&zero).unwrap().max_version(), u64::MAX);
     assert_eq!(node.node_state(&max).unwrap().heartbeat(), u64::MAX);
@@ -223,8 +169,8 @@ fn generations_and_heartbeats_at_the_extremes_work() {
 #[test]
 fn tracked_nodes_stay_within_max_nodes() {
     let mut node = node_with(Config { max_nodes: 3, ..config() });
-    let sections = (0..10).map(|i| full_section(peer(&format!("p{i}"), 1, 7100 + i), 1, &[])).collect();
-    node.handle_datagram(T0, addr(9000), &ack(sections)).unwrap();
+    let sections = (0..10).map(|i| full(peer(&format!("p{i}"), 1, 7100 + i), 1, &[])).collect();
+    node.handle_datagram(T0, addr(9000), &ack(CLUSTER, sections)).unwrap();
     assert_eq!(node.node_states().count(), 3);
     assert_eq!(node.metrics().nodes_refused, 8);
 }
@@ -232,10 +178,10 @@ fn tracked_nodes_stay_within_max_nodes() {
 #[test]
 fn sections_over_a_local_limit_are_refused_and_the_rest_applies() {
     let mut node = node_with(Config { max_value_len: 4, max_keys_per_node: 2, ..config() });
-    let long_value = full_section(peer("a", 1, 7001), 1, &[("k", "too long", 1)]);
-    let too_many = full_section(peer("b", 1, 7002), 1, &[("x", "1", 1), ("y", "2", 2), ("z", "3", 3)]);
-    let fine = full_section(peer("c", 1, 7003), 1, &[("k", "ok", 1)]);
-    node.handle_datagram(T0, addr(9000), &ack(vec![long_value, too_many, fine])).unwrap();
+    let long_value = full(peer("a", 1, 7001), 1, &[("k", "too long", 1)]);
+    let too_many = full(peer("b", 1, 7002), 1, &[("x", "1", 1), ("y", "2", 2), ("z", "3", 3)]);
+    let fine = full(peer("c", 1, 7003), 1, &[("k", "ok", 1)]);
+    node.handle_datagram(T0, addr(9000), &ack(CLUSTER, vec![long_value, too_many, fine])).unwrap();
     assert_eq!(node.metrics().sections_over_limit, 2);
     assert_eq!(node.node_state(&peer("c", 1, 7003)).unwrap().get("k"), Some("ok"));
     assert!(node.node_state(&peer("a", 1, 7001)).is_none());
@@ -253,7 +199,7 @@ fn own_keys_are_checked_with_clear_errors() {
     node.leave(T0);
     while node.poll_transmit().is_some() {}
     assert_eq!(node.set(T0, "k", "after"), Err(KeyValueError::NotRunning));
-    assert_eq!(node.handle_datagram(T0, addr(1), &ack(vec![])), Err(DatagramError::NotRunning));
+    assert_eq!(node.handle_datagram(T0, addr(1), &ack(CLUSTER, vec![])), Err(DatagramError::NotRunning));
     assert_eq!(node.poll_timeout(), None);
 }
 
@@ -272,16 +218,16 @@ fn bad_identities_and_configs_are_refused_at_construction() {
 fn a_farewell_marks_the_sender_left_at_once() {
     let mut node = node();
     let other = peer("other", 1, 7001);
-    node.handle_datagram(T0, addr(7001), &ack(vec![full_section(other.clone(), 1, &[])])).unwrap();
-    let mut farewell = full_section(other.clone(), 2, &[]);
+    node.handle_datagram(T0, addr(7001), &ack(CLUSTER, vec![full(other.clone(), 1, &[])])).unwrap();
+    let mut farewell = full(other.clone(), 2, &[]);
     farewell.left = true;
-    node.handle_datagram(T0, addr(7001), &ack(vec![farewell.clone()])).unwrap();
+    node.handle_datagram(T0, addr(7001), &ack(CLUSTER, vec![farewell.clone()])).unwrap();
     assert_eq!(node.node_status(&other), Some(NodeStatus::Left));
     assert!(std::iter::from_fn(|| node.poll_event()).any(|event| event == Event::NodeLeft(other.clone())));
     // A farewell from a node never met adds nothing.
-    let mut stranger = full_section(peer("stranger", 1, 7002), 1, &[]);
+    let mut stranger = full(peer("stranger", 1, 7002), 1, &[]);
     stranger.left = true;
-    node.handle_datagram(T0, addr(7002), &ack(vec![stranger])).unwrap();
+    node.handle_datagram(T0, addr(7002), &ack(CLUSTER, vec![stranger])).unwrap();
     assert!(node.node_state(&peer("stranger", 1, 7002)).is_none());
 }
 
@@ -316,12 +262,9 @@ fn node_knowing(count: u16, keys: usize, config: Config) -> Chitchat {
         let records: Vec<(&str, &str, u64)> =
             records.iter().map(|(k, v, n)| (k.as_str(), v.as_str(), *n)).collect();
         let id = peer(&format!("node-{i:04}"), 1, 10_000 + i);
-        node.handle_datagram(T0, addr(9000), &ack(vec![full_section(id.clone(), 100, &records)])).unwrap();
-        let mut beat = full_section(id.clone(), 101, &[]);
-        beat.node = NodeRef::Known(id.fingerprint());
-        beat.from_version = keys as u64;
-        beat.max_version = keys as u64;
-        node.handle_datagram(T0, addr(9000), &ack(vec![beat])).unwrap();
+        node.handle_datagram(T0, addr(9000), &ack(CLUSTER, vec![full(id.clone(), 100, &records)])).unwrap();
+        let beat = NodeDelta { heartbeat: 101, ..known(&id, keys as u64, keys as u64, &[]) };
+        node.handle_datagram(T0, addr(9000), &ack(CLUSTER, vec![beat])).unwrap();
     }
     while node.poll_event().is_some() {}
     node
@@ -355,14 +298,9 @@ fn syns_fit_the_datagram_and_rotate_over_every_node() {
 fn a_syn_ack_fits_and_shares_the_datagram_between_digest_and_delta() {
     let config = Config { cluster_id: CLUSTER.into(), ..Config::lan() };
     let mut node = node_knowing(1_000, 3, config);
+    chitchat_core::testing::validate_peer(&mut node, T0, &NodeId::new("newcomer", 1, addr(9000)));
     // A newcomer knows nothing: the delta wants everything, the digest too.
-    let syn = datagram(
-        CLUSTER,
-        Message::Syn {
-            digest: Digest { range: RingRange::FULL, entries: vec![], unknown: vec![], sender: None },
-        },
-    );
-    node.handle_datagram(T0, addr(9000), &syn).unwrap();
+    node.handle_datagram(T0, addr(9000), &syn(CLUSTER, empty_digest())).unwrap();
     let reply = node.poll_transmit().unwrap();
     assert!(reply.bytes.len() <= 1_400, "{}", reply.bytes.len());
     assert!(reply.bytes.len() > 1_300, "the datagram is used: {}", reply.bytes.len());
@@ -440,10 +378,11 @@ fn a_refused_datagram_does_not_move_the_clock() {
     let later = T0 + Duration::from_secs(60);
     node.handle_timeout(later);
     let deadline = node.poll_timeout();
-    let refused = datagram("another-cluster", Message::Ack { delta: Delta { nodes: Vec::new() } });
-    assert!(node.handle_datagram(T0, addr(7001), &refused).is_err());
+    // `feed` checks that the refusal moved no timer (nor anything else).
+    let refused = ack("another-cluster", Vec::new());
+    assert!(feed(&mut node, T0, addr(7001), &refused).is_err());
     assert_eq!(node.poll_timeout(), deadline, "a refused datagram moved the clock");
-    let accepted = ack(Vec::new());
+    let accepted = ack(CLUSTER, Vec::new());
     node.handle_datagram(T0, addr(7001), &accepted).unwrap();
     let moved = node.poll_timeout().expect("a deadline");
     assert!(moved <= T0 + config().gossip_interval, "the deadline follows the clock stepped back: {moved:?}");
@@ -472,7 +411,37 @@ fn a_jump_ahead_does_not_cut_the_memory_of_a_removal_short() {
         node.handle_timeout(now);
     }
     // Stale gossip of it, with the heartbeat it was removed with, from a peer.
-    let stale = full_section(gone.clone(), 2, &[]);
-    node.handle_datagram(now, addr(7002), &ack(vec![stale])).unwrap();
+    let stale = full(gone.clone(), 2, &[]);
+    node.handle_datagram(now, addr(7002), &ack(CLUSTER, vec![stale])).unwrap();
     assert!(node.node_state(&gone).is_none(), "stale gossip brought a removed node back after the jump");
+}
+
+/// Every input returns at the largest timestamp, and the node keeps working:
+/// a caller's clock (or a bug in it) at `Timestamp::MAX` cannot make
+/// `handle_timeout` loop forever re-arming a saturated deadline (it did).
+#[test]
+fn every_input_returns_at_the_largest_timestamp() {
+    let mut node = node();
+    let other = peer("other", 1, 7001);
+    introduce_live(&mut node, &other);
+    let max = Timestamp::MAX;
+    let before = node.metrics().gossip_rounds;
+    for round in 1..=3 {
+        node.handle_timeout(max);
+        assert_eq!(node.metrics().gossip_rounds, before + round, "one round per call, not a loop");
+    }
+    assert_eq!(node.poll_timeout(), Some(max), "the next deadline saturates");
+    node.set(max, "late", "value").unwrap();
+    node.set_with_ttl(max, "ttl", "value").unwrap();
+    node.delete(max, "late").unwrap();
+    node.delete_after_ttl(max, "ttl").unwrap();
+    node.gossip_with(max, addr(7001));
+    let beat = full(other.clone(), 9, &[("k", "v", 1)]);
+    node.handle_datagram(max, addr(7001), &ack(CLUSTER, vec![beat])).unwrap();
+    assert_eq!(node.node_state(&other).unwrap().get("k"), Some("v"));
+    let _ = node.phi(&other, max);
+    while node.poll_transmit().is_some() {}
+    while node.poll_event().is_some() {}
+    node.leave(max);
+    assert!(node.poll_transmit().is_some(), "farewells still go out");
 }

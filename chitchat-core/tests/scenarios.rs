@@ -318,7 +318,7 @@ fn a_paused_node_does_not_blame_its_peers_for_its_own_pause() {
 /// fuzzer; input kept in `fuzz/artifacts-kept/protocol_ops/`).
 #[test]
 fn a_forged_identity_at_a_running_nodes_address_dies_and_stays_dead() {
-    use chitchat_core::wire::{Delta, KeyValueUpdate, Message, NodeDelta, NodeRef, Packet, ValueUpdate};
+    use chitchat_core::testing::datagrams::{ack, full};
     let config = chitchat_core::testing::campaign::campaign_config();
     let round = config.gossip_interval;
     let mut sim = Simulation::new(13);
@@ -327,20 +327,7 @@ fn a_forged_identity_at_a_running_nodes_address_dies_and_stays_dead() {
     assert!(sim.run_until(round * 50, |sim| sim.all_see_all_live()).unwrap());
     let victim_addr = sim.node_id(nodes[1]).gossip_addr;
     let impostor = chitchat_core::NodeId::new("impostor", 7, victim_addr);
-    let section = NodeDelta {
-        node: NodeRef::Full(impostor.clone()),
-        heartbeat: 7,
-        reset: false,
-        from_version: 0,
-        last_gc_version: 0,
-        max_version: 1,
-        left: false,
-        key_values: vec![KeyValueUpdate { key: "k".into(), version: 1, value: ValueUpdate::Set("v".into()) }],
-    };
-    let bytes = chitchat_core::wire::encode(&Packet {
-        cluster_id: config.cluster_id.clone(),
-        message: Message::Ack { delta: Delta { nodes: vec![section] } },
-    });
+    let bytes = ack(&config.cluster_id, vec![full(impostor.clone(), 7, &[("k", "v", 1)])]);
     sim.with_node(nodes[0], |chitchat, now| chitchat.handle_datagram(now, victim_addr, &bytes)).unwrap();
     assert!(sim.node(nodes[0]).node_state(&impostor).is_some(), "taken in by the first node");
     // The simulator's checker fails the run if anyone takes it back after

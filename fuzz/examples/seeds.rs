@@ -6,14 +6,13 @@
 
 use std::path::Path;
 
-use chitchat_core::wire::{Delta, Digest, DigestEntry, Message, NodeDelta, NodeRef, RingRange};
-use chitchat_core::wire;
-use chitchat_fuzz::cluster::{self, datagram};
+use chitchat_core::testing::datagrams::{ack, datagram, empty_digest, full, known, syn};
+use chitchat_core::wire::{Delta, Digest, DigestEntry, Message, NodeDelta};
+use chitchat_fuzz::cluster::{self, CLUSTER};
 
 fn main() -> std::io::Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds");
     let peers = cluster::peer_ids();
-    let full = Digest { range: RingRange::FULL, entries: Vec::new(), unknown: Vec::new(), sender: None };
     let mut entries: Vec<DigestEntry> = std::iter::once(cluster::self_id())
         .chain(peers.iter().cloned())
         .map(|id| DigestEntry {
@@ -24,53 +23,28 @@ fn main() -> std::io::Result<()> {
         })
         .collect();
     entries.sort_by_key(|entry| entry.fingerprint);
-    let known = |i: usize, from: u64, max: u64| NodeDelta {
-        node: NodeRef::Known(peers[i].fingerprint()),
+    let news = |i: usize, from: u64, max: u64| NodeDelta {
         heartbeat: 99,
-        reset: false,
-        from_version: from,
-        last_gc_version: 0,
-        max_version: max,
-        left: false,
-        key_values: vec![chitchat_core::wire::KeyValueUpdate {
-            key: "é-new".into(),
-            version: max,
-            value: chitchat_core::wire::ValueUpdate::Set("🦀".into()),
-        }],
+        ..known(&peers[i], from, max, &[("é-new", "🦀", max)])
     };
-    let fresh = NodeDelta {
-        node: NodeRef::Full(chitchat_core::NodeId::new("fresh", 1, "[::1]:0".parse().expect("an address"))),
-        heartbeat: 1,
-        reset: false,
-        from_version: 0,
-        last_gc_version: 0,
-        max_version: 0,
-        left: false,
-        key_values: Vec::new(),
-    };
+    let fresh = full(chitchat_core::NodeId::new("fresh", 1, "[::1]:0".parse().expect("an address")), 1, &[]);
     let datagrams: Vec<(&str, Vec<u8>)> = vec![
-        ("syn-empty", datagram(Message::Syn { digest: full.clone() })),
-        ("syn-full", datagram(Message::Syn { digest: Digest { entries: entries.clone(), ..full.clone() } })),
+        ("syn-empty", syn(CLUSTER, empty_digest())),
+        ("syn-full", syn(CLUSTER, Digest { entries: entries.clone(), ..empty_digest() })),
         (
             "synack",
-            datagram(Message::SynAck {
-                digest: Digest { entries, ..full.clone() },
-                delta: Delta { nodes: vec![known(3, 3, 4)] },
-            }),
+            datagram(
+                CLUSTER,
+                Message::SynAck {
+                    digest: Digest { entries, ..empty_digest() },
+                    delta: Delta { nodes: vec![news(3, 3, 4)] },
+                },
+            ),
         ),
-        (
-            "ack-known",
-            datagram(Message::Ack { delta: Delta { nodes: vec![known(0, 3, 7), known(1, 2, 5)] } }),
-        ),
-        ("ack-fresh", datagram(Message::Ack { delta: Delta { nodes: vec![fresh] } })),
-        ("bad-cluster", datagram(Message::BadCluster)),
-        (
-            "other-cluster-syn",
-            wire::encode(&chitchat_core::wire::Packet {
-                cluster_id: "other".into(),
-                message: Message::Syn { digest: full },
-            }),
-        ),
+        ("ack-known", ack(CLUSTER, vec![news(0, 3, 7), news(1, 2, 5)])),
+        ("ack-fresh", ack(CLUSTER, vec![fresh])),
+        ("bad-cluster", datagram(CLUSTER, Message::BadCluster)),
+        ("other-cluster-syn", syn("other", empty_digest())),
     ];
     for (name, bytes) in &datagrams {
         write(&root.join("decode"), name, bytes)?;

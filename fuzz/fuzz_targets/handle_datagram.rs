@@ -13,8 +13,9 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use chitchat_core::DatagramError;
+use chitchat_core::testing::{Probe, feed};
 use chitchat_fuzz::cluster::{self, READY_AT};
-use chitchat_fuzz::probe::{Probe, Watch, feed};
+use chitchat_fuzz::watch::Watch;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

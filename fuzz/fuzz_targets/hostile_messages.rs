@@ -11,10 +11,11 @@
 use std::time::Duration;
 
 use arbitrary::Arbitrary;
+use chitchat_core::testing::feed;
 use chitchat_core::wire;
 use chitchat_fuzz::cluster::{self, READY_AT};
 use chitchat_fuzz::hostile::{ArbPacket, Context, check_round_trip};
-use chitchat_fuzz::probe::{Watch, feed};
+use chitchat_fuzz::watch::Watch;
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Arbitrary, Debug)]

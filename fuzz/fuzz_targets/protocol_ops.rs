@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use arbitrary::Arbitrary;
 use chitchat_core::sim::{NetworkConfig, NodeIndex, Simulation};
+use chitchat_core::testing::feed;
 use chitchat_core::wire;
 use chitchat_fuzz::hostile::{ArbPacket, Context, check_round_trip};
-use chitchat_fuzz::probe::feed;
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Arbitrary, Debug)]

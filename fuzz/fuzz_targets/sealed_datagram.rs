@@ -16,12 +16,12 @@
 use std::time::Duration;
 
 use arbitrary::Arbitrary;
-use chitchat_core::testing::DatagramSealer;
-use chitchat_core::{EncryptionMode, Keyring, SecretKey};
+use chitchat_core::testing::{DatagramSealer, feed};
 use chitchat_core::{DatagramError, wire};
+use chitchat_core::{EncryptionMode, Keyring, SecretKey};
 use chitchat_fuzz::cluster::{self, READY_AT};
 use chitchat_fuzz::hostile::{ArbPacket, Context, check_round_trip};
-use chitchat_fuzz::probe::{Watch, feed};
+use chitchat_fuzz::watch::Watch;
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Arbitrary, Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,8 +4,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use chitchat_core::wire::{Delta, KeyValueUpdate, Message, NodeDelta, NodeRef, Packet, ValueUpdate};
-use chitchat_core::{Chitchat, Config, Fingerprint, NodeId, Timestamp, wire};
+use chitchat_core::testing::datagrams::{ack, full_with, known};
+use chitchat_core::wire::{KeyValueUpdate, NodeDelta, ValueUpdate};
+use chitchat_core::{Chitchat, Config, Fingerprint, NodeId, Timestamp};
 
 /// The cluster id of every fuzzed node.
 pub const CLUSTER: &str = "fuzz";
@@ -59,18 +60,13 @@ pub fn fingerprints() -> Vec<Fingerprint> {
     std::iter::once(self_id()).chain(peer_ids()).map(|id| id.fingerprint()).collect()
 }
 
-/// A datagram of our cluster.
-pub fn datagram(message: Message) -> Vec<u8> {
-    wire::encode(&Packet { cluster_id: CLUSTER.into(), message })
-}
-
 fn key(i: u16, k: u64) -> String {
     // Every third key starts with a multi-byte character.
     if k == 2 { format!("é-{i}") } else { format!("key-{k}") }
 }
 
 /// Peer `i`'s full section: its keys, the last one deleted for odd peers.
-fn full_section(i: u16, heartbeat: u64) -> NodeDelta {
+fn peer_section(i: u16, heartbeat: u64) -> NodeDelta {
     let key_values = (1..=KEYS)
         .map(|version| KeyValueUpdate {
             key: key(i, version),
@@ -84,29 +80,12 @@ fn full_section(i: u16, heartbeat: u64) -> NodeDelta {
             },
         })
         .collect();
-    NodeDelta {
-        node: NodeRef::Full(peer_id(i)),
-        heartbeat,
-        reset: false,
-        from_version: 0,
-        last_gc_version: 0,
-        max_version: KEYS,
-        left: false,
-        key_values,
-    }
+    full_with(peer_id(i), heartbeat, key_values)
 }
 
+/// Peer `i`'s heartbeat, and maybe its farewell, with no new record.
 fn beat(i: u16, heartbeat: u64, left: bool) -> NodeDelta {
-    NodeDelta {
-        node: NodeRef::Known(peer_id(i).fingerprint()),
-        heartbeat,
-        reset: false,
-        from_version: KEYS,
-        last_gc_version: 0,
-        max_version: KEYS,
-        left,
-        key_values: Vec::new(),
-    }
+    NodeDelta { heartbeat, left, ..known(&peer_id(i), KEYS, KEYS, &[]) }
 }
 
 /// A node that knows [`PEERS`] peers: peers 0..20 keep beating and are live,
@@ -117,15 +96,14 @@ pub fn known_node() -> Chitchat {
         Chitchat::new(config(), self_id(), [("own", "mine"), ("ключ", "значение")], Timestamp::ZERO)
             .expect("a valid configuration");
     node.set_seed_addrs([addr(10_000), addr(10_001)]);
-    let intro =
-        datagram(Message::Ack { delta: Delta { nodes: (0..PEERS).map(|i| full_section(i, 1)).collect() } });
+    let intro = ack(CLUSTER, (0..PEERS).map(|i| peer_section(i, 1)).collect());
     node.handle_datagram(Timestamp::ZERO, addr(10_000), &intro).expect("the introduction applies");
     let mut now = Timestamp::ZERO;
     for round in 0..12u64 {
         now += Duration::from_millis(100);
         let live = if round < 2 { PEERS } else { 20 };
         let sections = (0..live).map(|i| beat(i, round + 2, i >= 27 && round == 1)).collect();
-        let beats = datagram(Message::Ack { delta: Delta { nodes: sections } });
+        let beats = ack(CLUSTER, sections);
         node.handle_datagram(now, addr(10_000), &beats).expect("heartbeats apply");
         node.handle_timeout(now);
         // Drain most of the outputs, as a driver would, but not all of them.

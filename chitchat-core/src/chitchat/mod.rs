@@ -23,6 +23,7 @@ use crate::outbox::{Outbox, Transmit};
 use crate::peers::PeerSelector;
 use crate::time::Timestamp;
 use crate::timers::{Timer, TimerTable};
+use crate::validation::{AMPLIFICATION, AddressValidation, AnswerLimit};
 use crate::wire::{self, Digest, Message, Packet};
 
 /// One node of a chitchat cluster: the whole protocol as a state machine.
@@ -50,6 +51,9 @@ pub struct Chitchat {
     phase: Phase,
     /// Keyring, mode and nonces of authenticated encryption (off by default).
     encryption: Encryption,
+    /// The `Syn`s sent recently and the budget for answers to unvalidated
+    /// addresses.
+    validation: AddressValidation,
 }
 
 impl std::fmt::Debug for Chitchat {
@@ -91,7 +95,14 @@ impl Chitchat {
         // Mixing in the identity keeps nodes that share a configuration (and so a
         // seed) from choosing peers in lockstep; one seed still replays one run.
         let rng = fastrand::Rng::with_seed(config.rng_seed ^ self_id.fingerprint().0);
+        let validation = AddressValidation::new(
+            config.gossip_interval,
+            config.max_unvalidated_bytes_per_sec,
+            config.max_pending_transmits,
+            now,
+        );
         let mut chitchat = Chitchat {
+            validation,
             outbox: Outbox::new(config.max_pending_transmits),
             cluster: ClusterState::new(config, NodeState::new(self_id), now),
             clock: NodeClock::new(now),
@@ -149,8 +160,10 @@ impl Chitchat {
             if matches!(packet.message, Message::Syn { .. }) {
                 // Answered, so accepted: a replay of it is refused.
                 self.encryption.note_accepted(accepted);
-                self.cluster.metrics_mut().bad_cluster_sent += 1;
-                self.queue(from, Message::BadCluster, false);
+                let limit = self.answer_limit(from, bytes.len(), AMPLIFICATION);
+                if self.queue_answer(now, from, Message::BadCluster, limit) {
+                    self.cluster.metrics_mut().bad_cluster_sent += 1;
+                }
                 return Ok(());
             }
             return Err(DatagramError::WrongCluster);
@@ -161,27 +174,44 @@ impl Chitchat {
         }
         self.drive(now, None);
         self.cluster.pardon_sender(from, &packet.message, now);
-        self.dispatch(now, from, &packet);
+        self.dispatch(now, from, &packet, bytes.len());
         self.cluster.confirm_sender(from, &packet.message, now);
         self.encryption.note_accepted(accepted);
         Ok(())
     }
 
-    fn dispatch(&mut self, now: Timestamp, from: SocketAddr, packet: &Packet) {
+    /// Handles an accepted message of `received` bytes (as it came, sealed or
+    /// not) from `from`.
+    fn dispatch(&mut self, now: Timestamp, from: SocketAddr, packet: &Packet, received: usize) {
         match &packet.message {
             Message::Syn { digest } => {
                 self.cluster.metrics_mut().syns_received += 1;
                 self.cluster.absorb_digest(digest, now);
-                self.answer_syn(now, from, digest);
+                let limit = self.answer_limit(from, received, AMPLIFICATION);
+                self.answer_syn(now, from, digest, limit);
             }
             Message::SynAck { digest, delta } => {
                 self.cluster.metrics_mut().syn_acks_received += 1;
+                let solicited = self.validation.take_solicitation(from, now);
                 self.cluster.apply_delta(delta, now);
                 self.cluster.absorb_digest(digest, now);
-                let budget = self.payload_budget();
+                let limit = if solicited {
+                    // The peer there answered this node's own Syn.
+                    self.cluster.validate_address(&from);
+                    AnswerLimit::Validated
+                } else {
+                    // Whoever the address is, an answer to nothing of ours is
+                    // no larger than what it answers.
+                    self.cluster.metrics_mut().unsolicited_syn_acks += 1;
+                    AnswerLimit::Bytes(received)
+                };
+                let Some(budget) = self.answer_payload_budget(limit) else {
+                    self.cluster.metrics_mut().unvalidated_answers_dropped += 1;
+                    return;
+                };
                 let (delta, _) = self.cluster.build_delta(now, digest, budget, &mut self.rng);
                 if !delta.nodes.is_empty() {
-                    self.queue(from, Message::Ack { delta }, false);
+                    self.queue_answer(now, from, Message::Ack { delta }, limit);
                 }
             }
             Message::Ack { delta } => {
@@ -195,8 +225,11 @@ impl Chitchat {
         }
     }
 
-    fn answer_syn(&mut self, now: Timestamp, from: SocketAddr, syn_digest: &Digest) {
-        let payload = self.payload_budget();
+    fn answer_syn(&mut self, now: Timestamp, from: SocketAddr, syn_digest: &Digest, limit: AnswerLimit) {
+        let Some(payload) = self.answer_payload_budget(limit) else {
+            self.cluster.metrics_mut().unvalidated_answers_dropped += 1;
+            return;
+        };
         let start = if syn_digest.range.is_full() { self.digest_cursor } else { syn_digest.range.start };
         let unknown = self.cluster.unknown_in(syn_digest);
         // The delta gets at least half of the room; the digest what the delta leaves.
@@ -214,7 +247,7 @@ impl Chitchat {
                 self.digest_cursor = digest.range.end;
             }
         }
-        self.queue(from, Message::SynAck { digest, delta }, false);
+        self.queue_answer(now, from, Message::SynAck { digest, delta }, limit);
     }
 
     /// Fires the timers due at `now`. Calling it early is harmless.
@@ -236,7 +269,7 @@ impl Chitchat {
         }
         let round_due = self.timers.next_deadline().filter(|due| *due <= now);
         self.drive(now, round_due);
-        while let Some(timer) = self.timers.pop_expired(now) {
+        for timer in self.timers.take_expired(now) {
             match timer {
                 Timer::Gossip => {
                     self.gossip_round(now);
@@ -277,7 +310,7 @@ impl Chitchat {
         for target in targets {
             if let Some(bytes) = &whole_ring {
                 let bytes = bytes.clone();
-                self.queue_bytes(target, bytes, false);
+                self.queue_syn(now, target, bytes);
                 continue;
             }
             let digest = self.next_digest(now);
@@ -286,7 +319,7 @@ impl Chitchat {
             if full {
                 whole_ring = Some(bytes.clone());
             }
-            self.queue_bytes(target, bytes, false);
+            self.queue_syn(now, target, bytes);
         }
     }
 
@@ -311,7 +344,8 @@ impl Chitchat {
             return;
         }
         let digest = self.next_digest(now);
-        self.queue(addr, Message::Syn { digest }, false);
+        let bytes = self.encode(Message::Syn { digest });
+        self.queue_syn(now, addr, bytes);
     }
 
     /// Replaces the seed addresses: contacted when no peer is live, and now and
@@ -377,6 +411,50 @@ impl Chitchat {
         self.config().max_datagram_size
             - wire::size::packet_overhead(&self.config().cluster_id)
             - self.encryption.overhead()
+    }
+
+    /// How an answer to `received` bytes from `from` is limited: not at all if
+    /// `from` is validated, else to `factor` times what it sent.
+    fn answer_limit(&self, from: SocketAddr, received: usize, factor: usize) -> AnswerLimit {
+        self.validation.answer_limit(self.cluster.is_validated(&from), received, factor)
+    }
+
+    /// Room for the payload of an answer under `limit`; `None` if not even the
+    /// envelope fits.
+    fn answer_payload_budget(&self, limit: AnswerLimit) -> Option<usize> {
+        match limit {
+            AnswerLimit::Validated => Some(self.payload_budget()),
+            AnswerLimit::Bytes(bytes) => {
+                let overhead = self.config().max_datagram_size - self.payload_budget();
+                bytes.checked_sub(overhead).map(|room| room.min(self.payload_budget()))
+            }
+        }
+    }
+
+    /// Queues an answer under `limit`: one to an unvalidated address that
+    /// exceeds the limit once sealed, or that the budget for such addresses
+    /// cannot pay for, is dropped and counted. Returns whether it was queued.
+    fn queue_answer(&mut self, now: Timestamp, to: SocketAddr, message: Message, limit: AnswerLimit) -> bool {
+        let plain = self.encode(message);
+        if let AnswerLimit::Bytes(bytes) = limit {
+            let len = plain.len() + self.encryption.overhead();
+            if len > bytes || !self.validation.spend(len, now) {
+                self.cluster.metrics_mut().unvalidated_answers_dropped += 1;
+                return false;
+            }
+            let metrics = self.cluster.metrics_mut();
+            metrics.unvalidated_answers += 1;
+            metrics.unvalidated_bytes_sent += len as u64;
+        }
+        self.queue_bytes(to, plain, false)
+    }
+
+    /// Queues a `Syn` this node opens a handshake with: its answer will be
+    /// solicited.
+    fn queue_syn(&mut self, now: Timestamp, to: SocketAddr, plain: Vec<u8>) {
+        if self.queue_bytes(to, plain, false) {
+            self.validation.note_syn_sent(to, now);
+        }
     }
 
     /// Encodes and queues a datagram. Returns whether it was queued.

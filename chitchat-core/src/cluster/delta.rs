@@ -235,9 +235,7 @@ impl ClusterState {
         if reset {
             let touched: Vec<String> = section.key_values.iter().map(|update| update.key.clone()).collect();
             let dropped = state.take_records_up_to(section.last_gc_version);
-            for update in &section.key_values {
-                state.apply_record(update, now);
-            }
+            state.apply_reset_records(&section.key_values, now);
             // Complete up to the section's end; beyond it too if the section was
             // whole (it reaches the sender's watermark) and we held more.
             let complete = section.max_version >= section.last_gc_version;

@@ -11,6 +11,7 @@ mod delta;
 mod digest;
 mod liveness;
 
+use std::net::SocketAddr;
 use std::ops::Bound;
 
 use crate::config::Config;
@@ -186,6 +187,24 @@ impl ClusterState {
     pub(crate) fn report_self_left(&mut self) {
         let self_id = self.self_entry().state.id().clone();
         self.events.push(Event::NodeLeft(self_id));
+    }
+
+    /// Whether `addr` is validated: the gossip address of a live node whose
+    /// peer there answered a `Syn` of this node.
+    pub(crate) fn is_validated(&self, addr: &SocketAddr) -> bool {
+        let Some(fingerprint) = self.membership.at_addr(addr) else { return false };
+        self.membership
+            .get(&fingerprint)
+            .is_some_and(|entry| entry.status == NodeStatus::Live && entry.address_validated)
+    }
+
+    /// A peer at `addr` answered a `Syn` of this node: if a node is tracked
+    /// there, its address is validated.
+    pub(crate) fn validate_address(&mut self, addr: &SocketAddr) {
+        let Some(fingerprint) = self.membership.at_addr(addr) else { return };
+        if let Some(entry) = self.membership.get_mut(&fingerprint) {
+            entry.address_validated = true;
+        }
     }
 
     // ---- lifecycle of other nodes -----------------------------------------

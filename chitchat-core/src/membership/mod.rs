@@ -44,6 +44,9 @@ pub(crate) struct NodeEntry {
     pub status_since: Timestamp,
     pub arrivals: ArrivalWindow,
     pub ready: bool,
+    /// A peer at the node's gossip address answered a `Syn` of this node: the
+    /// address is validated (see [`crate::validation`]).
+    pub address_validated: bool,
 }
 
 impl NodeEntry {
@@ -54,6 +57,7 @@ impl NodeEntry {
             status_since: now,
             arrivals: ArrivalWindow::new(now),
             ready: false,
+            address_validated: false,
         }
     }
 }

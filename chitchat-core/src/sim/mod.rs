@@ -44,7 +44,7 @@ use crate::chitchat::Chitchat;
 use crate::config::Config;
 use crate::crypto::EncryptionMode;
 use crate::events::Event;
-use crate::identity::NodeId;
+use crate::identity::{Fingerprint, NodeId};
 use crate::keyring::Keyring;
 use crate::membership::NodeStatus;
 use crate::time::Timestamp;
@@ -500,8 +500,19 @@ impl Simulation {
             self.collect_outputs(index);
             self.wake(index);
             if self.check_invariants {
-                let node = &mut self.nodes[index];
-                if let Err(description) = node.record.check(&node.chitchat) {
+                let mut record = std::mem::take(&mut self.nodes[index].record);
+                let nodes = &self.nodes;
+                let owner_holds = |node: Fingerprint, key: &str, version: u64| {
+                    nodes.iter().map(|sim_node| sim_node.chitchat.self_node_state()).any(|state| {
+                        state.id().fingerprint() == node
+                            && state
+                                .get_versioned(key)
+                                .is_some_and(|held| held.version == version && held.is_visible())
+                    })
+                };
+                let checked = record.check(&nodes[index].chitchat, owner_holds);
+                self.nodes[index].record = record;
+                if let Err(description) = checked {
                     return Err(self.violation(description));
                 }
             }

@@ -38,18 +38,24 @@ pub fn records(records: &[(&str, &str, u64)]) -> Vec<KeyValueUpdate> {
         .collect()
 }
 
-/// A section introducing `id` with `records`, from version 0 up to the
-/// highest record's version.
+/// A section introducing `id` with `records` set without a time to live, from
+/// version 0 up to the highest record's version.
 pub fn full(id: NodeId, heartbeat: u64, kvs: &[(&str, &str, u64)]) -> NodeDelta {
+    full_with(id, heartbeat, records(kvs))
+}
+
+/// A section introducing `id` with `key_values` of any kind (set, set with a
+/// time to live, deleted), from version 0 up to the highest record's version.
+pub fn full_with(id: NodeId, heartbeat: u64, key_values: Vec<KeyValueUpdate>) -> NodeDelta {
     NodeDelta {
         node: NodeRef::Full(id),
         heartbeat,
         reset: false,
         from_version: 0,
         last_gc_version: 0,
-        max_version: kvs.iter().map(|(_, _, version)| *version).max().unwrap_or(0),
+        max_version: key_values.iter().map(|record| record.version).max().unwrap_or(0),
         left: false,
-        key_values: records(kvs),
+        key_values,
     }
 }
 

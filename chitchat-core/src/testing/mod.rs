@@ -7,6 +7,8 @@
 //!   refused datagram changed nothing (the one rule every input obeys);
 //! - [`datagrams`]: builders of hostile and ordinary datagrams;
 //! - [`DatagramSealer`]: sealing and opening raw datagrams as a node does;
+//! - [`validate_peer`]: a peer whose address is validated, so that answers to
+//!   it are not limited by the amplification limit;
 //! - [`queue_lengths`] and [`node_state_by_fingerprint`]: internal views;
 //! - [`campaign`]: fault campaigns in the simulator.
 //!
@@ -20,10 +22,11 @@ mod probe;
 use crate::chitchat::Chitchat;
 use crate::crypto::{Encryption, EncryptionMode};
 use crate::error::DatagramError;
-use crate::identity::Fingerprint;
+use crate::identity::{Fingerprint, NodeId};
 use crate::keyring::Keyring;
 use crate::node_state::NodeState;
-use crate::wire::NONCE_PREFIX_LEN;
+use crate::time::Timestamp;
+use crate::wire::{Delta, Message, NONCE_PREFIX_LEN};
 
 pub use probe::{Probe, feed};
 
@@ -36,6 +39,29 @@ pub fn queue_lengths(node: &Chitchat) -> (usize, usize, usize) {
 /// The state of a node tracked by `node`, by fingerprint.
 pub fn node_state_by_fingerprint(node: &Chitchat, fingerprint: Fingerprint) -> Option<&NodeState> {
     node.node_state_by_fingerprint(fingerprint)
+}
+
+/// Makes `peer` a tracked, live node of `node` whose address is validated, the
+/// way the protocol does: `peer` introduces itself in an `Ack`, `node` opens a
+/// handshake with it, and `peer` answers with a `SynAck`. Drains `node`'s
+/// outputs. Answers to `peer` are then not limited by the amplification limit
+/// (see the crate docs).
+pub fn validate_peer(node: &mut Chitchat, now: Timestamp, peer: &NodeId) {
+    let cluster_id = node.config().cluster_id.clone();
+    let from = peer.gossip_addr;
+    node.handle_datagram(
+        now,
+        from,
+        &datagrams::ack(&cluster_id, vec![datagrams::full(peer.clone(), 1, &[])]),
+    )
+    .expect("the introduction is accepted");
+    node.gossip_with(now, from);
+    while node.poll_transmit().is_some() {}
+    let syn_ack = Message::SynAck { digest: datagrams::empty_digest(), delta: Delta::default() };
+    node.handle_datagram(now, from, &datagrams::datagram(&cluster_id, syn_ack))
+        .expect("the SynAck is accepted");
+    while node.poll_transmit().is_some() {}
+    while node.poll_event().is_some() {}
 }
 
 /// Seals and opens raw datagrams outside a node, as a node does: for

@@ -36,11 +36,10 @@ impl Probe {
     }
 
     /// Panics unless `after` is this probe but for the counters a refused
-    /// datagram must move: received, and exactly one rejection of its class.
+    /// datagram of `len` bytes must move: received, and exactly one rejection
+    /// of `error`'s class.
     pub fn assert_refused(&self, after: &Probe, error: &DatagramError, len: usize) {
-        let mut expected = self.metrics.clone();
-        expected.datagrams_received += 1;
-        expected.bytes_received += len as u64;
+        let mut expected = self.received(len);
         // The class is listed here again, apart from the core's own mapping, so
         // that a datagram counted in the wrong class is caught.
         let rejected = &mut expected.rejected;
@@ -61,11 +60,33 @@ impl Probe {
             DatagramError::PlaintextRefused => rejected.plaintext_refused += 1,
             DatagramError::Replayed => rejected.replayed += 1,
         }
-        assert_eq!(after.metrics, expected, "a refused datagram ({error}) moved the wrong counters");
-        assert_eq!(after.snapshot, self.snapshot, "a refused datagram ({error}) changed the state");
-        assert_eq!(after.queues, self.queues, "a refused datagram ({error}) queued an output");
-        assert_eq!(after.timeout, self.timeout, "a refused datagram ({error}) moved a timer");
-        assert_eq!(after.phis, self.phis, "a refused datagram ({error}) fed the failure detector");
+        self.assert_only_counted(after, &expected, &format!("a refused datagram ({error})"));
+    }
+
+    /// Panics unless `after` is this probe but for the counters of one datagram
+    /// of `len` bytes received and those `count` moves (it gets the expected
+    /// counters to update): for a datagram that is accepted yet must change
+    /// nothing else, such as a `BadCluster` from a stranger.
+    pub fn assert_ignored(&self, after: &Probe, len: usize, count: impl FnOnce(&mut Metrics)) {
+        let mut expected = self.received(len);
+        count(&mut expected);
+        self.assert_only_counted(after, &expected, "an ignored datagram");
+    }
+
+    /// This probe's counters with one more datagram of `len` bytes received.
+    fn received(&self, len: usize) -> Metrics {
+        let mut metrics = self.metrics.clone();
+        metrics.datagrams_received += 1;
+        metrics.bytes_received += len as u64;
+        metrics
+    }
+
+    fn assert_only_counted(&self, after: &Probe, expected: &Metrics, what: &str) {
+        assert_eq!(&after.metrics, expected, "{what} moved the wrong counters");
+        assert_eq!(after.snapshot, self.snapshot, "{what} changed the state");
+        assert_eq!(after.queues, self.queues, "{what} queued an output");
+        assert_eq!(after.timeout, self.timeout, "{what} moved a timer");
+        assert_eq!(after.phis, self.phis, "{what} fed the failure detector");
     }
 }
 

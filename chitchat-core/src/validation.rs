@@ -1,0 +1,187 @@
+//! Address validation and the amplification limit: what a forged source
+//! address can make this node send.
+//!
+//! UDP source addresses are not authenticated, so a datagram "from" an address
+//! may come from anyone, and an answer to it goes to whoever owns the address.
+//! A node therefore never sends an address that has not shown it takes part
+//! more than [`AMPLIFICATION`] times what it received from it:
+//!
+//! - an address is **validated** once a peer there answers a `Syn` this node
+//!   sent it (the answer comes from the address this node chose to talk to),
+//!   for as long as it stays a tracked, live node's address;
+//! - a `Syn` from an address that is not validated is answered with a `SynAck`
+//!   of at most [`AMPLIFICATION`] times the `Syn`'s size (a newcomer's first
+//!   `Syn` gets a short answer that asks for its identity; the full exchange
+//!   follows when a member opens a handshake with it, one round trip later);
+//! - a `SynAck` that answers no `Syn` of this node (unsolicited) gets an `Ack`
+//!   no larger than itself;
+//! - everything sent to addresses that are not validated draws on one budget
+//!   of bytes per second ([`crate::Config::max_unvalidated_bytes_per_sec`]);
+//!   an answer the budget cannot pay for is not sent.
+//!
+//! Gossip rounds talk only to tracked nodes and seeds, which this node chose;
+//! they are not answers and are not limited here. Everything is counted in
+//! [`crate::Metrics`].
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::time::Timestamp;
+
+/// An address that is not validated receives at most this many times the
+/// bytes it sent.
+pub(crate) const AMPLIFICATION: usize = 3;
+
+/// How long after a `Syn` is sent its answer counts as solicited, in gossip
+/// intervals.
+const SOLICITATION_ROUNDS: u32 = 4;
+
+/// How an answer to a datagram of `received` bytes from an address is limited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AnswerLimit {
+    /// The address is validated: a full datagram.
+    Validated,
+    /// At most this many bytes, drawn on the budget for unvalidated addresses.
+    Bytes(usize),
+}
+
+/// The `Syn`s this node sent recently, and the budget for bytes to addresses
+/// that are not validated.
+#[derive(Debug)]
+pub(crate) struct AddressValidation {
+    /// Address → when this node last sent it a `Syn`. At most `bound` entries;
+    /// entries older than the solicitation window are dropped when room is
+    /// needed, then the oldest.
+    solicited: HashMap<SocketAddr, Timestamp>,
+    bound: usize,
+    window: Duration,
+    budget: TokenBucket,
+}
+
+impl AddressValidation {
+    /// `gossip_interval` sets how long an answer counts as solicited;
+    /// `bytes_per_sec` the budget for unvalidated addresses; `bound` how many
+    /// solicitations are remembered.
+    pub(crate) fn new(gossip_interval: Duration, bytes_per_sec: usize, bound: usize, now: Timestamp) -> Self {
+        AddressValidation {
+            solicited: HashMap::new(),
+            bound: bound.max(1),
+            window: gossip_interval * SOLICITATION_ROUNDS,
+            budget: TokenBucket::new(bytes_per_sec, now),
+        }
+    }
+
+    /// This node sent a `Syn` to `to` at `now`.
+    pub(crate) fn note_syn_sent(&mut self, to: SocketAddr, now: Timestamp) {
+        if self.solicited.len() >= self.bound && !self.solicited.contains_key(&to) {
+            let window = self.window;
+            self.solicited.retain(|_, sent| now.saturating_duration_since(*sent) < window);
+            if self.solicited.len() >= self.bound
+                && let Some(oldest) =
+                    self.solicited.iter().min_by_key(|(_, sent)| **sent).map(|(addr, _)| *addr)
+            {
+                self.solicited.remove(&oldest);
+            }
+        }
+        self.solicited.insert(to, now);
+    }
+
+    /// Whether a `SynAck` from `from` at `now` answers a `Syn` this node sent
+    /// it. Each `Syn` solicits one answer.
+    pub(crate) fn take_solicitation(&mut self, from: SocketAddr, now: Timestamp) -> bool {
+        match self.solicited.remove(&from) {
+            Some(sent) => now.saturating_duration_since(sent) < self.window,
+            None => false,
+        }
+    }
+
+    /// The limit of an answer to a datagram of `received` bytes from an address
+    /// that is validated (`validated`) or not, multiplied by `factor` (the
+    /// amplification allowed for this kind of answer).
+    pub(crate) fn answer_limit(&self, validated: bool, received: usize, factor: usize) -> AnswerLimit {
+        if validated { AnswerLimit::Validated } else { AnswerLimit::Bytes(received.saturating_mul(factor)) }
+    }
+
+    /// Draws `bytes` sent to an unvalidated address on the budget at `now`;
+    /// returns whether the budget could pay for them (if not, nothing is drawn
+    /// and they must not be sent).
+    pub(crate) fn spend(&mut self, bytes: usize, now: Timestamp) -> bool {
+        self.budget.take(bytes, now)
+    }
+}
+
+/// Bytes per second, with one second of burst.
+#[derive(Debug)]
+struct TokenBucket {
+    rate: usize,
+    tokens: usize,
+    refilled_at: Timestamp,
+}
+
+impl TokenBucket {
+    fn new(rate: usize, now: Timestamp) -> Self {
+        TokenBucket { rate, tokens: rate, refilled_at: now }
+    }
+
+    fn take(&mut self, bytes: usize, now: Timestamp) -> bool {
+        let elapsed = now.saturating_duration_since(self.refilled_at);
+        if !elapsed.is_zero() {
+            let refill = (elapsed.as_secs_f64() * self.rate as f64).min(self.rate as f64) as usize;
+            self.tokens = (self.tokens + refill).min(self.rate);
+            self.refilled_at = now;
+        }
+        if bytes > self.tokens {
+            return false;
+        }
+        self.tokens -= bytes;
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    const INTERVAL: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn only_an_answer_to_a_recent_syn_is_solicited_and_only_once() {
+        let mut validation = AddressValidation::new(INTERVAL, 1_000, 8, Timestamp::ZERO);
+        let at = Timestamp::from_millis;
+        validation.note_syn_sent(addr(1), at(0));
+        assert!(!validation.take_solicitation(addr(2), at(10)), "never sent a Syn there");
+        assert!(validation.take_solicitation(addr(1), at(10)));
+        assert!(!validation.take_solicitation(addr(1), at(20)), "one answer per Syn");
+        validation.note_syn_sent(addr(1), at(100));
+        assert!(!validation.take_solicitation(addr(1), at(100 + 4_000)), "too late");
+    }
+
+    #[test]
+    fn solicitations_are_bounded() {
+        let mut validation = AddressValidation::new(INTERVAL, 1_000, 8, Timestamp::ZERO);
+        for port in 0..100 {
+            validation.note_syn_sent(addr(port), Timestamp::from_millis(u64::from(port)));
+        }
+        assert!(validation.solicited.len() <= 8);
+        assert!(validation.take_solicitation(addr(99), Timestamp::from_millis(100)), "the newest is kept");
+    }
+
+    #[test]
+    fn unvalidated_answers_are_limited_and_drawn_on_the_budget() {
+        let mut validation = AddressValidation::new(INTERVAL, 1_000, 8, Timestamp::ZERO);
+        assert_eq!(validation.answer_limit(true, 40, AMPLIFICATION), AnswerLimit::Validated);
+        assert_eq!(validation.answer_limit(false, 40, AMPLIFICATION), AnswerLimit::Bytes(120));
+        assert!(validation.spend(900, Timestamp::ZERO));
+        assert!(!validation.spend(200, Timestamp::ZERO), "over the budget");
+        assert!(validation.spend(100, Timestamp::ZERO));
+        assert!(validation.spend(500, Timestamp::from_millis(500)), "half a second refills half");
+        assert!(!validation.spend(1, Timestamp::from_millis(500)));
+        assert!(validation.spend(1_000, Timestamp::from_millis(100_000)), "refills to one second's worth");
+        assert!(!validation.spend(1, Timestamp::from_millis(100_000)));
+    }
+}

@@ -1,0 +1,188 @@
+//! The hostile catalogue, reflection and amplification: what one datagram from
+//! a forged source address can make a node send there. An address that has not
+//! answered a `Syn` of the node gets at most three times what it sent; an
+//! unsolicited `SynAck` gets an `Ack` no larger than itself; all of it draws on
+//! a budget of bytes per second. A newcomer still joins.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use chitchat_core::sim::Simulation;
+use chitchat_core::testing::datagrams::{ack, datagram, empty_digest, full, syn};
+use chitchat_core::testing::{DatagramSealer, validate_peer};
+use chitchat_core::wire::{Delta, Digest, Message, RingRange};
+use chitchat_core::{Chitchat, Config, EncryptionMode, Fingerprint, Keyring, NodeId, SecretKey, Timestamp};
+
+const CLUSTER: &str = "amplification";
+const T0: Timestamp = Timestamp::ZERO;
+
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+fn config() -> Config {
+    Config { cluster_id: CLUSTER.into(), ..Config::default() }
+}
+
+/// A node tracking `count` live nodes of `keys` keys each (their addresses
+/// never answered it), with every output drained.
+fn node_knowing(count: u16, keys: usize, config: Config) -> Chitchat {
+    let mut node = Chitchat::new(config, NodeId::new("victim", 1, addr(7000)), [("own", "key")], T0).unwrap();
+    for i in 0..count {
+        let records: Vec<(String, String, u64)> =
+            (0..keys).map(|k| (format!("key-{k:02}"), format!("value-{i}-{k}"), k as u64 + 1)).collect();
+        let records: Vec<(&str, &str, u64)> =
+            records.iter().map(|(k, v, n)| (k.as_str(), v.as_str(), *n)).collect();
+        let id = NodeId::new(format!("node-{i:04}"), 1, addr(10_000 + i));
+        node.handle_datagram(T0, id.gossip_addr, &ack(CLUSTER, vec![full(id, 100, &records)])).unwrap();
+    }
+    drain(&mut node);
+    node
+}
+
+fn drain(node: &mut Chitchat) -> Vec<(SocketAddr, usize)> {
+    while node.poll_event().is_some() {}
+    std::iter::from_fn(|| node.poll_transmit()).map(|transmit| (transmit.to, transmit.bytes.len())).collect()
+}
+
+/// Bytes sent to `to` among `sent`.
+fn sent_to(sent: &[(SocketAddr, usize)], to: SocketAddr) -> usize {
+    sent.iter().filter(|(addr, _)| *addr == to).map(|(_, len)| len).sum()
+}
+
+#[test]
+fn a_syn_from_an_unvalidated_address_gets_at_most_three_times_its_size() {
+    let mut node = node_knowing(1_000, 20, config());
+    let spoofed = addr(40_000);
+    let bytes = syn(CLUSTER, empty_digest());
+    node.handle_datagram(T0, spoofed, &bytes).unwrap();
+    let sent = drain(&mut node);
+    let answered = sent_to(&sent, spoofed);
+    assert!(answered > 0, "a newcomer's Syn is answered");
+    assert!(answered <= 3 * bytes.len(), "{answered} bytes answered to a {}-byte Syn", bytes.len());
+    assert_eq!(node.metrics().unvalidated_answers, 1);
+    assert_eq!(node.metrics().unvalidated_bytes_sent, answered as u64);
+    // The short answer asks the newcomer who it is.
+    let newcomer = NodeId::new("newcomer", 1, spoofed);
+    // Its digest covers the ring but its own fingerprint, which it sends apart.
+    let fingerprint = newcomer.fingerprint();
+    let mut digest = empty_digest();
+    digest.range = RingRange { start: Fingerprint(fingerprint.0.wrapping_add(1)), end: fingerprint };
+    digest.sender = Some(chitchat_core::wire::DigestEntry {
+        fingerprint: newcomer.fingerprint(),
+        heartbeat: 1,
+        last_gc_version: 0,
+        max_version: 0,
+    });
+    let bytes = syn(CLUSTER, digest);
+    node.handle_datagram(T0, spoofed, &bytes).unwrap();
+    let (to, len) = drain(&mut node)[0];
+    assert_eq!(to, spoofed);
+    assert!(len <= 3 * bytes.len());
+}
+
+#[test]
+fn a_validated_peer_gets_a_full_answer() {
+    let mut node = node_knowing(1_000, 20, config());
+    let peer = NodeId::new("peer", 1, addr(40_001));
+    validate_peer(&mut node, T0, &peer);
+    let bytes = syn(CLUSTER, empty_digest());
+    node.handle_datagram(T0, peer.gossip_addr, &bytes).unwrap();
+    let answered = sent_to(&drain(&mut node), peer.gossip_addr);
+    assert!(answered > 60_000, "a full datagram: {answered} bytes");
+    assert_eq!(node.metrics().unvalidated_answers, 0);
+}
+
+#[test]
+fn an_unsolicited_syn_ack_gets_an_ack_no_larger_than_itself() {
+    let mut node = node_knowing(1_000, 20, config());
+    let spoofed = addr(40_002);
+    let syn_ack = datagram(CLUSTER, Message::SynAck { digest: empty_digest(), delta: Delta::default() });
+    node.handle_datagram(T0, spoofed, &syn_ack).unwrap();
+    let answered = sent_to(&drain(&mut node), spoofed);
+    assert!(answered <= syn_ack.len(), "{answered} bytes answered to a {}-byte SynAck", syn_ack.len());
+    assert_eq!(node.metrics().unsolicited_syn_acks, 1);
+    // Even from the address of a tracked node that this node did not talk to.
+    let member = addr(10_007);
+    node.handle_datagram(T0, member, &syn_ack).unwrap();
+    assert!(sent_to(&drain(&mut node), member) <= syn_ack.len());
+}
+
+#[test]
+fn a_syn_ack_answering_a_syn_of_the_node_gets_a_full_ack_and_validates_the_address() {
+    let mut node = node_knowing(1_000, 20, config());
+    let member = NodeId::new("node-0007", 1, addr(10_007));
+    node.gossip_with(T0, member.gossip_addr);
+    drain(&mut node);
+    let syn_ack = datagram(CLUSTER, Message::SynAck { digest: empty_digest(), delta: Delta::default() });
+    node.handle_datagram(T0, member.gossip_addr, &syn_ack).unwrap();
+    assert!(sent_to(&drain(&mut node), member.gossip_addr) > 60_000, "a full Ack");
+    // A second SynAck does not answer that Syn again.
+    node.handle_datagram(T0, member.gossip_addr, &syn_ack).unwrap();
+    assert!(sent_to(&drain(&mut node), member.gossip_addr) <= syn_ack.len());
+    assert_eq!(node.metrics().unsolicited_syn_acks, 1);
+    // And its Syns now get full answers.
+    node.handle_datagram(T0, member.gossip_addr, &syn(CLUSTER, empty_digest())).unwrap();
+    assert!(sent_to(&drain(&mut node), member.gossip_addr) > 60_000);
+}
+
+#[test]
+fn a_flood_of_spoofed_sources_draws_on_one_budget_per_second() {
+    let config = Config { max_unvalidated_bytes_per_sec: 100_000, ..config() };
+    let mut node = node_knowing(200, 5, config);
+    let bytes = syn(CLUSTER, empty_digest());
+    let mut sent = 0;
+    for source in 0..1_000 {
+        node.handle_datagram(T0, addr(20_000 + source), &bytes).unwrap();
+        sent += drain(&mut node).iter().map(|(_, len)| len).sum::<usize>();
+    }
+    assert!(sent <= 100_000, "{sent} bytes to 1,000 spoofed sources in one instant");
+    assert!(node.metrics().unvalidated_answers_dropped > 0);
+    // A second later, the budget is back.
+    node.handle_datagram(T0 + Duration::from_secs(1), addr(30_000), &bytes).unwrap();
+    assert!(!drain(&mut node).is_empty());
+}
+
+#[test]
+fn a_syn_of_another_cluster_gets_a_bad_cluster_within_the_limit() {
+    let mut node = node_knowing(10, 1, config());
+    let bytes = syn("another-cluster", empty_digest());
+    node.handle_datagram(T0, addr(40_003), &bytes).unwrap();
+    let sent = drain(&mut node);
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].1 <= 3 * bytes.len());
+}
+
+#[test]
+fn sealed_captures_replayed_to_another_node_from_a_spoofed_source_stay_within_the_limit() {
+    let key = SecretKey::from_bytes([9; 32]);
+    let mut victim = node_knowing(1_000, 20, config());
+    victim.set_encryption(EncryptionMode::Required, Keyring::new(key.clone()), [1; 16]).unwrap();
+    // A Syn sealed by a member for someone else, captured and replayed.
+    let mut sealer = DatagramSealer::new(Keyring::new(key), [2; 16]);
+    let digest = Digest { range: RingRange::FULL, entries: Vec::new(), unknown: Vec::new(), sender: None };
+    let captured = sealer.seal(syn(CLUSTER, digest), CLUSTER).unwrap();
+    let spoofed = addr(40_004);
+    victim.handle_datagram(T0, spoofed, &captured).unwrap();
+    let answered = sent_to(&drain(&mut victim), spoofed);
+    assert!(answered <= 3 * captured.len(), "{answered} bytes to a {}-byte capture", captured.len());
+}
+
+#[test]
+fn a_newcomer_still_joins_a_converged_cluster_within_a_few_rounds() {
+    let mut sim = Simulation::new(7);
+    let config = Config::local_test();
+    let nodes: Vec<_> = (0..20).map(|i| sim.add_node(&format!("n{i:02}"), config.clone())).collect();
+    sim.set_seeds_all(&[nodes[0]]);
+    assert!(sim.run_until(Duration::from_secs(10), |sim| sim.converged() && sim.all_see_all_live()).unwrap());
+    let newcomer = sim.add_node("newcomer", config.clone());
+    sim.set_seeds_all(&[nodes[0]]);
+    let joined_at = sim.now();
+    let interval = config.gossip_interval;
+    assert!(
+        sim.run_until(interval * 10, |sim| sim.converged() && sim.all_see_all_live()).unwrap(),
+        "the newcomer joined within 10 rounds"
+    );
+    let rounds = sim.now().saturating_duration_since(joined_at).as_secs_f64() / interval.as_secs_f64();
+    assert!(sim.node(newcomer).live_nodes().count() == 21, "after {rounds:.1} rounds");
+}
