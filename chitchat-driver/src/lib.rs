@@ -52,6 +52,10 @@
 //! | `chitchat_deltas_truncated_total` | counter | deltas cut to fit a datagram |
 //! | `chitchat_resets_applied_total` | counter | peers' states replaced wholesale |
 //! | `chitchat_pauses_total` | counter | pauses of this node noticed |
+//! | `chitchat_unvalidated_answers_total` | counter | answers sent to addresses not validated |
+//! | `chitchat_unvalidated_bytes_sent_total` | counter | bytes of those answers |
+//! | `chitchat_unvalidated_answers_dropped_total` | counter | answers to addresses not validated not sent (budget spent) |
+//! | `chitchat_unsolicited_syn_acks_total` | counter | `SynAck`s that answered no `Syn` of this node |
 //! | `chitchat_send_errors_total` | counter | failed sends (driver) |
 //! | `chitchat_recv_errors_total` | counter | transient receive errors (driver) |
 //! | `chitchat_seed_resolution_failures_total` | counter | failed DNS resolutions of seeds (driver) |

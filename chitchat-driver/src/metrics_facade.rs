@@ -45,6 +45,18 @@ pub(crate) const COUNTERS: &[CounterSource] = &[
     ("chitchat_deltas_truncated_total", "Deltas cut to fit a datagram.", |m, _| m.deltas_truncated),
     ("chitchat_resets_applied_total", "Peers' states replaced wholesale.", |m, _| m.resets_applied),
     ("chitchat_pauses_total", "Pauses of this node noticed.", |m, _| m.pauses),
+    ("chitchat_unvalidated_answers_total", "Answers sent to addresses not validated.", |m, _| {
+        m.unvalidated_answers
+    }),
+    ("chitchat_unvalidated_bytes_sent_total", "Bytes of answers to addresses not validated.", |m, _| {
+        m.unvalidated_bytes_sent
+    }),
+    ("chitchat_unvalidated_answers_dropped_total", "Answers to addresses not validated not sent.", |m, _| {
+        m.unvalidated_answers_dropped
+    }),
+    ("chitchat_unsolicited_syn_acks_total", "SynAcks that answered no Syn of this node.", |m, _| {
+        m.unsolicited_syn_acks
+    }),
     ("chitchat_send_errors_total", "Failed sends (driver).", |_, d| d.send_errors),
     ("chitchat_recv_errors_total", "Transient receive errors (driver).", |_, d| d.recv_errors),
     ("chitchat_seed_resolution_failures_total", "Failed DNS resolutions of seeds (driver).", |_, d| {
@@ -209,6 +221,32 @@ mod tests {
         assert_eq!(recorder.get("chitchat_seed_resolution_failures_total", "n1"), Some(5));
         assert_eq!(recorder.get("chitchat_live_nodes", "n1"), Some(1));
         assert_eq!(recorder.get("chitchat_tracked_nodes", "n1"), Some(1));
+    }
+
+    /// A counter the core adds shows up here as a failing test, not as a gap.
+    #[test]
+    fn every_core_counter_is_published() {
+        let debug = format!("{:?}", Metrics::default());
+        let fields = debug.trim_start_matches("Metrics {").trim_end_matches('}');
+        let mut depth = 0;
+        let mut names = Vec::new();
+        for part in fields.split(", ") {
+            if depth == 0 {
+                names.push(part.split(':').next().unwrap_or_default().trim().to_string());
+            }
+            depth += part.matches('{').count() as i32 - part.matches('}').count() as i32;
+        }
+        assert!(names.len() > 20, "{names:?}");
+        for name in names {
+            let published = match name.as_str() {
+                "rejected" => "chitchat_datagrams_rejected_total".to_string(),
+                name => format!("chitchat_{name}_total"),
+            };
+            assert!(
+                COUNTERS.iter().any(|&(counter, _, _)| counter == published),
+                "{published} is not published"
+            );
+        }
     }
 
     #[test]
