@@ -309,6 +309,9 @@ pub enum ConfigError {
         /// The limit.
         max: usize,
     },
+    /// The node's own name is empty: no peer would take its identity.
+    #[error("the node name is empty")]
+    EmptyNodeName,
     /// An initial key-value was refused.
     #[error("initial key-value refused: {0}")]
     InitialKeyValue(#[from] crate::KeyValueError),

@@ -93,6 +93,12 @@ pub enum Violation {
     /// A section starts past what the receiver holds (it would leave a gap).
     #[error("a delta starts past the versions the receiver holds")]
     DeltaFromFuture,
+    /// A record has an empty key, which no node can set.
+    #[error("a record has an empty key")]
+    EmptyKey,
+    /// An identity has an empty name, which no node can have.
+    #[error("an identity has an empty name")]
+    EmptyNodeName,
 }
 
 /// Why the node refused to change its own state.

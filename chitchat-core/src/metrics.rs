@@ -32,9 +32,13 @@ pub struct Metrics {
     /// Node sections skipped because they name this node, a removed node, an
     /// older incarnation, or a node unknown by fingerprint.
     pub sections_ignored: u64,
-    /// Node sections refused because they exceed a local limit (name, key or
-    /// value length, keys per node).
+    /// Node sections refused because their node's name is longer than
+    /// [`crate::Config::max_node_name_len`]: that node cannot be tracked.
     pub sections_over_limit: u64,
+    /// Records skipped because this node cannot hold them: a key or value
+    /// longer than its limits, or a new key past `max_keys_per_node`. The rest
+    /// of the section applies, and the node's later versions still flow.
+    pub records_over_limit: u64,
     /// New nodes refused because [`crate::Config::max_nodes`] were tracked.
     pub nodes_refused: u64,
     /// New identities refused because their fingerprint was taken.

@@ -183,18 +183,24 @@ impl NodeState {
         self.body(key).filter(|(_, body)| body.status != ValueStatus::Deleted).map(|(_, body)| body.value())
     }
 
-    /// Whether `key` has a record with a version above `version`.
-    pub(crate) fn holds_above(&self, key: &str, version: u64) -> bool {
-        self.body(key).is_some_and(|(held, _)| held > version)
+    /// Whether this state can take `update` within `limits`: its key and value
+    /// within their lengths, and its key held already or room for one more.
+    pub(crate) fn admits(&self, update: &KeyValueUpdate, limits: &RecordLimits) -> bool {
+        let value_len = match &update.value {
+            ValueUpdate::Set(value) | ValueUpdate::SetWithTtl(value) => value.len(),
+            ValueUpdate::Deleted => 0,
+        };
+        update.key.len() <= limits.max_key_len
+            && value_len <= limits.max_value_len
+            && (self.contains_key(&update.key) || self.num_records() < limits.max_keys)
     }
 
-    /// How many records have a version above `version`.
-    pub(crate) fn num_records_above(&self, version: u64) -> usize {
-        if version == 0 {
-            return self.records;
-        }
-        let start = self.log.partition_point(|slot| slot.version <= version);
-        self.log[start..].iter().filter(|slot| slot.body.is_some()).count()
+    /// Drops the record of `key` if it is older than `version` (no tombstone
+    /// is left): a newer record of the key could not be held, and the older
+    /// one must not pass for current. Returns what was dropped.
+    pub(crate) fn drop_older(&mut self, key: &str, version: u64) -> Option<VersionedValue> {
+        self.body(key).filter(|(held, _)| *held < version)?;
+        self.take(key)
     }
 
     /// Whether `key` has a record (a tombstone counts).
@@ -284,10 +290,21 @@ impl NodeState {
     /// Applies the records of a reset, which may all lie below records already
     /// held (those above the sender's watermark): the log is sorted once at the
     /// end, not after each record, so a reset costs O(n log n) in its records
-    /// and the ones held, whatever their order.
-    pub(crate) fn apply_reset_records(&mut self, updates: &[KeyValueUpdate], now: Timestamp) {
+    /// and the ones held, whatever their order. Records this state cannot hold
+    /// within `limits` are skipped; returns how many.
+    pub(crate) fn apply_reset_records(
+        &mut self,
+        updates: &[KeyValueUpdate],
+        now: Timestamp,
+        limits: &RecordLimits,
+    ) -> u64 {
         let mut sorted = true;
+        let mut skipped = 0;
         for update in updates {
+            if !self.admits(update, limits) {
+                skipped += 1;
+                continue;
+            }
             let in_order = self.log.last().is_none_or(|last| last.version < update.version);
             if self.apply_record_in(update, now, Order::Defer).is_some() && !in_order {
                 sorted = false;
@@ -298,6 +315,7 @@ impl NodeState {
             self.reindex();
         }
         self.compact_pending_gc();
+        skipped
     }
 
     fn apply_record_in(
@@ -484,6 +502,18 @@ impl NodeState {
     }
 }
 
+/// What a node can hold of another node's state: its own limits on keys and
+/// values, which the owner's may exceed.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RecordLimits {
+    /// Longest key, in bytes.
+    pub(crate) max_key_len: usize,
+    /// Longest value, in bytes.
+    pub(crate) max_value_len: usize,
+    /// Most records (tombstones included).
+    pub(crate) max_keys: usize,
+}
+
 /// Whether a record inserted below the log's last version sorts the log at once
 /// (`Keep`) or leaves it to the caller, who sorts once after a batch (`Defer`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -572,7 +602,8 @@ mod tests {
             })
             .collect();
         reset.push(KeyValueUpdate { key: "held-3001".into(), version: 2_999, value: ValueUpdate::Deleted });
-        node.apply_reset_records(&reset, T0);
+        let limits = RecordLimits { max_key_len: 64, max_value_len: 64, max_keys: 10_000 };
+        assert_eq!(node.apply_reset_records(&reset, T0, &limits), 0);
         assert_eq!(node.num_records(), 2_300, "the older record of held-3001 does not replace the newer");
         assert_eq!(node.get("r-1"), Some("v"));
         assert_eq!(node.get("r-2000"), Some("v"));

@@ -170,8 +170,9 @@ fn multi_byte_keys_and_values_are_stored_and_limited_in_bytes() {
     assert_eq!(state.get("é"), Some("ü"));
     let over = known(&writer, 2, 3, &[("ééééé", "v", 3)]);
     node.handle_datagram(T0, addr(7002), &ack(CLUSTER, vec![over])).unwrap();
-    assert_eq!(node.metrics().sections_over_limit, 1);
+    assert_eq!(node.metrics().records_over_limit, 1);
     assert_eq!(node.node_state(&writer).unwrap().get("ééééé"), None);
+    assert_eq!(node.node_state(&writer).unwrap().max_version(), 3, "the writer's versions still flow");
     // Own keys: limits in bytes too, with a typed error.
     assert_eq!(node.set(T0, "ééééé", "v"), Err(KeyValueError::KeyTooLong { len: 10, max: 8 }));
     node.set(T0, "🦀🦀", "ü").unwrap();
@@ -205,18 +206,50 @@ fn a_key_starting_with_a_multi_byte_character_works() {
     assert_eq!(node.get("ñ-own"), Some("x"));
 }
 
+/// One rule for local and remote input: a record this node could not `set`
+/// (its key or value over this node's limits, which the sender's may exceed)
+/// is skipped and counted, and the rest of the section applies, so that the
+/// writer's later versions keep flowing. (It used to refuse the whole section,
+/// so one large value blocked every later update of its node, forever.)
 #[test]
-fn keys_and_values_over_the_limits_are_refused_and_the_rest_applies() {
+fn records_over_the_limits_are_skipped_and_their_nodes_keep_flowing() {
     let mut node = node_with(Config { max_key_len: 4, max_value_len: 4, ..config() });
-    let long_key = full(NodeId::new("a", 1, addr(7002)), 1, &[("toolong", "v", 1)]);
-    let long_value = full(NodeId::new("b", 1, addr(7003)), 1, &[("k", "toolong", 1)]);
-    let fine = full(NodeId::new("c", 1, addr(7004)), 1, &[("k", "ok", 1)]);
+    let (a, b, c) =
+        (NodeId::new("a", 1, addr(7002)), NodeId::new("b", 1, addr(7003)), NodeId::new("c", 1, addr(7004)));
+    let long_key = full(a.clone(), 1, &[("toolong", "v", 1), ("k", "ok", 2)]);
+    let long_value = full(b.clone(), 1, &[("k", "toolong", 1)]);
+    let fine = full(c.clone(), 1, &[("k", "ok", 1)]);
     node.handle_datagram(T0, addr(9000), &ack(CLUSTER, vec![long_key, long_value, fine])).unwrap();
-    assert_eq!(node.metrics().sections_over_limit, 2);
-    assert!(node.node_state(&NodeId::new("a", 1, addr(7002))).is_none());
-    assert!(node.node_state(&NodeId::new("b", 1, addr(7003))).is_none());
-    assert_eq!(node.node_state(&NodeId::new("c", 1, addr(7004))).unwrap().get("k"), Some("ok"));
+    assert_eq!(node.metrics().records_over_limit, 2);
+    assert_eq!(node.metrics().sections_over_limit, 0);
+    assert_eq!(node.node_state(&a).unwrap().get("toolong"), None);
+    assert_eq!(node.node_state(&a).unwrap().get("k"), Some("ok"));
+    assert_eq!(node.node_state(&b).unwrap().get("k"), None);
+    assert_eq!(node.node_state(&c).unwrap().get("k"), Some("ok"));
     assert_eq!(node.set(T0, "k", "toolong"), Err(KeyValueError::ValueTooLong { len: 7, max: 4 }));
+    // b's next version follows from where the skipped record left it.
+    node.handle_datagram(T0, addr(7003), &ack(CLUSTER, vec![known(&b, 1, 2, &[("k", "fits", 2)])])).unwrap();
+    assert_eq!(node.node_state(&b).unwrap().get("k"), Some("fits"));
+    // A newer value that does not fit replaces nothing: the older one is
+    // dropped rather than passed off as current.
+    node.handle_datagram(T0, addr(7003), &ack(CLUSTER, vec![known(&b, 2, 3, &[("k", "toolong", 3)])]))
+        .unwrap();
+    assert_eq!(node.node_state(&b).unwrap().get("k"), None);
+    assert_eq!(node.node_state(&b).unwrap().max_version(), 3);
+    assert_eq!(node.metrics().records_over_limit, 3);
+}
+
+/// What `set` refuses is refused from the wire: an empty key, or an identity
+/// with an empty name, breaks the protocol.
+#[test]
+fn an_empty_key_or_node_name_from_the_wire_is_refused() {
+    let empty_key = ack(CLUSTER, vec![full(NodeId::new("e", 1, addr(7005)), 1, &[("", "v", 1)])]);
+    assert_eq!(refused(&mut node(), &empty_key), DatagramError::Invalid(Violation::EmptyKey));
+    let nameless = ack(CLUSTER, vec![full(NodeId::new("", 1, addr(7005)), 1, &[])]);
+    assert_eq!(refused(&mut node(), &nameless), DatagramError::Invalid(Violation::EmptyNodeName));
+    assert_eq!(node().set(T0, "", "v"), Err(KeyValueError::EmptyKey));
+    let unnamed = Chitchat::new(config(), NodeId::new("", 1, addr(7009)), Vec::<(String, String)>::new(), T0);
+    assert_eq!(unnamed.err(), Some(chitchat_core::ConfigError::EmptyNodeName));
 }
 
 #[test]

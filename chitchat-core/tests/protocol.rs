@@ -176,15 +176,18 @@ fn tracked_nodes_stay_within_max_nodes() {
 }
 
 #[test]
-fn sections_over_a_local_limit_are_refused_and_the_rest_applies() {
+fn records_over_a_local_limit_are_skipped_and_the_rest_applies() {
     let mut node = node_with(Config { max_value_len: 4, max_keys_per_node: 2, ..config() });
     let long_value = full(peer("a", 1, 7001), 1, &[("k", "too long", 1)]);
     let too_many = full(peer("b", 1, 7002), 1, &[("x", "1", 1), ("y", "2", 2), ("z", "3", 3)]);
     let fine = full(peer("c", 1, 7003), 1, &[("k", "ok", 1)]);
     node.handle_datagram(T0, addr(9000), &ack(CLUSTER, vec![long_value, too_many, fine])).unwrap();
-    assert_eq!(node.metrics().sections_over_limit, 2);
+    assert_eq!(node.metrics().records_over_limit, 2);
     assert_eq!(node.node_state(&peer("c", 1, 7003)).unwrap().get("k"), Some("ok"));
-    assert!(node.node_state(&peer("a", 1, 7001)).is_none());
+    assert_eq!(node.node_state(&peer("a", 1, 7001)).unwrap().num_records(), 0);
+    let b = node.node_state(&peer("b", 1, 7002)).unwrap();
+    assert_eq!((b.get("x"), b.get("y"), b.get("z")), (Some("1"), Some("2"), None));
+    assert_eq!(b.max_version(), 3);
 }
 
 #[test]

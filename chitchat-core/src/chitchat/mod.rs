@@ -86,6 +86,9 @@ impl Chitchat {
         V: AsRef<str>,
     {
         config.validate()?;
+        if self_id.name.is_empty() {
+            return Err(ConfigError::EmptyNodeName);
+        }
         if self_id.name.len() > config.max_node_name_len {
             return Err(ConfigError::NodeNameTooLong {
                 len: self_id.name.len(),

@@ -15,7 +15,7 @@ use crate::error::Violation;
 use crate::events::Event;
 use crate::identity::{Fingerprint, NodeId};
 use crate::membership::NodeEntry;
-use crate::node_state::{NodeState, VersionedValue};
+use crate::node_state::{NodeState, RecordLimits, VersionedValue};
 use crate::time::Timestamp;
 use crate::wire::size::{encoded_len, varint_len};
 use crate::wire::{Delta, Digest, DigestEntry, NodeDelta, NodeRef, ValueUpdate};
@@ -204,6 +204,11 @@ impl ClusterState {
             Err(Skip::OverLimit) => return self.metrics.sections_over_limit += 1,
             Err(Skip::Refused) => return,
         };
+        let limits = RecordLimits {
+            max_key_len: self.config.max_key_len,
+            max_value_len: self.config.max_value_len,
+            max_keys: self.config.max_keys_per_node,
+        };
         let entry = self.membership.get_mut(&fingerprint).expect("resolved nodes are tracked");
         let state = &mut entry.state;
         let node_id = state.id().clone();
@@ -235,7 +240,7 @@ impl ClusterState {
         if reset {
             let touched: Vec<String> = section.key_values.iter().map(|update| update.key.clone()).collect();
             let dropped = state.take_records_up_to(section.last_gc_version);
-            state.apply_reset_records(&section.key_values, now);
+            self.metrics.records_over_limit += state.apply_reset_records(&section.key_values, now, &limits);
             // Complete up to the section's end; beyond it too if the section was
             // whole (it reaches the sender's watermark) and we held more.
             let complete = section.max_version >= section.last_gc_version;
@@ -251,6 +256,18 @@ impl ClusterState {
             // or collected): a record at or below it could only resurrect a key.
             state.reserve(section.key_values.len());
             for update in section.key_values.iter().filter(|update| update.version > max) {
+                if !state.admits(update, &limits) {
+                    // Skipped, counted, and the node's later versions still
+                    // flow: the section's max version is taken all the same.
+                    self.metrics.records_over_limit += 1;
+                    if state
+                        .drop_older(&update.key, update.version)
+                        .is_some_and(|dropped| dropped.is_visible())
+                    {
+                        events.push(Event::KeyDeleted { node: node_id.clone(), key: update.key.clone() });
+                    }
+                    continue;
+                }
                 let Some(previous) = state.apply_record(update, now) else { continue };
                 match &update.value {
                     ValueUpdate::Set(value) | ValueUpdate::SetWithTtl(value) => events.push(Event::KeySet {
@@ -289,7 +306,10 @@ impl ClusterState {
         }
         // Removed, but it beat since: a partition healed.
         self.membership.removed_mut().forget(fingerprint);
-        if !self.within_limits(section, fingerprint) {
+        if let NodeRef::Full(node_id) = &section.node
+            && node_id.name.len() > self.config.max_node_name_len
+        {
+            // A node this node cannot track; its records never flow here.
             return Err(Skip::OverLimit);
         }
         if self.membership.contains(&fingerprint) {
@@ -334,35 +354,6 @@ impl ClusterState {
             None => {}
         }
         Ok(fingerprint)
-    }
-
-    fn within_limits(&self, section: &NodeDelta, fingerprint: Fingerprint) -> bool {
-        let config = &self.config;
-        if let NodeRef::Full(node_id) = &section.node
-            && node_id.name.len() > config.max_node_name_len
-        {
-            return false;
-        }
-        let mut new_keys = 0;
-        let state = self.membership.get(&fingerprint).map(|entry| &entry.state);
-        // A reset keeps the records above its watermark and replaces the rest.
-        let kept_above = if section.reset { section.last_gc_version } else { 0 };
-        for update in &section.key_values {
-            if update.key.len() > config.max_key_len {
-                return false;
-            }
-            if let ValueUpdate::Set(value) | ValueUpdate::SetWithTtl(value) = &update.value
-                && value.len() > config.max_value_len
-            {
-                return false;
-            }
-            let held = state.is_some_and(|state| state.holds_above(&update.key, kept_above));
-            if !held {
-                new_keys += 1;
-            }
-        }
-        let kept = state.map_or(0, |state| state.num_records_above(kept_above));
-        kept + new_keys <= config.max_keys_per_node
     }
 }
 

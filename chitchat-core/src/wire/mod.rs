@@ -135,6 +135,11 @@ fn check_delta(delta: &Delta) -> Result<(), Violation> {
 }
 
 fn check_node_delta(section: &NodeDelta) -> Result<(), Violation> {
+    if let NodeRef::Full(node_id) = &section.node
+        && node_id.name.is_empty()
+    {
+        return Err(Violation::EmptyNodeName);
+    }
     if section.from_version > section.max_version {
         return Err(Violation::InconsistentBounds);
     }
@@ -152,6 +157,9 @@ fn check_node_delta(section: &NodeDelta) -> Result<(), Violation> {
             return Err(Violation::VersionsNotIncreasing);
         }
         previous = record.version;
+        if record.key.is_empty() {
+            return Err(Violation::EmptyKey);
+        }
         if !keys.insert(record.key.as_str()) {
             return Err(Violation::DuplicateKey);
         }
