@@ -42,7 +42,8 @@
 //! | `chitchat_gossip_rounds_total` | counter | gossip rounds run |
 //! | `chitchat_datagrams_rejected_total` | counter | datagrams refused, all reasons (per reason: `metrics().core.rejected`) |
 //! | `chitchat_sections_ignored_total` | counter | delta sections ignored |
-//! | `chitchat_sections_over_limit_total` | counter | delta sections over a limit |
+//! | `chitchat_sections_over_limit_total` | counter | delta sections refused: their node name is too long |
+//! | `chitchat_records_over_limit_total` | counter | records skipped: a key or value over its limit, or past `max_keys_per_node` |
 //! | `chitchat_nodes_refused_total` | counter | nodes refused (`max_nodes` reached) |
 //! | `chitchat_fingerprint_collisions_total` | counter | identities refused for a fingerprint collision |
 //! | `chitchat_stale_sections_total` | counter | delta sections older than what is held |

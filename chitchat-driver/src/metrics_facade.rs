@@ -31,7 +31,12 @@ pub(crate) const COUNTERS: &[CounterSource] = &[
     ("chitchat_gossip_rounds_total", "Gossip rounds run.", |m, _| m.gossip_rounds),
     ("chitchat_datagrams_rejected_total", "Datagrams refused, all reasons.", |m, _| m.rejected.total),
     ("chitchat_sections_ignored_total", "Delta sections ignored.", |m, _| m.sections_ignored),
-    ("chitchat_sections_over_limit_total", "Delta sections over a limit.", |m, _| m.sections_over_limit),
+    ("chitchat_sections_over_limit_total", "Delta sections refused: node name too long.", |m, _| {
+        m.sections_over_limit
+    }),
+    ("chitchat_records_over_limit_total", "Records skipped: over a local limit.", |m, _| {
+        m.records_over_limit
+    }),
     ("chitchat_nodes_refused_total", "Nodes refused (max_nodes reached).", |m, _| m.nodes_refused),
     ("chitchat_fingerprint_collisions_total", "Identities refused for a fingerprint collision.", |m, _| {
         m.fingerprint_collisions
