@@ -16,8 +16,8 @@ use chitchat_core::{Chitchat, Event, NodeId};
 use crate::handle::{KeySubscriber, Shared};
 use crate::streams::{KeyChange, ReadyChange, subscription_channel};
 
-/// Hands the core's pending events to the subscribers, then publishes the live
-/// and ready sets if membership may have changed.
+/// Publishes the live and ready sets if membership may have changed, then hands
+/// the core's pending events to the subscribers.
 pub(crate) fn publish_events(chitchat: &mut Chitchat, shared: &Shared) {
     let mut membership_changed = false;
     let mut events = Vec::new();
@@ -29,11 +29,13 @@ pub(crate) fn publish_events(chitchat: &mut Chitchat, shared: &Shared) {
     if events.is_empty() {
         return;
     }
-    dispatch(chitchat, shared, &events);
+    // The sets first: a subscriber that receives an item and then reads
+    // `live_nodes` or `ready_nodes` finds them up to date with it.
     if membership_changed {
         shared.live.publish(chitchat.live_nodes().cloned().collect());
         shared.ready.publish(chitchat.ready_nodes().cloned().collect());
     }
+    dispatch(chitchat, shared, &events);
 }
 
 fn dispatch(chitchat: &Chitchat, shared: &Shared, events: &[Event]) {
