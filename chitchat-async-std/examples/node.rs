@@ -6,12 +6,12 @@
 //! cargo run -p chitchat-async-std --example node -- --listen 127.0.0.1:7001 --seed 127.0.0.1:7000 --name n1
 //! ```
 //!
-//! `--help` lists the options; `chitchat_driver::cli` documents the output.
+//! `--help` lists the options; `chitchat_tools::cli` documents the output.
 
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    async_std::task::block_on(chitchat_driver::cli::run(
+    async_std::task::block_on(chitchat_tools::cli::run(
         chitchat_async_std::runtime(),
         std::env::args().skip(1),
     ))

@@ -12,7 +12,7 @@
 //! ([`AsyncStdRuntime`]).
 //!
 //! ```no_run
-//! use chitchat_async_std::{NodeConfig, chitchat_core::Config};
+//! use chitchat_async_std::{Config, NodeConfig};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! async_std::task::block_on(async {
@@ -28,16 +28,16 @@
 //! ```
 
 #![forbid(unsafe_code)]
-#![warn(missing_docs)]
+#![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
 use std::sync::Arc;
 
-use chitchat_driver::{BoxFuture, Runtime, async_io};
+use chitchat_driver::{BoxFuture, async_io};
 
-pub use chitchat_driver::{
-    ChitchatHandle, CommandError, DriverMetrics, KeyChange, Lagged, NodeConfig, NodeMetrics, NodeSet,
-    StartError, StopReason, Subscription, WatchStream, chitchat_core, futures_lite, keys,
-};
+/// The adapters' common API: the core's and the driver's types, flat
+/// (`Config`, `NodeConfig`, `ChitchatHandle`, `NodeStatus`, ...), the `keys`
+/// module, and the `chitchat_core` and `futures_lite` crates.
+pub use chitchat_driver::api::*;
 
 /// Starts a node on async-std: binds its socket, resolves its seeds and spawns its
 /// task with `async_std::task::spawn`.

@@ -182,3 +182,108 @@ pub enum KeyringError {
     #[error("another key with id {0} is already in the keyring")]
     KeyIdCollision(KeyId),
 }
+
+/// Why a text is not a [`SecretKey`]. The text itself is never echoed: it may
+/// be secret.
+#[derive(Debug, Error, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SecretKeyParseError {
+    /// The text is neither 64 hex digits nor base64.
+    #[error("a key is 32 bytes written as 64 hex digits or as base64; found {0} characters that are neither")]
+    NotHexOrBase64(usize),
+    /// The text is base64, but not of 32 bytes.
+    #[error("a key is 32 bytes written as 64 hex digits or as base64 (44 characters); found {0} bytes")]
+    WrongLength(usize),
+}
+
+/// Reads a key written as 64 hex digits (either case) or as base64 (standard or
+/// URL-safe alphabet, padded or not), surrounding whitespace ignored: what
+/// `openssl rand -hex 32` or `head -c 32 /dev/urandom | base64` print.
+impl std::str::FromStr for SecretKey {
+    type Err = SecretKeyParseError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        use base64::Engine;
+        use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+
+        let text = text.trim();
+        if let Some(bytes) = decode_hex(text) {
+            return Ok(SecretKey::from_bytes(bytes));
+        }
+        let alphabet = match text.contains(['-', '_']) {
+            true => &base64::alphabet::URL_SAFE,
+            false => &base64::alphabet::STANDARD,
+        };
+        let config = GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
+        let bytes = GeneralPurpose::new(alphabet, config)
+            .decode(text)
+            .map_err(|_| SecretKeyParseError::NotHexOrBase64(text.chars().count()))?;
+        let bytes: [u8; KEY_LEN] =
+            bytes.try_into().map_err(|bytes: Vec<u8>| SecretKeyParseError::WrongLength(bytes.len()))?;
+        Ok(SecretKey::from_bytes(bytes))
+    }
+}
+
+/// 64 hex digits as 32 bytes; `None` for anything else.
+fn decode_hex(text: &str) -> Option<[u8; KEY_LEN]> {
+    if text.len() != 2 * KEY_LEN {
+        return None;
+    }
+    let mut bytes = [0; KEY_LEN];
+    for (i, byte) in bytes.iter_mut().enumerate() {
+        let pair = text.get(2 * i..2 * i + 2)?;
+        // `from_str_radix` alone would take a sign.
+        if !pair.bytes().all(|digit| digit.is_ascii_hexdigit()) {
+            return None;
+        }
+        *byte = u8::from_str_radix(pair, 16).ok()?;
+    }
+    Some(bytes)
+}
+
+#[cfg(test)]
+mod parse_tests {
+    use super::*;
+
+    /// Bytes whose base64 uses `+` and `/`, to tell the alphabets apart.
+    fn bytes() -> [u8; KEY_LEN] {
+        std::array::from_fn(|i| (i * 37 + 5) as u8)
+    }
+
+    #[test]
+    fn hex_and_every_base64_flavour_give_the_same_key() {
+        let expected = SecretKey::from_bytes(bytes()).id();
+        let hex: String = bytes().iter().map(|byte| format!("{byte:02x}")).collect();
+        // `head -c 32 | base64` of these bytes.
+        let standard = "BSpPdJm+4wgtUnecweYLMFV6n8TpDjNYfaLH7BE2W4A=";
+        let url_safe = standard.replace('+', "-").replace('/', "_");
+        for text in [
+            format!("  {hex}\n"),
+            hex.to_uppercase(),
+            standard.to_string(),
+            standard.trim_end_matches('=').to_string(),
+            url_safe.clone(),
+            url_safe.trim_end_matches('=').to_string(),
+        ] {
+            assert_eq!(text.parse::<SecretKey>().map(|key| key.id()), Ok(expected), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn bad_keys_get_a_typed_error() {
+        assert_eq!("".parse::<SecretKey>().map(|key| key.id()), Err(SecretKeyParseError::WrongLength(0)));
+        assert_eq!("abcd".parse::<SecretKey>().map(|key| key.id()), Err(SecretKeyParseError::WrongLength(3)));
+        let not_hex = "zz".repeat(32);
+        assert_eq!(
+            not_hex.parse::<SecretKey>().map(|key| key.id()),
+            Err(SecretKeyParseError::WrongLength(48))
+        );
+        let error = "not a key!".parse::<SecretKey>().map(|key| key.id()).unwrap_err();
+        assert_eq!(error, SecretKeyParseError::NotHexOrBase64(10));
+        assert!(!error.to_string().contains("not a key"), "the text is never echoed");
+        let signed = format!("+{}", "a".repeat(63));
+        assert!(signed.parse::<SecretKey>().is_err());
+        let mixed = "BSpPdJm+4wgtUnecweYLMFV6n8TpDjNYfaLH7BE2W4_=";
+        assert!(matches!(mixed.parse::<SecretKey>(), Err(SecretKeyParseError::NotHexOrBase64(_))));
+    }
+}

@@ -117,7 +117,7 @@ pub use crypto::EncryptionMode;
 pub use error::{DatagramError, KeyValueError, Violation};
 pub use events::Event;
 pub use identity::{Fingerprint, NodeId};
-pub use keyring::{KEY_LEN, KeyId, Keyring, KeyringError, SecretKey};
+pub use keyring::{KEY_LEN, KeyId, Keyring, KeyringError, SecretKey, SecretKeyParseError};
 pub use membership::NodeStatus;
 pub use metrics::{Metrics, RejectedCounts};
 pub use node_state::{NodeState, ValueStatus, VersionedValue};

@@ -1,13 +1,18 @@
 //! What a node is started with.
 
+use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use chitchat_core::{Config, EncryptionMode, Keyring};
+use chitchat_core::{Config, EncryptionMode, Keyring, NodeState};
+
+/// A ready predicate that a [`NodeConfig`] can be cloned with.
+type SharedReadyPredicate = Arc<dyn Fn(&NodeState) -> bool + Send + Sync>;
 
 /// Everything needed to start a node: the protocol settings and the node's
 /// identity, address, seeds and initial keys.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct NodeConfig {
     /// The protocol settings, validated at start.
     ///
@@ -44,6 +49,27 @@ pub struct NodeConfig {
     /// What the node sends and accepts; a mode other than `Off` needs a keyring.
     /// [`NodeConfig::with_keyring`] sets it to `Required`.
     pub encryption_mode: EncryptionMode,
+    /// Which live nodes are ready (see [`NodeConfig::with_ready_predicate`]).
+    pub(crate) ready_predicate: Option<SharedReadyPredicate>,
+}
+
+impl fmt::Debug for NodeConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NodeConfig")
+            .field("chitchat", &self.chitchat)
+            .field("name", &self.name)
+            .field("generation", &self.generation)
+            .field("listen_addr", &self.listen_addr)
+            .field("advertise_addr", &self.advertise_addr)
+            .field("seeds", &self.seeds)
+            .field("seed_refresh_interval", &self.seed_refresh_interval)
+            .field("initial_key_values", &self.initial_key_values)
+            .field("subscription_capacity", &self.subscription_capacity)
+            .field("keyring", &self.keyring)
+            .field("encryption_mode", &self.encryption_mode)
+            .field("ready_predicate", &self.ready_predicate.as_ref().map(|_| "Fn(&NodeState) -> bool"))
+            .finish()
+    }
 }
 
 impl NodeConfig {
@@ -67,6 +93,7 @@ impl NodeConfig {
             subscription_capacity: Self::DEFAULT_SUBSCRIPTION_CAPACITY,
             keyring: None,
             encryption_mode: EncryptionMode::Off,
+            ready_predicate: None,
         }
     }
 
@@ -88,6 +115,27 @@ impl NodeConfig {
     pub fn with_keyring(mut self, keyring: Keyring) -> Self {
         self.keyring = Some(keyring);
         self.encryption_mode = EncryptionMode::Required;
+        self
+    }
+
+    /// Decides which live nodes are ready: those whose state passes `predicate`
+    /// (by default every live node is). It is judged again whenever a node's
+    /// state or status changes; [`crate::ChitchatHandle::watch_ready_nodes`],
+    /// [`crate::ChitchatHandle::ready_nodes`] and
+    /// [`crate::ChitchatHandle::subscribe_ready_changes`] follow it. Keep it
+    /// cheap: it runs in the node's task. For example, to drain a node, set a key
+    /// it checks:
+    ///
+    /// ```
+    /// # use chitchat_driver::NodeConfig;
+    /// # let config = NodeConfig::new("n", "127.0.0.1:0".parse().unwrap(), chitchat_core::Config::lan());
+    /// let config = config.with_ready_predicate(|state| state.get("draining") != Some("true"));
+    /// ```
+    pub fn with_ready_predicate(
+        mut self,
+        predicate: impl Fn(&NodeState) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.ready_predicate = Some(Arc::new(predicate));
         self
     }
 

@@ -1,36 +1,85 @@
 //! [`ChitchatHandle`]: the application's side of a running node.
 
+use std::any::Any;
 use std::convert::Infallible;
 use std::fmt;
 use std::net::SocketAddr;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use async_broadcast::Sender;
+use async_broadcast::{Receiver, Sender};
 use chitchat_core::{
-    ClusterSnapshot, EncryptionMode, Event, KeyId, KeyValueError, KeyringError, Metrics, NodeId,
-    NodeSnapshot, SecretKey,
+    Chitchat, ClusterSnapshot, EncryptionMode, Event, KeyId, KeyValueError, KeyringError, Metrics, NodeId,
+    NodeSnapshot, NodeState, SecretKey, Timestamp,
 };
 
 use crate::error::{CommandError, StopReason};
-use crate::streams::{KeyChange, NodeSet, Subscription, Watch, WatchStream, subscription_channel};
+use crate::streams::{
+    KeyChange, NodeSet, ReadyChange, Subscription, Watch, WatchStream, subscription_channel,
+};
 
 /// A reply to one command.
 pub(crate) type Reply<T> = async_channel::Sender<T>;
 
+/// A closure run on the core by [`ChitchatHandle::with_chitchat`]; it sends its
+/// own reply.
+pub(crate) type CoreClosure = Box<dyn FnOnce(&mut Chitchat, Timestamp) + Send>;
+
 /// What a handle asks of the node task.
 pub(crate) enum Command {
-    Set { key: String, value: String, reply: Reply<Result<(), KeyValueError>> },
-    SetWithTtl { key: String, value: String, reply: Reply<Result<(), KeyValueError>> },
-    Delete { key: String, reply: Reply<Result<(), KeyValueError>> },
-    DeleteAfterTtl { key: String, reply: Reply<Result<(), KeyValueError>> },
-    Snapshot { reply: Reply<ClusterSnapshot> },
-    Metrics { reply: Reply<Metrics> },
-    AddKey { key: SecretKey, reply: Reply<Result<KeyId, KeyringError>> },
-    SetPrimaryKey { id: KeyId, reply: Reply<Result<(), KeyringError>> },
-    RemoveKey { id: KeyId, reply: Reply<Result<(), KeyringError>> },
-    SetEncryptionMode { mode: EncryptionMode, reply: Reply<Result<(), KeyringError>> },
-    Leave { reply: Reply<()> },
+    Set {
+        key: String,
+        value: String,
+        reply: Reply<Result<(), KeyValueError>>,
+    },
+    SetWithTtl {
+        key: String,
+        value: String,
+        reply: Reply<Result<(), KeyValueError>>,
+    },
+    Delete {
+        key: String,
+        reply: Reply<Result<(), KeyValueError>>,
+    },
+    DeleteAfterTtl {
+        key: String,
+        reply: Reply<Result<(), KeyValueError>>,
+    },
+    Snapshot {
+        reply: Reply<ClusterSnapshot>,
+    },
+    Metrics {
+        reply: Reply<Metrics>,
+    },
+    AddKey {
+        key: SecretKey,
+        reply: Reply<Result<KeyId, KeyringError>>,
+    },
+    SetPrimaryKey {
+        id: KeyId,
+        reply: Reply<Result<(), KeyringError>>,
+    },
+    RemoveKey {
+        id: KeyId,
+        reply: Reply<Result<(), KeyringError>>,
+    },
+    SetEncryptionMode {
+        mode: EncryptionMode,
+        reply: Reply<Result<(), KeyringError>>,
+    },
+    SubscribeKeysWithCurrent {
+        prefix: String,
+        reply: Reply<Receiver<KeyChange>>,
+    },
+    SubscribeReady {
+        reply: Reply<Receiver<ReadyChange>>,
+    },
+    /// Runs a closure on the core; the closure replies itself.
+    WithChitchat(CoreClosure),
+    Leave {
+        reply: Reply<()>,
+    },
     Shutdown,
 }
 
@@ -65,11 +114,11 @@ pub(crate) struct DriverCounters {
 }
 
 impl DriverCounters {
-    pub fn increment(counter: &AtomicU64) {
+    pub(crate) fn increment(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn get(&self) -> DriverMetrics {
+    pub(crate) fn get(&self) -> DriverMetrics {
         DriverMetrics {
             send_errors: self.send_errors.load(Ordering::Relaxed),
             recv_errors: self.recv_errors.load(Ordering::Relaxed),
@@ -91,6 +140,7 @@ pub(crate) struct Shared {
     pub live: Watch,
     pub ready: Watch,
     pub key_subscribers: Mutex<Vec<KeySubscriber>>,
+    pub ready_subscribers: Mutex<Vec<Sender<ReadyChange>>>,
     pub event_subscribers: Mutex<Vec<Sender<Event>>>,
     pub counters: DriverCounters,
     pub stop_reason: Mutex<Option<StopReason>>,
@@ -99,12 +149,15 @@ pub(crate) struct Shared {
 
 impl Shared {
     /// Records why the task stopped and ends every stream.
-    pub fn stop(&self, reason: StopReason) {
+    pub(crate) fn stop(&self, reason: StopReason) {
         *self.stop_reason.lock().unwrap_or_else(PoisonError::into_inner) = Some(reason);
         self.live.close();
         self.ready.close();
         for subscriber in self.key_subscribers.lock().unwrap_or_else(PoisonError::into_inner).drain(..) {
             subscriber.sender.close();
+        }
+        for sender in self.ready_subscribers.lock().unwrap_or_else(PoisonError::into_inner).drain(..) {
+            sender.close();
         }
         for sender in self.event_subscribers.lock().unwrap_or_else(PoisonError::into_inner).drain(..) {
             sender.close();
@@ -228,6 +281,9 @@ impl ChitchatHandle {
 
     /// Every change (set, delete, expiry) of a key starting with `prefix`, of any
     /// node, this one included, from now on. `""` matches every key.
+    ///
+    /// Keys that arrived before the call are not reported: to learn them too,
+    /// without a gap, use [`ChitchatHandle::subscribe_key_changes_with_current`].
     pub fn subscribe_key_changes(&self, prefix: impl Into<String>) -> Subscription<KeyChange> {
         let shared = &self.inner.shared;
         let (sender, receiver) = subscription_channel(shared.subscription_capacity);
@@ -236,6 +292,83 @@ impl ChitchatHandle {
             subscribers.push(KeySubscriber { prefix: prefix.into(), sender });
         }
         Subscription::new(receiver)
+    }
+
+    /// The current value of every key starting with `prefix`, of every node the
+    /// node tracks (this one included), as [`KeyChange::Set`] items in node then
+    /// key order; then every change of such a key, as
+    /// [`ChitchatHandle::subscribe_key_changes`] reports them.
+    ///
+    /// The current values are read and the subscription registered at one point
+    /// of the node's task, between two inputs to the core, so no change falls in
+    /// a gap between the two and none is reported twice. The subscription buffers
+    /// the current values on top of [`NodeConfig::subscription_capacity`]. `""`
+    /// matches every key.
+    ///
+    /// [`NodeConfig::subscription_capacity`]: crate::NodeConfig::subscription_capacity
+    pub async fn subscribe_key_changes_with_current(
+        &self,
+        prefix: impl Into<String>,
+    ) -> Result<Subscription<KeyChange>, CommandError> {
+        let prefix = prefix.into();
+        let receiver = self.request(|reply| Command::SubscribeKeysWithCurrent { prefix, reply }).await?;
+        Ok(Subscription::new(receiver))
+    }
+
+    /// Every node ready now (as a [`ReadyChange`] with `ready: true`, in node
+    /// order), then every change of readiness, each with the node's status and
+    /// keys at that moment. Taken in the node's task, like
+    /// [`ChitchatHandle::subscribe_key_changes_with_current`], so nothing falls
+    /// in a gap.
+    pub async fn subscribe_ready_changes(&self) -> Result<Subscription<ReadyChange>, CommandError> {
+        let receiver = self.request(|reply| Command::SubscribeReady { reply }).await?;
+        Ok(Subscription::new(receiver))
+    }
+
+    /// Runs `f` on the node's core inside its task, with the current time, and
+    /// returns what it returns: a read of one key of one peer without a full
+    /// [`ChitchatHandle::snapshot`], or any call of [`Chitchat`]'s API the handle
+    /// does not offer. Afterwards the task sends what the core emits and
+    /// publishes its events, as after any input.
+    ///
+    /// `f` holds up the node's gossip while it runs: keep it short, and never
+    /// block in it. If `f` panics, the panic is resumed in the caller and the
+    /// node keeps running.
+    ///
+    /// ```no_run
+    /// # async fn example(node: chitchat_driver::ChitchatHandle, peer: chitchat_core::NodeId)
+    /// # -> Result<(), chitchat_driver::CommandError> {
+    /// let role: Option<String> =
+    ///     node.with_chitchat(move |chitchat, _now| chitchat.node_state(&peer)?.get("role").map(String::from)).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn with_chitchat<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Chitchat, Timestamp) -> R + Send + 'static,
+    ) -> Result<R, CommandError> {
+        let outcome = self
+            .request(|reply: Reply<Result<R, Box<dyn Any + Send>>>| {
+                Command::WithChitchat(Box::new(move |chitchat, now| {
+                    let _ = reply.try_send(catch_unwind(AssertUnwindSafe(|| f(chitchat, now))));
+                }))
+            })
+            .await?;
+        match outcome {
+            Ok(output) => Ok(output),
+            Err(panic) => resume_unwind(panic),
+        }
+    }
+
+    /// Replaces the predicate that decides which live nodes are ready (see
+    /// [`NodeConfig::with_ready_predicate`]); readiness is judged again for
+    /// every node at once, and changes are published as usual.
+    ///
+    /// [`NodeConfig::with_ready_predicate`]: crate::NodeConfig::with_ready_predicate
+    pub async fn set_ready_predicate(
+        &self,
+        predicate: impl Fn(&NodeState) -> bool + Send + Sync + 'static,
+    ) -> Result<(), CommandError> {
+        self.with_chitchat(move |chitchat, _| chitchat.set_ready_predicate(predicate)).await
     }
 
     /// Every event of the core (membership and keys), from now on.

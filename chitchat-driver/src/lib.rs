@@ -15,26 +15,72 @@
 //!
 //! - `async-io`: the socket, timer and DNS resolution on `async-io`, shared by
 //!   the smol and async-std adapters ([`async_io`]).
-//! - `cli`: the node command line (`cli`) and the in-process cluster demo
-//!   (`demo`) behind the adapters' examples.
-//! - `conformance`: the test suite every adapter runs ([`conformance`]).
+//! - `metrics`: publishes each node's counters and gauges through the
+//!   [`metrics`](https://docs.rs/metrics) facade, to whatever recorder the
+//!   application installed (a Prometheus exporter, ...). Each adapter forwards
+//!   a feature of the same name.
+//!
+//! # Metrics
+//!
+//! With the `metrics` feature, the node task publishes these once a gossip
+//! interval, and once more when it stops, each with the label `node` (the
+//! node's name). Counters are absolute (the totals since the node started).
+//! Without the feature, the same numbers are read with
+//! [`ChitchatHandle::metrics`].
+//!
+//! | name | kind | what |
+//! |---|---|---|
+//! | `chitchat_datagrams_received_total` | counter | datagrams received |
+//! | `chitchat_bytes_received_total` | counter | bytes of datagrams received |
+//! | `chitchat_datagrams_sent_total` | counter | datagrams sent |
+//! | `chitchat_bytes_sent_total` | counter | bytes of datagrams sent |
+//! | `chitchat_syns_received_total` | counter | `Syn` messages received |
+//! | `chitchat_syn_acks_received_total` | counter | `SynAck` messages received |
+//! | `chitchat_acks_received_total` | counter | `Ack` messages received |
+//! | `chitchat_bad_cluster_received_total` | counter | `BadCluster` answers received |
+//! | `chitchat_bad_cluster_sent_total` | counter | `BadCluster` answers sent |
+//! | `chitchat_gossip_rounds_total` | counter | gossip rounds run |
+//! | `chitchat_datagrams_rejected_total` | counter | datagrams refused, all reasons (per reason: `metrics().core.rejected`) |
+//! | `chitchat_sections_ignored_total` | counter | delta sections ignored |
+//! | `chitchat_sections_over_limit_total` | counter | delta sections refused: their node name is too long |
+//! | `chitchat_records_over_limit_total` | counter | records skipped: a key or value over its limit, or past `max_keys_per_node` |
+//! | `chitchat_nodes_refused_total` | counter | nodes refused (`max_nodes` reached) |
+//! | `chitchat_fingerprint_collisions_total` | counter | identities refused for a fingerprint collision |
+//! | `chitchat_stale_sections_total` | counter | delta sections older than what is held |
+//! | `chitchat_events_dropped_total` | counter | events dropped from a full queue |
+//! | `chitchat_transmits_dropped_total` | counter | datagrams dropped from a full queue |
+//! | `chitchat_partial_digests_sent_total` | counter | digests covering part of the ring |
+//! | `chitchat_deltas_truncated_total` | counter | deltas cut to fit a datagram |
+//! | `chitchat_resets_applied_total` | counter | peers' states replaced wholesale |
+//! | `chitchat_pauses_total` | counter | pauses of this node noticed |
+//! | `chitchat_unvalidated_answers_total` | counter | answers sent to addresses not validated |
+//! | `chitchat_unvalidated_bytes_sent_total` | counter | bytes of those answers |
+//! | `chitchat_unvalidated_answers_dropped_total` | counter | answers to addresses not validated not sent (budget spent) |
+//! | `chitchat_unsolicited_syn_acks_total` | counter | `SynAck`s that answered no `Syn` of this node |
+//! | `chitchat_send_errors_total` | counter | failed sends (driver) |
+//! | `chitchat_recv_errors_total` | counter | transient receive errors (driver) |
+//! | `chitchat_seed_resolution_failures_total` | counter | failed DNS resolutions of seeds (driver) |
+//! | `chitchat_live_nodes` | gauge | nodes seen live, this one included |
+//! | `chitchat_ready_nodes` | gauge | nodes seen ready |
+//! | `chitchat_dead_nodes` | gauge | nodes seen dead |
+//! | `chitchat_tracked_nodes` | gauge | nodes tracked, whatever their status |
 
 #![forbid(unsafe_code)]
-#![warn(missing_docs)]
+#![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod api;
 #[cfg(feature = "async-io")]
+#[cfg_attr(docsrs, doc(cfg(feature = "async-io")))]
 pub mod async_io;
-#[cfg(feature = "cli")]
-pub mod cli;
 mod config;
-#[cfg(feature = "conformance")]
-pub mod conformance;
-#[cfg(feature = "cli")]
-pub mod demo;
 mod error;
 mod handle;
 pub mod keys;
+#[cfg(feature = "metrics")]
+mod metrics_facade;
 mod node;
+mod publish;
 mod runtime;
 mod seeds;
 mod streams;
@@ -46,4 +92,4 @@ pub use futures_lite;
 pub use handle::{ChitchatHandle, DriverMetrics, NodeMetrics};
 pub use node::spawn;
 pub use runtime::{BoxFuture, Runtime, Timer, UdpSocket, sleep};
-pub use streams::{KeyChange, Lagged, NodeSet, Subscription, WatchStream};
+pub use streams::{KeyChange, Lagged, NodeSet, ReadyChange, Subscription, WatchStream};

@@ -12,19 +12,20 @@ use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use chitchat_core::{Chitchat, Config, Event, NodeId, Timestamp, Transmit};
+use chitchat_core::{Chitchat, Config, NodeId, Timestamp, Transmit};
 use futures_lite::Stream;
 
 use crate::config::{NodeConfig, generation_from_clock};
 use crate::error::{StartError, StopReason};
-use crate::handle::{ChitchatHandle, Command, DriverCounters, KeySubscriber, Reply, Shared};
+use crate::handle::{ChitchatHandle, Command, DriverCounters, Reply, Shared};
+use crate::publish::{publish_events, subscribe_keys_with_current, subscribe_ready};
 use crate::runtime::{BoxFuture, Runtime, Timer, UdpSocket};
 use crate::seeds::{Resolution, Seeds};
-use crate::streams::{KeyChange, Watch};
+use crate::streams::Watch;
 
 /// Datagrams received per turn before the other sources get a look.
 const RECV_BATCH: usize = 64;
@@ -72,6 +73,9 @@ pub async fn spawn(runtime: Arc<dyn Runtime>, config: NodeConfig) -> Result<Chit
     } else {
         chitchat.set_encryption_mode(config.encryption_mode)?;
     }
+    if let Some(predicate) = config.ready_predicate {
+        chitchat.set_ready_predicate(move |state| predicate(state));
+    }
 
     let live: BTreeSet<NodeId> = chitchat.live_nodes().cloned().collect();
     let ready: BTreeSet<NodeId> = chitchat.ready_nodes().cloned().collect();
@@ -79,6 +83,7 @@ pub async fn spawn(runtime: Arc<dyn Runtime>, config: NodeConfig) -> Result<Chit
         live: Watch::new(live),
         ready: Watch::new(ready),
         key_subscribers: Mutex::default(),
+        ready_subscribers: Mutex::default(),
         event_subscribers: Mutex::default(),
         counters: DriverCounters::default(),
         stop_reason: Mutex::default(),
@@ -90,6 +95,9 @@ pub async fn spawn(runtime: Arc<dyn Runtime>, config: NodeConfig) -> Result<Chit
     chitchat.set_seed_addrs(addrs);
     let seed_timer = seeds.needs_refresh().then(|| runtime.new_timer(Instant::now() + next_resolution));
 
+    #[cfg(feature = "metrics")]
+    let exporter =
+        crate::metrics_facade::Exporter::new(self_id.name.clone(), chitchat.config().gossip_interval);
     let (commands, command_receiver) = async_channel::bounded(COMMAND_QUEUE);
     let (alive, stopped) = async_channel::bounded::<Infallible>(1);
     let driver = Driver {
@@ -107,6 +115,8 @@ pub async fn spawn(runtime: Arc<dyn Runtime>, config: NodeConfig) -> Result<Chit
         consecutive_recv_errors: 0,
         shared: shared.clone(),
         runtime: runtime.clone(),
+        #[cfg(feature = "metrics")]
+        exporter,
     };
     tracing::info!(node = %self_id, %local_addr, "node started");
     runtime.spawn(Box::pin(run(driver, alive)));
@@ -116,6 +126,8 @@ pub async fn spawn(runtime: Arc<dyn Runtime>, config: NodeConfig) -> Result<Chit
 /// The task: drives the node until it stops, then closes everything.
 async fn run(mut driver: Driver, alive: async_channel::Sender<Infallible>) {
     let reason = poll_fn(|cx| driver.poll(cx)).await;
+    #[cfg(feature = "metrics")]
+    driver.exporter.export(&driver.chitchat, &driver.shared.counters.get());
     tracing::info!(node = %driver.chitchat.self_id(), %reason, "node stopped");
     let shared = driver.shared.clone();
     // Closes the socket before anyone hears that the task stopped.
@@ -143,6 +155,8 @@ struct Driver {
     consecutive_recv_errors: u32,
     shared: Arc<Shared>,
     runtime: Arc<dyn Runtime>,
+    #[cfg(feature = "metrics")]
+    exporter: crate::metrics_facade::Exporter,
 }
 
 impl Driver {
@@ -164,11 +178,13 @@ impl Driver {
             if self.timer_deadline.is_some() && self.timer.as_mut().poll(cx).is_ready() {
                 self.timer_deadline = None;
                 self.chitchat.handle_timeout(self.now());
+                #[cfg(feature = "metrics")]
+                self.exporter.export_if_due(&self.chitchat, &self.shared.counters.get());
                 progress = true;
             }
             progress |= self.poll_seeds(cx);
             self.send(cx);
-            self.publish_events();
+            publish_events(&mut self.chitchat, &self.shared);
             if self.chitchat.has_left() {
                 for reply in self.leave_replies.drain(..) {
                     let _ = reply.try_send(());
@@ -227,6 +243,13 @@ impl Driver {
                 Command::SetEncryptionMode { mode, reply } => {
                     let _ = reply.try_send(chitchat.set_encryption_mode(mode));
                 }
+                Command::SubscribeKeysWithCurrent { prefix, reply } => {
+                    let _ = reply.try_send(subscribe_keys_with_current(chitchat, &self.shared, prefix));
+                }
+                Command::SubscribeReady { reply } => {
+                    let _ = reply.try_send(subscribe_ready(chitchat, &self.shared));
+                }
+                Command::WithChitchat(f) => f(chitchat, now),
                 Command::Leave { reply } => {
                     chitchat.leave(now);
                     self.leave_replies.push(reply);
@@ -303,50 +326,6 @@ impl Driver {
             progress = true;
         }
         progress
-    }
-
-    /// Hands the core's events to the subscribers, then publishes the live and
-    /// ready sets if membership may have changed.
-    fn publish_events(&mut self) {
-        let mut membership_changed = false;
-        let mut events = Vec::new();
-        while let Some(event) = self.chitchat.poll_event() {
-            membership_changed |=
-                !matches!(event, Event::KeySet { .. } | Event::KeyDeleted { .. } | Event::KeyExpired { .. });
-            events.push(event);
-        }
-        if events.is_empty() {
-            return;
-        }
-        self.dispatch(&events);
-        if membership_changed {
-            self.shared.live.publish(self.chitchat.live_nodes().cloned().collect());
-            self.shared.ready.publish(self.chitchat.ready_nodes().cloned().collect());
-        }
-    }
-
-    fn dispatch(&self, events: &[Event]) {
-        let mut key_subscribers = self.shared.key_subscribers.lock().unwrap_or_else(PoisonError::into_inner);
-        key_subscribers.retain(|subscriber| subscriber.sender.receiver_count() > 0);
-        if !key_subscribers.is_empty() {
-            for change in events.iter().filter_map(KeyChange::from_event) {
-                for KeySubscriber { prefix, sender } in key_subscribers.iter() {
-                    if change.key().starts_with(prefix.as_str()) {
-                        // With overflow on, a full buffer drops its oldest item.
-                        let _ = sender.try_broadcast(change.clone());
-                    }
-                }
-            }
-        }
-        drop(key_subscribers);
-        let mut event_subscribers =
-            self.shared.event_subscribers.lock().unwrap_or_else(PoisonError::into_inner);
-        event_subscribers.retain(|sender| sender.receiver_count() > 0);
-        for sender in event_subscribers.iter() {
-            for event in events {
-                let _ = sender.try_broadcast(event.clone());
-            }
-        }
     }
 }
 

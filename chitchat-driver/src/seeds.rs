@@ -30,18 +30,18 @@ pub(crate) struct Seeds {
 pub(crate) type Resolution = Vec<Result<Vec<SocketAddr>, String>>;
 
 impl Seeds {
-    pub fn new(specs: Vec<String>, ipv4: bool, refresh_interval: Duration) -> Self {
+    pub(crate) fn new(specs: Vec<String>, ipv4: bool, refresh_interval: Duration) -> Self {
         let resolved = vec![Vec::new(); specs.len()];
         Seeds { specs, resolved, ipv4, refresh_interval, failed_rounds: 0 }
     }
 
     /// Whether any seed is a host name, so that resolving again may change it.
-    pub fn needs_refresh(&self) -> bool {
+    pub(crate) fn needs_refresh(&self) -> bool {
         self.specs.iter().any(|spec| spec.parse::<SocketAddr>().is_err())
     }
 
     /// Resolves every seed once.
-    pub fn resolve(&self, runtime: &Arc<dyn Runtime>) -> BoxFuture<Resolution> {
+    pub(crate) fn resolve(&self, runtime: &Arc<dyn Runtime>) -> BoxFuture<Resolution> {
         let specs = self.specs.clone();
         let runtime = runtime.clone();
         Box::pin(async move {
@@ -59,7 +59,7 @@ impl Seeds {
 
     /// Takes in a resolution: returns the seed addresses to give the core, and
     /// how long to wait before resolving again.
-    pub fn absorb(&mut self, resolution: Resolution, shared: &Shared) -> (Vec<SocketAddr>, Duration) {
+    pub(crate) fn absorb(&mut self, resolution: Resolution, shared: &Shared) -> (Vec<SocketAddr>, Duration) {
         let mut failed = false;
         for ((spec, resolved), result) in self.specs.iter().zip(&mut self.resolved).zip(resolution) {
             let addrs: Result<Vec<SocketAddr>, String> = result.and_then(|addrs| {

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use async_broadcast::{InactiveReceiver, Receiver, RecvError, Sender};
-use chitchat_core::{Event, NodeId};
+use chitchat_core::{Event, NodeId, NodeStatus};
 use futures_lite::Stream;
 use thiserror::Error;
 
@@ -21,10 +21,13 @@ pub type NodeSet = BTreeSet<NodeId>;
 #[error("the subscriber lagged: {0} items were dropped")]
 pub struct Lagged(pub u64);
 
-/// A change of a key of some node, from [`crate::ChitchatHandle::subscribe_key_changes`].
+/// A change of a key of some node, from [`crate::ChitchatHandle::subscribe_key_changes`]
+/// (or a current value, from
+/// [`crate::ChitchatHandle::subscribe_key_changes_with_current`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KeyChange {
-    /// The key was set, or its value changed, or it got a time to live.
+    /// The key was set, or its value changed, or it got a time to live (or, at
+    /// the start of a subscription with current values, the key holds this value).
     Set {
         /// The key's owner.
         node: NodeId,
@@ -81,6 +84,23 @@ impl KeyChange {
     }
 }
 
+/// A change of a node's readiness, from
+/// [`crate::ChitchatHandle::subscribe_ready_changes`], with what the node held when
+/// the change was published: no second lookup needed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReadyChange {
+    /// The node.
+    pub node: NodeId,
+    /// Whether it is now ready (live and passing the ready predicate).
+    pub ready: bool,
+    /// Its status, or `None` if it is no longer tracked (it was removed).
+    pub status: Option<NodeStatus>,
+    /// Its highest version (0 if no longer tracked).
+    pub max_version: u64,
+    /// Its visible keys and values, in key order (empty if no longer tracked).
+    pub key_values: Vec<(String, String)>,
+}
+
 /// A bounded stream of items that reports the items a slow subscriber lost as
 /// `Err(Lagged(n))` and goes on. It ends when the node stops.
 pub struct Subscription<T> {
@@ -114,7 +134,7 @@ impl<T> fmt::Debug for Subscription<T> {
     }
 }
 
-/// The publishing side of a bounded subscription.
+/// A bounded subscription channel: its publishing side, and its receiving side.
 pub(crate) fn subscription_channel<T: Clone>(capacity: usize) -> (Sender<T>, Receiver<T>) {
     let (mut sender, receiver) = async_broadcast::broadcast(capacity.max(1));
     sender.set_overflow(true);
@@ -131,17 +151,17 @@ pub(crate) struct Watch {
 }
 
 impl Watch {
-    pub fn new(initial: NodeSet) -> Self {
+    pub(crate) fn new(initial: NodeSet) -> Self {
         let (sender, receiver) = subscription_channel(1);
         Watch { current: Mutex::new(Arc::new(initial)), sender, _inactive: receiver.deactivate() }
     }
 
-    pub fn get(&self) -> Arc<NodeSet> {
+    pub(crate) fn get(&self) -> Arc<NodeSet> {
         self.current.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// Publishes `value` if it differs from the current one.
-    pub fn publish(&self, value: NodeSet) {
+    pub(crate) fn publish(&self, value: NodeSet) {
         let value = {
             let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
             if **current == value {
@@ -154,11 +174,11 @@ impl Watch {
         let _ = self.sender.try_broadcast(value);
     }
 
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         self.sender.close();
     }
 
-    pub fn watch(&self) -> WatchStream {
+    pub(crate) fn watch(&self) -> WatchStream {
         // Subscribe first, then read: a change in between shows up twice at worst,
         // and the stream skips repeats.
         let receiver = self.sender.new_receiver();

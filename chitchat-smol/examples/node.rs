@@ -6,10 +6,10 @@
 //! cargo run -p chitchat-smol --example node -- --listen 127.0.0.1:7001 --seed 127.0.0.1:7000 --name n1
 //! ```
 //!
-//! `--help` lists the options; `chitchat_driver::cli` documents the output.
+//! `--help` lists the options; `chitchat_tools::cli` documents the output.
 
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    smol::block_on(chitchat_driver::cli::run(chitchat_smol::runtime(), std::env::args().skip(1)))
+    smol::block_on(chitchat_tools::cli::run(chitchat_smol::runtime(), std::env::args().skip(1)))
 }

@@ -7,7 +7,7 @@
 //! `chitchat-tokio` offers the same API.
 //!
 //! ```no_run
-//! use chitchat_smol::{NodeConfig, chitchat_core::Config};
+//! use chitchat_smol::{Config, NodeConfig};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! smol::block_on(async {
@@ -23,16 +23,16 @@
 //! ```
 
 #![forbid(unsafe_code)]
-#![warn(missing_docs)]
+#![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
 use std::sync::Arc;
 
-use chitchat_driver::{BoxFuture, Runtime, async_io};
+use chitchat_driver::{BoxFuture, async_io};
 
-pub use chitchat_driver::{
-    ChitchatHandle, CommandError, DriverMetrics, KeyChange, Lagged, NodeConfig, NodeMetrics, NodeSet,
-    StartError, StopReason, Subscription, WatchStream, chitchat_core, futures_lite, keys,
-};
+/// The adapters' common API: the core's and the driver's types, flat
+/// (`Config`, `NodeConfig`, `ChitchatHandle`, `NodeStatus`, ...), the `keys`
+/// module, and the `chitchat_core` and `futures_lite` crates.
+pub use chitchat_driver::api::*;
 
 /// Starts a node on smol: binds its socket, resolves its seeds and spawns its
 /// task on smol's global executor.

@@ -14,6 +14,6 @@ fn main() -> ExitCode {
         .build()
         .expect("a tokio runtime")
         .block_on(async {
-            chitchat_driver::demo::run(chitchat_tokio::runtime(), std::env::args().skip(1)).await
+            chitchat_tools::demo::run(chitchat_tokio::runtime(), std::env::args().skip(1)).await
         })
 }

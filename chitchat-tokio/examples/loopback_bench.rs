@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use chitchat_tokio::chitchat_core::Config;
+use chitchat_tokio::Config;
 use chitchat_tokio::futures_lite::StreamExt;
 use chitchat_tokio::{ChitchatHandle, NodeConfig, NodeSet};
 

@@ -6,7 +6,7 @@
 //! cargo run -p chitchat-tokio --example node -- --listen 127.0.0.1:7001 --seed 127.0.0.1:7000 --name n1
 //! ```
 //!
-//! `--help` lists the options; `chitchat_driver::cli` documents the output.
+//! `--help` lists the options; `chitchat_tools::cli` documents the output.
 
 use std::process::ExitCode;
 
@@ -17,6 +17,6 @@ fn main() -> ExitCode {
         .build()
         .expect("a tokio runtime")
         .block_on(async {
-            chitchat_driver::cli::run(chitchat_tokio::runtime(), std::env::args().skip(1)).await
+            chitchat_tools::cli::run(chitchat_tokio::runtime(), std::env::args().skip(1)).await
         })
 }

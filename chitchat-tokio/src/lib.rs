@@ -10,7 +10,7 @@
 //! enabled (`Builder::enable_all`, or `#[tokio::main]`).
 //!
 //! ```no_run
-//! use chitchat_tokio::{NodeConfig, chitchat_core::Config};
+//! use chitchat_tokio::{Config, NodeConfig};
 //! use chitchat_tokio::futures_lite::StreamExt;
 //!
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
@@ -31,7 +31,7 @@
 //! ```
 
 #![forbid(unsafe_code)]
-#![warn(missing_docs)]
+#![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
 use std::fmt;
 use std::io;
@@ -41,14 +41,14 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
-use chitchat_driver::{BoxFuture, Runtime, Timer, UdpSocket};
+use chitchat_driver::{BoxFuture, Timer, UdpSocket};
 use tokio::io::ReadBuf;
 use tokio::runtime::Handle;
 
-pub use chitchat_driver::{
-    ChitchatHandle, CommandError, DriverMetrics, KeyChange, Lagged, NodeConfig, NodeMetrics, NodeSet,
-    StartError, StopReason, Subscription, WatchStream, chitchat_core, futures_lite, keys,
-};
+/// The adapters' common API: the core's and the driver's types, flat
+/// (`Config`, `NodeConfig`, `ChitchatHandle`, `NodeStatus`, ...), the `keys`
+/// module, and the `chitchat_core` and `futures_lite` crates.
+pub use chitchat_driver::api::*;
 
 /// Starts a node on the current tokio runtime: binds its socket, resolves its
 /// seeds and spawns its task.

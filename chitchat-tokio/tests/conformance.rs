@@ -8,4 +8,4 @@ fn block_on<F: Future>(future: F) -> F::Output {
     runtime.block_on(future)
 }
 
-chitchat_driver::conformance_tests!(chitchat_tokio::runtime(), block_on);
+chitchat_tools::conformance_tests!(chitchat_tokio::runtime(), block_on);

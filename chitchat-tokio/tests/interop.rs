@@ -7,6 +7,6 @@ fn tokio_smol_and_async_std_nodes_form_one_cluster() {
     runtime.block_on(async {
         let runtimes =
             vec![chitchat_tokio::runtime(), chitchat_smol::runtime(), chitchat_async_std::runtime()];
-        chitchat_driver::conformance::mixed_runtimes_form_one_cluster(runtimes).await;
+        chitchat_tools::conformance::mixed_runtimes_form_one_cluster(runtimes).await;
     });
 }

@@ -9,7 +9,7 @@
 //! fn block_on<F: std::future::Future>(future: F) -> F::Output {
 //!     smol::block_on(future)
 //! }
-//! chitchat_driver::conformance_tests!(chitchat_smol::runtime(), block_on);
+//! chitchat_tools::conformance_tests!(chitchat_smol::runtime(), block_on);
 //! ```
 //!
 //! Scenarios poll for their conditions with generous timeouts instead of sleeping
@@ -30,8 +30,10 @@ use chitchat_core::wire::{Delta, Digest, Message, Packet, RingRange};
 use chitchat_core::{Config, Event, Keyring, KeyringError, NodeId, NodeStatus, SecretKey, wire};
 use futures_lite::{FutureExt, StreamExt};
 
-use crate::runtime::{BoxFuture, Runtime, Timer, UdpSocket, sleep};
-use crate::{ChitchatHandle, CommandError, KeyChange, Lagged, NodeConfig, StopReason, Subscription};
+use chitchat_driver::{BoxFuture, Runtime, Timer, UdpSocket, sleep};
+use chitchat_driver::{
+    ChitchatHandle, CommandError, KeyChange, Lagged, NodeConfig, ReadyChange, StopReason, Subscription,
+};
 
 /// How long a scenario waits for a condition before it fails.
 pub const TIMEOUT: Duration = Duration::from_secs(30);
@@ -58,6 +60,10 @@ macro_rules! conformance_tests {
             socket_errors_are_survived_and_a_closed_socket_is_reported,
             keyed_nodes_form_a_cluster_that_strangers_never_join,
             keyed_nodes_rotate_their_key_through_the_handle,
+            ready_predicate_decides_which_nodes_are_ready,
+            with_chitchat_runs_a_closure_on_the_core,
+            subscription_with_current_values_misses_nothing,
+            five_nodes_subscribed_as_the_cli_does_see_every_key,
         ]);
     };
     (@each $runtime:expr, $block_on:expr, [$($scenario:ident),* $(,)?]) => {
@@ -91,7 +97,9 @@ pub fn node_config(name: &str, seeds: &[String]) -> NodeConfig {
 /// Starts a node, panicking on error.
 pub async fn start(runtime: &Arc<dyn Runtime>, config: NodeConfig) -> ChitchatHandle {
     let name = config.name.clone();
-    crate::spawn(runtime.clone(), config).await.unwrap_or_else(|error| panic!("cannot start {name}: {error}"))
+    chitchat_driver::spawn(runtime.clone(), config)
+        .await
+        .unwrap_or_else(|error| panic!("cannot start {name}: {error}"))
 }
 
 /// Starts `count` nodes named `node-0`... on `runtime`, all seeded with the first.
@@ -645,5 +653,182 @@ pub async fn keyed_nodes_rotate_their_key_through_the_handle(runtime: Arc<dyn Ru
         }
     }
     wait_converged(&runtime, &nodes).await;
+    shutdown_all(&nodes).await;
+}
+
+/// A ready predicate set in the node config decides which live nodes are ready;
+/// readiness items carry the node's status and keys; the handle replaces the
+/// predicate at run time.
+pub async fn ready_predicate_decides_which_nodes_are_ready(runtime: Arc<dyn Runtime>) {
+    let not_draining = |state: &chitchat_core::NodeState| state.get("draining") != Some("true");
+    let first = start(&runtime, node_config("node-0", &[]).with_ready_predicate(not_draining)).await;
+    let seeds = vec![first.local_addr().to_string()];
+    let mut nodes = vec![first];
+    for i in 1..3 {
+        let config = node_config(&format!("node-{i}"), &seeds).with_ready_predicate(not_draining);
+        nodes.push(start(&runtime, config.with_key_value("role", "worker")).await);
+    }
+    wait_converged(&runtime, &nodes).await;
+    wait_until(&runtime, "every node is ready", || nodes.iter().all(|node| node.ready_nodes().len() == 3))
+        .await;
+    let mut changes = nodes[0].subscribe_ready_changes().await.expect("running");
+    let mut current = Vec::new();
+    for _ in 0..3 {
+        let change =
+            within(&runtime, "the ready nodes", changes.next()).await.expect("running").expect("no lag");
+        assert!(change.ready, "{change:?}");
+        current.push(change.node);
+    }
+    let mut expected: Vec<NodeId> = nodes.iter().map(|node| node.self_id().clone()).collect();
+    expected.sort();
+    assert_eq!(current, expected, "the current ready nodes, in node order");
+
+    let drained = nodes[2].self_id().clone();
+    nodes[2].set("draining", "true").await.expect("set");
+    let change: ReadyChange = within(&runtime, "the drained node's readiness change", changes.next())
+        .await
+        .expect("running")
+        .expect("no lag");
+    assert_eq!((&change.node, change.ready, change.status), (&drained, false, Some(NodeStatus::Live)));
+    assert!(change.key_values.contains(&("draining".into(), "true".into())), "{change:?}");
+    assert!(change.key_values.contains(&("role".into(), "worker".into())), "{change:?}");
+    assert!(change.max_version >= 2);
+    wait_until(&runtime, "every node sees it not ready, yet live", || {
+        nodes.iter().all(|node| node.ready_nodes().len() == 2 && node.live_nodes().len() == 3)
+    })
+    .await;
+    let mut ready = nodes[1].watch_ready_nodes();
+    let set = within(&runtime, "the ready set", ready.next()).await.expect("running");
+    assert!(!set.contains(&drained));
+
+    nodes[0].set_ready_predicate(|_| true).await.expect("running");
+    let change = within(&runtime, "ready again", changes.next()).await.expect("running").expect("no lag");
+    assert_eq!((&change.node, change.ready), (&drained, true));
+    assert_eq!(nodes[0].ready_nodes().len(), 3);
+    assert_eq!(nodes[1].ready_nodes().len(), 2, "the other nodes keep their predicate");
+    shutdown_all(&nodes).await;
+}
+
+/// `with_chitchat` reads one key of one peer, changes the core (the change is
+/// gossiped like any), and resumes a panic in the caller while the node runs on.
+pub async fn with_chitchat_runs_a_closure_on_the_core(runtime: Arc<dyn Runtime>) {
+    let nodes = start_cluster(&runtime, 2).await;
+    wait_converged(&runtime, &nodes).await;
+    nodes[1].set("role", "indexer").await.expect("set");
+    let peer = nodes[1].self_id().clone();
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let peer = peer.clone();
+        let role = nodes[0]
+            .with_chitchat(move |chitchat, _| chitchat.node_state(&peer)?.get("role").map(String::from))
+            .await
+            .expect("running");
+        if role.as_deref() == Some("indexer") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the peer's key never arrived");
+        sleep(&runtime, POLL_INTERVAL).await;
+    }
+    let mut changes = nodes[1].subscribe_key_changes("direct");
+    let set = nodes[0].with_chitchat(|chitchat, now| chitchat.set(now, "direct", "yes")).await;
+    assert_eq!(set.expect("running"), Ok(()));
+    let change = within(&runtime, "a key set through with_chitchat", changes.next()).await;
+    assert!(
+        matches!(change, Some(Ok(KeyChange::Set { key, value, .. })) if key == "direct" && value == "yes")
+    );
+
+    let panicked = std::panic::AssertUnwindSafe(nodes[0].with_chitchat(|_, _| panic!("a closure panicked")))
+        .catch_unwind()
+        .await;
+    assert!(panicked.is_err(), "the panic reaches the caller");
+    assert!(nodes[0].stop_reason().is_none());
+    assert_eq!(nodes[0].with_chitchat(|chitchat, _| chitchat.live_nodes().count()).await, Ok(2));
+    shutdown_all(&nodes).await;
+    assert_eq!(nodes[0].with_chitchat(|_, _| ()).await, Err(CommandError::Stopped));
+}
+
+/// A subscription with current values, made while a peer writes, reports every
+/// key's final value: what it reports folds into exactly the node's state.
+pub async fn subscription_with_current_values_misses_nothing(runtime: Arc<dyn Runtime>) {
+    let first = start(&runtime, node_config("node-0", &[]).with_key_value("app/own", "0")).await;
+    let seeds = vec![first.local_addr().to_string()];
+    let second = start(&runtime, node_config("node-1", &seeds)).await;
+    let nodes = [first, second];
+    wait_converged(&runtime, &nodes).await;
+    const WRITES: usize = 200;
+    let mut subscriptions = Vec::new();
+    for i in 0..WRITES {
+        nodes[1].set(format!("app/k{:02}", i % 40), i.to_string()).await.expect("set");
+        nodes[1].set(format!("other/{i}"), "x").await.expect("set");
+        if i % 50 == 25 {
+            subscriptions.push(nodes[0].subscribe_key_changes_with_current("app/").await.expect("running"));
+        }
+        if i % 10 == 0 {
+            sleep(&runtime, Duration::from_millis(20)).await;
+        }
+    }
+    let writer = nodes[1].self_id().clone();
+    let last = format!("{}", WRITES - 1);
+    for (n, subscription) in subscriptions.iter_mut().enumerate() {
+        let mut seen = std::collections::BTreeMap::new();
+        within(&runtime, "the last write through a subscription with current values", async {
+            while let Some(change) = subscription.next().await {
+                let change = change.expect("no lag");
+                assert!(change.key().starts_with("app/"), "{change:?}");
+                if let KeyChange::Set { node, key, value, .. } = change {
+                    let done = node == writer && value == last;
+                    seen.insert((node.name, key), value);
+                    if done {
+                        return;
+                    }
+                }
+            }
+            panic!("the node stopped");
+        })
+        .await;
+        let snapshot = nodes[0].snapshot().await.expect("running");
+        let mut expected = std::collections::BTreeMap::new();
+        for node in snapshot.nodes {
+            for (key, value) in node.key_values {
+                if key.starts_with("app/") && value.is_visible() {
+                    expected.insert((node.id.name.clone(), key), value.value);
+                }
+            }
+        }
+        assert_eq!(seen, expected, "subscription {n} missed a change");
+    }
+    shutdown_all(&nodes).await;
+}
+
+/// Five nodes, each started with keys of its own and subscribed as the node CLI
+/// does (current values, then changes) only once the cluster has converged:
+/// each sees every node's keys.
+pub async fn five_nodes_subscribed_as_the_cli_does_see_every_key(runtime: Arc<dyn Runtime>) {
+    let mut nodes = Vec::new();
+    for i in 0..5 {
+        let seeds: Vec<String> =
+            nodes.first().map(|first: &ChitchatHandle| first.local_addr().to_string()).into_iter().collect();
+        let config = node_config(&format!("node-{i}"), &seeds)
+            .with_key_value("index", i.to_string())
+            .with_key_value("role", "member");
+        nodes.push(start(&runtime, config).await);
+    }
+    wait_converged(&runtime, &nodes).await;
+    let expected: BTreeSet<(String, String)> = (0..5)
+        .flat_map(|i| [(format!("node-{i}"), "index".to_string()), (format!("node-{i}"), "role".to_string())])
+        .collect();
+    for node in &nodes {
+        let mut subscription = node.subscribe_key_changes_with_current("").await.expect("running");
+        let mut seen = BTreeSet::new();
+        within(&runtime, "every node's keys", async {
+            while seen != expected {
+                match subscription.next().await.expect("running").expect("no lag") {
+                    KeyChange::Set { node, key, .. } => seen.insert((node.name, key)),
+                    other => panic!("unexpected {other:?}"),
+                };
+            }
+        })
+        .await;
+    }
     shutdown_all(&nodes).await;
 }

@@ -15,7 +15,8 @@ use chitchat_core::Config;
 use futures_lite::StreamExt;
 use futures_lite::future::poll_once;
 
-use crate::{ChitchatHandle, KeyChange, NodeConfig, Runtime, sleep};
+use chitchat_driver::{ChitchatHandle, KeyChange, NodeConfig, Runtime, sleep};
+use clap::Parser;
 
 /// The longest any step of the demo may take.
 pub const STEP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -26,44 +27,27 @@ const MAX_COLUMNS: usize = 10;
 /// The key the demo sets.
 const KEY: &str = "demo/greeting";
 
-/// The command-line help.
-pub const USAGE: &str = "\
-usage: cluster [--nodes N]
-
-Starts N nodes (default 5, at least 2) over UDP on 127.0.0.1 in this process,
-shows them converge, spreads a key, stops one node and shows it detected dead.";
-
-/// Parses `--nodes N`; `Ok(None)` asks for help.
-pub fn parse_nodes(args: impl IntoIterator<Item = String>) -> Result<Option<usize>, String> {
-    let mut nodes = 5;
-    let mut args = args.into_iter();
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "-h" | "--help" => return Ok(None),
-            "--nodes" => {
-                let value = args.next().ok_or("--nodes needs a value")?;
-                nodes = value.parse().map_err(|_| format!("--nodes: cannot parse {value:?}"))?;
-                if nodes < 2 {
-                    return Err("--nodes must be at least 2".to_string());
-                }
-            }
-            _ => return Err(format!("unknown argument {arg:?}")),
-        }
-    }
-    Ok(Some(nodes))
+/// The demo's command line.
+#[derive(Clone, Debug, PartialEq, Eq, Parser)]
+#[command(
+    name = "cluster",
+    about = "Starts N nodes over UDP on 127.0.0.1 in this process, shows them converge, \
+             spreads a key, stops one node and shows it detected dead."
+)]
+pub struct Options {
+    /// How many nodes (at least 2).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(2..))]
+    pub nodes: u16,
 }
 
 /// Runs the demo on `runtime`.
 pub async fn run(runtime: Arc<dyn Runtime>, args: impl IntoIterator<Item = String>) -> ExitCode {
-    let count = match parse_nodes(args) {
-        Ok(Some(count)) => count,
-        Ok(None) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(message) => {
-            eprintln!("error: {message}\n\n{USAGE}");
-            return ExitCode::from(2);
+    let count = match Options::try_parse_from(std::iter::once("cluster".to_string()).chain(args)) {
+        Ok(options) => usize::from(options.nodes),
+        Err(error) => {
+            // `--help` lands here too, printed to stdout with exit code 0.
+            let _ = error.print();
+            return ExitCode::from(error.exit_code().clamp(0, 255) as u8);
         }
     };
     match demo(&runtime, count).await {
@@ -86,7 +70,7 @@ async fn demo(runtime: &Arc<dyn Runtime>, count: usize) -> Result<(), String> {
     let mut nodes: Vec<ChitchatHandle> = Vec::with_capacity(count);
     for i in 0..count {
         let seeds = nodes.first().map(|first| first.local_addr().to_string()).into_iter().collect();
-        let node = crate::spawn(runtime.clone(), config(format!("node-{i}"), seeds))
+        let node = chitchat_driver::spawn(runtime.clone(), config(format!("node-{i}"), seeds))
             .await
             .map_err(|error| format!("cannot start node-{i}: {error}"))?;
         nodes.push(node);
@@ -211,13 +195,16 @@ async fn spread_key(runtime: &Arc<dyn Runtime>, nodes: &[ChitchatHandle]) -> Res
 mod tests {
     use super::*;
 
+    fn nodes(line: &str) -> Result<u16, clap::Error> {
+        Options::try_parse_from(std::iter::once("cluster").chain(line.split_whitespace())).map(|o| o.nodes)
+    }
+
     #[test]
     fn nodes_option() {
-        let args = |line: &str| line.split_whitespace().map(str::to_string).collect::<Vec<_>>();
-        assert_eq!(parse_nodes(args("")), Ok(Some(5)));
-        assert_eq!(parse_nodes(args("--nodes 12")), Ok(Some(12)));
-        assert_eq!(parse_nodes(args("--help")), Ok(None));
-        assert!(parse_nodes(args("--nodes 1")).is_err());
-        assert!(parse_nodes(args("--nodes")).is_err());
+        assert_eq!(nodes("").unwrap(), 5);
+        assert_eq!(nodes("--nodes 12").unwrap(), 12);
+        assert_eq!(nodes("--help").unwrap_err().kind(), clap::error::ErrorKind::DisplayHelp);
+        assert!(nodes("--nodes 1").is_err());
+        assert!(nodes("--nodes").is_err());
     }
 }

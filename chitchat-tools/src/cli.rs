@@ -20,6 +20,11 @@
 //! - `lagged`: `missed`, events this printer was too slow to see;
 //! - `left`, then `stopped`, on SIGINT or SIGTERM: the node left the cluster and
 //!   the process exits 0.
+//!
+//! `key_changed` lines start with the current value of every key the node
+//! knows when it starts printing, then follow every change, so a key that
+//! arrives between the start and the first line is printed too. Logs go to
+//! stderr, filtered by `RUST_LOG` (default: `warn`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -28,116 +33,91 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chitchat_core::{Config, EncryptionMode, Event, Keyring, NodeId};
+use chitchat_driver::{ChitchatHandle, KeyChange, Lagged, NodeConfig, NodeSet, Runtime};
+use clap::{Parser, ValueEnum};
 use futures_lite::{Stream, StreamExt};
 use serde_json::{Value, json};
-
-use crate::{ChitchatHandle, KeyChange, Lagged, NodeConfig, NodeSet, Runtime};
-
-/// The command-line help.
-pub const USAGE: &str = "\
-usage: node [OPTIONS]
-
-Runs one chitchat node and prints one JSON object per line for each event.
-Leaves the cluster and exits 0 on SIGINT or SIGTERM.
-
-options:
-  --listen ADDR             address to bind (default 127.0.0.1:0)
-  --advertise ADDR          address peers gossip to (default: the bound address)
-  --seed HOST:PORT          a seed node, resolved by DNS if a host name; repeatable
-  --name NAME               node name (default node-PORT)
-  --cluster-id ID           only talk to nodes of this cluster (default: default-cluster)
-  --generation N            generation of this start (default: ms since the Unix epoch)
-  --gossip-interval-ms MS   time between gossip rounds (default 1000)
-  --set KEY=VALUE           an initial key of this node; repeatable
-  --secret-key-file PATH    the cluster key that seals datagrams: 32 bytes as 64 hex digits
-                            or base64 (e.g. `openssl rand -hex 32 > PATH`); turns on
-                            authenticated encryption, required unless --encryption-mode says
-  --extra-key-file PATH     a further key that only opens datagrams (key rotation); repeatable
-  --encryption-mode MODE    off | encrypt-accept-plaintext | required (default: required with a
-                            key, off without)
-  -h, --help                print this help";
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::LevelFilter;
 
 /// What the command line asks for.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq, Parser)]
+#[command(
+    name = "node",
+    about = "Runs one chitchat node and prints one JSON object per line for each event.",
+    after_help = "Leaves the cluster and exits 0 on SIGINT or SIGTERM. Logs go to stderr, \
+                  filtered by RUST_LOG (default: warn), e.g. RUST_LOG=chitchat_driver=debug."
+)]
 pub struct Options {
-    /// Where to bind.
+    /// Address to bind.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
     pub listen: SocketAddr,
-    /// The address to advertise, if not the bound one.
+    /// Address peers gossip to (default: the bound address).
+    #[arg(long, value_name = "ADDR")]
     pub advertise: Option<SocketAddr>,
-    /// Seeds, `host:port`.
+    /// A seed node, resolved by DNS if a host name; repeatable.
+    #[arg(long = "seed", value_name = "HOST:PORT")]
     pub seeds: Vec<String>,
-    /// The node name, if given.
+    /// Node name (default: node-PORT).
+    #[arg(long)]
     pub name: Option<String>,
-    /// The cluster id, if given.
+    /// Only talk to nodes of this cluster (default: default-cluster).
+    #[arg(long, value_name = "ID")]
     pub cluster_id: Option<String>,
-    /// The generation, if given.
+    /// Generation of this start (default: milliseconds since the Unix epoch).
+    #[arg(long, value_name = "N")]
     pub generation: Option<u64>,
-    /// The gossip interval, if given.
+    /// Time between gossip rounds, in milliseconds (default: 1000).
+    #[arg(long = "gossip-interval-ms", value_name = "MS", value_parser = parse_millis)]
     pub gossip_interval: Option<Duration>,
-    /// Initial keys.
+    /// An initial key of this node; repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub key_values: Vec<(String, String)>,
-    /// The file of the primary cluster key.
+    /// The cluster key that seals datagrams: 32 bytes as 64 hex digits or base64
+    /// (e.g. `openssl rand -hex 32 > PATH`). Turns on authenticated encryption,
+    /// required unless --encryption-mode says otherwise.
+    #[arg(long, value_name = "PATH")]
     pub secret_key_file: Option<PathBuf>,
-    /// Files of extra keys that only open datagrams.
+    /// A further key that only opens datagrams (key rotation); repeatable.
+    #[arg(long = "extra-key-file", value_name = "PATH", requires = "secret_key_file")]
     pub extra_key_files: Vec<PathBuf>,
-    /// The encryption mode, if given.
-    pub encryption_mode: Option<EncryptionMode>,
+    /// What the node sends and accepts (default: required with a key, off
+    /// without).
+    #[arg(long, value_name = "MODE")]
+    pub encryption_mode: Option<Mode>,
+}
+
+/// `--encryption-mode`: the core's [`EncryptionMode`] on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// Send plaintext; open sealed datagrams if a keyring is installed.
+    Off,
+    /// Seal; accept plaintext too (migration).
+    EncryptAcceptPlaintext,
+    /// Seal; refuse plaintext.
+    Required,
+}
+
+impl From<Mode> for EncryptionMode {
+    fn from(mode: Mode) -> Self {
+        match mode {
+            Mode::Off => EncryptionMode::Off,
+            Mode::EncryptAcceptPlaintext => EncryptionMode::EncryptAcceptPlaintext,
+            Mode::Required => EncryptionMode::Required,
+        }
+    }
+}
+
+fn parse_millis(text: &str) -> Result<Duration, String> {
+    text.parse().map(Duration::from_millis).map_err(|error| format!("{error}"))
+}
+
+fn parse_key_value(pair: &str) -> Result<(String, String), String> {
+    let (key, value) = pair.split_once('=').ok_or_else(|| format!("expected KEY=VALUE, got {pair:?}"))?;
+    Ok((key.to_string(), value.to_string()))
 }
 
 impl Options {
-    /// Parses the arguments (without the program name). `Ok(None)` asks for help.
-    pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, String> {
-        let mut options = Options {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            advertise: None,
-            seeds: Vec::new(),
-            name: None,
-            cluster_id: None,
-            generation: None,
-            gossip_interval: None,
-            key_values: Vec::new(),
-            secret_key_file: None,
-            extra_key_files: Vec::new(),
-            encryption_mode: None,
-        };
-        let mut args = args.into_iter();
-        while let Some(arg) = args.next() {
-            let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
-            match arg.as_str() {
-                "-h" | "--help" => return Ok(None),
-                "--listen" => options.listen = parse(&arg, &value()?)?,
-                "--advertise" => options.advertise = Some(parse(&arg, &value()?)?),
-                "--seed" => options.seeds.push(value()?),
-                "--name" => options.name = Some(value()?),
-                "--cluster-id" => options.cluster_id = Some(value()?),
-                "--generation" => options.generation = Some(parse(&arg, &value()?)?),
-                "--gossip-interval-ms" => {
-                    let millis: u64 = parse(&arg, &value()?)?;
-                    options.gossip_interval = Some(Duration::from_millis(millis));
-                }
-                "--set" => {
-                    let pair = value()?;
-                    let (key, value) = pair
-                        .split_once('=')
-                        .ok_or_else(|| format!("--set expects KEY=VALUE, got {pair:?}"))?;
-                    options.key_values.push((key.to_string(), value.to_string()));
-                }
-                "--secret-key-file" => options.secret_key_file = Some(value()?.into()),
-                "--extra-key-file" => options.extra_key_files.push(value()?.into()),
-                "--encryption-mode" => {
-                    options.encryption_mode = Some(match value()?.as_str() {
-                        "off" => EncryptionMode::Off,
-                        "encrypt-accept-plaintext" => EncryptionMode::EncryptAcceptPlaintext,
-                        "required" => EncryptionMode::Required,
-                        other => return Err(format!("--encryption-mode: unknown mode {other:?}")),
-                    })
-                }
-                _ => return Err(format!("unknown argument {arg:?}")),
-            }
-        }
-        Ok(Some(options))
-    }
-
     /// The node configuration these options describe: [`Config::lan`] with the
     /// given cluster id and gossip interval (the failure detector's initial
     /// interval follows the gossip interval, its maximum is ten of them).
@@ -160,46 +140,49 @@ impl Options {
         config.seeds = self.seeds.clone();
         config.generation = self.generation;
         config.initial_key_values = self.key_values.clone();
-        config.encryption_mode = self.encryption_mode.unwrap_or(match self.secret_key_file {
-            Some(_) => EncryptionMode::Required,
-            None => EncryptionMode::Off,
-        });
+        config.encryption_mode = match (self.encryption_mode, &self.secret_key_file) {
+            (Some(mode), _) => mode.into(),
+            (None, Some(_)) => EncryptionMode::Required,
+            (None, None) => EncryptionMode::Off,
+        };
         config
     }
 
     /// The keyring of `--secret-key-file` and `--extra-key-file`, read from the
-    /// files; `None` without `--secret-key-file`.
+    /// files; `None` without `--secret-key-file`. The error names the file.
     pub fn keyring(&self) -> Result<Option<Keyring>, String> {
-        let Some(primary) = &self.secret_key_file else {
-            if self.extra_key_files.is_empty() {
-                return Ok(None);
-            }
-            return Err("--extra-key-file needs --secret-key-file".to_string());
-        };
-        let read = |path: &PathBuf| crate::keys::read_key_file(path).map_err(|error| error.to_string());
+        let Some(primary) = &self.secret_key_file else { return Ok(None) };
+        let read =
+            |path: &PathBuf| chitchat_driver::keys::read_key_file(path).map_err(|error| error.to_string());
         let extras = self.extra_key_files.iter().map(read).collect::<Result<Vec<_>, _>>()?;
         let keyring = Keyring::with_extra_keys(read(primary)?, extras).map_err(|error| error.to_string())?;
         Ok(Some(keyring))
     }
 }
 
-fn parse<T: std::str::FromStr>(arg: &str, value: &str) -> Result<T, String> {
-    value.parse().map_err(|_| format!("{arg}: cannot parse {value:?}"))
+/// Logs to stderr, filtered by `RUST_LOG` (default: `warn`). Does nothing if
+/// the process already has a subscriber.
+pub fn init_logging() {
+    use std::io::IsTerminal;
+    let filter = EnvFilter::builder().with_default_directive(LevelFilter::WARN.into()).from_env_lossy();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
 }
 
 /// Runs the node command line on `runtime` until SIGINT or SIGTERM.
 pub async fn run(runtime: Arc<dyn Runtime>, args: impl IntoIterator<Item = String>) -> ExitCode {
-    let options = match Options::parse(args) {
-        Ok(Some(options)) => options,
-        Ok(None) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(message) => {
-            eprintln!("error: {message}\n\n{USAGE}");
-            return ExitCode::from(2);
+    let options = match Options::try_parse_from(std::iter::once("node".to_string()).chain(args)) {
+        Ok(options) => options,
+        Err(error) => {
+            // `--help` lands here too, printed to stdout with exit code 0.
+            let _ = error.print();
+            return ExitCode::from(error.exit_code().clamp(0, 255) as u8);
         }
     };
+    init_logging();
     let (signal_sender, signals) = async_channel::bounded::<()>(1);
     if let Err(error) = ctrlc::set_handler(move || {
         let _ = signal_sender.try_send(());
@@ -221,7 +204,7 @@ pub async fn run(runtime: Arc<dyn Runtime>, args: impl IntoIterator<Item = Strin
     let keys: serde_json::Map<String, Value> =
         config.initial_key_values.iter().map(|(key, value)| (key.clone(), json!(value))).collect();
     let cluster_id = config.chitchat.cluster_id.clone();
-    let node = match crate::spawn(runtime, config).await {
+    let node = match chitchat_driver::spawn(runtime, config).await {
         Ok(node) => node,
         Err(error) => {
             eprintln!("error: {error}");
@@ -261,7 +244,10 @@ enum Output {
 /// Prints events until a signal (`true`) or until the node stops (`false`).
 async fn print_until_signal(node: &ChitchatHandle, signals: async_channel::Receiver<()>) -> bool {
     let live = node.watch_live_nodes().map(Output::Live);
-    let keys = node.subscribe_key_changes("").map(Output::KeyChange);
+    // Current values first, then changes: keys that arrived between the start
+    // and this subscription are printed too.
+    let Ok(keys) = node.subscribe_key_changes_with_current("").await else { return false };
+    let keys = keys.map(Output::KeyChange);
     let events = node.subscribe_events().map(Output::Event);
     let signals = signals.map(|()| Output::Signal);
     let mut outputs: std::pin::Pin<Box<dyn Stream<Item = Output> + Send>> =
@@ -333,17 +319,16 @@ fn print_json(value: Value) {
 mod tests {
     use super::*;
 
-    fn args(line: &str) -> Vec<String> {
-        line.split_whitespace().map(str::to_string).collect()
+    fn parse(line: &str) -> Result<Options, clap::Error> {
+        Options::try_parse_from(std::iter::once("node").chain(line.split_whitespace()))
     }
 
     #[test]
     fn options_parse_into_a_node_config() {
-        let options = Options::parse(args(
+        let options = parse(
             "--listen 127.0.0.1:7001 --seed 127.0.0.1:7000 --seed localhost:7002 --name n1 \
              --cluster-id c --generation 7 --gossip-interval-ms 100 --set a=1 --set b=x=y",
-        ))
-        .unwrap()
+        )
         .unwrap();
         let config = options.node_config();
         assert_eq!(config.name, "n1");
@@ -354,10 +339,11 @@ mod tests {
         assert_eq!(config.chitchat.gossip_interval, Duration::from_millis(100));
         config.chitchat.validate().unwrap();
         assert_eq!(config.initial_key_values, [("a".into(), "1".into()), ("b".into(), "x=y".into())]);
-        assert_eq!(Options::parse(args("--help")), Ok(None));
-        assert!(Options::parse(args("--set novalue")).is_err());
-        assert!(Options::parse(args("--listen")).is_err());
-        assert!(Options::parse(args("--bogus")).is_err());
+        assert_eq!(parse("--help").unwrap_err().kind(), clap::error::ErrorKind::DisplayHelp);
+        assert!(parse("--set novalue").is_err());
+        assert!(parse("--listen").is_err());
+        assert!(parse("--bogus").is_err());
+        assert!(parse("--gossip-interval-ms soon").is_err());
     }
 
     #[test]
@@ -369,31 +355,25 @@ mod tests {
         std::fs::write(&extra, "BSpPdJm+4wgtUnecweYLMFV6n8TpDjNYfaLH7BE2W4A=").unwrap();
         std::fs::write(&bad, "too short").unwrap();
         let line = format!("--secret-key-file {} --extra-key-file {}", primary.display(), extra.display());
-        let options = Options::parse(args(&line)).unwrap().unwrap();
+        let options = parse(&line).unwrap();
         assert_eq!(options.node_config().encryption_mode, EncryptionMode::Required);
         let keyring = options.keyring().unwrap().unwrap();
         assert_eq!(keyring.key_ids().len(), 2);
         assert_eq!(keyring.primary_id(), chitchat_core::SecretKey::from_bytes([0xab; 32]).id());
 
         let line = format!("--secret-key-file {} --encryption-mode encrypt-accept-plaintext", bad.display());
-        let options = Options::parse(args(&line)).unwrap().unwrap();
+        let options = parse(&line).unwrap();
         assert_eq!(options.node_config().encryption_mode, EncryptionMode::EncryptAcceptPlaintext);
         assert!(options.keyring().unwrap_err().contains("bad.key"));
-        let options =
-            Options::parse(args(&format!("--extra-key-file {}", extra.display()))).unwrap().unwrap();
-        assert!(options.keyring().is_err());
-        assert_eq!(
-            Options::parse(args("")).unwrap().unwrap().node_config().encryption_mode,
-            EncryptionMode::Off
-        );
-        assert!(Options::parse(args("--encryption-mode sometimes")).is_err());
+        assert!(parse(&format!("--extra-key-file {}", extra.display())).is_err(), "needs --secret-key-file");
+        assert_eq!(parse("").unwrap().node_config().encryption_mode, EncryptionMode::Off);
+        assert!(parse("--encryption-mode sometimes").is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn default_name_follows_the_port() {
-        let options = Options::parse(args("--listen 127.0.0.1:7005")).unwrap().unwrap();
-        assert_eq!(options.node_config().name, "node-7005");
+        assert_eq!(parse("--listen 127.0.0.1:7005").unwrap().node_config().name, "node-7005");
     }
 
     #[test]
@@ -408,5 +388,11 @@ mod tests {
         assert_eq!(line["event"], "node_dead");
         assert_eq!(line["node"], "n1");
         assert!(event_json(&Event::KeyDeleted { node: id, key: "k".into() }).is_none());
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        Options::command().debug_assert();
     }
 }

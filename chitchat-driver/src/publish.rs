@@ -1,0 +1,145 @@
+//! What the node task hands to the subscribers: the core's events, the live and
+//! ready sets, and the current state a subscription with current values starts
+//! from.
+//!
+//! Everything here runs inside the node task, between two inputs to the core, so
+//! a subscription that starts with current values cannot miss a change nor see
+//! one twice: pending events are handed to the existing subscribers first, then
+//! the current state is read and the new subscriber registered, before the core
+//! takes its next input.
+
+use std::sync::PoisonError;
+
+use async_broadcast::{Receiver, Sender};
+use chitchat_core::{Chitchat, Event, NodeId};
+
+use crate::handle::{KeySubscriber, Shared};
+use crate::streams::{KeyChange, ReadyChange, subscription_channel};
+
+/// Publishes the live and ready sets if membership may have changed, then hands
+/// the core's pending events to the subscribers.
+pub(crate) fn publish_events(chitchat: &mut Chitchat, shared: &Shared) {
+    let mut membership_changed = false;
+    let mut events = Vec::new();
+    while let Some(event) = chitchat.poll_event() {
+        membership_changed |=
+            !matches!(event, Event::KeySet { .. } | Event::KeyDeleted { .. } | Event::KeyExpired { .. });
+        events.push(event);
+    }
+    if events.is_empty() {
+        return;
+    }
+    // The sets first: a subscriber that receives an item and then reads
+    // `live_nodes` or `ready_nodes` finds them up to date with it.
+    if membership_changed {
+        shared.live.publish(chitchat.live_nodes().cloned().collect());
+        shared.ready.publish(chitchat.ready_nodes().cloned().collect());
+    }
+    dispatch(chitchat, shared, &events);
+}
+
+fn dispatch(chitchat: &Chitchat, shared: &Shared, events: &[Event]) {
+    let mut key_subscribers = shared.key_subscribers.lock().unwrap_or_else(PoisonError::into_inner);
+    key_subscribers.retain(|subscriber| subscriber.sender.receiver_count() > 0);
+    if !key_subscribers.is_empty() {
+        for change in events.iter().filter_map(KeyChange::from_event) {
+            for KeySubscriber { prefix, sender } in key_subscribers.iter() {
+                if change.key().starts_with(prefix.as_str()) {
+                    // With overflow on, a full buffer drops its oldest item.
+                    let _ = sender.try_broadcast(change.clone());
+                }
+            }
+        }
+    }
+    drop(key_subscribers);
+
+    let mut ready_subscribers = shared.ready_subscribers.lock().unwrap_or_else(PoisonError::into_inner);
+    ready_subscribers.retain(|sender| sender.receiver_count() > 0);
+    if !ready_subscribers.is_empty() {
+        for event in events {
+            if let Event::ReadyChanged { node, ready } = event {
+                let change = ready_change(chitchat, node, *ready);
+                for sender in ready_subscribers.iter() {
+                    let _ = sender.try_broadcast(change.clone());
+                }
+            }
+        }
+    }
+    drop(ready_subscribers);
+
+    let mut event_subscribers = shared.event_subscribers.lock().unwrap_or_else(PoisonError::into_inner);
+    event_subscribers.retain(|sender| sender.receiver_count() > 0);
+    for sender in event_subscribers.iter() {
+        for event in events {
+            let _ = sender.try_broadcast(event.clone());
+        }
+    }
+}
+
+/// A readiness change of `node`, with what the core holds of it now.
+fn ready_change(chitchat: &Chitchat, node: &NodeId, ready: bool) -> ReadyChange {
+    let state = chitchat.node_state(node);
+    ReadyChange {
+        node: node.clone(),
+        ready,
+        status: chitchat.node_status(node),
+        max_version: state.map_or(0, |state| state.max_version()),
+        key_values: state
+            .map(|state| {
+                state.key_values().map(|(key, value)| (key.to_string(), value.to_string())).collect()
+            })
+            .unwrap_or_default(),
+    }
+}
+
+/// A subscription to the keys starting with `prefix`: first the current value of
+/// every such key of every tracked node (as [`KeyChange::Set`]), in node then key
+/// order, then every change.
+pub(crate) fn subscribe_keys_with_current(
+    chitchat: &mut Chitchat,
+    shared: &Shared,
+    prefix: String,
+) -> Receiver<KeyChange> {
+    publish_events(chitchat, shared);
+    let mut current = Vec::new();
+    let mut states: Vec<_> = chitchat.node_states().collect();
+    states.sort_by(|a, b| a.id().cmp(b.id()));
+    for state in states {
+        for (key, record) in state.records() {
+            if record.is_visible() && key.starts_with(prefix.as_str()) {
+                let (node, key) = (state.id().clone(), key.to_string());
+                current.push(KeyChange::Set { node, key, value: record.value, version: record.version });
+            }
+        }
+    }
+    let (sender, receiver) = prefilled_channel(shared, current);
+    // The task is running: `Shared::stop` closes this subscriber when it stops.
+    shared
+        .key_subscribers
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(KeySubscriber { prefix, sender });
+    receiver
+}
+
+/// A subscription to readiness changes: first every node ready now (as
+/// `ready: true`), in node order, then every change.
+pub(crate) fn subscribe_ready(chitchat: &mut Chitchat, shared: &Shared) -> Receiver<ReadyChange> {
+    publish_events(chitchat, shared);
+    let mut ready: Vec<NodeId> = chitchat.ready_nodes().cloned().collect();
+    ready.sort();
+    let current = ready.iter().map(|node| ready_change(chitchat, node, true)).collect();
+    let (sender, receiver) = prefilled_channel(shared, current);
+    shared.ready_subscribers.lock().unwrap_or_else(PoisonError::into_inner).push(sender);
+    receiver
+}
+
+/// A subscription channel holding `current`, with room for them and the usual
+/// capacity for the changes that follow.
+fn prefilled_channel<T: Clone>(shared: &Shared, current: Vec<T>) -> (Sender<T>, Receiver<T>) {
+    let (sender, receiver) = subscription_channel(shared.subscription_capacity + current.len());
+    for item in current {
+        let _ = sender.try_broadcast(item);
+    }
+    (sender, receiver)
+}
