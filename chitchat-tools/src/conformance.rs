@@ -26,7 +26,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use chitchat_core::wire::{Delta, Digest, Message, Packet, RingRange};
+use chitchat_core::testing::datagrams;
+use chitchat_core::wire::Message;
 use chitchat_core::{Config, Event, Keyring, KeyringError, NodeId, NodeStatus, SecretKey, wire};
 use futures_lite::{FutureExt, StreamExt};
 
@@ -330,21 +331,17 @@ pub async fn hostile_datagrams_are_counted_and_change_nothing(runtime: Arc<dyn R
     // The probe uses the runtime's socket: a blocking one would stall a
     // single-threaded runtime.
     let probe = runtime.bind("127.0.0.1:0".parse().expect("an address")).expect("bind the probe");
-    let empty_digest =
-        Digest { range: RingRange::FULL, entries: Vec::new(), unknown: Vec::new(), sender: None };
-    let packet =
-        |cluster_id: &str, message: Message| wire::encode(&Packet { cluster_id: cluster_id.into(), message });
-    let mut other_version = packet(CLUSTER_ID, Message::Syn { digest: empty_digest.clone() });
+    let mut other_version = datagrams::syn(CLUSTER_ID, datagrams::empty_digest());
     other_version[wire::MAGIC.len()] = wire::PROTOCOL_VERSION.wrapping_add(1);
-    let mut truncated = packet(CLUSTER_ID, Message::Ack { delta: Delta::default() });
+    let mut truncated = datagrams::ack(CLUSTER_ID, Vec::new());
     truncated.truncate(wire::HEADER_LEN + 2);
     let datagrams: Vec<Vec<u8>> = vec![
         b"definitely not gossip".to_vec(),
         vec![0xff; 3],
         truncated,
         other_version,
-        packet("another-cluster", Message::Ack { delta: Delta::default() }),
-        packet("another-cluster", Message::Syn { digest: empty_digest }),
+        datagrams::ack("another-cluster", Vec::new()),
+        datagrams::syn("another-cluster", datagrams::empty_digest()),
     ];
     for datagram in &datagrams {
         poll_fn(|cx| probe.poll_send_to(cx, datagram, target.local_addr()))
