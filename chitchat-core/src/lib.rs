@@ -64,6 +64,29 @@
 //! socket since before the pause revives no dead node, brings in no new node,
 //! and vouches for no node to peers. See [`Chitchat::handle_timeout`].
 //!
+//! # Hostile networks
+//!
+//! Datagrams are untrusted. Decoding never panics; a refused datagram changes
+//! nothing and is counted. Answers are limited by what their address has
+//! shown (amplification): an address that has not answered a `Syn` of this
+//! node gets at most three times what it sent, an unsolicited `SynAck` gets an
+//! `Ack` no larger than itself, and all of it draws on
+//! [`Config::max_unvalidated_bytes_per_sec`]. A node refutes claims about
+//! itself it never made (a heartbeat, versions or a watermark above its own)
+//! from its own state. `PROTOCOL.md` in the repository specifies all of it,
+//! and lists what an attacker without the key can still do.
+//!
+//! # Modules
+//!
+//! One concept, one module, importing one way: `config`, `time`, `identity`,
+//! `keyring` and `error` are leaves; `wire` (messages, envelope layout,
+//! codec, size model) touches bytes and nothing else does; `crypto` seals and
+//! opens envelopes; `node_state` holds one node's records; `membership` the
+//! table of nodes with its indexes and the memory of removed identities;
+//! `cluster` what a node knows and how it changes (reconciliation, liveness,
+//! refutation); `clock`, `peers`, `outbox`, `leave`, `validation` and `timers`
+//! one concern each; [`Chitchat`] ties them together.
+//!
 //! # Bounds
 //!
 //! Every map and queue is bounded by a [`Config`] setting: tracked nodes by

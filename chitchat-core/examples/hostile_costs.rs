@@ -1,0 +1,130 @@
+//! What a hostile datagram can make one node send and spend, measured.
+//!
+//! ```text
+//! cargo run --release -p chitchat-core --features testing --example hostile_costs
+//! ```
+//!
+//! - Reflection: bytes a node answers to a minimal `Syn` and to an unsolicited
+//!   `SynAck` from a spoofed source, for a node tracking 30 nodes of one key
+//!   and 1,000 nodes of 20 keys.
+//! - CPU: the time to handle one reset whose records all lie below records
+//!   the node holds (the worst order for its log), against the same records
+//!   arriving in order at a fresh node. Median of 11 runs.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use chitchat_core::testing::datagrams::{ack, datagram, empty_digest, full, syn};
+use chitchat_core::wire::{Delta, KeyValueUpdate, Message, NodeDelta, NodeRef, ValueUpdate};
+use chitchat_core::{Chitchat, Config, NodeId, Timestamp};
+
+const CLUSTER: &str = "c";
+const T0: Timestamp = Timestamp::ZERO;
+
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+fn victim() -> Chitchat {
+    let config = Config { cluster_id: CLUSTER.into(), ..Config::default() };
+    Chitchat::new(config, NodeId::new("victim", 1, addr(7000)), [("own", "key")], T0).expect("a valid node")
+}
+
+fn drain(node: &mut Chitchat) -> usize {
+    while node.poll_event().is_some() {}
+    std::iter::from_fn(|| node.poll_transmit()).map(|transmit| transmit.bytes.len()).sum()
+}
+
+fn reflection(count: u16, keys: usize) {
+    let mut node = victim();
+    for i in 0..count {
+        let records: Vec<(String, String, u64)> =
+            (0..keys).map(|k| (format!("key-{k:02}"), format!("value-{i}-{k}"), k as u64 + 1)).collect();
+        let records: Vec<(&str, &str, u64)> =
+            records.iter().map(|(k, v, n)| (k.as_str(), v.as_str(), *n)).collect();
+        let id = NodeId::new(format!("node-{i:04}"), 1, addr(10_000 + i));
+        node.handle_datagram(T0, id.gossip_addr, &ack(CLUSTER, vec![full(id, 100, &records)]))
+            .expect("accepted");
+    }
+    drain(&mut node);
+    let syn = syn(CLUSTER, empty_digest());
+    node.handle_datagram(T0, addr(40_000), &syn).expect("accepted");
+    let to_syn = drain(&mut node);
+    let syn_ack = datagram(CLUSTER, Message::SynAck { digest: empty_digest(), delta: Delta::default() });
+    node.handle_datagram(T0, addr(40_001), &syn_ack).expect("accepted");
+    let to_syn_ack = drain(&mut node);
+    println!(
+        "reflection, {count} nodes x {keys} keys: Syn {} B -> {to_syn} B (x{:.2}); unsolicited SynAck {} B -> {to_syn_ack} B (x{:.2})",
+        syn.len(),
+        to_syn as f64 / syn.len() as f64,
+        syn_ack.len(),
+        to_syn_ack as f64 / syn_ack.len() as f64,
+    );
+}
+
+fn records(versions: std::ops::RangeInclusive<u64>, prefix: &str) -> Vec<KeyValueUpdate> {
+    versions
+        .map(|version| KeyValueUpdate {
+            key: format!("{prefix}{version}"),
+            version,
+            value: ValueUpdate::Deleted,
+        })
+        .collect()
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn reset_cost() {
+    let writer = NodeId::new("writer", 1, addr(7001));
+    let mut below = Vec::new();
+    let mut in_order = Vec::new();
+    let mut bytes_len = 0;
+    for _ in 0..11 {
+        // Held: 3,000 records above the reset's watermark; the reset brings
+        // 7,000 records below all of them.
+        let mut node = victim();
+        let mut held = full(writer.clone(), 1, &[]);
+        held.max_version = 13_000;
+        held.key_values = records(10_001..=13_000, "b");
+        node.handle_datagram(T0, writer.gossip_addr, &ack(CLUSTER, vec![held])).expect("accepted");
+        let reset = NodeDelta {
+            node: NodeRef::Known(writer.fingerprint()),
+            heartbeat: 3,
+            reset: true,
+            from_version: 0,
+            last_gc_version: 7_000,
+            max_version: 7_000,
+            left: false,
+            key_values: records(1..=7_000, ""),
+        };
+        let bytes = ack(CLUSTER, vec![reset]);
+        bytes_len = bytes.len();
+        let start = Instant::now();
+        node.handle_datagram(T0, addr(7002), &bytes).expect("accepted");
+        below.push(start.elapsed());
+        assert_eq!(node.node_state(&writer).map(|state| state.num_records()), Some(10_000));
+        // The same records, in order, introducing a node to a fresh one.
+        let mut fresh = victim();
+        let mut intro = full(writer.clone(), 1, &[]);
+        intro.max_version = 7_000;
+        intro.key_values = records(1..=7_000, "");
+        let bytes = ack(CLUSTER, vec![intro]);
+        let start = Instant::now();
+        fresh.handle_datagram(T0, addr(7002), &bytes).expect("accepted");
+        in_order.push(start.elapsed());
+    }
+    println!(
+        "reset of 7,000 records below 3,000 held ({bytes_len} B): {:?}; the same records in order into a fresh node: {:?} (median of 11)",
+        median(below),
+        median(in_order)
+    );
+}
+
+fn main() {
+    reflection(30, 1);
+    reflection(1_000, 20);
+    reset_cost();
+}
