@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use chitchat_core::testing::datagrams::{ack, datagram, empty_digest, full, syn};
+use chitchat_core::testing::track_nodes;
 use chitchat_core::wire::{Delta, KeyValueUpdate, Message, NodeDelta, NodeRef, ValueUpdate};
 use chitchat_core::{Chitchat, Config, NodeId, Timestamp};
 
@@ -37,15 +38,7 @@ fn drain(node: &mut Chitchat) -> usize {
 
 fn reflection(count: u16, keys: usize) {
     let mut node = victim();
-    for i in 0..count {
-        let records: Vec<(String, String, u64)> =
-            (0..keys).map(|k| (format!("key-{k:02}"), format!("value-{i}-{k}"), k as u64 + 1)).collect();
-        let records: Vec<(&str, &str, u64)> =
-            records.iter().map(|(k, v, n)| (k.as_str(), v.as_str(), *n)).collect();
-        let id = NodeId::new(format!("node-{i:04}"), 1, addr(10_000 + i));
-        node.handle_datagram(T0, id.gossip_addr, &ack(CLUSTER, vec![full(id, 100, &records)]))
-            .expect("accepted");
-    }
+    track_nodes(&mut node, T0, count, keys);
     drain(&mut node);
     let syn = syn(CLUSTER, empty_digest());
     node.handle_datagram(T0, addr(40_000), &syn).expect("accepted");

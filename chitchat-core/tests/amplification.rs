@@ -8,8 +8,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use chitchat_core::sim::Simulation;
-use chitchat_core::testing::datagrams::{ack, datagram, empty_digest, full, syn};
-use chitchat_core::testing::{DatagramSealer, validate_peer};
+use chitchat_core::testing::datagrams::{datagram, empty_digest, syn};
+use chitchat_core::testing::{DatagramSealer, track_nodes, validate_peer};
 use chitchat_core::wire::{Delta, Digest, Message, RingRange};
 use chitchat_core::{Chitchat, Config, EncryptionMode, Fingerprint, Keyring, NodeId, SecretKey, Timestamp};
 
@@ -28,15 +28,7 @@ fn config() -> Config {
 /// never answered it), with every output drained.
 fn node_knowing(count: u16, keys: usize, config: Config) -> Chitchat {
     let mut node = Chitchat::new(config, NodeId::new("victim", 1, addr(7000)), [("own", "key")], T0).unwrap();
-    for i in 0..count {
-        let records: Vec<(String, String, u64)> =
-            (0..keys).map(|k| (format!("key-{k:02}"), format!("value-{i}-{k}"), k as u64 + 1)).collect();
-        let records: Vec<(&str, &str, u64)> =
-            records.iter().map(|(k, v, n)| (k.as_str(), v.as_str(), *n)).collect();
-        let id = NodeId::new(format!("node-{i:04}"), 1, addr(10_000 + i));
-        let cluster_id = node.config().cluster_id.clone();
-        node.handle_datagram(T0, id.gossip_addr, &ack(&cluster_id, vec![full(id, 100, &records)])).unwrap();
-    }
+    track_nodes(&mut node, T0, count, keys);
     drain(&mut node);
     node
 }

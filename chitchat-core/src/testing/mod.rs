@@ -64,6 +64,30 @@ pub fn validate_peer(node: &mut Chitchat, now: Timestamp, peer: &NodeId) {
     while node.poll_event().is_some() {}
 }
 
+/// Makes `node` track `count` more nodes, `node-0000` at `127.0.0.1:10000`
+/// and on, each with `keys` records `key-00`… (value `value-{node}-{key}`)
+/// and heartbeat 100, introduced in an `Ack` from their own address (which
+/// is not thereby validated). Drains `node`'s events.
+pub fn track_nodes(node: &mut Chitchat, now: Timestamp, count: u16, keys: usize) {
+    let cluster_id = node.config().cluster_id.clone();
+    for i in 0..count {
+        let records: Vec<(String, String, u64)> =
+            (0..keys).map(|k| (format!("key-{k:02}"), format!("value-{i}-{k}"), k as u64 + 1)).collect();
+        let records: Vec<(&str, &str, u64)> =
+            records.iter().map(|(k, v, n)| (k.as_str(), v.as_str(), *n)).collect();
+        let id =
+            NodeId::new(format!("node-{i:04}"), 1, std::net::SocketAddr::from(([127, 0, 0, 1], 10_000 + i)));
+        let from = id.gossip_addr;
+        node.handle_datagram(
+            now,
+            from,
+            &datagrams::ack(&cluster_id, vec![datagrams::full(id, 100, &records)]),
+        )
+        .expect("the introduction is accepted");
+    }
+    while node.poll_event().is_some() {}
+}
+
 /// Seals and opens raw datagrams outside a node, as a node does: for
 /// benchmarks and fuzzers. Opening neither decodes the message nor notes
 /// replays.
