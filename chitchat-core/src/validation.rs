@@ -6,13 +6,13 @@
 //! A node therefore never sends an address that has not shown it takes part
 //! more than [`AMPLIFICATION`] times what it received from it:
 //!
-//! - an address is **validated** once a peer there answers a `Syn` this node
-//!   sent it (the answer comes from the address this node chose to talk to),
-//!   for as long as it stays a tracked, live node's address;
+//! - an address is **validated** once a peer there answers a `Syn` or a
+//!   `SynAck` this node sent it (with a `SynAck` or an `Ack`: it received what
+//!   was sent there), for as long as it stays a tracked, live node's address;
 //! - a `Syn` from an address that is not validated is answered with a `SynAck`
 //!   of at most [`AMPLIFICATION`] times the `Syn`'s size (a newcomer's first
-//!   `Syn` gets a short answer that asks for its identity; the full exchange
-//!   follows when a member opens a handshake with it, one round trip later);
+//!   `Syn` gets a short answer that asks for its identity; its `Ack` answers
+//!   that `SynAck`, and validates it, so its next `Syn` gets a full answer);
 //! - a `SynAck` that answers no `Syn` of this node (unsolicited) gets an `Ack`
 //!   no larger than itself;
 //! - everything sent to addresses that are not validated draws on one budget
@@ -37,6 +37,14 @@ pub(crate) const AMPLIFICATION: usize = 3;
 /// intervals.
 const SOLICITATION_ROUNDS: u32 = 4;
 
+/// What this node sent that solicits an answer: a `Syn` (answered by a
+/// `SynAck`, or a `BadCluster`), or a `SynAck` (answered by an `Ack`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Question {
+    Syn,
+    SynAck,
+}
+
 /// How an answer to a datagram of `received` bytes from an address is limited.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum AnswerLimit {
@@ -50,10 +58,10 @@ pub(crate) enum AnswerLimit {
 /// that are not validated.
 #[derive(Debug)]
 pub(crate) struct AddressValidation {
-    /// Address → when this node last sent it a `Syn`. At most `bound` entries;
-    /// entries older than the solicitation window are dropped when room is
-    /// needed, then the oldest.
-    solicited: HashMap<SocketAddr, Timestamp>,
+    /// (Address, what was sent there) → when this node last sent it. At most
+    /// `bound` entries; entries older than the solicitation window are dropped
+    /// when room is needed, then the oldest.
+    solicited: HashMap<(SocketAddr, Question), Timestamp>,
     bound: usize,
     window: Duration,
     budget: TokenBucket,
@@ -72,9 +80,11 @@ impl AddressValidation {
         }
     }
 
-    /// This node sent a `Syn` to `to` at `now`.
-    pub(crate) fn note_syn_sent(&mut self, to: SocketAddr, now: Timestamp) {
-        if self.solicited.len() >= self.bound && !self.solicited.contains_key(&to) {
+    /// This node sent `question` to `to` at `now`: one answer from there is
+    /// solicited.
+    pub(crate) fn note_sent(&mut self, to: SocketAddr, question: Question, now: Timestamp) {
+        let key = (to, question);
+        if self.solicited.len() >= self.bound && !self.solicited.contains_key(&key) {
             let window = self.window;
             self.solicited.retain(|_, sent| now.saturating_duration_since(*sent) < window);
             if self.solicited.len() >= self.bound
@@ -84,19 +94,20 @@ impl AddressValidation {
                 self.solicited.remove(&oldest);
             }
         }
-        self.solicited.insert(to, now);
+        self.solicited.insert(key, now);
     }
 
-    /// Whether an answer from `from` at `now` would answer a `Syn` this node
-    /// sent it (nothing changes).
-    pub(crate) fn is_solicited(&self, from: SocketAddr, now: Timestamp) -> bool {
-        self.solicited.get(&from).is_some_and(|sent| now.saturating_duration_since(*sent) < self.window)
+    /// Whether a datagram from `from` at `now` would answer the `question`
+    /// this node sent there (nothing changes).
+    pub(crate) fn is_answer(&self, from: SocketAddr, question: Question, now: Timestamp) -> bool {
+        let sent = self.solicited.get(&(from, question));
+        sent.is_some_and(|sent| now.saturating_duration_since(*sent) < self.window)
     }
 
-    /// Whether a `SynAck` from `from` at `now` answers a `Syn` this node sent
-    /// it. Each `Syn` solicits one answer.
-    pub(crate) fn take_solicitation(&mut self, from: SocketAddr, now: Timestamp) -> bool {
-        match self.solicited.remove(&from) {
+    /// Whether a datagram from `from` at `now` answers the `question` this
+    /// node sent there; the solicitation is used up (one answer each).
+    pub(crate) fn take_answer(&mut self, from: SocketAddr, question: Question, now: Timestamp) -> bool {
+        match self.solicited.remove(&(from, question)) {
             Some(sent) => now.saturating_duration_since(sent) < self.window,
             None => false,
         }
@@ -157,22 +168,27 @@ mod tests {
     fn only_an_answer_to_a_recent_syn_is_solicited_and_only_once() {
         let mut validation = AddressValidation::new(INTERVAL, 1_000, 8, Timestamp::ZERO);
         let at = Timestamp::from_millis;
-        validation.note_syn_sent(addr(1), at(0));
-        assert!(!validation.take_solicitation(addr(2), at(10)), "never sent a Syn there");
-        assert!(validation.take_solicitation(addr(1), at(10)));
-        assert!(!validation.take_solicitation(addr(1), at(20)), "one answer per Syn");
-        validation.note_syn_sent(addr(1), at(100));
-        assert!(!validation.take_solicitation(addr(1), at(100 + 4_000)), "too late");
+        validation.note_sent(addr(1), Question::Syn, at(0));
+        assert!(!validation.take_answer(addr(2), Question::Syn, at(10)), "never sent a Syn there");
+        assert!(!validation.take_answer(addr(1), Question::SynAck, at(10)), "sent a Syn, not a SynAck");
+        assert!(validation.is_answer(addr(1), Question::Syn, at(10)));
+        assert!(validation.take_answer(addr(1), Question::Syn, at(10)));
+        assert!(!validation.take_answer(addr(1), Question::Syn, at(20)), "one answer per Syn");
+        validation.note_sent(addr(1), Question::Syn, at(100));
+        assert!(!validation.take_answer(addr(1), Question::Syn, at(100 + 4_000)), "too late");
     }
 
     #[test]
     fn solicitations_are_bounded() {
         let mut validation = AddressValidation::new(INTERVAL, 1_000, 8, Timestamp::ZERO);
         for port in 0..100 {
-            validation.note_syn_sent(addr(port), Timestamp::from_millis(u64::from(port)));
+            validation.note_sent(addr(port), Question::Syn, Timestamp::from_millis(u64::from(port)));
         }
         assert!(validation.solicited.len() <= 8);
-        assert!(validation.take_solicitation(addr(99), Timestamp::from_millis(100)), "the newest is kept");
+        assert!(
+            validation.take_answer(addr(99), Question::Syn, Timestamp::from_millis(100)),
+            "the newest is kept"
+        );
     }
 
     #[test]

@@ -186,3 +186,32 @@ fn a_newcomer_still_joins_a_converged_cluster_within_a_few_rounds() {
     let rounds = sim.now().saturating_duration_since(joined_at).as_secs_f64() / interval.as_secs_f64();
     assert!(sim.node(newcomer).live_nodes().count() == 21, "after {rounds:.1} rounds");
 }
+
+/// A newcomer's first Syn gets a short answer; its Ack, which answers that
+/// SynAck (and introduces it), validates its address, so that its next Syn
+/// gets a full answer: one extra round trip at most.
+#[test]
+fn a_newcomer_that_answers_the_short_syn_ack_gets_full_answers_next() {
+    let mut node = node_knowing(1_000, 20, config());
+    let newcomer = NodeId::new("newcomer", 1, addr(40_010));
+    let syn_bytes = syn(CLUSTER, empty_digest());
+    node.handle_datagram(T0, newcomer.gossip_addr, &syn_bytes).unwrap();
+    assert!(sent_to(&drain(&mut node), newcomer.gossip_addr) <= 3 * syn_bytes.len());
+    let introduction = chitchat_core::testing::datagrams::ack(
+        CLUSTER,
+        vec![chitchat_core::testing::datagrams::full(newcomer.clone(), 1, &[])],
+    );
+    node.handle_datagram(T0, newcomer.gossip_addr, &introduction).unwrap();
+    drain(&mut node);
+    node.handle_datagram(T0, newcomer.gossip_addr, &syn_bytes).unwrap();
+    assert!(sent_to(&drain(&mut node), newcomer.gossip_addr) > 60_000, "a full answer");
+    // An Ack from an address this node sent no SynAck validates nothing.
+    let stranger = NodeId::new("stranger", 1, addr(40_011));
+    let introduction = chitchat_core::testing::datagrams::ack(
+        CLUSTER,
+        vec![chitchat_core::testing::datagrams::full(stranger.clone(), 1, &[])],
+    );
+    node.handle_datagram(T0, stranger.gossip_addr, &introduction).unwrap();
+    node.handle_datagram(T0, stranger.gossip_addr, &syn_bytes).unwrap();
+    assert!(sent_to(&drain(&mut node), stranger.gossip_addr) <= 3 * syn_bytes.len());
+}

@@ -57,6 +57,8 @@
 //! | `chitchat_unvalidated_bytes_sent_total` | counter | bytes of those answers |
 //! | `chitchat_unvalidated_answers_dropped_total` | counter | answers to addresses not validated not sent (budget spent) |
 //! | `chitchat_unsolicited_syn_acks_total` | counter | `SynAck`s that answered no `Syn` of this node |
+//! | `chitchat_refutations_total` | counter | claims about this node it never made, refuted (a heartbeat, versions or a watermark above its own) |
+//! | `chitchat_unrefutable_claims_total` | counter | such claims too close to the counters' limit (2⁶²) to refute: restart the node |
 //! | `chitchat_send_errors_total` | counter | failed sends (driver) |
 //! | `chitchat_recv_errors_total` | counter | transient receive errors (driver) |
 //! | `chitchat_seed_resolution_failures_total` | counter | failed DNS resolutions of seeds (driver) |

@@ -62,6 +62,12 @@ pub(crate) const COUNTERS: &[CounterSource] = &[
     ("chitchat_unsolicited_syn_acks_total", "SynAcks that answered no Syn of this node.", |m, _| {
         m.unsolicited_syn_acks
     }),
+    ("chitchat_refutations_total", "Claims about this node refuted.", |m, _| m.refutations),
+    (
+        "chitchat_unrefutable_claims_total",
+        "Claims about this node too close to the limit to refute.",
+        |m, _| m.unrefutable_claims,
+    ),
     ("chitchat_send_errors_total", "Failed sends (driver).", |_, d| d.send_errors),
     ("chitchat_recv_errors_total", "Transient receive errors (driver).", |_, d| d.recv_errors),
     ("chitchat_seed_resolution_failures_total", "Failed DNS resolutions of seeds (driver).", |_, d| {

@@ -23,7 +23,7 @@ use crate::outbox::{Outbox, Transmit};
 use crate::peers::PeerSelector;
 use crate::time::Timestamp;
 use crate::timers::{Timer, TimerTable};
-use crate::validation::{AMPLIFICATION, AddressValidation, AnswerLimit};
+use crate::validation::{AMPLIFICATION, AddressValidation, AnswerLimit, Question};
 use crate::wire::{self, Digest, Message, Packet};
 
 /// One node of a chitchat cluster: the whole protocol as a state machine.
@@ -169,10 +169,12 @@ impl Chitchat {
                 }
                 return Ok(());
             }
-            if matches!(packet.message, Message::BadCluster) && self.validation.is_solicited(from, now) {
+            if matches!(packet.message, Message::BadCluster)
+                && self.validation.is_answer(from, Question::Syn, now)
+            {
                 // The answer of another cluster's node to a Syn of ours (it
                 // carries its own cluster id): a misconfigured seed, say.
-                self.validation.take_solicitation(from, now);
+                self.validation.take_answer(from, Question::Syn, now);
                 self.encryption.note_accepted(accepted);
                 self.cluster.metrics_mut().bad_cluster_received += 1;
                 tracing::warn!(%from, cluster_id = %packet.cluster_id, "peer belongs to another cluster");
@@ -204,7 +206,7 @@ impl Chitchat {
             }
             Message::SynAck { digest, delta } => {
                 self.cluster.metrics_mut().syn_acks_received += 1;
-                let solicited = self.validation.take_solicitation(from, now);
+                let solicited = self.validation.take_answer(from, Question::Syn, now);
                 self.cluster.apply_delta(delta, now);
                 self.cluster.absorb_digest(digest, now);
                 let limit = if solicited {
@@ -229,6 +231,10 @@ impl Chitchat {
             Message::Ack { delta } => {
                 self.cluster.metrics_mut().acks_received += 1;
                 self.cluster.apply_delta(delta, now);
+                if self.validation.take_answer(from, Question::SynAck, now) {
+                    // The peer there answered the SynAck this node sent it.
+                    self.cluster.validate_address(&from);
+                }
             }
             Message::BadCluster => {
                 self.cluster.metrics_mut().bad_cluster_received += 1;
@@ -259,7 +265,9 @@ impl Chitchat {
                 self.digest_cursor = digest.range.end;
             }
         }
-        self.queue_answer(now, from, Message::SynAck { digest, delta }, limit);
+        if self.queue_answer(now, from, Message::SynAck { digest, delta }, limit) {
+            self.validation.note_sent(from, Question::SynAck, now);
+        }
     }
 
     /// Fires the timers due at `now`. Calling it early is harmless.
@@ -466,7 +474,7 @@ impl Chitchat {
     /// solicited.
     fn queue_syn(&mut self, now: Timestamp, to: SocketAddr, plain: Vec<u8>) {
         if self.queue_bytes(to, plain, false) {
-            self.validation.note_syn_sent(to, now);
+            self.validation.note_sent(to, Question::Syn, now);
         }
     }
 
