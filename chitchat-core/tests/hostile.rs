@@ -14,8 +14,8 @@ use chitchat_core::testing::datagrams::{ack, datagram, empty_digest, full, known
 use chitchat_core::testing::{Probe, feed};
 use chitchat_core::wire::{Delta, Digest, DigestEntry, MAX_COUNTER, Message, NodeDelta, NodeRef, RingRange};
 use chitchat_core::{
-    Chitchat, Config, DatagramError, Fingerprint, KeyValueError, NodeId, NodeStatus, Timestamp, Violation,
-    wire,
+    Chitchat, Config, DatagramError, Event, Fingerprint, KeyValueError, NodeId, NodeStatus, Timestamp,
+    Violation, wire,
 };
 
 const CLUSTER: &str = "hostile";
@@ -338,6 +338,44 @@ fn a_delta_introducing_thousands_of_nodes_stays_within_max_nodes() {
     assert!(node.node_state(&peer()).is_some());
     assert!(node.node_state(&NodeId::new("n97", 1, addr(10_097))).is_some());
     assert!(node.node_state(&NodeId::new("n98", 1, addr(10_098))).is_none());
+}
+
+/// A flood of forged introductions fills the table with nodes only heard of;
+/// a real newcomer, introducing itself from its own address, still gets in:
+/// it takes the place of the longest-known node never heard from first-hand.
+/// Nodes heard from first-hand are never evicted.
+#[test]
+fn a_newcomer_introducing_itself_gets_into_a_table_full_of_rumors() {
+    let mut node = node_with(Config { max_nodes: 10, ..config() });
+    // `node_with` knows `peer()` first-hand (its introduction came from its address).
+    let rumors: Vec<NodeDelta> =
+        (0..20).map(|i| full(NodeId::new(format!("rumor-{i}"), 1, addr(8_000 + i)), 1, &[])).collect();
+    node.handle_datagram(T0, addr(9_000), &ack(CLUSTER, rumors)).unwrap();
+    assert_eq!(node.node_states().count(), 10);
+    assert_eq!(node.metrics().nodes_refused, 12);
+    drain(&mut node);
+    // Introduced second-hand: refused, as before.
+    let second_hand = NodeId::new("second-hand", 1, addr(7_100));
+    node.handle_datagram(T0, addr(9_000), &ack(CLUSTER, vec![full(second_hand.clone(), 1, &[])])).unwrap();
+    assert!(node.node_state(&second_hand).is_none());
+    // First-hand: in, in place of the first rumor.
+    let newcomer = NodeId::new("newcomer", 1, addr(7_101));
+    node.handle_datagram(T0, addr(7_101), &ack(CLUSTER, vec![full(newcomer.clone(), 1, &[])])).unwrap();
+    assert!(node.node_state(&newcomer).is_some(), "the newcomer got in");
+    assert_eq!(node.node_states().count(), 10);
+    assert_eq!(node.metrics().nodes_evicted, 1);
+    assert!(node.node_state(&peer()).is_some(), "a node heard first-hand stays");
+    let events: Vec<Event> = std::iter::from_fn(|| node.poll_event()).collect();
+    assert!(
+        events.iter().any(|event| matches!(event, Event::NodeRemoved(id) if id.name.starts_with("rumor-")))
+    );
+    // Once every other node was heard from first-hand, nobody is evicted.
+    for i in 0..20 {
+        let id = NodeId::new(format!("first-hand-{i}"), 1, addr(7_200 + i));
+        node.handle_datagram(T0, id.gossip_addr, &ack(CLUSTER, vec![full(id, 1, &[])])).unwrap();
+    }
+    assert_eq!(node.metrics().nodes_evicted, 8, "the 8 rumors left, then no more");
+    assert!(node.node_states().all(|state| !state.id().name.starts_with("rumor-")));
 }
 
 #[test]

@@ -38,6 +38,11 @@ pub(crate) const COUNTERS: &[CounterSource] = &[
         m.records_over_limit
     }),
     ("chitchat_nodes_refused_total", "Nodes refused (max_nodes reached).", |m, _| m.nodes_refused),
+    (
+        "chitchat_nodes_evicted_total",
+        "Nodes only heard of, evicted for one that introduced itself.",
+        |m, _| m.nodes_evicted,
+    ),
     ("chitchat_fingerprint_collisions_total", "Identities refused for a fingerprint collision.", |m, _| {
         m.fingerprint_collisions
     }),

@@ -207,7 +207,7 @@ impl Chitchat {
             Message::SynAck { digest, delta } => {
                 self.cluster.metrics_mut().syn_acks_received += 1;
                 let solicited = self.validation.take_answer(from, Question::Syn, now);
-                self.cluster.apply_delta(delta, now);
+                self.cluster.apply_delta(delta, from, now);
                 self.cluster.absorb_digest(digest, now);
                 let limit = if solicited {
                     // The peer there answered this node's own Syn.
@@ -230,7 +230,7 @@ impl Chitchat {
             }
             Message::Ack { delta } => {
                 self.cluster.metrics_mut().acks_received += 1;
-                self.cluster.apply_delta(delta, now);
+                self.cluster.apply_delta(delta, from, now);
                 if self.validation.take_answer(from, Question::SynAck, now) {
                     // The peer there answered the SynAck this node sent it.
                     self.cluster.validate_address(&from);

@@ -9,6 +9,7 @@
 //! receiver advances exactly as far as it received.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 
 use crate::cluster::ClusterState;
 use crate::error::Violation;
@@ -191,14 +192,16 @@ impl ClusterState {
     }
 
     /// Applies a delta that passed [`ClusterState::check_delta`].
-    pub(crate) fn apply_delta(&mut self, delta: &Delta, now: Timestamp) {
+    /// `from` is where the delta came from: a section introducing the node at
+    /// that address comes first-hand.
+    pub(crate) fn apply_delta(&mut self, delta: &Delta, from: SocketAddr, now: Timestamp) {
         for section in &delta.nodes {
-            self.apply_section(section, now);
+            self.apply_section(section, from, now);
         }
     }
 
-    fn apply_section(&mut self, section: &NodeDelta, now: Timestamp) {
-        let fingerprint = match self.resolve_section(section, now) {
+    fn apply_section(&mut self, section: &NodeDelta, from: SocketAddr, now: Timestamp) {
+        let fingerprint = match self.resolve_section(section, from, now) {
             Ok(fingerprint) => fingerprint,
             Err(Skip::Ignored) => return self.metrics.sections_ignored += 1,
             Err(Skip::OverLimit) => return self.metrics.sections_over_limit += 1,
@@ -297,7 +300,12 @@ impl ClusterState {
 
     /// The tracked node a section updates, adding (or superseding) it if the
     /// section introduces it.
-    fn resolve_section(&mut self, section: &NodeDelta, now: Timestamp) -> Result<Fingerprint, Skip> {
+    fn resolve_section(
+        &mut self,
+        section: &NodeDelta,
+        from: SocketAddr,
+        now: Timestamp,
+    ) -> Result<Fingerprint, Skip> {
         let fingerprint = section_fingerprint(section);
         if fingerprint == self.self_fingerprint() {
             // Nobody speaks for this node; what they say of it may need refuting.
@@ -343,6 +351,7 @@ impl ClusterState {
         if node_id.gossip_addr == self.self_entry().state.id().gossip_addr {
             return Err(Skip::Ignored);
         }
+        let first_hand = node_id.gossip_addr == from;
         let superseded = match self.membership.by_name(&node_id.name) {
             Some(current) => {
                 let current_generation =
@@ -358,12 +367,12 @@ impl ClusterState {
             Some(previous) => {
                 // The new incarnation takes the old one's place.
                 let previous = self.remove_node(previous, now).ok_or(Skip::Ignored)?;
-                if !self.add_node(node_id.clone(), fingerprint, section.heartbeat, now) {
+                if !self.add_node(node_id.clone(), fingerprint, section.heartbeat, first_hand, now) {
                     return Err(Skip::Refused);
                 }
                 self.events.push(Event::NodeRestarted { previous, current: node_id.clone() });
             }
-            None if !self.add_node(node_id.clone(), fingerprint, section.heartbeat, now) => {
+            None if !self.add_node(node_id.clone(), fingerprint, section.heartbeat, first_hand, now) => {
                 return Err(Skip::Refused);
             }
             None => {}

@@ -74,7 +74,11 @@ impl ClusterState {
         }
         let Some(fingerprint) = self.membership.at_addr(&from) else { return };
         let Some(entry) = self.membership.get_mut(&fingerprint) else { return };
-        if entry.status == NodeStatus::Dead && mentions(message, fingerprint) {
+        if !mentions(message, fingerprint) {
+            return;
+        }
+        entry.heard_first_hand = true;
+        if entry.status == NodeStatus::Dead {
             entry.arrivals = ArrivalWindow::new(now);
             self.revive(fingerprint, now);
         }

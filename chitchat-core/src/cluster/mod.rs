@@ -216,30 +216,52 @@ impl ClusterState {
 
     // ---- lifecycle of other nodes -----------------------------------------
 
-    /// Starts tracking a node heard of for the first time. Returns `false` if it
-    /// was refused (table full or fingerprint taken).
-    /// `heartbeat` is the one the introducer reported: only growth past it makes
-    /// the node live.
+    /// Starts tracking a node heard of for the first time (`first_hand`: the
+    /// introduction came from its own gossip address). Returns `false` if it
+    /// was refused (fingerprint taken, or table full). When the table is full,
+    /// a node introduced first-hand takes the place of the longest-known node
+    /// this node never heard from first-hand (a flood of forged introductions
+    /// cannot lock a real newcomer out), counted in `nodes_evicted`; any other
+    /// is refused (`nodes_refused`). `heartbeat` is the one the introducer
+    /// reported.
     pub(crate) fn add_node(
         &mut self,
         node_id: NodeId,
         fingerprint: Fingerprint,
         heartbeat: u64,
+        first_hand: bool,
         now: Timestamp,
     ) -> bool {
         if self.membership.contains(&fingerprint) {
             self.metrics.fingerprint_collisions += 1;
             return false;
         }
-        if self.membership.len() >= self.config.max_nodes {
+        if self.membership.len() >= self.config.max_nodes && !(first_hand && self.evict_a_rumor(now)) {
             self.metrics.nodes_refused += 1;
             return false;
         }
         let mut state = NodeState::new(node_id.clone());
         state.set_heartbeat(heartbeat);
-        self.membership.insert(state, now);
+        let entry = self.membership.insert(state, now);
+        entry.heard_first_hand = first_hand;
         self.events.push(Event::NodeJoined(node_id.clone()));
         self.events.push(Event::NodeLive(node_id));
+        true
+    }
+
+    /// Forgets the longest-known node this node never heard from first-hand,
+    /// to make room; returns whether there was one.
+    fn evict_a_rumor(&mut self, now: Timestamp) -> bool {
+        let self_fingerprint = self.self_fingerprint();
+        let rumor = self
+            .membership
+            .iter()
+            .filter(|(fingerprint, entry)| **fingerprint != self_fingerprint && !entry.heard_first_hand)
+            .min_by_key(|(_, entry)| entry.status_since)
+            .map(|(fingerprint, _)| *fingerprint);
+        let Some(rumor) = rumor else { return false };
+        self.remove_node(rumor, now);
+        self.metrics.nodes_evicted += 1;
         true
     }
 

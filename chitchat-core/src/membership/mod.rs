@@ -47,6 +47,10 @@ pub(crate) struct NodeEntry {
     /// A peer at the node's gossip address answered a `Syn` of this node: the
     /// address is validated (see [`crate::validation`]).
     pub address_validated: bool,
+    /// A datagram from the node's gossip address named it: this node heard
+    /// from it first-hand, not only of it. A full table evicts the nodes it
+    /// never heard from first.
+    pub heard_first_hand: bool,
 }
 
 impl NodeEntry {
@@ -58,6 +62,7 @@ impl NodeEntry {
             arrivals: ArrivalWindow::new(now),
             ready: false,
             address_validated: false,
+            heard_first_hand: false,
         }
     }
 }
