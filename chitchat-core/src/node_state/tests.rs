@@ -1,0 +1,150 @@
+use super::*;
+
+fn state() -> NodeState {
+    NodeState::new(NodeId::new("a", 1, "127.0.0.1:1".parse().unwrap()))
+}
+
+const T0: Timestamp = Timestamp::ZERO;
+
+#[test]
+fn setting_the_same_value_bumps_no_version() {
+    let mut node = state();
+    assert!(node.set_own("k", "v", ValueStatus::Set, T0));
+    assert!(!node.set_own("k", "v", ValueStatus::Set, T0));
+    assert_eq!(node.max_version(), 1);
+    assert!(node.set_own("k", "w", ValueStatus::Set, T0));
+    assert_eq!(node.get_versioned("k").unwrap().version, 2);
+    assert!(node.set_own("k", "", ValueStatus::Deleted, T0));
+    assert!(!node.set_own("k", "", ValueStatus::Deleted, T0));
+    assert_eq!(node.get("k"), None);
+    assert_eq!(node.max_version(), 3);
+}
+
+#[test]
+fn records_since_reads_only_newer_records_in_version_order() {
+    let mut node = state();
+    node.set_own("a", "1", ValueStatus::Set, T0);
+    node.set_own("b", "1", ValueStatus::Set, T0);
+    node.set_own("a", "2", ValueStatus::Set, T0);
+    let since: Vec<_> = node.records_since(1).map(|record| (record.key, record.version)).collect();
+    assert_eq!(since, vec![("b".to_string(), 2), ("a".to_string(), 3)]);
+    assert_eq!(node.records_since(3).count(), 0);
+}
+
+#[test]
+fn a_reset_below_held_records_is_applied_in_one_sort_and_stays_consistent() {
+    // Held: 300 records above the reset's watermark (some with TTL, so that
+    // the GC queue has entries); the reset brings 2,000 records all below
+    // them, and overwrites one held key with a newer version.
+    let mut node = state();
+    let held: Vec<KeyValueUpdate> = (3_001..=3_300)
+        .map(|version| KeyValueUpdate {
+            key: format!("held-{version}"),
+            version,
+            value: if version % 2 == 0 {
+                ValueUpdate::SetWithTtl("t".into())
+            } else {
+                ValueUpdate::Set("h".into())
+            },
+        })
+        .collect();
+    for update in &held {
+        node.apply_record(update, T0);
+    }
+    node.finish_section(3_300, 0, false);
+    let mut reset: Vec<KeyValueUpdate> = (1..=2_000)
+        .map(|version| KeyValueUpdate {
+            key: format!("r-{version}"),
+            version,
+            value: ValueUpdate::Set("v".into()),
+        })
+        .collect();
+    reset.push(KeyValueUpdate { key: "held-3001".into(), version: 2_999, value: ValueUpdate::Deleted });
+    let limits = RecordLimits { max_key_len: 64, max_value_len: 64, max_keys: 10_000 };
+    assert_eq!(node.apply_reset_records(&reset, T0, &limits), 0);
+    assert_eq!(node.num_records(), 2_300, "the older record of held-3001 does not replace the newer");
+    assert_eq!(node.get("r-1"), Some("v"));
+    assert_eq!(node.get("r-2000"), Some("v"));
+    assert_eq!(node.get("held-3001"), Some("h"));
+    // The log is in version order again: reads by version see every record once, in order.
+    let versions: Vec<u64> = node.records_since(0).map(|record| record.version).collect();
+    assert_eq!(versions.len(), 2_300);
+    assert!(versions.windows(2).all(|pair| pair[0] < pair[1]));
+    // And garbage collection still finds the TTL records by version.
+    let collected = node.collect_garbage(T0 + Duration::from_secs(10), Duration::from_secs(1));
+    assert_eq!(collected.len(), 150);
+    assert_eq!(node.num_records(), 2_150);
+}
+
+#[test]
+fn republishing_moves_every_record_above_the_claim_and_keeps_expiry() {
+    let mut node = state();
+    node.set_own("a", "1", ValueStatus::Set, T0);
+    node.set_own("b", "2", ValueStatus::SetWithTtl, T0);
+    node.set_own("a", "3", ValueStatus::Set, T0);
+    node.set_own("c", "", ValueStatus::Deleted, T0);
+    node.republish_above(1_000);
+    assert_eq!(node.last_gc_version(), 1_000);
+    let records: Vec<(String, u64)> =
+        node.records_since(0).map(|record| (record.key, record.version)).collect();
+    assert_eq!(records, [("b".to_string(), 1_001), ("a".to_string(), 1_002), ("c".to_string(), 1_003)]);
+    assert_eq!(node.max_version(), 1_003);
+    assert_eq!((node.get("a"), node.get("b"), node.get("c")), (Some("3"), Some("2"), None));
+    // The TTL key and the tombstone are still collected, under their new versions.
+    let collected = node.collect_garbage(T0 + Duration::from_secs(10), Duration::from_secs(1));
+    let keys: Vec<&str> = collected.iter().map(|collected| collected.key.as_str()).collect();
+    assert_eq!(keys, ["b", "c"]);
+    assert_eq!(node.last_gc_version(), 1_003);
+    node.set_own("d", "4", ValueStatus::Set, T0);
+    assert_eq!(node.get_versioned("d").unwrap().version, 1_004);
+}
+
+#[test]
+fn tombstones_and_ttl_keys_are_collected_after_the_grace_period() {
+    let mut node = state();
+    let grace = Duration::from_secs(10);
+    node.set_own("gone", "x", ValueStatus::Set, T0);
+    node.set_own("gone", "", ValueStatus::Deleted, Timestamp::from_millis(1_000));
+    node.set_own("ttl", "y", ValueStatus::SetWithTtl, Timestamp::from_millis(2_000));
+    node.set_own("kept", "z", ValueStatus::Set, T0);
+    assert!(node.collect_garbage(Timestamp::from_millis(10_999), grace).is_empty());
+    let collected = node.collect_garbage(Timestamp::from_millis(12_000), grace);
+    assert_eq!(
+        collected,
+        vec![
+            Collected { key: "gone".into(), expired: false },
+            Collected { key: "ttl".into(), expired: true }
+        ]
+    );
+    assert_eq!(node.last_gc_version(), 3);
+    assert_eq!(node.get("kept"), Some("z"));
+    assert_eq!(node.num_records(), 1);
+}
+
+#[test]
+fn a_key_set_again_before_expiry_is_not_collected() {
+    let mut node = state();
+    node.set_own("k", "v", ValueStatus::SetWithTtl, T0);
+    node.set_own("k", "v", ValueStatus::Set, T0);
+    assert!(node.collect_garbage(Timestamp::from_millis(1_000_000), Duration::from_secs(1)).is_empty());
+    assert_eq!(node.get("k"), Some("v"));
+}
+
+#[test]
+fn gc_queue_stays_bounded_under_churn() {
+    let mut node = state();
+    for round in 0..10_000u64 {
+        node.set_own("k", &round.to_string(), ValueStatus::SetWithTtl, T0);
+    }
+    assert!(node.pending_gc_len() <= 2 * node.num_records() + 17);
+}
+
+#[test]
+fn prefix_scan_handles_multi_byte_keys() {
+    let mut node = state();
+    node.set_own("é/1", "a", ValueStatus::Set, T0);
+    node.set_own("é/2", "b", ValueStatus::Set, T0);
+    node.set_own("f", "c", ValueStatus::Set, T0);
+    let found: Vec<_> = node.key_values_with_prefix("é/").collect();
+    assert_eq!(found, vec![("é/1", "a"), ("é/2", "b")]);
+}
