@@ -9,15 +9,20 @@
 //!   and 1,000 nodes of 20 keys.
 //! - CPU: the time to handle one reset whose records all lie below records
 //!   the node holds (the worst order for its log), against the same records
-//!   arriving in order at a fresh node. Median of 11 runs.
+//!   arriving in order at a fresh node; and the worst datagram of each message
+//!   type we built for a node tracking 1,000 nodes of 20 keys, from a validated
+//!   peer (so that its answer is a full datagram), answer included. Medians of
+//!   11 runs.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use chitchat_core::testing::datagrams::{ack, datagram, empty_digest, full, syn};
-use chitchat_core::testing::track_nodes;
-use chitchat_core::wire::{Delta, KeyValueUpdate, Message, NodeDelta, NodeRef, ValueUpdate};
-use chitchat_core::{Chitchat, Config, NodeId, Timestamp};
+use chitchat_core::testing::datagrams::{ack, datagram, empty_digest, full, known, syn};
+use chitchat_core::testing::{track_nodes, validate_peer};
+use chitchat_core::wire::{
+    Delta, Digest, DigestEntry, KeyValueUpdate, Message, NodeDelta, NodeRef, ValueUpdate,
+};
+use chitchat_core::{Chitchat, Config, Fingerprint, NodeId, Timestamp};
 
 const CLUSTER: &str = "c";
 const T0: Timestamp = Timestamp::ZERO;
@@ -116,8 +121,100 @@ fn reset_cost() {
     );
 }
 
+/// A node tracking 1,000 nodes of 20 keys, with a validated peer at
+/// `addr(7001)` (so that its answers there are full datagrams: the most work).
+fn loaded_node() -> (Chitchat, NodeId) {
+    let mut node = victim();
+    track_nodes(&mut node, T0, 1_000, 20);
+    let peer = NodeId::new("peer", 1, addr(7001));
+    validate_peer(&mut node, T0, &peer);
+    (node, peer)
+}
+
+/// The median time to handle `bytes` from the validated peer and drain the
+/// answer, each time on a fresh copy of the loaded node.
+fn time_datagram(bytes: &[u8], solicited: bool) -> Duration {
+    let samples = (0..11)
+        .map(|_| {
+            let (mut node, peer) = loaded_node();
+            if solicited {
+                // The SynAck answers a Syn of the node: its Ack is a full datagram.
+                node.gossip_with(T0, peer.gossip_addr);
+                drain(&mut node);
+            }
+            let start = Instant::now();
+            let _ = node.handle_datagram(T0, peer.gossip_addr, bytes);
+            drain(&mut node);
+            start.elapsed()
+        })
+        .collect();
+    median(samples)
+}
+
+fn worst_per_message_type() {
+    let (node, _) = loaded_node();
+    // Syn: a full datagram of digest entries naming tracked nodes as far
+    // behind (every one needs a section) and unknown ones (every one is
+    // asked about), so that absorbing it, and building the answer, both walk
+    // everything.
+    let tracked: Vec<_> = node.node_states().map(|state| state.id().fingerprint()).collect();
+    let mut entries: Vec<DigestEntry> = tracked
+        .iter()
+        .map(|fingerprint| DigestEntry {
+            fingerprint: *fingerprint,
+            heartbeat: 1 << 40,
+            last_gc_version: 0,
+            max_version: 0,
+        })
+        .collect();
+    let mut next = 1u64;
+    while entries.len() < 4_600 {
+        let fingerprint = Fingerprint::from_u64(next.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        next += 1;
+        if !tracked.contains(&fingerprint) {
+            entries.push(DigestEntry { fingerprint, heartbeat: 1, last_gc_version: 0, max_version: 0 });
+        }
+    }
+    entries.sort_by_key(|entry| entry.fingerprint);
+    let syn = syn(CLUSTER, Digest { entries: entries.clone(), ..empty_digest() });
+    // SynAck: a datagram of new records for 48 of the tracked nodes (the node
+    // applies them all and emits an event each), a digest of 1,000 entries,
+    // and a full Ack to build in answer.
+    let sections: Vec<NodeDelta> = node
+        .node_states()
+        .filter(|state| state.id().name.starts_with("node-"))
+        .take(48)
+        .map(|state| {
+            let records: Vec<(String, String, u64)> =
+                (21..=60).map(|v| (format!("new-{v}"), "x".repeat(12), v)).collect();
+            let records: Vec<(&str, &str, u64)> =
+                records.iter().map(|(k, v, n)| (k.as_str(), v.as_str(), *n)).collect();
+            known(state.id(), 20, 60, &records)
+        })
+        .collect();
+    let syn_ack = datagram(
+        CLUSTER,
+        Message::SynAck {
+            digest: Digest { entries: entries[..1_000].to_vec(), ..empty_digest() },
+            delta: Delta { nodes: sections.clone() },
+        },
+    );
+    let ack_bytes = ack(CLUSTER, sections);
+    for (name, bytes, solicited) in
+        [("Syn", &syn, false), ("SynAck", &syn_ack, true), ("Ack", &ack_bytes, false)]
+    {
+        assert!(bytes.len() <= Config::MAX_DATAGRAM_SIZE, "{name}: {} bytes", bytes.len());
+        println!(
+            "worst {name} at a node tracking 1,000 nodes x 20 keys ({} B): {:?} (median of 11, answer included)",
+            bytes.len(),
+            time_datagram(bytes, solicited)
+        );
+    }
+}
+
 fn main() {
     reflection(30, 1);
     reflection(1_000, 20);
     reset_cost();
+    worst_per_message_type();
 }

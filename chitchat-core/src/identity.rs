@@ -80,7 +80,21 @@ impl fmt::Display for NodeId {
 /// identities with the same fingerprint cannot both be tracked: the one learned
 /// second is refused and counted in [`crate::Metrics::fingerprint_collisions`].
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Fingerprint(pub u64);
+pub struct Fingerprint(pub(crate) u64);
+
+impl Fingerprint {
+    /// The fingerprint as a number: its position on the ring.
+    pub const fn as_u64(self) -> u64 {
+        self.0
+    }
+
+    /// The fingerprint at a position of the ring, for tests and fuzzers that
+    /// craft digests (feature `testing`).
+    #[cfg(feature = "testing")]
+    pub const fn from_u64(value: u64) -> Self {
+        Fingerprint(value)
+    }
+}
 
 impl fmt::Debug for Fingerprint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -67,7 +67,8 @@ fn a_syn_from_an_unvalidated_address_gets_at_most_three_times_its_size() {
     // Its digest covers the ring but its own fingerprint, which it sends apart.
     let fingerprint = newcomer.fingerprint();
     let mut digest = empty_digest();
-    digest.range = RingRange { start: Fingerprint(fingerprint.0.wrapping_add(1)), end: fingerprint };
+    digest.range =
+        RingRange { start: Fingerprint::from_u64(fingerprint.as_u64().wrapping_add(1)), end: fingerprint };
     digest.sender = Some(chitchat_core::wire::DigestEntry {
         fingerprint: newcomer.fingerprint(),
         heartbeat: 1,

@@ -65,9 +65,13 @@ fn assert_refused(bytes: &[u8], expected: DatagramError) {
 
 /// A datagram using every kind of field: strings, sequences, options, enums.
 fn rich_datagram() -> Vec<u8> {
-    let entry =
-        DigestEntry { fingerprint: Fingerprint(7), heartbeat: 300, last_gc_version: 1, max_version: 9 };
-    let digest = Digest { entries: vec![entry], unknown: vec![Fingerprint(3)], ..empty_digest() };
+    let entry = DigestEntry {
+        fingerprint: Fingerprint::from_u64(7),
+        heartbeat: 300,
+        last_gc_version: 1,
+        max_version: 9,
+    };
+    let digest = Digest { entries: vec![entry], unknown: vec![Fingerprint::from_u64(3)], ..empty_digest() };
     let section = full(NodeId::new("ñew", 1, addr(7005)), 3, &[("é", "ü", 1), ("k2", "v2", 2)]);
     datagram(CLUSTER, Message::SynAck { digest, delta: Delta { nodes: vec![section] } })
 }
@@ -309,7 +313,7 @@ fn a_digest_naming_thousands_of_unknown_nodes_adds_none_and_the_answer_fits() {
     let before = node.snapshot();
     let mut entries: Vec<DigestEntry> = (0..2_500u64)
         .map(|i| DigestEntry {
-            fingerprint: Fingerprint(i.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+            fingerprint: Fingerprint::from_u64(i.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
             heartbeat: i % 2 * (MAX_COUNTER - 1),
             last_gc_version: 0,
             max_version: 1,
@@ -536,7 +540,7 @@ fn a_repeated_unknown_fingerprint_is_answered_once() {
     let me = node.self_id().fingerprint();
     // A range that covers every fingerprint but ours, with the peer up to date,
     // and asks for us three times: the answer's delta is our section, once.
-    let range = RingRange { start: Fingerprint(me.0.wrapping_add(1)), end: me };
+    let range = RingRange { start: Fingerprint::from_u64(me.as_u64().wrapping_add(1)), end: me };
     let peer =
         DigestEntry { fingerprint: peer().fingerprint(), heartbeat: 1, last_gc_version: 0, max_version: 1 };
     let digest = Digest { range, entries: vec![peer], unknown: vec![me, me, me], sender: None };

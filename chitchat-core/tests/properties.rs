@@ -23,7 +23,7 @@ fn small() -> impl Strategy<Value = u64> {
 }
 
 fn fingerprint() -> impl Strategy<Value = Fingerprint> {
-    prop_oneof![(0..8u64).prop_map(Fingerprint), any::<u64>().prop_map(Fingerprint)]
+    prop_oneof![(0..8u64).prop_map(Fingerprint::from_u64), any::<u64>().prop_map(Fingerprint::from_u64)]
 }
 
 fn node_id() -> impl Strategy<Value = NodeId> {

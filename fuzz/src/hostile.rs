@@ -115,10 +115,10 @@ impl ArbFingerprint {
         match self {
             ArbFingerprint::Known(i) => cx.known(i).fingerprint(),
             ArbFingerprint::Near(i, d) => {
-                Fingerprint(cx.known(i).fingerprint().0.wrapping_add_signed(i64::from(d)))
+                Fingerprint::from_u64(cx.known(i).fingerprint().as_u64().wrapping_add_signed(i64::from(d)))
             }
             ArbFingerprint::Receiver => cx.self_id.fingerprint(),
-            ArbFingerprint::Raw(n) => Fingerprint(n),
+            ArbFingerprint::Raw(n) => Fingerprint::from_u64(n),
         }
     }
 }
