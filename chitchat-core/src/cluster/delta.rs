@@ -351,7 +351,10 @@ impl ClusterState {
         if node_id.gossip_addr == self.self_entry().state.id().gossip_addr {
             return Err(Skip::Ignored);
         }
-        let first_hand = node_id.gossip_addr == from;
+        // First-hand: the section came from the node's own gossip address, and
+        // no other node is tracked there (one datagram, or one address, makes
+        // at most one first-hand node, however many identities it names).
+        let first_hand = node_id.gossip_addr == from && self.membership.at_addr(&from).is_none();
         let superseded = match self.membership.by_name(&node_id.name) {
             Some(current) => {
                 let current_generation =
