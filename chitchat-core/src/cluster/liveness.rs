@@ -74,7 +74,9 @@ impl ClusterState {
         }
         let Some(fingerprint) = self.membership.at_addr(&from) else { return };
         let Some(entry) = self.membership.get_mut(&fingerprint) else { return };
-        if !mentions(message, fingerprint) {
+        // Nothing to learn of a live node already heard from first-hand: spare
+        // the walk over the message.
+        if (entry.heard_first_hand && entry.status != NodeStatus::Dead) || !mentions(message, fingerprint) {
             return;
         }
         entry.heard_first_hand = true;
