@@ -113,13 +113,6 @@ impl AddressValidation {
         }
     }
 
-    /// The limit of an answer to a datagram of `received` bytes from an address
-    /// that is validated (`validated`) or not, multiplied by `factor` (the
-    /// amplification allowed for this kind of answer).
-    pub(crate) fn answer_limit(&self, validated: bool, received: usize, factor: usize) -> AnswerLimit {
-        if validated { AnswerLimit::Validated } else { AnswerLimit::Bytes(received.saturating_mul(factor)) }
-    }
-
     /// Draws `bytes` sent to an unvalidated address on the budget at `now`;
     /// returns whether the budget could pay for them (if not, nothing is drawn
     /// and they must not be sent).
@@ -192,10 +185,8 @@ mod tests {
     }
 
     #[test]
-    fn unvalidated_answers_are_limited_and_drawn_on_the_budget() {
+    fn answers_to_unvalidated_addresses_draw_on_the_budget() {
         let mut validation = AddressValidation::new(INTERVAL, 1_000, 8, Timestamp::ZERO);
-        assert_eq!(validation.answer_limit(true, 40, AMPLIFICATION), AnswerLimit::Validated);
-        assert_eq!(validation.answer_limit(false, 40, AMPLIFICATION), AnswerLimit::Bytes(120));
         assert!(validation.spend(900, Timestamp::ZERO));
         assert!(!validation.spend(200, Timestamp::ZERO), "over the budget");
         assert!(validation.spend(100, Timestamp::ZERO));

@@ -163,7 +163,7 @@ impl Chitchat {
             if matches!(packet.message, Message::Syn { .. }) {
                 // Answered, so accepted: a replay of it is refused.
                 self.encryption.note_accepted(accepted);
-                let limit = self.answer_limit(from, bytes.len(), AMPLIFICATION);
+                let limit = self.answer_limit(from, bytes.len());
                 if self.queue_answer(now, from, Message::BadCluster, limit) {
                     self.cluster.metrics_mut().bad_cluster_sent += 1;
                 }
@@ -201,7 +201,7 @@ impl Chitchat {
             Message::Syn { digest } => {
                 self.cluster.metrics_mut().syns_received += 1;
                 self.cluster.absorb_digest(digest, now);
-                let limit = self.answer_limit(from, received, AMPLIFICATION);
+                let limit = self.answer_limit(from, received);
                 self.answer_syn(now, from, digest, limit);
             }
             Message::SynAck { digest, delta } => {
@@ -435,9 +435,12 @@ impl Chitchat {
     }
 
     /// How an answer to `received` bytes from `from` is limited: not at all if
-    /// `from` is validated, else to `factor` times what it sent.
-    fn answer_limit(&self, from: SocketAddr, received: usize, factor: usize) -> AnswerLimit {
-        self.validation.answer_limit(self.cluster.is_validated(&from), received, factor)
+    /// `from` is validated, else to three times ([`AMPLIFICATION`]) what it sent.
+    fn answer_limit(&self, from: SocketAddr, received: usize) -> AnswerLimit {
+        match self.cluster.is_validated(&from) {
+            true => AnswerLimit::Validated,
+            false => AnswerLimit::Bytes(received.saturating_mul(AMPLIFICATION)),
+        }
     }
 
     /// Room for the payload of an answer under `limit`; `None` if not even the
