@@ -54,6 +54,14 @@ pub struct Config {
     /// The most keys (tombstones included) a node may hold in its own state; a
     /// remote node's section that would exceed it is refused and counted.
     pub max_keys_per_node: usize,
+    /// The most bytes of other nodes' records this node holds, counted as each
+    /// record's key and value bytes plus [`crate::RECORD_OVERHEAD`] (tombstones
+    /// included; identities and liveness are bounded by `max_nodes`). A record
+    /// that would grow the total past it is refused and counted in
+    /// [`crate::Metrics::records_over_budget`]; the node's later versions still
+    /// flow. It bounds what a flood of forged records can make a node hold,
+    /// whatever `max_nodes × max_keys_per_node × max_value_len` allows.
+    pub max_remote_state_bytes: usize,
     /// The most nodes tracked, this one included. When full, a new node is refused
     /// (first come, kept) and counted; room comes back as dead nodes are removed.
     pub max_nodes: usize,
@@ -212,6 +220,7 @@ impl Default for Config {
             max_key_len: 256,
             max_value_len: 16 * 1_024,
             max_keys_per_node: 10_000,
+            max_remote_state_bytes: 64 * 1_024 * 1_024,
             max_nodes: 20_000,
             max_node_name_len: 128,
             max_cluster_id_len: 128,

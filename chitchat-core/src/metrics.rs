@@ -39,6 +39,10 @@ pub struct Metrics {
     /// longer than its limits, or a new key past `max_keys_per_node`. The rest
     /// of the section applies, and the node's later versions still flow.
     pub records_over_limit: u64,
+    /// Records skipped because holding them would take the other nodes'
+    /// state past [`crate::Config::max_remote_state_bytes`]. As for records
+    /// over a limit, the node's later versions still flow.
+    pub records_over_budget: u64,
     /// New nodes refused because [`crate::Config::max_nodes`] were tracked.
     pub nodes_refused: u64,
     /// Nodes forgotten to make room, when the table was full, for a node that

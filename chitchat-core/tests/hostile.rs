@@ -243,6 +243,43 @@ fn records_over_the_limits_are_skipped_and_their_nodes_keep_flowing() {
     assert_eq!(node.metrics().records_over_limit, 3);
 }
 
+/// A flood of records, each within every per-node limit, cannot make a node
+/// hold more of other nodes' state than `max_remote_state_bytes`: what would
+/// pass it is skipped and counted, and the nodes already held keep flowing
+/// (their versions, and records that do not grow the total).
+#[test]
+fn a_flood_of_records_stops_at_the_memory_budget() {
+    let budget = 8 * 1_024;
+    let mut node = node_with(Config { max_remote_state_bytes: budget, ..config() });
+    let held_before = node.remote_state_bytes();
+    assert_eq!(held_before, 1 + 1 + chitchat_core::RECORD_OVERHEAD, "the peer's one record");
+    let value = "x".repeat(100);
+    let mut sent = 0;
+    for i in 0..200u16 {
+        let forged = NodeId::new(format!("forged-{i}"), 1, addr(20_000 + i));
+        let records: Vec<(String, &str, u64)> =
+            (1..=10).map(|v| (format!("k{v}"), value.as_str(), v)).collect();
+        let records: Vec<(&str, &str, u64)> = records.iter().map(|(k, v, n)| (k.as_str(), *v, *n)).collect();
+        let bytes = ack(CLUSTER, vec![full(forged, 1, &records)]);
+        sent += bytes.len();
+        node.handle_datagram(T0, addr(20_000 + i), &bytes).unwrap();
+        assert!(node.remote_state_bytes() <= budget, "{} held after {i} floods", node.remote_state_bytes());
+    }
+    assert!(sent > 20 * budget, "the flood carried {sent} bytes");
+    let metrics = node.metrics();
+    let held: u64 =
+        node.node_states().filter(|s| s.id().name != "self").map(|s| s.num_records() as u64).sum();
+    assert_eq!(held + metrics.records_over_budget, 1 + 200 * 10, "every record held or counted");
+    assert!(metrics.records_over_budget > 1_900);
+    // The peer's later versions flow: a new value of its key, no larger, is
+    // taken; a new key that does not fit is skipped, its version taken all the same.
+    let update = known(&peer(), 1, 3, &[("a", "2", 2), ("b", "new", 3)]);
+    node.handle_datagram(T0, addr(7001), &ack(CLUSTER, vec![update])).unwrap();
+    let state = node.node_state(&peer()).unwrap();
+    assert_eq!((state.get("a"), state.max_version()), (Some("2"), 3));
+    assert!(node.remote_state_bytes() <= budget);
+}
+
 /// What `set` refuses is refused from the wire: an empty key, or an identity
 /// with an empty name, breaks the protocol.
 #[test]

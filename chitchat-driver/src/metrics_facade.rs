@@ -37,6 +37,9 @@ pub(crate) const COUNTERS: &[CounterSource] = &[
     ("chitchat_records_over_limit_total", "Records skipped: over a local limit.", |m, _| {
         m.records_over_limit
     }),
+    ("chitchat_records_over_budget_total", "Records skipped: over the remote state budget.", |m, _| {
+        m.records_over_budget
+    }),
     ("chitchat_nodes_refused_total", "Nodes refused (max_nodes reached).", |m, _| m.nodes_refused),
     (
         "chitchat_nodes_evicted_total",

@@ -92,6 +92,12 @@ impl Chitchat {
         metrics
     }
 
+    /// What this node holds of the other nodes' records, as counted against
+    /// [`crate::Config::max_remote_state_bytes`].
+    pub fn remote_state_bytes(&self) -> usize {
+        self.cluster.remote_bytes()
+    }
+
     /// Whether the node has left (its farewells all polled).
     pub fn has_left(&self) -> bool {
         self.phase == Phase::Left

@@ -16,7 +16,7 @@ use crate::error::Violation;
 use crate::events::Event;
 use crate::identity::{Fingerprint, NodeId};
 use crate::membership::NodeEntry;
-use crate::node_state::{NodeState, RecordLimits, VersionedValue};
+use crate::node_state::{NodeState, RecordLimits, Refusal, VersionedValue};
 use crate::time::Timestamp;
 use crate::wire::size::{encoded_len, varint_len};
 use crate::wire::{Delta, Digest, DigestEntry, NodeDelta, NodeRef, ValueUpdate};
@@ -207,13 +207,16 @@ impl ClusterState {
             Err(Skip::OverLimit) => return self.metrics.sections_over_limit += 1,
             Err(Skip::Refused) => return,
         };
+        let entry = self.membership.get_mut(&fingerprint).expect("resolved nodes are tracked");
+        let state = &mut entry.state;
+        let held_before = state.held_bytes();
+        let held_by_others = self.remote_bytes - held_before;
         let limits = RecordLimits {
             max_key_len: self.config.max_key_len,
             max_value_len: self.config.max_value_len,
             max_keys: self.config.max_keys_per_node,
+            max_bytes: self.config.max_remote_state_bytes.saturating_sub(held_by_others),
         };
-        let entry = self.membership.get_mut(&fingerprint).expect("resolved nodes are tracked");
-        let state = &mut entry.state;
         let node_id = state.id().clone();
         let mut events = Vec::new();
         let (max, gc) = (state.max_version(), state.last_gc_version());
@@ -243,7 +246,9 @@ impl ClusterState {
         if reset {
             let touched: Vec<String> = section.key_values.iter().map(|update| update.key.clone()).collect();
             let dropped = state.take_records_up_to(section.last_gc_version);
-            self.metrics.records_over_limit += state.apply_reset_records(&section.key_values, now, &limits);
+            let skipped = state.apply_reset_records(&section.key_values, now, &limits);
+            self.metrics.records_over_limit += skipped.over_limit;
+            self.metrics.records_over_budget += skipped.over_budget;
             // Complete up to the section's end; beyond it too if the section was
             // whole (it reaches the sender's watermark) and we held more.
             let complete = section.max_version >= section.last_gc_version;
@@ -259,10 +264,13 @@ impl ClusterState {
             // or collected): a record at or below it could only resurrect a key.
             state.reserve(section.key_values.len());
             for update in section.key_values.iter().filter(|update| update.version > max) {
-                if !state.admits(update, &limits) {
+                if let Some(refusal) = state.refusal(update, &limits) {
                     // Skipped, counted, and the node's later versions still
                     // flow: the section's max version is taken all the same.
-                    self.metrics.records_over_limit += 1;
+                    match refusal {
+                        Refusal::OverLimit => self.metrics.records_over_limit += 1,
+                        Refusal::OverBudget => self.metrics.records_over_budget += 1,
+                    }
                     if state
                         .drop_older(&update.key, update.version)
                         .is_some_and(|dropped| dropped.is_visible())
@@ -287,6 +295,7 @@ impl ClusterState {
             }
             state.finish_section(section.max_version, section.last_gc_version, section.left);
         }
+        self.remote_bytes = held_by_others + state.held_bytes();
         let has_left = state.has_left();
         for event in events {
             self.events.push(event);

@@ -193,10 +193,15 @@ impl ClusterState {
         self.membership.removed_mut().expire(now);
         let deletion_grace = self.config.deletion_grace_period;
         let mut changed = Vec::new();
+        let self_fingerprint = self.self_fingerprint();
         for (fingerprint, entry) in self.membership.iter_mut() {
+            let held_before = entry.state.held_bytes();
             let collected = entry.state.collect_garbage(now, deletion_grace);
             if collected.is_empty() {
                 continue;
+            }
+            if *fingerprint != self_fingerprint {
+                self.remote_bytes -= held_before - entry.state.held_bytes();
             }
             for key in collected {
                 if key.expired {

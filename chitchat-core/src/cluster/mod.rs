@@ -46,6 +46,10 @@ pub(crate) struct ClusterState {
     claims: refutation::Claims,
     /// This node's state is not re-published again before then.
     next_republish_at: Timestamp,
+    /// What the other nodes' states hold, by [`NodeState::held_bytes`]: the
+    /// sum over every tracked node but this one. Grows only where
+    /// `config.max_remote_state_bytes` allows.
+    remote_bytes: usize,
 }
 
 impl std::fmt::Debug for ClusterState {
@@ -79,6 +83,7 @@ impl ClusterState {
             doubtful_until: Timestamp::ZERO,
             claims: refutation::Claims::default(),
             next_republish_at: Timestamp::ZERO,
+            remote_bytes: 0,
         };
         let self_fingerprint = cluster.self_fingerprint();
         cluster.events.push(Event::NodeJoined(self_id.clone()));
@@ -103,6 +108,11 @@ impl ClusterState {
 
     pub(crate) fn self_entry(&self) -> &NodeEntry {
         self.membership.self_entry()
+    }
+
+    /// What the other nodes' states hold, by [`NodeState::held_bytes`].
+    pub(crate) fn remote_bytes(&self) -> usize {
+        self.remote_bytes
     }
 
     pub(crate) fn metrics(&self) -> &Metrics {
@@ -270,6 +280,7 @@ impl ClusterState {
     pub(crate) fn remove_node(&mut self, fingerprint: Fingerprint, now: Timestamp) -> Option<NodeId> {
         let memory = self.config.dead_node_grace_period * 2;
         let entry = self.membership.remove(fingerprint, now + memory, self.config.max_nodes)?;
+        self.remote_bytes -= entry.state.held_bytes();
         let node_id = entry.state.id().clone();
         if entry.ready {
             self.events.push(Event::ReadyChanged { node: node_id.clone(), ready: false });

@@ -120,6 +120,8 @@ pub struct NodeState {
     indexed: bool,
     /// Tombstones and expiring keys, in the order this node learned of them.
     pending_gc: VecDeque<(Timestamp, u64)>,
+    /// What the live records cost, by [`record_cost`].
+    held_bytes: usize,
 }
 
 impl NodeState {
@@ -136,6 +138,7 @@ impl NodeState {
             by_key: HashTable::new(),
             indexed: false,
             pending_gc: VecDeque::new(),
+            held_bytes: 0,
         }
     }
 
@@ -183,16 +186,31 @@ impl NodeState {
         self.body(key).filter(|(_, body)| body.status != ValueStatus::Deleted).map(|(_, body)| body.value())
     }
 
-    /// Whether this state can take `update` within `limits`: its key and value
-    /// within their lengths, and its key held already or room for one more.
-    pub(crate) fn admits(&self, update: &KeyValueUpdate, limits: &RecordLimits) -> bool {
+    /// What this state's records cost in memory, as counted against
+    /// [`crate::Config::max_remote_state_bytes`]: for each record (tombstones
+    /// included), its key and value bytes plus a fixed [`RECORD_OVERHEAD`].
+    pub fn held_bytes(&self) -> usize {
+        self.held_bytes
+    }
+
+    /// Why this state cannot take `update` within `limits`, if it cannot: its
+    /// key or value over their lengths, or its key new and no room for one
+    /// more (`OverLimit`); or the record would grow the state past
+    /// `limits.max_bytes` (`OverBudget`).
+    pub(crate) fn refusal(&self, update: &KeyValueUpdate, limits: &RecordLimits) -> Option<Refusal> {
         let value_len = match &update.value {
             ValueUpdate::Set(value) | ValueUpdate::SetWithTtl(value) => value.len(),
             ValueUpdate::Deleted => 0,
         };
-        update.key.len() <= limits.max_key_len
-            && value_len <= limits.max_value_len
-            && (self.contains_key(&update.key) || self.num_records() < limits.max_keys)
+        let held = self.body(&update.key).map(|(_, body)| record_cost(body.key_and_value.len()));
+        if update.key.len() > limits.max_key_len
+            || value_len > limits.max_value_len
+            || (held.is_none() && self.num_records() >= limits.max_keys)
+        {
+            return Some(Refusal::OverLimit);
+        }
+        let after = self.held_bytes - held.unwrap_or(0) + record_cost(update.key.len() + value_len);
+        (after > limits.max_bytes && after > self.held_bytes).then_some(Refusal::OverBudget)
     }
 
     /// Drops the record of `key` if it is older than `version` (no tombstone
@@ -291,21 +309,21 @@ impl NodeState {
     /// held (those above the sender's watermark): the log is sorted once at the
     /// end, not after each record, so a reset costs O(n log n) in its records
     /// and the ones held, whatever their order. Records this state cannot hold
-    /// within `limits` are skipped; returns how many.
+    /// within `limits` are skipped; returns how many, by reason.
     pub(crate) fn apply_reset_records(
         &mut self,
         updates: &[KeyValueUpdate],
         now: Timestamp,
         limits: &RecordLimits,
-    ) -> u64 {
+    ) -> Skipped {
         let mut sorted = true;
-        let mut skipped = 0;
+        let mut skipped = Skipped::default();
         for update in updates {
-            if !self.admits(update, limits) {
+            if let Some(refusal) = self.refusal(update, limits) {
                 // As for any record that cannot be held: an older one of its
                 // key must not pass for current.
                 self.drop_older(&update.key, update.version);
-                skipped += 1;
+                skipped.count(refusal);
                 continue;
             }
             let in_order = self.log.last().is_none_or(|last| last.version < update.version);
@@ -357,6 +375,7 @@ impl NodeState {
         let index = self.log.len() as u32;
         self.log.push(Slot { version, body: Some(Body::new(key, value, status)) });
         self.records += 1;
+        self.held_bytes += record_cost(key.len() + value.len());
         if self.indexed {
             let log = &self.log;
             self.by_key.insert_unique(hash_key(key), index, |index| {
@@ -403,6 +422,7 @@ impl NodeState {
         let body = slot.body.take()?;
         self.holes += 1;
         self.records -= 1;
+        self.held_bytes -= record_cost(body.key_and_value.len());
         Some(body.to_versioned(slot.version))
     }
 
@@ -534,8 +554,19 @@ impl NodeState {
     }
 }
 
+/// What one record costs against [`crate::Config::max_remote_state_bytes`],
+/// beyond its key and value bytes: its log slot (32 bytes), its share of the
+/// key index and of the garbage-collection queue, and the allocator's
+/// rounding. A round figure that makes many tiny records count too.
+pub const RECORD_OVERHEAD: usize = 64;
+
+/// What a record of `key_and_value_len` bytes of key and value costs.
+fn record_cost(key_and_value_len: usize) -> usize {
+    key_and_value_len + RECORD_OVERHEAD
+}
+
 /// What a node can hold of another node's state: its own limits on keys and
-/// values, which the owner's may exceed.
+/// values, which the owner's may exceed, and what is left of its memory budget.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct RecordLimits {
     /// Longest key, in bytes.
@@ -544,6 +575,36 @@ pub(crate) struct RecordLimits {
     pub(crate) max_value_len: usize,
     /// Most records (tombstones included).
     pub(crate) max_keys: usize,
+    /// Most [`NodeState::held_bytes`] the state may reach: the budget for
+    /// remote state, less what the other nodes' states hold. A record that
+    /// would grow the state past it is refused; one that shrinks or keeps it
+    /// is taken even when the state is over (the budget may have been lowered).
+    pub(crate) max_bytes: usize,
+}
+
+/// Why a record was not taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// Over a limit on keys, values or records per node.
+    OverLimit,
+    /// Over the memory budget for remote state.
+    OverBudget,
+}
+
+/// Records skipped, by reason.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Skipped {
+    pub(crate) over_limit: u64,
+    pub(crate) over_budget: u64,
+}
+
+impl Skipped {
+    pub(crate) fn count(&mut self, refusal: Refusal) {
+        match refusal {
+            Refusal::OverLimit => self.over_limit += 1,
+            Refusal::OverBudget => self.over_budget += 1,
+        }
+    }
 }
 
 /// Whether a record inserted below the log's last version sorts the log at once

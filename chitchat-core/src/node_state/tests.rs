@@ -60,8 +60,8 @@ fn a_reset_below_held_records_is_applied_in_one_sort_and_stays_consistent() {
         })
         .collect();
     reset.push(KeyValueUpdate { key: "held-3001".into(), version: 2_999, value: ValueUpdate::Deleted });
-    let limits = RecordLimits { max_key_len: 64, max_value_len: 64, max_keys: 10_000 };
-    assert_eq!(node.apply_reset_records(&reset, T0, &limits), 0);
+    let limits = RecordLimits { max_key_len: 64, max_value_len: 64, max_keys: 10_000, max_bytes: usize::MAX };
+    assert_eq!(node.apply_reset_records(&reset, T0, &limits), Skipped::default());
     assert_eq!(node.num_records(), 2_300, "the older record of held-3001 does not replace the newer");
     assert_eq!(node.get("r-1"), Some("v"));
     assert_eq!(node.get("r-2000"), Some("v"));

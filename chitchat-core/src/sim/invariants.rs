@@ -103,9 +103,14 @@ impl ObserverRecord {
             ));
         }
         let mut count = 0;
+        let mut remote_bytes = 0;
+        let self_fingerprint = observer.self_id().fingerprint();
         for state in observer.node_states() {
             count += 1;
             let fingerprint = state.id().fingerprint();
+            if fingerprint != self_fingerprint {
+                remote_bytes += state.held_bytes();
+            }
             if let Some(&removed_at) = self.removed_for_good.get(&fingerprint) {
                 if state.heartbeat() <= removed_at {
                     return Err(format!(
@@ -137,6 +142,14 @@ impl ObserverRecord {
                 ));
             }
             *seen = state.max_version();
+        }
+        if remote_bytes != observer.remote_state_bytes() || remote_bytes > config.max_remote_state_bytes {
+            return Err(format!(
+                "{} holds {remote_bytes} bytes of remote records but counts {} (budget {})",
+                observer.self_id(),
+                observer.remote_state_bytes(),
+                config.max_remote_state_bytes
+            ));
         }
         if count > config.max_nodes {
             return Err(format!("{} tracks {count} nodes, more than max_nodes", observer.self_id()));
