@@ -18,7 +18,8 @@ pub const KEYS: u64 = 3;
 pub const READY_AT: Timestamp = Timestamp::from_millis(1_200);
 
 /// Small limits, so that fuzzed input reaches every bound: the node table is
-/// nearly full, keys, values and names have short maximums, queues are short.
+/// nearly full, keys, values and names have short maximums, queues and the
+/// budget for answers to unvalidated addresses are short.
 pub fn config() -> Config {
     Config {
         cluster_id: CLUSTER.into(),
@@ -31,6 +32,9 @@ pub fn config() -> Config {
         max_cluster_id_len: 16,
         max_pending_events: 256,
         max_pending_transmits: 16,
+        // Low enough that a few answers to unvalidated addresses in a burst
+        // spend it.
+        max_unvalidated_bytes_per_sec: 4 * 1_024,
         ..Config::local_test()
     }
 }

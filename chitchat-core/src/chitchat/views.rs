@@ -1,5 +1,7 @@
 //! What a node knows, read without changing anything.
 
+use std::net::SocketAddr;
+
 use crate::chitchat::Chitchat;
 use crate::config::Config;
 use crate::identity::{Fingerprint, NodeId};
@@ -144,5 +146,12 @@ impl Chitchat {
     #[cfg_attr(not(any(feature = "sim", feature = "testing")), allow(dead_code))]
     pub(crate) fn queue_lengths(&self) -> (usize, usize, usize) {
         (self.outbox.len(), self.cluster.pending_events(), self.cluster.membership().removed().len())
+    }
+
+    /// Whether answers to `addr` are free of the amplification limit: it is
+    /// the gossip address of a live node whose address is validated.
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+    pub(crate) fn is_validated(&self, addr: &SocketAddr) -> bool {
+        self.cluster.is_validated(addr)
     }
 }

@@ -9,7 +9,8 @@
 //! - [`DatagramSealer`]: sealing and opening raw datagrams as a node does;
 //! - [`validate_peer`]: a peer whose address is validated, so that answers to
 //!   it are not limited by the amplification limit;
-//! - [`queue_lengths`] and [`node_state_by_fingerprint`]: internal views;
+//! - [`queue_lengths`], [`node_state_by_fingerprint`] and [`is_validated`]:
+//!   internal views;
 //! - [`campaign`]: fault campaigns in the simulator.
 //!
 //! The messages and the codec themselves are in [`crate::wire`], public with
@@ -18,6 +19,8 @@
 pub mod campaign;
 pub mod datagrams;
 mod probe;
+
+use std::net::SocketAddr;
 
 use crate::chitchat::Chitchat;
 use crate::crypto::{Encryption, EncryptionMode};
@@ -34,6 +37,15 @@ pub use probe::{Probe, feed};
 /// events waiting to be polled, removed identities remembered.
 pub fn queue_lengths(node: &Chitchat) -> (usize, usize, usize) {
     node.queue_lengths()
+}
+
+/// Whether `node` treats `addr` as validated (see the crate docs on address
+/// validation): the gossip address of a tracked, live node whose peer there
+/// answered a `Syn` or a `SynAck` of `node`. Answers to a datagram from an
+/// address that is not validated are limited to three times its size (and an
+/// `Ack` to an unsolicited `SynAck` to its size, validated or not). Read-only.
+pub fn is_validated(node: &Chitchat, addr: &SocketAddr) -> bool {
+    node.is_validated(addr)
 }
 
 /// The state of a node tracked by `node`, by fingerprint.
