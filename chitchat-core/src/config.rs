@@ -82,7 +82,11 @@ pub struct Config {
     /// amplification). An answer the budget cannot pay for is not sent, and
     /// is counted in [`crate::Metrics::unvalidated_answers_dropped`].
     pub max_unvalidated_bytes_per_sec: usize,
-    /// Seeds the node's random generator (peer choice, jitter): one seed, one run.
+    /// Seeds the node's random generator (peer choice, jitter): one seed, one
+    /// run. It also seeds the key of the node's address-validation tokens
+    /// (see the crate docs on amplification), which a blind spoofer must not
+    /// be able to guess: outside tests and simulations it should be
+    /// unpredictable (the adapters replace 0 with a random seed).
     pub rng_seed: u64,
 }
 

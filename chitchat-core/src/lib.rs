@@ -69,9 +69,11 @@
 //! Datagrams are untrusted. Decoding never panics; a refused datagram changes
 //! nothing and is counted. Answers are limited by what their address has
 //! shown (amplification): an address that has not answered a `Syn` of this
-//! node gets at most three times what it sent, an unsolicited `SynAck` gets an
-//! `Ack` no larger than itself, and all of it draws on
-//! [`Config::max_unvalidated_bytes_per_sec`]. A node refutes claims about
+//! node, echoing the unguessable token it carried, gets at most three times
+//! what it sent, an unsolicited `SynAck` gets an `Ack` no larger than itself,
+//! and all of it draws on [`Config::max_unvalidated_bytes_per_sec`]. What a
+//! node holds of other nodes' records is bounded by
+//! [`Config::max_remote_state_bytes`]. A node refutes claims about
 //! itself it never made (a heartbeat, versions or a watermark above its own)
 //! from its own state. `PROTOCOL.md` in the repository specifies all of it,
 //! and lists what an attacker without the key can still do.

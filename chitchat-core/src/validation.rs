@@ -7,8 +7,12 @@
 //! more than [`AMPLIFICATION`] times what it received from it:
 //!
 //! - an address is **validated** once a peer there answers a `Syn` or a
-//!   `SynAck` this node sent it (with a `SynAck` or an `Ack`: it received what
-//!   was sent there), for as long as it stays a tracked, live node's address;
+//!   `SynAck` this node sent it (with a `SynAck` or an `Ack` that echoes the
+//!   [`Token`] it carried: it received what was sent there), for as long as it
+//!   stays a tracked, live node's address. Tokens are drawn from a keystream
+//!   (ChaCha20 under a key drawn once from the node's seeded generator): a
+//!   blind spoofer, who never sees what is sent to the address it forges,
+//!   cannot guess them;
 //! - a `Syn` from an address that is not validated is answered with a `SynAck`
 //!   of at most [`AMPLIFICATION`] times the `Syn`'s size (a newcomer's first
 //!   `Syn` gets a short answer that asks for its identity; its `Ack` answers
@@ -27,7 +31,11 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use chacha20poly1305::aead::{AeadInOut, KeyInit};
+use chacha20poly1305::{ChaCha20Poly1305, Nonce};
+
 use crate::time::Timestamp;
+use crate::wire::Token;
 
 /// An address that is not validated receives at most this many times the
 /// bytes it sent.
@@ -58,59 +66,116 @@ pub(crate) enum AnswerLimit {
 /// that are not validated.
 #[derive(Debug)]
 pub(crate) struct AddressValidation {
-    /// (Address, what was sent there) → when this node last sent it. At most
-    /// `bound` entries; entries older than the solicitation window are dropped
-    /// when room is needed, then the oldest.
-    solicited: HashMap<(SocketAddr, Question), Timestamp>,
+    /// (Address, what was sent there) → when this node last sent it, and the
+    /// token it carried. At most `bound` entries; entries older than the
+    /// solicitation window are dropped when room is needed, then the oldest.
+    solicited: HashMap<(SocketAddr, Question), (Timestamp, Token)>,
     bound: usize,
     window: Duration,
     budget: TokenBucket,
+    tokens: TokenSource,
+}
+
+impl std::fmt::Debug for TokenSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenSource").field("issued", &self.issued).finish_non_exhaustive()
+    }
+}
+
+/// Unguessable tokens: the ChaCha20 keystream under a secret key, one nonce
+/// per token.
+struct TokenSource {
+    cipher: ChaCha20Poly1305,
+    issued: u64,
+}
+
+impl TokenSource {
+    fn next(&mut self) -> Token {
+        self.issued += 1;
+        let mut nonce = [0; 12];
+        nonce[..8].copy_from_slice(&self.issued.to_le_bytes());
+        let mut token = [0; 8];
+        // The keystream XORed into zeros; the tag is not needed. Encrypting 8
+        // bytes cannot fail.
+        let _ = self.cipher.encrypt_inout_detached(&Nonce::from(nonce), b"", (&mut token[..]).into());
+        Token(token)
+    }
 }
 
 impl AddressValidation {
     /// `gossip_interval` sets how long an answer counts as solicited;
     /// `bytes_per_sec` the budget for unvalidated addresses; `bound` how many
-    /// solicitations are remembered.
-    pub(crate) fn new(gossip_interval: Duration, bytes_per_sec: usize, bound: usize, now: Timestamp) -> Self {
+    /// solicitations are remembered; `secret` keys the tokens (it must be
+    /// unpredictable for them to be).
+    pub(crate) fn new(
+        gossip_interval: Duration,
+        bytes_per_sec: usize,
+        bound: usize,
+        secret: [u8; 32],
+        now: Timestamp,
+    ) -> Self {
         AddressValidation {
             solicited: HashMap::new(),
             bound: bound.max(1),
             window: gossip_interval * SOLICITATION_ROUNDS,
             budget: TokenBucket::new(bytes_per_sec, now),
+            tokens: TokenSource { cipher: ChaCha20Poly1305::new(&secret.into()), issued: 0 },
         }
     }
 
-    /// This node sent `question` to `to` at `now`: one answer from there is
-    /// solicited.
-    pub(crate) fn note_sent(&mut self, to: SocketAddr, question: Question, now: Timestamp) {
+    /// A fresh token, for a question about to be sent.
+    pub(crate) fn issue(&mut self) -> Token {
+        self.tokens.next()
+    }
+
+    /// This node sent `question`, carrying `token`, to `to` at `now`: one
+    /// answer from there that echoes the token is solicited.
+    pub(crate) fn note_sent(&mut self, to: SocketAddr, question: Question, token: Token, now: Timestamp) {
         let key = (to, question);
         if self.solicited.len() >= self.bound && !self.solicited.contains_key(&key) {
             let window = self.window;
-            self.solicited.retain(|_, sent| now.saturating_duration_since(*sent) < window);
+            self.solicited.retain(|_, (sent, _)| now.saturating_duration_since(*sent) < window);
             if self.solicited.len() >= self.bound
                 && let Some(oldest) =
-                    self.solicited.iter().min_by_key(|(_, sent)| **sent).map(|(addr, _)| *addr)
+                    self.solicited.iter().min_by_key(|(_, (sent, _))| *sent).map(|(addr, _)| *addr)
             {
                 self.solicited.remove(&oldest);
             }
         }
-        self.solicited.insert(key, now);
+        self.solicited.insert(key, (now, token));
     }
 
-    /// Whether a datagram from `from` at `now` would answer the `question`
-    /// this node sent there (nothing changes).
-    pub(crate) fn is_answer(&self, from: SocketAddr, question: Question, now: Timestamp) -> bool {
+    /// Whether a datagram from `from` at `now` echoing `echo` would answer
+    /// the `question` this node sent there (nothing changes).
+    pub(crate) fn is_answer(
+        &self,
+        from: SocketAddr,
+        question: Question,
+        echo: Option<Token>,
+        now: Timestamp,
+    ) -> bool {
         let sent = self.solicited.get(&(from, question));
-        sent.is_some_and(|sent| now.saturating_duration_since(*sent) < self.window)
+        sent.is_some_and(|(sent, token)| {
+            now.saturating_duration_since(*sent) < self.window && Some(*token) == echo
+        })
     }
 
-    /// Whether a datagram from `from` at `now` answers the `question` this
-    /// node sent there; the solicitation is used up (one answer each).
-    pub(crate) fn take_answer(&mut self, from: SocketAddr, question: Question, now: Timestamp) -> bool {
-        match self.solicited.remove(&(from, question)) {
-            Some(sent) => now.saturating_duration_since(sent) < self.window,
-            None => false,
+    /// Whether a datagram from `from` at `now` echoing `echo` answers the
+    /// `question` this node sent there; if so, the solicitation is used up
+    /// (one answer each). A wrong echo uses up nothing: a spoofer cannot
+    /// cancel a real peer's answer.
+    pub(crate) fn take_answer(
+        &mut self,
+        from: SocketAddr,
+        question: Question,
+        echo: Option<Token>,
+        now: Timestamp,
+    ) -> bool {
+        let answers = self.is_answer(from, question, echo, now);
+        if answers {
+            self.solicited.remove(&(from, question));
         }
+        answers
     }
 
     /// Draws `bytes` sent to an unvalidated address on the budget at `now`;
@@ -157,36 +222,58 @@ mod tests {
 
     const INTERVAL: Duration = Duration::from_secs(1);
 
+    fn fresh(bytes_per_sec: usize) -> AddressValidation {
+        AddressValidation::new(INTERVAL, bytes_per_sec, 8, [7; 32], Timestamp::ZERO)
+    }
+
     #[test]
-    fn only_an_answer_to_a_recent_syn_is_solicited_and_only_once() {
-        let mut validation = AddressValidation::new(INTERVAL, 1_000, 8, Timestamp::ZERO);
+    fn only_an_answer_that_echoes_a_recent_syn_is_solicited_and_only_once() {
+        let mut validation = fresh(1_000);
         let at = Timestamp::from_millis;
-        validation.note_sent(addr(1), Question::Syn, at(0));
-        assert!(!validation.take_answer(addr(2), Question::Syn, at(10)), "never sent a Syn there");
-        assert!(!validation.take_answer(addr(1), Question::SynAck, at(10)), "sent a Syn, not a SynAck");
-        assert!(validation.is_answer(addr(1), Question::Syn, at(10)));
-        assert!(validation.take_answer(addr(1), Question::Syn, at(10)));
-        assert!(!validation.take_answer(addr(1), Question::Syn, at(20)), "one answer per Syn");
-        validation.note_sent(addr(1), Question::Syn, at(100));
-        assert!(!validation.take_answer(addr(1), Question::Syn, at(100 + 4_000)), "too late");
+        let token = validation.issue();
+        validation.note_sent(addr(1), Question::Syn, token, at(0));
+        let echo = Some(token);
+        assert!(!validation.take_answer(addr(2), Question::Syn, echo, at(10)), "never sent a Syn there");
+        assert!(!validation.take_answer(addr(1), Question::SynAck, echo, at(10)), "sent a Syn, not a SynAck");
+        assert!(!validation.take_answer(addr(1), Question::Syn, None, at(10)), "no echo");
+        let guess = Some(Token(*b"guessed!"));
+        assert!(!validation.take_answer(addr(1), Question::Syn, guess, at(10)), "a wrong echo");
+        assert!(validation.is_answer(addr(1), Question::Syn, echo, at(10)), "a wrong echo used nothing up");
+        assert!(validation.take_answer(addr(1), Question::Syn, echo, at(10)));
+        assert!(!validation.take_answer(addr(1), Question::Syn, echo, at(20)), "one answer per Syn");
+        let token = validation.issue();
+        validation.note_sent(addr(1), Question::Syn, token, at(100));
+        assert!(!validation.take_answer(addr(1), Question::Syn, Some(token), at(100 + 4_000)), "too late");
+    }
+
+    #[test]
+    fn tokens_differ_and_depend_on_the_secret() {
+        let mut one = fresh(1_000);
+        let tokens: std::collections::HashSet<Token> = (0..1_000).map(|_| one.issue()).collect();
+        assert_eq!(tokens.len(), 1_000);
+        let first = fresh(1_000).issue();
+        assert_eq!(first, fresh(1_000).issue(), "one secret, one sequence");
+        let mut other = AddressValidation::new(INTERVAL, 1_000, 8, [8; 32], Timestamp::ZERO);
+        assert_ne!(first, other.issue());
     }
 
     #[test]
     fn solicitations_are_bounded() {
-        let mut validation = AddressValidation::new(INTERVAL, 1_000, 8, Timestamp::ZERO);
+        let mut validation = fresh(1_000);
+        let token = validation.issue();
         for port in 0..100 {
-            validation.note_sent(addr(port), Question::Syn, Timestamp::from_millis(u64::from(port)));
+            validation.note_sent(addr(port), Question::Syn, token, Timestamp::from_millis(u64::from(port)));
         }
         assert!(validation.solicited.len() <= 8);
         assert!(
-            validation.take_answer(addr(99), Question::Syn, Timestamp::from_millis(100)),
+            validation.take_answer(addr(99), Question::Syn, Some(token), Timestamp::from_millis(100)),
             "the newest is kept"
         );
     }
 
     #[test]
     fn answers_to_unvalidated_addresses_draw_on_the_budget() {
-        let mut validation = AddressValidation::new(INTERVAL, 1_000, 8, Timestamp::ZERO);
+        let mut validation = fresh(1_000);
         assert!(validation.spend(900, Timestamp::ZERO));
         assert!(!validation.spend(200, Timestamp::ZERO), "over the budget");
         assert!(validation.spend(100, Timestamp::ZERO));
@@ -195,7 +282,7 @@ mod tests {
         assert!(validation.spend(1_000, Timestamp::from_millis(100_000)), "refills to one second's worth");
         assert!(!validation.spend(1, Timestamp::from_millis(100_000)));
         // Frequent calls at a low rate still refill: fractions carry over.
-        let mut slow = AddressValidation::new(INTERVAL, 10, 8, Timestamp::ZERO);
+        let mut slow = fresh(10);
         assert!(slow.spend(10, Timestamp::ZERO));
         let refilled = (1..=100).filter(|ms| slow.spend(1, Timestamp::from_millis(10 * ms))).count();
         assert!((9..=10).contains(&refilled), "about ten bytes a second over 10 ms calls: {refilled}");

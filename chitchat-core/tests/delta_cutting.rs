@@ -9,7 +9,7 @@
 
 use std::net::SocketAddr;
 
-use chitchat_core::testing::datagrams::{ack, datagram, empty_digest, full, full_with, known, syn};
+use chitchat_core::testing::datagrams::{ack, empty_digest, full, full_with, known, syn};
 use chitchat_core::testing::validate_peer;
 use chitchat_core::wire::{
     Delta, Digest, DigestEntry, KeyValueUpdate, Message, NodeDelta, NodeRef, ValueUpdate,
@@ -139,10 +139,27 @@ fn syn_ack(node: &mut Chitchat, digest: Digest) -> Delta {
 /// Syn `node` sent (an unsolicited one gets an Ack no larger than itself);
 /// returns its Ack (`None` if it had nothing to send) and the Ack's length. The
 /// Ack's delta has the whole datagram to itself.
+/// The token the peer's `SynAck` carries, which the `Ack` echoes.
+const SYN_ACK_TOKEN: wire::Token = wire::Token(*b"syn-ack!");
+
+/// An `Ack` as `node` answers the peer's `SynAck`: echoing its token.
+fn ack_datagram(delta: Delta) -> Vec<u8> {
+    wire::encode(&wire::Packet {
+        echo: Some(SYN_ACK_TOKEN),
+        ..wire::Packet::new(CLUSTER, Message::Ack { delta })
+    })
+}
+
 fn ack_answer(node: &mut Chitchat, digest: Digest) -> Option<(Delta, usize)> {
-    node.gossip_with(T0, addr(7001));
     while node.poll_transmit().is_some() {}
-    let syn_ack = datagram(CLUSTER, Message::SynAck { digest, delta: Delta::default() });
+    node.gossip_with(T0, addr(7001));
+    let our_syn = node.poll_transmit().expect("a Syn");
+    while node.poll_transmit().is_some() {}
+    let syn_ack = wire::encode(&wire::Packet {
+        token: Some(SYN_ACK_TOKEN),
+        echo: chitchat_core::testing::datagrams::token_of(&our_syn.bytes),
+        ..wire::Packet::new(CLUSTER, Message::SynAck { digest, delta: Delta::default() })
+    });
     node.handle_datagram(T0, addr(7001), &syn_ack).unwrap();
     let reply = node.poll_transmit()?;
     let max = node.config().max_datagram_size;
@@ -233,7 +250,7 @@ proptest! {
             let section = longer.nodes.last_mut().unwrap();
             section.max_version = next.version;
             section.key_values.push(next);
-            let bytes = datagram(CLUSTER, Message::Ack { delta: longer });
+            let bytes = ack_datagram(longer);
             prop_assert!(
                 bytes.len() > max_datagram_size,
                 "the next record would have fit: {} bytes of {max_datagram_size} (cut at {len})",
@@ -390,10 +407,10 @@ fn a_node_whose_first_record_does_not_fit_is_left_out_not_sent_empty() {
         NodeDelta { heartbeat: node.node_state(&second).unwrap().heartbeat(), ..known(&second, 0, 0, &[]) };
     let mut with_empty = delta.clone();
     with_empty.nodes.push(empty.clone());
-    assert!(datagram(CLUSTER, Message::Ack { delta: with_empty }).len() <= 512);
+    assert!(ack_datagram(with_empty).len() <= 512);
     let mut with_record = delta;
     with_record.nodes.push(NodeDelta { max_version: 1, key_values: filler(1, MAX_VALUE_LEN), ..empty });
-    assert!(datagram(CLUSTER, Message::Ack { delta: with_record }).len() > 512);
+    assert!(ack_datagram(with_record).len() > 512);
 }
 
 #[test]

@@ -7,7 +7,8 @@ use std::time::Duration;
 use chitchat_core::sim::Simulation;
 use chitchat_core::testing::feed;
 use chitchat_core::wire::{
-    Delta, Digest, DigestEntry, KeyValueUpdate, Message, NodeDelta, NodeRef, Packet, RingRange, ValueUpdate,
+    Delta, Digest, DigestEntry, KeyValueUpdate, Message, NodeDelta, NodeRef, Packet, RingRange, Token,
+    ValueUpdate,
 };
 use chitchat_core::{Chitchat, Config, DatagramError, Event, Fingerprint, NodeId, Timestamp, wire};
 use proptest::prelude::*;
@@ -118,7 +119,13 @@ fn packet() -> impl Strategy<Value = Packet> {
         delta().prop_map(|delta| Message::Ack { delta }),
         Just(Message::BadCluster),
     ];
-    (text(), message).prop_map(|(cluster_id, message)| Packet { cluster_id, message })
+    let token = || any::<Option<[u8; 8]>>().prop_map(|token| token.map(Token));
+    (token(), token(), text(), message).prop_map(|(token, echo, cluster_id, message)| Packet {
+        token,
+        echo,
+        cluster_id,
+        message,
+    })
 }
 
 // ---- a node that knows a small cluster, and datagrams it may receive ----------

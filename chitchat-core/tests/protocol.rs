@@ -76,9 +76,13 @@ fn a_delta_from_another_cluster_is_refused() {
 #[test]
 fn a_bad_cluster_answering_our_syn_is_counted() {
     let mut node = node();
-    let bytes = datagram("other", Message::BadCluster);
     node.gossip_with(T0, addr(9001));
+    let our_syn = node.poll_transmit().expect("a Syn");
     while node.poll_transmit().is_some() {}
+    // One that does not echo the Syn's token answers nothing.
+    let blind = datagram("other", Message::BadCluster);
+    assert_eq!(feed(&mut node, T0, addr(9001), &blind), Err(DatagramError::WrongCluster), "no echo");
+    let bytes = chitchat_core::testing::datagrams::answering("other", &our_syn.bytes, Message::BadCluster);
     node.handle_datagram(T0, addr(9001), &bytes).unwrap();
     assert_eq!(node.metrics().bad_cluster_received, 1);
     assert_eq!(feed(&mut node, T0, addr(9001), &bytes), Err(DatagramError::WrongCluster), "once per Syn");

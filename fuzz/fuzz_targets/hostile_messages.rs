@@ -41,13 +41,15 @@ struct Step {
 fuzz_target!(|steps: Vec<Step>| {
     let mut node = cluster::known_node();
     let mut watch = Watch::new(&node);
-    let cx = Context {
+    let mut cx = Context {
         cluster_id: cluster::CLUSTER.into(),
         self_id: cluster::self_id(),
         known: cluster::peer_ids(),
+        tokens: Vec::new(),
     };
     let mut now = READY_AT;
     for step in steps.iter().take(32) {
+        cx.tokens = watch.tokens().to_vec();
         let packet = step.packet.get(&cx);
         let bytes = wire::encode(&packet);
         check_round_trip(&packet, &bytes);

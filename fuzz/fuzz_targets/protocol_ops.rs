@@ -176,6 +176,7 @@ fuzz_target!(|input: Input| {
                     cluster_id: config.cluster_id.clone(),
                     self_id: sim.node_id(pick(*to)).clone(),
                     known: nodes.iter().map(|node| sim.node_id(*node).clone()).collect(),
+                    tokens: Vec::new(),
                 };
                 let packet = packet.get(&cx);
                 let bytes = wire::encode(&packet);

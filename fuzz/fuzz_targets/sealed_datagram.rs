@@ -103,18 +103,21 @@ fuzz_target!(|input: Input| {
     let mut extra = sealer(EXTRA, 2);
     let mut unknown = sealer(UNKNOWN, 3);
     let mut watch = Watch::new(&node).with_opener(sealer(PRIMARY, 9));
-    let cx = Context {
+    let mut cx = Context {
         cluster_id: cluster::CLUSTER.into(),
         self_id: cluster::self_id(),
         known: cluster::peer_ids(),
+        tokens: Vec::new(),
     };
+    let (known, self_addr) = (cx.known.clone(), cx.self_id.gossip_addr);
     let pick = |from: u8| match from % 3 {
-        0 => cx.known[usize::from(from) % cx.known.len()].gossip_addr,
-        1 => cx.self_id.gossip_addr,
+        0 => known[usize::from(from) % known.len()].gossip_addr,
+        1 => self_addr,
         _ => "[::]:0".parse().expect("an address"),
     };
     let mut now = READY_AT;
     for step in input.steps.iter().take(32) {
+        cx.tokens = watch.tokens().to_vec();
         match step {
             Step::Message { packet, seal, tamper, twice, from, wait } => {
                 let packet = packet.get(&cx);

@@ -10,7 +10,8 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use arbitrary::Arbitrary;
 use chitchat_core::wire::{
-    Delta, Digest, DigestEntry, KeyValueUpdate, Message, NodeDelta, NodeRef, Packet, RingRange, ValueUpdate,
+    Delta, Digest, DigestEntry, KeyValueUpdate, Message, NodeDelta, NodeRef, Packet, RingRange, Token,
+    ValueUpdate,
 };
 use chitchat_core::{Fingerprint, NodeId};
 
@@ -22,6 +23,9 @@ pub struct Context {
     pub self_id: NodeId,
     /// Nodes the receiver knows (or once knew).
     pub known: Vec<NodeId>,
+    /// Tokens the receiver sent lately (in a `Syn` or a `SynAck`), which a
+    /// packet may echo as a peer that received them would.
+    pub tokens: Vec<Token>,
 }
 
 impl Context {
@@ -381,9 +385,35 @@ pub enum ArbMessage {
     BadCluster,
 }
 
+/// A token a packet carries or echoes.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub enum ArbToken {
+    /// None.
+    None,
+    /// One the receiver sent lately (if any).
+    Sent(u8),
+    /// Any 8 bytes.
+    Raw([u8; 8]),
+}
+
+impl ArbToken {
+    fn get(self, cx: &Context) -> Option<Token> {
+        match self {
+            ArbToken::None => None,
+            ArbToken::Sent(index) if !cx.tokens.is_empty() => {
+                Some(cx.tokens[usize::from(index) % cx.tokens.len()])
+            }
+            ArbToken::Sent(_) => None,
+            ArbToken::Raw(bytes) => Some(Token(bytes)),
+        }
+    }
+}
+
 /// A packet: mostly of the receiver's cluster.
 #[derive(Arbitrary, Debug, Clone)]
 pub struct ArbPacket {
+    token: ArbToken,
+    echo: ArbToken,
     other_cluster: Option<ArbStr>,
     message: ArbMessage,
 }
@@ -400,7 +430,7 @@ impl ArbPacket {
             ArbMessage::Ack(delta) => Message::Ack { delta: delta.get(cx) },
             ArbMessage::BadCluster => Message::BadCluster,
         };
-        Packet { cluster_id, message }
+        Packet { token: self.token.get(cx), echo: self.echo.get(cx), cluster_id, message }
     }
 }
 

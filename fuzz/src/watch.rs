@@ -39,7 +39,13 @@ pub struct Watch {
     opener: Option<DatagramSealer>,
     /// What the node sent to addresses that are not validated.
     ledger: Ledger,
+    /// The tokens of the last datagrams the node sent (at most
+    /// [`TOKENS_KEPT`]), for inputs to echo.
+    tokens: Vec<wire::Token>,
 }
+
+/// How many of the node's latest tokens a [`Watch`] keeps.
+pub const TOKENS_KEPT: usize = 8;
 
 /// What a node sent, in answer to datagrams fed with [`Watch::feed`], to
 /// addresses that are not validated, and what those addresses sent it.
@@ -129,6 +135,11 @@ impl Watch {
         }
     }
 
+    /// The tokens of the last datagrams the node sent, oldest first.
+    pub fn tokens(&self) -> &[wire::Token] {
+        &self.tokens
+    }
+
     /// Drains the node's outputs (checking them), then checks the invariants.
     pub fn settle(&mut self, node: &mut Chitchat) {
         self.drain(node);
@@ -171,6 +182,12 @@ impl Watch {
             let packet = wire::decode(&bytes)
                 .unwrap_or_else(|error| panic!("the node sent a datagram it cannot decode: {error}"));
             assert_eq!(wire::encode(&packet), bytes, "a sent datagram does not re-encode the same");
+            if let Some(token) = packet.token {
+                if self.tokens.len() == TOKENS_KEPT {
+                    self.tokens.remove(0);
+                }
+                self.tokens.push(token);
+            }
         }
         while let Some(event) = node.poll_event() {
             self.note(&event);

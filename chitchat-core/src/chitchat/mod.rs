@@ -24,7 +24,11 @@ use crate::peers::PeerSelector;
 use crate::time::Timestamp;
 use crate::timers::{Timer, TimerTable};
 use crate::validation::{AMPLIFICATION, AddressValidation, AnswerLimit, Question};
-use crate::wire::{self, Digest, Message, Packet};
+use crate::wire::{self, Digest, Message, Packet, Token};
+
+/// Mixed into the seed of the generator that draws the key of the
+/// address-validation tokens ("tokens" in ASCII).
+const TOKEN_KEY_SALT: u64 = 0x746f_6b65_6e73;
 
 /// One node of a chitchat cluster: the whole protocol as a state machine.
 ///
@@ -98,10 +102,17 @@ impl Chitchat {
         // Mixing in the identity keeps nodes that share a configuration (and so a
         // seed) from choosing peers in lockstep; one seed still replays one run.
         let rng = fastrand::Rng::with_seed(config.rng_seed ^ self_id.fingerprint().0);
+        // The tokens' key comes from a generator of its own, so that drawing it
+        // leaves the main sequence (peer choice, jitter) as it was.
+        let mut secret_rng =
+            fastrand::Rng::with_seed(config.rng_seed ^ self_id.fingerprint().0 ^ TOKEN_KEY_SALT);
+        let mut secret = [0; 32];
+        secret.fill_with(|| secret_rng.u8(..));
         let validation = AddressValidation::new(
             config.gossip_interval,
             config.max_unvalidated_bytes_per_sec,
             config.max_pending_transmits,
+            secret,
             now,
         );
         let mut chitchat = Chitchat {
@@ -164,17 +175,20 @@ impl Chitchat {
                 // Answered, so accepted: a replay of it is refused.
                 self.encryption.note_accepted(accepted);
                 let limit = self.answer_limit(from, bytes.len());
-                if self.queue_answer(now, from, Message::BadCluster, limit) {
+                let answer = Packet {
+                    echo: packet.token,
+                    ..Packet::new(self.config().cluster_id.clone(), Message::BadCluster)
+                };
+                if self.queue_answer(now, from, answer, limit) {
                     self.cluster.metrics_mut().bad_cluster_sent += 1;
                 }
                 return Ok(());
             }
             if matches!(packet.message, Message::BadCluster)
-                && self.validation.is_answer(from, Question::Syn, now)
+                && self.validation.take_answer(from, Question::Syn, packet.echo, now)
             {
                 // The answer of another cluster's node to a Syn of ours (it
                 // carries its own cluster id): a misconfigured seed, say.
-                self.validation.take_answer(from, Question::Syn, now);
                 self.encryption.note_accepted(accepted);
                 self.cluster.metrics_mut().bad_cluster_received += 1;
                 tracing::warn!(%from, cluster_id = %packet.cluster_id, "peer belongs to another cluster");
@@ -202,11 +216,11 @@ impl Chitchat {
                 self.cluster.metrics_mut().syns_received += 1;
                 self.cluster.absorb_digest(digest, now);
                 let limit = self.answer_limit(from, received);
-                self.answer_syn(now, from, digest, limit);
+                self.answer_syn(now, from, digest, packet.token, limit);
             }
             Message::SynAck { digest, delta } => {
                 self.cluster.metrics_mut().syn_acks_received += 1;
-                let solicited = self.validation.take_answer(from, Question::Syn, now);
+                let solicited = self.validation.take_answer(from, Question::Syn, packet.echo, now);
                 self.cluster.apply_delta(delta, from, now);
                 self.cluster.absorb_digest(digest, now);
                 let limit = if solicited {
@@ -219,19 +233,21 @@ impl Chitchat {
                     self.cluster.metrics_mut().unsolicited_syn_acks += 1;
                     AnswerLimit::Bytes(received)
                 };
-                let Some(budget) = self.answer_payload_budget(limit) else {
+                let Some(budget) = self.answer_payload_budget(limit, usize::from(packet.token.is_some()))
+                else {
                     self.cluster.metrics_mut().unvalidated_answers_dropped += 1;
                     return;
                 };
                 let (delta, _) = self.cluster.build_delta(now, digest, budget, &mut self.rng);
                 if !delta.nodes.is_empty() {
-                    self.queue_answer(now, from, Message::Ack { delta }, limit);
+                    let ack = self.packet(None, packet.token, Message::Ack { delta });
+                    self.queue_answer(now, from, ack, limit);
                 }
             }
             Message::Ack { delta } => {
                 self.cluster.metrics_mut().acks_received += 1;
                 self.cluster.apply_delta(delta, from, now);
-                if self.validation.take_answer(from, Question::SynAck, now) {
+                if self.validation.take_answer(from, Question::SynAck, packet.echo, now) {
                     // The peer there answered the SynAck this node sent it.
                     self.cluster.validate_address(&from);
                 }
@@ -243,8 +259,16 @@ impl Chitchat {
         }
     }
 
-    fn answer_syn(&mut self, now: Timestamp, from: SocketAddr, syn_digest: &Digest, limit: AnswerLimit) {
-        let Some(payload) = self.answer_payload_budget(limit) else {
+    /// Answers a `Syn` (that carried `echo`) with a `SynAck` under `limit`.
+    fn answer_syn(
+        &mut self,
+        now: Timestamp,
+        from: SocketAddr,
+        syn_digest: &Digest,
+        echo: Option<Token>,
+        limit: AnswerLimit,
+    ) {
+        let Some(payload) = self.answer_payload_budget(limit, 1 + usize::from(echo.is_some())) else {
             self.cluster.metrics_mut().unvalidated_answers_dropped += 1;
             return;
         };
@@ -265,8 +289,10 @@ impl Chitchat {
                 self.digest_cursor = digest.range.end;
             }
         }
-        if self.queue_answer(now, from, Message::SynAck { digest, delta }, limit) {
-            self.validation.note_sent(from, Question::SynAck, now);
+        let token = self.validation.issue();
+        let syn_ack = self.packet(Some(token), echo, Message::SynAck { digest, delta });
+        if self.queue_answer(now, from, syn_ack, limit) {
+            self.validation.note_sent(from, Question::SynAck, token, now);
         }
     }
 
@@ -336,7 +362,7 @@ impl Chitchat {
             }
             let digest = self.next_digest(now);
             let full = digest.range.is_full();
-            let bytes = self.encode(Message::Syn { digest });
+            let bytes = self.encode_syn(digest);
             if full {
                 whole_ring = Some(bytes.clone());
             }
@@ -347,7 +373,7 @@ impl Chitchat {
     /// The digest this node opens a handshake with: the whole ring if it fits,
     /// else the next range of the rotation.
     fn next_digest(&mut self, now: Timestamp) -> Digest {
-        let budget = self.payload_budget();
+        let budget = self.payload_budget(1);
         let (digest, _) = self.cluster.build_digest(now, self.digest_cursor, Vec::new(), budget);
         if !digest.range.is_full() {
             self.cluster.metrics_mut().partial_digests_sent += 1;
@@ -365,7 +391,7 @@ impl Chitchat {
             return;
         }
         let digest = self.next_digest(now);
-        let bytes = self.encode(Message::Syn { digest });
+        let bytes = self.encode_syn(digest);
         self.queue_syn(now, addr, bytes);
     }
 
@@ -427,10 +453,11 @@ impl Chitchat {
         }
     }
 
-    /// Room for a message's payload in one datagram.
-    fn payload_budget(&self) -> usize {
+    /// Room for a message's payload in one datagram whose packet carries
+    /// `tokens` tokens (its token, its echo, or both).
+    fn payload_budget(&self, tokens: usize) -> usize {
         self.config().max_datagram_size
-            - wire::size::packet_overhead(&self.config().cluster_id)
+            - wire::size::packet_overhead(&self.config().cluster_id, tokens)
             - self.encryption.overhead()
     }
 
@@ -443,14 +470,15 @@ impl Chitchat {
         }
     }
 
-    /// Room for the payload of an answer under `limit`; `None` if not even the
-    /// envelope fits.
-    fn answer_payload_budget(&self, limit: AnswerLimit) -> Option<usize> {
+    /// Room for the payload of an answer under `limit`, carrying `tokens`
+    /// tokens; `None` if not even the envelope fits.
+    fn answer_payload_budget(&self, limit: AnswerLimit, tokens: usize) -> Option<usize> {
+        let full = self.payload_budget(tokens);
         match limit {
-            AnswerLimit::Validated => Some(self.payload_budget()),
+            AnswerLimit::Validated => Some(full),
             AnswerLimit::Bytes(bytes) => {
-                let overhead = self.config().max_datagram_size - self.payload_budget();
-                bytes.checked_sub(overhead).map(|room| room.min(self.payload_budget()))
+                let overhead = self.config().max_datagram_size - full;
+                bytes.checked_sub(overhead).map(|room| room.min(full))
             }
         }
     }
@@ -458,8 +486,8 @@ impl Chitchat {
     /// Queues an answer under `limit`: one to an unvalidated address that
     /// exceeds the limit once sealed, or that the budget for such addresses
     /// cannot pay for, is dropped and counted. Returns whether it was queued.
-    fn queue_answer(&mut self, now: Timestamp, to: SocketAddr, message: Message, limit: AnswerLimit) -> bool {
-        let plain = self.encode(message);
+    fn queue_answer(&mut self, now: Timestamp, to: SocketAddr, packet: Packet, limit: AnswerLimit) -> bool {
+        let plain = wire::encode(&packet);
         if let AnswerLimit::Bytes(bytes) = limit {
             let len = plain.len() + self.encryption.overhead();
             if len > bytes || !self.validation.spend(len, now) {
@@ -473,12 +501,22 @@ impl Chitchat {
         self.queue_bytes(to, plain, false)
     }
 
-    /// Queues a `Syn` this node opens a handshake with: its answer will be
-    /// solicited.
-    fn queue_syn(&mut self, now: Timestamp, to: SocketAddr, plain: Vec<u8>) {
+    /// Queues a `Syn` this node opens a handshake with (encoded by
+    /// [`Chitchat::encode_syn`]), with a fresh token: its answer will be
+    /// solicited if it echoes it.
+    fn queue_syn(&mut self, now: Timestamp, to: SocketAddr, mut plain: Vec<u8>) {
+        let token = self.validation.issue();
+        let stamped = wire::stamp_token(&mut plain, token);
+        debug_assert!(stamped, "a Syn carries a token");
         if self.queue_bytes(to, plain, false) {
-            self.validation.note_sent(to, Question::Syn, now);
+            self.validation.note_sent(to, Question::Syn, token, now);
         }
+    }
+
+    /// Encodes a `Syn` with room for a token, which [`Chitchat::queue_syn`]
+    /// stamps per receiver.
+    fn encode_syn(&self, digest: Digest) -> Vec<u8> {
+        wire::encode(&self.packet(Some(Token([0; 8])), None, Message::Syn { digest }))
     }
 
     /// Encodes and queues a datagram. Returns whether it was queued.
@@ -487,9 +525,15 @@ impl Chitchat {
         self.queue_bytes(to, plain, farewell)
     }
 
-    /// Encodes a message into a plaintext datagram.
+    /// Encodes a message that asks for no echo and answers none into a
+    /// plaintext datagram.
     fn encode(&self, message: Message) -> Vec<u8> {
-        wire::encode(&Packet { cluster_id: self.config().cluster_id.clone(), message })
+        wire::encode(&self.packet(None, None, message))
+    }
+
+    /// A packet of this node's cluster.
+    fn packet(&self, token: Option<Token>, echo: Option<Token>, message: Message) -> Packet {
+        Packet { token, echo, cluster_id: self.config().cluster_id.clone(), message }
     }
 
     /// Queues an encoded datagram. Returns whether it was queued.

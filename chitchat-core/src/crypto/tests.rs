@@ -17,7 +17,7 @@ fn encryption(mode: EncryptionMode, keyring: Keyring, salt: u8) -> Encryption {
 }
 
 fn plaintext() -> Vec<u8> {
-    wire::encode(&Packet { cluster_id: CLUSTER.into(), message: Message::Ack { delta: Delta::default() } })
+    wire::encode(&Packet::new(CLUSTER, Message::Ack { delta: Delta::default() }))
 }
 
 #[test]

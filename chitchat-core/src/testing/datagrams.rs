@@ -6,9 +6,23 @@ use crate::wire::{
     self, Delta, Digest, KeyValueUpdate, Message, NodeDelta, NodeRef, Packet, RingRange, ValueUpdate,
 };
 
-/// A plaintext datagram of `message` in cluster `cluster_id`.
+/// A plaintext datagram of `message` in cluster `cluster_id`, that asks for
+/// no echo and answers none.
 pub fn datagram(cluster_id: &str, message: Message) -> Vec<u8> {
-    wire::encode(&Packet { cluster_id: cluster_id.into(), message })
+    wire::encode(&Packet::new(cluster_id, message))
+}
+
+/// A plaintext datagram of `message` that answers `question` (a plaintext
+/// datagram this node received): it echoes the question's token, as a peer
+/// that received it would.
+pub fn answering(cluster_id: &str, question: &[u8], message: Message) -> Vec<u8> {
+    let echo = wire::decode(question).expect("the question decodes").token;
+    wire::encode(&Packet { echo, ..Packet::new(cluster_id, message) })
+}
+
+/// The token a plaintext datagram carries, if any.
+pub fn token_of(datagram: &[u8]) -> Option<wire::Token> {
+    wire::decode(datagram).ok()?.token
 }
 
 /// A plaintext `Ack` of `sections`.

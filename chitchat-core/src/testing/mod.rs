@@ -67,10 +67,12 @@ pub fn validate_peer(node: &mut Chitchat, now: Timestamp, peer: &NodeId) {
         &datagrams::ack(&cluster_id, vec![datagrams::full(peer.clone(), 1, &[])]),
     )
     .expect("the introduction is accepted");
+    while node.poll_transmit().is_some() {}
     node.gossip_with(now, from);
+    let syn = node.poll_transmit().expect("a Syn to the peer");
     while node.poll_transmit().is_some() {}
     let syn_ack = Message::SynAck { digest: datagrams::empty_digest(), delta: Delta::default() };
-    node.handle_datagram(now, from, &datagrams::datagram(&cluster_id, syn_ack))
+    node.handle_datagram(now, from, &datagrams::answering(&cluster_id, &syn.bytes, syn_ack))
         .expect("the SynAck is accepted");
     while node.poll_transmit().is_some() {}
     while node.poll_event().is_some() {}

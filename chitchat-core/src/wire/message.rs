@@ -13,10 +13,29 @@ use crate::wire::packed::bounded_vec;
 /// A message with the cluster id it belongs to: the body of every datagram.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Packet {
+    /// What the answer to this datagram must echo (a `Syn` and a `SynAck`
+    /// carry one): an unguessable value that proves the answer's sender
+    /// received this datagram, not merely that it can spoof its source.
+    pub token: Option<Token>,
+    /// The token of the datagram this one answers (a `SynAck`, an `Ack`, a
+    /// `BadCluster`), if it carried one.
+    pub echo: Option<Token>,
     /// The sender's cluster id.
     pub cluster_id: String,
     /// What the sender says.
     pub message: Message,
+}
+
+/// A proof of return routability: 8 bytes drawn by the node that sends a
+/// `Syn` or a `SynAck`, echoed by the answer (see [`Packet::token`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Token(pub [u8; 8]);
+
+impl Packet {
+    /// A packet that asks for no echo and answers none.
+    pub fn new(cluster_id: impl Into<String>, message: Message) -> Self {
+        Packet { token: None, echo: None, cluster_id: cluster_id.into(), message }
+    }
 }
 
 /// One protocol message.

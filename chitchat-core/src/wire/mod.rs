@@ -8,9 +8,13 @@
 //! ```text
 //! offset  size  field
 //! 0       3     magic: b"CCT"
-//! 3       1     protocol version: 1
-//! 4       ..    postcard(Packet { cluster_id: String, message: Message })
+//! 3       1     protocol version: 2
+//! 4       ..    postcard(Packet { token: Option<Token>, echo: Option<Token>,
+//!                                 cluster_id: String, message: Message })
 //! ```
+//!
+//! A [`Token`] is 8 raw bytes, so a packet with a token has it at offsets 5 to
+//! 12 ([`stamp_token`] rewrites it in place).
 //!
 //! Postcard writes integers as LEB128 varints, strings and sequences as a varint
 //! length then their content, enums as a varint variant index then the payload,
@@ -62,6 +66,23 @@ pub fn encode(packet: &Packet) -> Vec<u8> {
     bytes.push(PROTOCOL_VERSION);
     // Serializing plain data into a Vec cannot fail.
     postcard::to_extend(packet, bytes).unwrap_or_default()
+}
+
+/// Where a packet's token lies in its plaintext datagram, after the header and
+/// the `Some` tag.
+const TOKEN_OFFSET: usize = HEADER_LEN + 1;
+
+/// Replaces the token of an encoded plaintext datagram that carries one, so
+/// that one encoding serves several receivers with a token each. Returns
+/// whether it did (`false`: the datagram carries no token).
+pub fn stamp_token(bytes: &mut [u8], token: Token) -> bool {
+    match bytes.get_mut(HEADER_LEN..TOKEN_OFFSET + token.0.len()) {
+        Some([1, rest @ ..]) => {
+            rest.copy_from_slice(&token.0);
+            true
+        }
+        _ => false,
+    }
 }
 
 /// Decodes a datagram and checks the rules of the protocol that need no state.

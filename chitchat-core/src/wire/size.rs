@@ -26,10 +26,10 @@ pub(crate) fn digest_entry_len(entry: &DigestEntry) -> usize {
     8 + varint_len(entry.heartbeat) + varint_len(entry.last_gc_version) + varint_len(entry.max_version)
 }
 
-/// Bytes of a datagram before its message's payload: header, cluster id and the
-/// message's variant index.
-pub(crate) fn packet_overhead(cluster_id: &str) -> usize {
-    HEADER_LEN + varint_len(cluster_id.len() as u64) + cluster_id.len() + 1
+/// Bytes of a datagram before its message's payload: header, token and echo
+/// (`tokens` of them present), cluster id and the message's variant index.
+pub(crate) fn packet_overhead(cluster_id: &str, tokens: usize) -> usize {
+    packet_overhead_for_len(cluster_id.len(), tokens)
 }
 
 /// Bytes of a digest with no entry and nothing unknown.
@@ -47,14 +47,15 @@ pub(crate) fn guaranteed_delta_room(
 ) -> usize {
     let payload = max_datagram_size
         .saturating_sub(seal_overhead)
-        .saturating_sub(packet_overhead_for_len(max_cluster_id_len) + empty_digest_len() + 3);
+        .saturating_sub(packet_overhead_for_len(max_cluster_id_len, 2) + empty_digest_len() + 3);
     // The delta gets at least half of the payload; the 3 bytes cover the delta's
     // section count.
     payload / 2
 }
 
-fn packet_overhead_for_len(cluster_id_len: usize) -> usize {
-    HEADER_LEN + varint_len(cluster_id_len as u64) + cluster_id_len + 1
+fn packet_overhead_for_len(cluster_id_len: usize, tokens: usize) -> usize {
+    // Each of token and echo: an `Option` tag, and 8 bytes when present.
+    HEADER_LEN + 2 + 8 * tokens + varint_len(cluster_id_len as u64) + cluster_id_len + 1
 }
 
 /// The largest possible node section holding one key: a full identity with a

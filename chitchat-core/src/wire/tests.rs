@@ -17,6 +17,8 @@ fn hex(bytes: &[u8]) -> String {
 
 fn syn() -> Packet {
     Packet {
+        token: Some(Token(*b"tok-syn!")),
+        echo: None,
         cluster_id: "prod".into(),
         message: Message::Syn {
             digest: Digest {
@@ -64,6 +66,8 @@ fn section(from_version: u64, max_version: u64, versions: &[u64]) -> NodeDelta {
 
 fn syn_ack() -> Packet {
     Packet {
+        token: Some(Token(*b"tok-sack")),
+        echo: Some(Token(*b"tok-syn!")),
         cluster_id: "prod".into(),
         message: Message::SynAck {
             digest: Digest {
@@ -110,11 +114,14 @@ fn syn_ack() -> Packet {
 // one bumps PROTOCOL_VERSION and updates these.
 #[test]
 fn golden_syn() {
-    // "CCT" 01 | "prod" | Syn | range 0..0 (whole ring) | 24 bytes of entries (2 × 12) | no unknown |
-    // no sender entry (the range covers everything)
+    // "CCT" 02 | token "tok-syn!" | no echo | "prod" | Syn | range 0..0 (whole ring) | 24 bytes of
+    // entries (2 × 12) | no unknown | no sender entry (the range covers everything)
     assert_eq!(
         hex(&encode(&syn())),
-        "434354010470726f6400\
+        "43435402\
+         01746f6b2d73796e21\
+         00\
+         0470726f6400\
          00000000000000000000000000000000\
          18\
          0100000000000000ac020005\
@@ -126,12 +133,15 @@ fn golden_syn() {
 
 #[test]
 fn golden_syn_ack() {
-    // SynAck | range 0x10..0x20 | 11 bytes of entries | 1 unknown | sender entry | 1 section: Full("né", 3,
+    // token "tok-sack" | echo "tok-syn!" | SynAck | range 0x10..0x20 | 11 bytes of entries | 1 unknown | sender entry | 1 section: Full("né", 3,
     // 10.0.0.1:7000), heartbeat 9, reset, from 0, gc 1, max 4, not left, 3 records.
     assert_eq!(
         hex(&encode(&syn_ack())),
         concat!(
-            "434354010470726f6401",
+            "43435402",
+            "01746f6b2d7361636b",
+            "01746f6b2d73796e21",
+            "0470726f6401",
             "10000000000000002000000000000000",
             "0b11000000000000000100",
             "00",
@@ -151,12 +161,15 @@ fn golden_syn_ack() {
 #[test]
 fn golden_ack_and_bad_cluster() {
     let ack = Packet {
-        cluster_id: "c".into(),
-        message: Message::Ack { delta: Delta { nodes: vec![section(0, 1, &[1])] } },
+        echo: Some(Token(*b"tok-sack")),
+        ..Packet::new("c", Message::Ack { delta: Delta { nodes: vec![section(0, 1, &[1])] } })
     };
-    assert_eq!(hex(&encode(&ack)), "434354010163020100070000000000000001000000010001026b3101000176");
-    let bad = Packet { cluster_id: "c".into(), message: Message::BadCluster };
-    assert_eq!(hex(&encode(&bad)), "43435401016303");
+    assert_eq!(
+        hex(&encode(&ack)),
+        "434354020001746f6b2d7361636b0163020100070000000000000001000000010001026b3101000176"
+    );
+    let bad = Packet::new("c", Message::BadCluster);
+    assert_eq!(hex(&encode(&bad)), "434354020000016303");
 }
 
 #[test]
@@ -204,8 +217,8 @@ fn envelope_errors() {
     bad_magic[0] = b'X';
     assert_eq!(decode(&bad_magic), Err(DatagramError::BadMagic));
     let mut bad_version = good.clone();
-    bad_version[3] = 2;
-    assert_eq!(decode(&bad_version), Err(DatagramError::UnsupportedVersion(2)));
+    bad_version[3] = 1;
+    assert_eq!(decode(&bad_version), Err(DatagramError::UnsupportedVersion(1)), "the version before tokens");
     let mut trailing = good.clone();
     trailing.extend_from_slice(&[0, 0]);
     assert_eq!(decode(&trailing), Err(DatagramError::TrailingBytes(2)));
@@ -228,6 +241,8 @@ fn every_truncation_is_an_error() {
 fn a_length_pointing_past_the_end_allocates_nothing_for_it() {
     // A Syn whose entry count claims 2^63 entries, in a 30-byte datagram.
     let mut bytes = encode(&Packet {
+        token: None,
+        echo: None,
         cluster_id: "c".into(),
         message: Message::Syn {
             digest: Digest { range: RingRange::FULL, entries: vec![], unknown: vec![], sender: None },
@@ -239,26 +254,26 @@ fn a_length_pointing_past_the_end_allocates_nothing_for_it() {
     // The same for a string length.
     let mut bytes = MAGIC.to_vec();
     bytes.push(PROTOCOL_VERSION);
-    bytes.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f, b'a']);
+    bytes.extend_from_slice(&[0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f, b'a']); // no token, no echo, then the id
     assert_eq!(decode(&bytes), Err(DatagramError::Truncated));
 }
 
 #[test]
 fn invalid_utf8_is_refused() {
-    let mut bytes = encode(&Packet { cluster_id: "ab".into(), message: Message::BadCluster });
-    bytes[5] = 0xff;
+    let mut bytes = encode(&Packet::new("ab", Message::BadCluster));
+    bytes[7] = 0xff; // no token, no echo, length 2, then the id
     assert_eq!(decode(&bytes), Err(DatagramError::InvalidUtf8));
 }
 
 #[test]
 fn an_unknown_message_tag_is_malformed() {
-    let mut bytes = encode(&Packet { cluster_id: "c".into(), message: Message::BadCluster });
+    let mut bytes = encode(&Packet::new("c", Message::BadCluster));
     *bytes.last_mut().unwrap() = 9;
     assert_eq!(decode(&bytes), Err(DatagramError::Malformed));
 }
 
 fn ack_of(sections: Vec<NodeDelta>) -> Vec<u8> {
-    encode(&Packet { cluster_id: "c".into(), message: Message::Ack { delta: Delta { nodes: sections } } })
+    encode(&Packet::new("c", Message::Ack { delta: Delta { nodes: sections } }))
 }
 
 #[test]
@@ -291,6 +306,8 @@ fn protocol_violations_are_refused() {
 fn digests_out_of_ring_order_are_refused() {
     let digest = |range, fingerprints: &[u64]| {
         encode(&Packet {
+            token: None,
+            echo: None,
             cluster_id: "c".into(),
             message: Message::Syn {
                 digest: Digest {
@@ -344,7 +361,7 @@ fn packed_digest_entries_refuse_short_entries_and_oversized_varints() {
     let digest_with_blob = |blob: &[u8]| {
         let mut bytes = MAGIC.to_vec();
         bytes.push(PROTOCOL_VERSION);
-        bytes.extend_from_slice(&[1, b'c', 0]); // cluster id "c", Syn
+        bytes.extend_from_slice(&[0, 0, 1, b'c', 0]); // no token, no echo, cluster id "c", Syn
         bytes.extend_from_slice(&[0; 16]); // whole ring
         bytes.push(blob.len() as u8);
         bytes.extend_from_slice(blob);
