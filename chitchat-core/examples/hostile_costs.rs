@@ -13,10 +13,13 @@
 //!   type we built for a node tracking 1,000 nodes of 20 keys, from a validated
 //!   peer (so that its answer is a full datagram), answer included. Medians of
 //!   11 runs.
+//! - Flood (`-- --flood`): cluster traffic while one node of 31 receives
+//!   100,000 introductions of fresh identities, against a calm run.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use chitchat_core::sim::Simulation;
 use chitchat_core::testing::datagrams::{ack, datagram, empty_digest, full, known, syn};
 use chitchat_core::testing::{track_nodes, validate_peer};
 use chitchat_core::wire::{
@@ -212,7 +215,65 @@ fn worst_per_message_type() {
     }
 }
 
+/// Cluster traffic under a flood: a 31-node cluster (default configuration,
+/// 1 s rounds) in the simulator; one node receives 100,000 tiny `Ack`s over
+/// 30 s, each introducing a fresh identity from that identity's own (spoofed)
+/// address. Bytes the cluster's nodes send per second, before, during and
+/// after, against the same windows without the flood.
+fn flood_traffic() {
+    let run = |flood: bool| -> ([f64; 3], usize) {
+        let mut sim = Simulation::new(1);
+        let config = Config { cluster_id: CLUSTER.into(), ..Config::default() };
+        let nodes: Vec<_> = (0..31).map(|i| sim.add_node(&format!("n{i:02}"), config.clone())).collect();
+        sim.set_seeds_all(&[nodes[0]]);
+        sim.run_for(Duration::from_secs(60)).expect("invariants hold");
+        let mut rates = [0.0; 3];
+        let mut fresh: u32 = 0;
+        for (window, rate) in rates.iter_mut().enumerate() {
+            let before = sim.stats().bytes_sent;
+            for _ in 0..3_000 {
+                if flood && window == 1 {
+                    for _ in 0..33 {
+                        let [_, a, b, c] = fresh.to_be_bytes();
+                        fresh += 1;
+                        let id = NodeId::new(
+                            format!("fake-{fresh:06}"),
+                            1,
+                            SocketAddr::from(([10, a, b, c], 7000)),
+                        );
+                        let from = id.gossip_addr;
+                        let bytes = ack(CLUSTER, vec![full(id, 1, &[])]);
+                        sim.note_injected(&chitchat_core::wire::decode(&bytes).expect("decodes"));
+                        sim.with_node(nodes[1], |node, now| {
+                            let _ = node.handle_datagram(now, from, &bytes);
+                        });
+                    }
+                }
+                sim.run_for(Duration::from_millis(10)).expect("invariants hold");
+            }
+            *rate = (sim.stats().bytes_sent - before) as f64 / 30.0;
+        }
+        (rates, sim.node(nodes[1]).node_states().count())
+    };
+    let (calm, _) = run(false);
+    let (flooded, tracked) = run(true);
+    println!(
+        "flood: 100,000 Acks of fresh identities at one node of 31 over 30 s (3,333/s); it tracks {tracked} nodes after"
+    );
+    for (window, name) in ["before", "during", "after"].iter().enumerate() {
+        println!(
+            "  {name:>6}: {:>10.0} B/s cluster traffic (calm run {:>10.0} B/s): x{:.2}",
+            flooded[window],
+            calm[window],
+            flooded[window] / calm[window]
+        );
+    }
+}
+
 fn main() {
+    if std::env::args().any(|arg| arg == "--flood") {
+        return flood_traffic();
+    }
     reflection(30, 1);
     reflection(1_000, 20);
     reset_cost();

@@ -45,8 +45,9 @@ pub struct Metrics {
     pub records_over_budget: u64,
     /// New nodes refused because [`crate::Config::max_nodes`] were tracked.
     pub nodes_refused: u64,
-    /// Nodes forgotten to make room, when the table was full, for a node that
-    /// introduced itself: they were only ever heard of, never heard from.
+    /// Nodes forgotten to make room, when the table was full, for a node
+    /// vouched for: nodes not vouched for first, then (for a newcomer that
+    /// introduced itself) nodes only ever heard of, never heard from.
     pub nodes_evicted: u64,
     /// New identities refused because their fingerprint was taken.
     pub fingerprint_collisions: u64,

@@ -259,3 +259,51 @@ fn a_blind_spoofer_cannot_validate_a_victims_address() {
     }
     assert!(reflected <= 3 * spoofed, "{reflected} bytes reflected for {spoofed} spoofed");
 }
+
+/// A flood of made-up identities at one node, each introduced first-hand from
+/// its own spoofed address, stays at that node: it tracks them but relays only
+/// nodes vouched for by a peer that proved its address, so the cluster's
+/// traffic does not grow with the flood (it grew ×78 before). A newcomer
+/// still gets in, in place of a made-up identity, once its `Ack` answers the
+/// flooded node's `SynAck`.
+#[test]
+fn a_flood_of_made_up_identities_does_not_multiply_cluster_traffic() {
+    let config = Config { max_nodes: 500, ..Config::local_test() };
+    let run = |flood: bool| {
+        let mut sim = Simulation::new(3);
+        let nodes: Vec<_> = (0..10).map(|i| sim.add_node(&format!("n{i}"), config.clone())).collect();
+        sim.set_seeds_all(&[nodes[0]]);
+        sim.run_for(Duration::from_secs(5)).unwrap();
+        assert!(sim.converged() && sim.all_see_all_live());
+        let before = sim.stats().bytes_sent;
+        let mut fake = 0u32;
+        for _ in 0..300 {
+            if flood {
+                for _ in 0..20 {
+                    fake += 1;
+                    let [_, a, b, c] = fake.to_be_bytes();
+                    let id = NodeId::new(format!("fake-{fake}"), 1, SocketAddr::from(([10, a, b, c], 7000)));
+                    let from = id.gossip_addr;
+                    let bytes = ack(&config.cluster_id, vec![full(id, 1, &[])]);
+                    sim.note_injected(&chitchat_core::wire::decode(&bytes).unwrap());
+                    sim.with_node(nodes[1], |node, now| node.handle_datagram(now, from, &bytes).unwrap());
+                }
+            }
+            sim.run_for(Duration::from_millis(10)).unwrap();
+        }
+        let traffic = sim.stats().bytes_sent - before;
+        let tracked = sim.node(nodes[1]).node_states().count();
+        // A newcomer joins through the flooded node.
+        let newcomer = sim.add_node("newcomer", config.clone());
+        sim.set_seeds_all(&[nodes[1]]);
+        sim.run_for(Duration::from_secs(3)).unwrap();
+        let joined = sim.node(nodes[1]).live_nodes().any(|id| id.name == "newcomer")
+            && sim.node(newcomer).live_nodes().count() >= 11;
+        (traffic, tracked, joined)
+    };
+    let (calm, _, _) = run(false);
+    let (flooded, tracked, joined) = run(true);
+    assert_eq!(tracked, 500, "the flooded node's table filled up");
+    assert!(joined, "the newcomer got in");
+    assert!(flooded * 10 <= calm * 12, "{flooded} bytes under the flood against {calm} without");
+}

@@ -84,8 +84,9 @@ fn filler(count: u64, value_len: usize) -> Vec<KeyValueUpdate> {
 fn teach(node: &mut Chitchat, id: &NodeId, key_values: Vec<KeyValueUpdate>) {
     let section = full_with(id.clone(), 1, key_values);
     let max = section.max_version;
-    node.handle_datagram(T0, id.gossip_addr, &ack(CLUSTER, vec![section])).unwrap();
-    node.handle_datagram(T0, id.gossip_addr, &ack(CLUSTER, vec![known(id, max, max, &[])])).unwrap();
+    // From the validated receiver, so that the sender relays the node.
+    node.handle_datagram(T0, addr(7001), &ack(CLUSTER, vec![section])).unwrap();
+    node.handle_datagram(T0, addr(7001), &ack(CLUSTER, vec![known(id, max, max, &[])])).unwrap();
     drain(node);
     assert_eq!(node.node_status(id), Some(NodeStatus::Live));
 }
@@ -420,7 +421,7 @@ fn a_peer_behind_the_garbage_collection_gets_a_reset_from_version_0() {
     // The sender learned the writer after it collected versions up to 5.
     let collected =
         NodeDelta { last_gc_version: 5, ..full(writer.clone(), 1, &[("a", "1", 6), ("b", "2", 7)]) };
-    node.handle_datagram(T0, writer.gossip_addr, &ack(CLUSTER, vec![collected])).unwrap();
+    node.handle_datagram(T0, addr(7001), &ack(CLUSTER, vec![collected])).unwrap();
     let state = node.node_state(&writer).unwrap();
     assert_eq!((state.last_gc_version(), state.max_version()), (5, 7));
     // The receiver holds versions 1 to 3, all since collected by the writer.

@@ -274,18 +274,20 @@ fn leaving_sends_farewells_then_emits_left() {
     assert!(std::iter::from_fn(|| node.poll_event()).any(|event| event == Event::NodeLeft(self_id.clone())));
 }
 
-/// A node that knows `count` other nodes, each with `keys` keys.
+/// A node that knows `count` other nodes, each with `keys` keys, introduced
+/// by a validated peer (`relay`, at port 9100) so that it relays them.
 fn node_knowing(count: u16, keys: usize, config: Config) -> Chitchat {
     let mut node = node_with(config);
+    chitchat_core::testing::validate_peer(&mut node, T0, &peer("relay", 1, 9100));
     for i in 0..count {
         let records: Vec<(String, String, u64)> =
             (0..keys).map(|k| (format!("key-{k}"), format!("value-{i}-{k}"), k as u64 + 1)).collect();
         let records: Vec<(&str, &str, u64)> =
             records.iter().map(|(k, v, n)| (k.as_str(), v.as_str(), *n)).collect();
         let id = peer(&format!("node-{i:04}"), 1, 10_000 + i);
-        node.handle_datagram(T0, addr(9000), &ack(CLUSTER, vec![full(id.clone(), 100, &records)])).unwrap();
+        node.handle_datagram(T0, addr(9100), &ack(CLUSTER, vec![full(id.clone(), 100, &records)])).unwrap();
         let beat = NodeDelta { heartbeat: 101, ..known(&id, keys as u64, keys as u64, &[]) };
-        node.handle_datagram(T0, addr(9000), &ack(CLUSTER, vec![beat])).unwrap();
+        node.handle_datagram(T0, addr(9100), &ack(CLUSTER, vec![beat])).unwrap();
     }
     while node.poll_event().is_some() {}
     node

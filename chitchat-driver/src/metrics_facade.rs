@@ -43,7 +43,7 @@ pub(crate) const COUNTERS: &[CounterSource] = &[
     ("chitchat_nodes_refused_total", "Nodes refused (max_nodes reached).", |m, _| m.nodes_refused),
     (
         "chitchat_nodes_evicted_total",
-        "Nodes only heard of, evicted for one that introduced itself.",
+        "Nodes not vouched for (or only heard of), evicted for one vouched for.",
         |m, _| m.nodes_evicted,
     ),
     ("chitchat_fingerprint_collisions_total", "Identities refused for a fingerprint collision.", |m, _| {

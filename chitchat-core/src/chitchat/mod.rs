@@ -221,7 +221,8 @@ impl Chitchat {
             Message::SynAck { digest, delta } => {
                 self.cluster.metrics_mut().syn_acks_received += 1;
                 let solicited = self.validation.take_answer(from, Question::Syn, packet.echo, now);
-                self.cluster.apply_delta(delta, from, now);
+                let vouched = solicited || self.cluster.is_validated(&from);
+                self.cluster.apply_delta(delta, from, vouched, now);
                 self.cluster.absorb_digest(digest, now);
                 let limit = if solicited {
                     // The peer there answered this node's own Syn.
@@ -246,7 +247,9 @@ impl Chitchat {
             }
             Message::Ack { delta } => {
                 self.cluster.metrics_mut().acks_received += 1;
-                self.cluster.apply_delta(delta, from, now);
+                let vouched = self.validation.is_answer(from, Question::SynAck, packet.echo, now)
+                    || self.cluster.is_validated(&from);
+                self.cluster.apply_delta(delta, from, vouched, now);
                 if self.validation.take_answer(from, Question::SynAck, packet.echo, now) {
                     // The peer there answered the SynAck this node sent it.
                     self.cluster.validate_address(&from);
@@ -340,6 +343,10 @@ impl Chitchat {
         let mut dead = Vec::new();
         for (fingerprint, entry) in self.cluster.membership().iter() {
             if *fingerprint == self_fingerprint {
+                continue;
+            }
+            if !entry.vouched {
+                // Heard of only from addresses that proved nothing.
                 continue;
             }
             match entry.status {

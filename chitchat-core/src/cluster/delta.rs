@@ -143,7 +143,7 @@ impl ClusterState {
         entry: &NodeEntry,
         theirs: Option<&DigestEntry>,
     ) -> Option<Candidate> {
-        if self.is_retired(entry, now) {
+        if !self.is_relayed(entry, now) {
             return None;
         }
         let state = &entry.state;
@@ -193,21 +193,23 @@ impl ClusterState {
 
     /// Applies a delta that passed [`ClusterState::check_delta`].
     /// `from` is where the delta came from: a section introducing the node at
-    /// that address comes first-hand.
-    pub(crate) fn apply_delta(&mut self, delta: &Delta, from: SocketAddr, now: Timestamp) {
+    /// that address comes first-hand. `vouched`: the sender proved its address
+    /// (see [`NodeEntry::vouched`]), so the nodes the delta names are relayed.
+    pub(crate) fn apply_delta(&mut self, delta: &Delta, from: SocketAddr, vouched: bool, now: Timestamp) {
         for section in &delta.nodes {
-            self.apply_section(section, from, now);
+            self.apply_section(section, from, vouched, now);
         }
     }
 
-    fn apply_section(&mut self, section: &NodeDelta, from: SocketAddr, now: Timestamp) {
-        let fingerprint = match self.resolve_section(section, from, now) {
+    fn apply_section(&mut self, section: &NodeDelta, from: SocketAddr, vouched: bool, now: Timestamp) {
+        let fingerprint = match self.resolve_section(section, from, vouched, now) {
             Ok(fingerprint) => fingerprint,
             Err(Skip::Ignored) => return self.metrics.sections_ignored += 1,
             Err(Skip::OverLimit) => return self.metrics.sections_over_limit += 1,
             Err(Skip::Refused) => return,
         };
         let entry = self.membership.get_mut(&fingerprint).expect("resolved nodes are tracked");
+        entry.vouched |= vouched;
         let state = &mut entry.state;
         let held_before = state.held_bytes();
         let held_by_others = self.remote_bytes - held_before;
@@ -313,6 +315,7 @@ impl ClusterState {
         &mut self,
         section: &NodeDelta,
         from: SocketAddr,
+        vouched: bool,
         now: Timestamp,
     ) -> Result<Fingerprint, Skip> {
         let fingerprint = section_fingerprint(section);
@@ -379,12 +382,20 @@ impl ClusterState {
             Some(previous) => {
                 // The new incarnation takes the old one's place.
                 let previous = self.remove_node(previous, now).ok_or(Skip::Ignored)?;
-                if !self.add_node(node_id.clone(), fingerprint, section.heartbeat, first_hand, now) {
+                if !self.add_node(node_id.clone(), fingerprint, section.heartbeat, first_hand, vouched, now) {
                     return Err(Skip::Refused);
                 }
                 self.events.push(Event::NodeRestarted { previous, current: node_id.clone() });
             }
-            None if !self.add_node(node_id.clone(), fingerprint, section.heartbeat, first_hand, now) => {
+            None if !self.add_node(
+                node_id.clone(),
+                fingerprint,
+                section.heartbeat,
+                first_hand,
+                vouched,
+                now,
+            ) =>
+            {
                 return Err(Skip::Refused);
             }
             None => {}

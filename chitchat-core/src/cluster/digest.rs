@@ -55,7 +55,7 @@ impl ClusterState {
         let mut packed = 0;
         let mut end = None;
         for (fingerprint, entry) in ring {
-            if self.is_retired(entry, now) {
+            if !self.is_relayed(entry, now) {
                 continue;
             }
             let digest_entry = DigestEntry {
@@ -185,7 +185,7 @@ mod tests {
             ClusterState::new(Config::default(), NodeState::new(NodeId::new("me", 1, addr(1))), now);
         let ids: Vec<NodeId> = (2..6).map(|port| NodeId::new(format!("n{port}"), 1, addr(port))).collect();
         for id in &ids {
-            assert!(cluster.add_node(id.clone(), id.fingerprint(), 1, false, now));
+            assert!(cluster.add_node(id.clone(), id.fingerprint(), 1, false, true, now));
         }
         let start = ids[0].fingerprint();
         let (digest, _) = cluster.build_digest(now, start, Vec::new(), empty_digest_len() + 2);

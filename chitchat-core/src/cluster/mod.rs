@@ -149,6 +149,12 @@ impl ClusterState {
             && now.saturating_duration_since(entry.status_since) >= self.config.dead_node_grace_period / 2
     }
 
+    /// Whether a node's state is gossiped to peers: vouched for, and not
+    /// retired.
+    pub(crate) fn is_relayed(&self, entry: &NodeEntry, now: Timestamp) -> bool {
+        entry.vouched && !self.is_retired(entry, now)
+    }
+
     /// The bounds of `range` on the ring as (at most) two ranges of the node map,
     /// in ring order.
     pub(crate) fn ring_bounds(range: RingRange) -> [(Bound<Fingerprint>, Bound<Fingerprint>); 2] {
@@ -221,32 +227,38 @@ impl ClusterState {
         let Some(fingerprint) = self.membership.at_addr(addr) else { return };
         if let Some(entry) = self.membership.get_mut(&fingerprint) {
             entry.address_validated = true;
+            entry.vouched = true;
         }
     }
 
     // ---- lifecycle of other nodes -----------------------------------------
 
     /// Starts tracking a node heard of for the first time (`first_hand`: the
-    /// introduction came from its own gossip address). Returns `false` if it
-    /// was refused (fingerprint taken, or table full). When the table is full,
-    /// a node introduced first-hand takes the place of the longest-known node
-    /// this node never heard from first-hand (a flood of forged introductions
-    /// cannot lock a real newcomer out), counted in `nodes_evicted`; any other
-    /// is refused (`nodes_refused`). `heartbeat` is the one the introducer
-    /// reported.
+    /// introduction came from its own gossip address; `vouched`: from a
+    /// sender that proved its address, see [`NodeEntry::vouched`]). Returns
+    /// `false` if it was refused (fingerprint taken, or table full). When the
+    /// table is full, a vouched-for node takes the place of the longest-known
+    /// node not vouched for, else (if first-hand) of one never heard from
+    /// first-hand (a flood
+    /// of forged introductions cannot lock a real newcomer out, whose `Ack`
+    /// answering this node's `SynAck` vouches for it), counted in
+    /// `nodes_evicted`; any other is refused (`nodes_refused`). `heartbeat` is
+    /// the one the introducer reported.
     pub(crate) fn add_node(
         &mut self,
         node_id: NodeId,
         fingerprint: Fingerprint,
         heartbeat: u64,
         first_hand: bool,
+        vouched: bool,
         now: Timestamp,
     ) -> bool {
         if self.membership.contains(&fingerprint) {
             self.metrics.fingerprint_collisions += 1;
             return false;
         }
-        if self.membership.len() >= self.config.max_nodes && !(first_hand && self.evict_a_rumor(now)) {
+        if self.membership.len() >= self.config.max_nodes && !(vouched && self.evict_a_rumor(first_hand, now))
+        {
             self.metrics.nodes_refused += 1;
             return false;
         }
@@ -254,20 +266,26 @@ impl ClusterState {
         state.set_heartbeat(heartbeat);
         let entry = self.membership.insert(state, now);
         entry.heard_first_hand = first_hand;
+        entry.vouched = vouched;
         self.events.push(Event::NodeJoined(node_id.clone()));
         self.events.push(Event::NodeLive(node_id));
         true
     }
 
-    /// Forgets the longest-known node this node never heard from first-hand,
-    /// to make room; returns whether there was one.
-    fn evict_a_rumor(&mut self, now: Timestamp) -> bool {
+    /// Forgets a node to make room for a vouched-for newcomer; returns whether
+    /// there was one to forget: the longest-known of those not vouched for,
+    /// else, for a newcomer heard `first_hand`, of those never heard from
+    /// first-hand.
+    fn evict_a_rumor(&mut self, first_hand: bool, now: Timestamp) -> bool {
         let self_fingerprint = self.self_fingerprint();
         let rumor = self
             .membership
             .iter()
-            .filter(|(fingerprint, entry)| **fingerprint != self_fingerprint && !entry.heard_first_hand)
-            .min_by_key(|(_, entry)| entry.status_since)
+            .filter(|(fingerprint, entry)| {
+                **fingerprint != self_fingerprint
+                    && (!entry.vouched || (first_hand && !entry.heard_first_hand))
+            })
+            .min_by_key(|(_, entry)| (entry.vouched, entry.heard_first_hand, entry.status_since))
             .map(|(fingerprint, _)| *fingerprint);
         let Some(rumor) = rumor else { return false };
         self.remove_node(rumor, now);

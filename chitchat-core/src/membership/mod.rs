@@ -51,6 +51,13 @@ pub(crate) struct NodeEntry {
     /// from it first-hand, not only of it. A full table evicts the nodes it
     /// never heard from first.
     pub heard_first_hand: bool,
+    /// This node relays it (lists it in digests, sends it in deltas, gossips
+    /// to it): a datagram whose sender proved its address (an answer echoing a
+    /// token of this node, or one from a validated address) named it, or its
+    /// own address was validated. A flood of introductions from spoofed
+    /// addresses is thus tracked here (within `max_nodes`, evicted first) but
+    /// goes no further.
+    pub vouched: bool,
 }
 
 impl NodeEntry {
@@ -63,6 +70,7 @@ impl NodeEntry {
             ready: false,
             address_validated: false,
             heard_first_hand: false,
+            vouched: false,
         }
     }
 }
@@ -92,7 +100,7 @@ impl Membership {
             by_addr: HashMap::new(),
             removed: RemovedNodes::default(),
         };
-        membership.insert(self_state, now);
+        membership.insert(self_state, now).vouched = true;
         membership
     }
 

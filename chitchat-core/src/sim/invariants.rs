@@ -66,6 +66,15 @@ impl ObserverRecord {
                 }
             }
             Event::KeyDeleted { node, key } | Event::KeyExpired { node, key } => {
+                if observer
+                    .node_state(node)
+                    .is_some_and(|state| state.max_version() < state.last_gc_version())
+                {
+                    // Dropped by a reset cut short: "deleted" only stands for
+                    // "not held up to the watermark", and the records of the
+                    // gap may come back from a peer that collected as much.
+                    return;
+                }
                 let version =
                     observer.node_state(node).and_then(|state| state.get_versioned(key)).map_or_else(
                         || observer.node_state(node).map_or(0, |state| state.last_gc_version()),

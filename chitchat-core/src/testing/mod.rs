@@ -80,10 +80,13 @@ pub fn validate_peer(node: &mut Chitchat, now: Timestamp, peer: &NodeId) {
 
 /// Makes `node` track `count` more nodes, `node-0000` at `127.0.0.1:10000`
 /// and on, each with `keys` records `key-00`… (value `value-{node}-{key}`)
-/// and heartbeat 100, introduced in an `Ack` from their own address (which
-/// is not thereby validated). Drains `node`'s events.
+/// and heartbeat 100, introduced in `Ack`s from a validated peer, `relay` at
+/// `127.0.0.2:10000` (tracked too): `node` relays them, and their own
+/// addresses are not validated. Drains `node`'s events.
 pub fn track_nodes(node: &mut Chitchat, now: Timestamp, count: u16, keys: usize) {
     let cluster_id = node.config().cluster_id.clone();
+    let relay = NodeId::new("relay", 1, std::net::SocketAddr::from(([127, 0, 0, 2], 10_000)));
+    validate_peer(node, now, &relay);
     for i in 0..count {
         let records: Vec<(String, String, u64)> =
             (0..keys).map(|k| (format!("key-{k:02}"), format!("value-{i}-{k}"), k as u64 + 1)).collect();
@@ -91,10 +94,9 @@ pub fn track_nodes(node: &mut Chitchat, now: Timestamp, count: u16, keys: usize)
             records.iter().map(|(k, v, n)| (k.as_str(), v.as_str(), *n)).collect();
         let id =
             NodeId::new(format!("node-{i:04}"), 1, std::net::SocketAddr::from(([127, 0, 0, 1], 10_000 + i)));
-        let from = id.gossip_addr;
         node.handle_datagram(
             now,
-            from,
+            relay.gossip_addr,
             &datagrams::ack(&cluster_id, vec![datagrams::full(id, 100, &records)]),
         )
         .expect("the introduction is accepted");
