@@ -43,6 +43,10 @@ pub struct Metrics {
     /// state past [`crate::Config::max_remote_state_bytes`]. As for records
     /// over a limit, the node's later versions still flow.
     pub records_over_budget: u64,
+    /// Sections about a node vouched for, in a datagram whose sender proved
+    /// nothing (no answer to a token of this node, not from a validated
+    /// address): only their heartbeat is taken.
+    pub sections_unproven: u64,
     /// New nodes refused because [`crate::Config::max_nodes`] were tracked.
     pub nodes_refused: u64,
     /// Nodes forgotten to make room, when the table was full, for a node

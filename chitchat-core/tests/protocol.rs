@@ -34,9 +34,11 @@ fn node() -> Chitchat {
     node_with(config())
 }
 
-/// Introduces a node, then reports its heartbeat growing, so that it is live.
+/// Introduces a node and validates its address (so that the node relays it
+/// and takes what it says), then reports its heartbeat growing, so that it is
+/// live.
 fn introduce_live(node: &mut Chitchat, id: &NodeId) {
-    node.handle_datagram(T0, id.gossip_addr, &ack(CLUSTER, vec![full(id.clone(), 1, &[])])).unwrap();
+    chitchat_core::testing::validate_peer(node, T0, id);
     node.handle_datagram(T0, id.gossip_addr, &ack(CLUSTER, vec![known(id, 0, 0, &[])])).unwrap();
     assert_eq!(node.node_status(id), Some(NodeStatus::Live));
 }
@@ -239,9 +241,15 @@ fn bad_identities_and_configs_are_refused_at_construction() {
 fn a_farewell_marks_the_sender_left_at_once() {
     let mut node = node();
     let other = peer("other", 1, 7001);
-    node.handle_datagram(T0, addr(7001), &ack(CLUSTER, vec![full(other.clone(), 1, &[])])).unwrap();
+    chitchat_core::testing::validate_peer(&mut node, T0, &other);
     let mut farewell = full(other.clone(), 2, &[]);
     farewell.left = true;
+    // Forged, from an address that proved nothing: only the heartbeat counts.
+    node.handle_datagram(T0, addr(7999), &ack(CLUSTER, vec![farewell.clone()])).unwrap();
+    assert_eq!(node.node_status(&other), Some(NodeStatus::Live));
+    assert_eq!(node.metrics().sections_unproven, 1);
+    assert_eq!(node.node_state(&other).unwrap().heartbeat(), 2);
+    // From the node itself, whose address is validated: left at once.
     node.handle_datagram(T0, addr(7001), &ack(CLUSTER, vec![farewell.clone()])).unwrap();
     assert_eq!(node.node_status(&other), Some(NodeStatus::Left));
     assert!(std::iter::from_fn(|| node.poll_event()).any(|event| event == Event::NodeLeft(other.clone())));
@@ -250,6 +258,31 @@ fn a_farewell_marks_the_sender_left_at_once() {
     stranger.left = true;
     node.handle_datagram(T0, addr(7002), &ack(CLUSTER, vec![stranger])).unwrap();
     assert!(node.node_state(&peer("stranger", 1, 7002)).is_none());
+}
+
+/// A farewell from the node's own address, which never proved itself to this
+/// node (the node is known from a validated peer): taken here at once, but
+/// not passed on, and revoked when the node's heartbeat grows again (a
+/// spoofer's farewell does not stop the node from beating).
+#[test]
+fn an_unproven_farewell_is_taken_provisionally_and_revoked_by_a_heartbeat() {
+    let mut node = node();
+    let relay = peer("relay", 1, 7001);
+    chitchat_core::testing::validate_peer(&mut node, T0, &relay);
+    let other = peer("other", 1, 7002);
+    node.handle_datagram(T0, addr(7001), &ack(CLUSTER, vec![full(other.clone(), 5, &[("a", "1", 1)])]))
+        .unwrap();
+    let mut farewell = known(&other, 1, 1, &[]);
+    farewell.left = true;
+    farewell.heartbeat = 5;
+    node.handle_datagram(T0, addr(7002), &ack(CLUSTER, vec![farewell])).unwrap();
+    assert_eq!(node.node_status(&other), Some(NodeStatus::Left));
+    assert!(!node.node_state(&other).unwrap().has_left(), "not passed on as left");
+    while node.poll_event().is_some() {}
+    let beat = NodeDelta { heartbeat: 6, ..known(&other, 1, 1, &[]) };
+    node.handle_datagram(T0 + Duration::from_millis(100), addr(7001), &ack(CLUSTER, vec![beat])).unwrap();
+    assert_eq!(node.node_status(&other), Some(NodeStatus::Live));
+    assert!(std::iter::from_fn(|| node.poll_event()).any(|event| event == Event::NodeLive(other.clone())));
 }
 
 #[test]

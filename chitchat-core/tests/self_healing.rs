@@ -3,11 +3,16 @@
 //! watermark above its own, a key it never wrote). The node refutes it from its
 //! own state, and within 30 rounds every peer holds its true state and sees it
 //! live again, while it keeps writing.
+//!
+//! The forger here is a member: its datagrams come from an address the victim
+//! validated (a blind spoofer's sections change nothing but heartbeats, see
+//! the last test).
 
 use std::time::Duration;
 
 use chitchat_core::sim::{NodeIndex, Simulation};
 use chitchat_core::testing::datagrams::{ack, datagram, empty_digest, known};
+use chitchat_core::testing::is_validated;
 use chitchat_core::wire::{self, Digest, DigestEntry, MAX_COUNTER, Message, NodeDelta, RingRange};
 use chitchat_core::{Config, DatagramError, NodeStatus, Violation};
 
@@ -29,9 +34,15 @@ fn cluster(seed: u64) -> (Simulation, Vec<NodeIndex>) {
     (sim, nodes)
 }
 
-/// Hands `bytes` to `victim` as if from `from`.
-fn inject(sim: &mut Simulation, victim: NodeIndex, from: NodeIndex, bytes: &[u8]) {
-    let from = sim.node_id(from).gossip_addr;
+/// Hands `bytes` to `victim` as if from a member other than `not` whose
+/// address the victim validated (so that what it says is taken).
+fn inject(sim: &mut Simulation, victim: NodeIndex, not: NodeIndex, bytes: &[u8]) {
+    let from = sim
+        .node_indices()
+        .filter(|node| *node != victim && *node != not)
+        .map(|node| sim.node_id(node).gossip_addr)
+        .find(|addr| is_validated(sim.node(victim), addr))
+        .expect("the victim validated a member");
     sim.with_node(victim, |node, now| node.handle_datagram(now, from, bytes)).unwrap();
 }
 
@@ -57,7 +68,7 @@ fn forged_heartbeats_for_every_node_heal_within_30_rounds() {
         .collect();
     entries.sort_by_key(|entry| entry.fingerprint);
     let syn = datagram("healing", Message::Syn { digest: Digest { entries, ..empty_digest() } });
-    inject(&mut sim, victim, nodes[4], &syn);
+    inject(&mut sim, victim, victim, &syn);
     let healed = sim.run_until(ROUND * 30, |sim| {
         sim.all_see_all_live()
             && sim.node_indices().all(|node| sim.node(node).self_node_state().heartbeat() > forged)
@@ -78,7 +89,7 @@ fn a_forged_max_version_does_not_freeze_a_node() {
     let writer_id = sim.node_id(writer).clone();
     let held = sim.node(victim).node_state(&writer_id).unwrap().max_version();
     let forged = NodeDelta { heartbeat: 1, ..known(&writer_id, held, 1 << 50, &[]) };
-    inject(&mut sim, victim, nodes[7], &ack("healing", vec![forged]));
+    inject(&mut sim, victim, writer, &ack("healing", vec![forged]));
     assert_eq!(sim.node(victim).node_state(&writer_id).unwrap().max_version(), 1 << 50);
     sim.with_node(writer, |node, now| node.set(now, "k", "after")).unwrap();
     let healed =
@@ -100,7 +111,7 @@ fn a_forged_gc_watermark_does_not_erase_a_node_for_good() {
         heartbeat: 1,
         ..known(&writer_id, 0, held + 1_000, &[])
     };
-    inject(&mut sim, victim, nodes[8], &ack("healing", vec![forged]));
+    inject(&mut sim, victim, writer, &ack("healing", vec![forged]));
     assert_eq!(sim.node(victim).node_state(&writer_id).unwrap().get("k"), None, "erased at the victim");
     let healed = sim.run_until(ROUND * 30, |sim| sim.all_have_key(&writer_id, "k", "v0") && sim.converged());
     assert!(healed.unwrap(), "the writer's keys are back everywhere: {}", sim.describe());
@@ -118,7 +129,7 @@ fn a_forged_key_does_not_stay_on_every_node() {
     let owner_id = sim.node_id(owner).clone();
     let held = sim.node(victim).node_state(&owner_id).unwrap().max_version();
     let forged = known(&owner_id, held, held + 1, &[("forged", "evil", held + 1)]);
-    inject(&mut sim, victim, nodes[1], &ack("healing", vec![forged]));
+    inject(&mut sim, victim, owner, &ack("healing", vec![forged]));
     assert_eq!(sim.node(victim).node_state(&owner_id).unwrap().get("forged"), Some("evil"));
     let healed = sim.run_until(ROUND * 30, |sim| {
         sim.node_indices().all(|node| {
@@ -148,4 +159,47 @@ fn counters_of_2_to_the_62_or_more_are_refused() {
     let section = known(&target, 0, u64::MAX, &[]);
     assert!(wire::decode(&ack("healing", vec![section])).is_err());
     assert_eq!(sim.node(nodes[0]).node_status(&target), Some(NodeStatus::Live));
+}
+
+/// A blind spoofer (its datagrams come from an address the victim never
+/// validated, and answer nothing the victim sent) cannot change what the
+/// victim holds of a node peers vouched for: forged records, watermark,
+/// versions, farewell or newer incarnation are dropped (counted in
+/// `sections_unproven`), only the heartbeat is taken, and the node refutes
+/// that.
+#[test]
+fn a_blind_spoofer_changes_nothing_peers_vouched_for() {
+    let (mut sim, nodes) = cluster(6);
+    let (owner, victim) = (nodes[4], nodes[7]);
+    let owner_id = sim.node_id(owner).clone();
+    let before = sim.node(victim).node_state(&owner_id).unwrap().clone();
+    let held = before.max_version();
+    let stranger: std::net::SocketAddr = "10.9.9.9:7000".parse().unwrap();
+    let forged = vec![NodeDelta {
+        reset: true,
+        last_gc_version: held + 1_000,
+        ..known(&owner_id, 0, held + 1_000, &[("forged", "evil", held + 1_000)])
+    }];
+    sim.with_node(victim, |node, now| node.handle_datagram(now, stranger, &ack("healing", forged))).unwrap();
+    let newer = chitchat_core::NodeId::new(owner_id.name.clone(), owner_id.generation + 1, stranger);
+    let incarnation = chitchat_core::testing::datagrams::full(newer.clone(), 1, &[]);
+    sim.with_node(victim, |node, now| {
+        node.handle_datagram(now, stranger, &ack("healing", vec![incarnation]))
+    })
+    .unwrap();
+    let after = sim.node(victim).node_state(&owner_id).unwrap();
+    assert_eq!((after.max_version(), after.last_gc_version()), (held, before.last_gc_version()));
+    assert_eq!(after.get("forged"), None);
+    assert_eq!(after.get("k"), Some("v0"));
+    assert!(sim.node(victim).node_state(&newer).is_none(), "the newer incarnation was not taken");
+    assert_eq!(sim.node(victim).metrics().sections_unproven, 2);
+    // A farewell spoofed from elsewhere: ignored too.
+    let mut farewell = known(&owner_id, held, held, &[]);
+    farewell.left = true;
+    sim.with_node(victim, |node, now| node.handle_datagram(now, stranger, &ack("healing", vec![farewell])))
+        .unwrap();
+    assert_eq!(sim.node(victim).node_status(&owner_id), Some(NodeStatus::Live));
+    assert_eq!(sim.node(victim).metrics().sections_unproven, 3);
+    let healed = sim.run_until(ROUND * 30, |sim| sim.all_see_all_live() && sim.converged());
+    assert!(healed.unwrap(), "{}", sim.describe());
 }

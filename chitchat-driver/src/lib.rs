@@ -45,6 +45,7 @@
 //! | `chitchat_sections_over_limit_total` | counter | delta sections refused: their node name is too long |
 //! | `chitchat_records_over_limit_total` | counter | records skipped: a key or value over its limit, or past `max_keys_per_node` |
 //! | `chitchat_records_over_budget_total` | counter | records skipped: the other nodes' state would exceed `max_remote_state_bytes` |
+//! | `chitchat_sections_unproven_total` | counter | delta sections about a node vouched for, from a sender that proved nothing: only the heartbeat taken |
 //! | `chitchat_nodes_refused_total` | counter | nodes refused (`max_nodes` reached) |
 //! | `chitchat_nodes_evicted_total` | counter | nodes not vouched for (or only heard of, never from), forgotten when the table was full to make room for one vouched for |
 //! | `chitchat_fingerprint_collisions_total` | counter | identities refused for a fingerprint collision |

@@ -40,6 +40,9 @@ pub(crate) const COUNTERS: &[CounterSource] = &[
     ("chitchat_records_over_budget_total", "Records skipped: over the remote state budget.", |m, _| {
         m.records_over_budget
     }),
+    ("chitchat_sections_unproven_total", "Delta sections from unproven senders: heartbeat only.", |m, _| {
+        m.sections_unproven
+    }),
     ("chitchat_nodes_refused_total", "Nodes refused (max_nodes reached).", |m, _| m.nodes_refused),
     (
         "chitchat_nodes_evicted_total",

@@ -97,8 +97,10 @@ impl Chitchat {
         Ok(())
     }
 
-    /// Leaves the cluster: farewells go to up to 16 live peers, which mark this
-    /// node as left at once (the rest learn it by gossip). Once the farewells have
+    /// Leaves the cluster: farewells go to up to 16 live peers, those that
+    /// answered this node (whose own answers proved this node's address to
+    /// them) first, which mark this node as left at once (the rest learn it
+    /// by gossip). Once the farewells have
     /// been polled, [`Event::NodeLeft`] for this node is emitted and the node stops:
     /// no more timers, datagrams are refused, own state is frozen.
     pub fn leave(&mut self, now: Timestamp) {
@@ -112,11 +114,12 @@ impl Chitchat {
             .cluster
             .membership()
             .entries()
-            .filter(|entry| entry.status == NodeStatus::Live)
-            .map(|entry| entry.state.id().gossip_addr)
+            .filter(|entry| entry.status == NodeStatus::Live && entry.vouched)
+            .map(|entry| (!entry.address_validated, entry.state.id().gossip_addr))
             .collect();
         self.rng.shuffle(&mut peers);
-        peers.truncate(MAX_FAREWELLS);
+        peers.sort_by_key(|(unvalidated, _)| *unvalidated);
+        let peers: Vec<_> = peers.into_iter().take(MAX_FAREWELLS).map(|(_, addr)| addr).collect();
         self.timers.stop_all();
         self.phase = Phase::Leaving { farewells_left: 0 };
         let mut queued = 0;

@@ -240,7 +240,10 @@ impl Chitchat {
                     return;
                 };
                 let (delta, _) = self.cluster.build_delta(now, digest, budget, &mut self.rng);
-                if !delta.nodes.is_empty() {
+                // An answer to our own Syn is acknowledged even when empty, so
+                // that its echo proves this node's address to the peer too
+                // (its farewells and its news then count there).
+                if !delta.nodes.is_empty() || (solicited && packet.token.is_some()) {
                     let ack = self.packet(None, packet.token, Message::Ack { delta });
                     self.queue_answer(now, from, ack, limit);
                 }

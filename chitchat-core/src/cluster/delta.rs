@@ -15,7 +15,7 @@ use crate::cluster::ClusterState;
 use crate::error::Violation;
 use crate::events::Event;
 use crate::identity::{Fingerprint, NodeId};
-use crate::membership::NodeEntry;
+use crate::membership::{NodeEntry, NodeStatus};
 use crate::node_state::{NodeState, RecordLimits, Refusal, VersionedValue};
 use crate::time::Timestamp;
 use crate::wire::size::{encoded_len, varint_len};
@@ -209,6 +209,39 @@ impl ClusterState {
             Err(Skip::Refused) => return,
         };
         let entry = self.membership.get_mut(&fingerprint).expect("resolved nodes are tracked");
+        if entry.vouched && !vouched {
+            // A datagram whose sender proved nothing changes nothing a peer
+            // vouched for but its heartbeat (which the node refutes if false):
+            // no records, no farewell.
+            self.metrics.sections_unproven += 1;
+            let own_farewell =
+                section.left && entry.state.id().gossip_addr == from && entry.status != NodeStatus::Left;
+            self.report_heartbeat(fingerprint, section.heartbeat, now);
+            if own_farewell {
+                // The node's own farewell, from an address it has not proved
+                // (it never answered this node): taken here, not relayed, and
+                // revoked if the node beats on.
+                self.mark_left(fingerprint, now);
+                if let Some(entry) = self.membership.get_mut(&fingerprint) {
+                    entry.provisional_left = true;
+                }
+            }
+            return;
+        }
+        if vouched && !entry.vouched {
+            // The first news of the node from a proven sender: what unproven
+            // ones said of it is dropped, and this section (from version 0:
+            // peers saw the node missing from this node's digests) is taken
+            // from scratch.
+            let heartbeat = entry.state.heartbeat();
+            let fresh = NodeState::new(entry.state.id().clone());
+            let dropped = std::mem::replace(&mut entry.state, fresh);
+            entry.state.set_heartbeat(heartbeat);
+            self.remote_bytes -= dropped.held_bytes();
+            if dropped.max_version() > 0 {
+                self.events.push(Event::NodeReset(dropped.id().clone()));
+            }
+        }
         entry.vouched |= vouched;
         let state = &mut entry.state;
         let held_before = state.held_bytes();
@@ -237,7 +270,7 @@ impl ClusterState {
         // fill the gap safely.
         if !reset && section.last_gc_version < gc && (section.reset || max < gc) {
             self.metrics.stale_sections += 1;
-            let has_left = section.left;
+            let has_left = section.left && vouched;
             state.finish_section(0, 0, has_left);
             self.report_heartbeat(fingerprint, section.heartbeat, now);
             if has_left {
@@ -260,7 +293,7 @@ impl ClusterState {
             let keys = dropped.iter().map(|(key, _)| key.clone()).chain(touched);
             reset_events(&node_id, &dropped, keys, state, &mut events);
             self.metrics.resets_applied += 1;
-            state.finish_section(0, 0, section.left);
+            state.finish_section(0, 0, section.left && vouched);
         } else {
             // Everything up to our max version is accounted for (held, superseded
             // or collected): a record at or below it could only resurrect a key.
@@ -295,7 +328,7 @@ impl ClusterState {
                     ValueUpdate::Deleted => {}
                 }
             }
-            state.finish_section(section.max_version, section.last_gc_version, section.left);
+            state.finish_section(section.max_version, section.last_gc_version, section.left && vouched);
         }
         self.remote_bytes = held_by_others + state.held_bytes();
         let has_left = state.has_left();
@@ -373,6 +406,11 @@ impl ClusterState {
                     self.membership.get(&current).expect("indexed nodes are tracked").state.id().generation;
                 if current == self.self_fingerprint() || node_id.generation <= current_generation {
                     return Err(Skip::Ignored); // our own name, or an older incarnation
+                }
+                if !vouched && self.membership.get(&current).is_some_and(|entry| entry.vouched) {
+                    // Only a proven sender retires an incarnation peers vouched for.
+                    self.metrics.sections_unproven += 1;
+                    return Err(Skip::Refused);
                 }
                 Some(current)
             }

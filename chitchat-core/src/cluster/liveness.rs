@@ -36,7 +36,7 @@ pub(super) fn grow_heartbeat(
         return false;
     }
     entry.arrivals.report_heartbeat(now, detector);
-    entry.status == NodeStatus::Dead
+    entry.status == NodeStatus::Dead || (entry.status == NodeStatus::Left && entry.provisional_left)
 }
 
 impl ClusterState {
@@ -91,6 +91,7 @@ impl ClusterState {
         let Some(entry) = self.membership.get_mut(&fingerprint) else { return };
         entry.status = NodeStatus::Live;
         entry.status_since = now;
+        entry.provisional_left = false;
         self.events.push(Event::NodeLive(entry.state.id().clone()));
         self.update_ready(fingerprint);
     }

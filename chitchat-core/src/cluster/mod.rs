@@ -311,6 +311,7 @@ impl ClusterState {
     pub(crate) fn mark_left(&mut self, fingerprint: Fingerprint, now: Timestamp) {
         let Some(entry) = self.membership.get_mut(&fingerprint) else { return };
         if entry.status == NodeStatus::Left {
+            entry.provisional_left = false; // on proven word now
             return;
         }
         entry.status = NodeStatus::Left;

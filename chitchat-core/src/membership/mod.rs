@@ -58,6 +58,11 @@ pub(crate) struct NodeEntry {
     /// addresses is thus tracked here (within `max_nodes`, evicted first) but
     /// goes no further.
     pub vouched: bool,
+    /// `Left` on the node's own word alone (its farewell, from an address it
+    /// has not proved): not relayed, and revoked if its heartbeat grows again
+    /// (a node that left stops beating; one that was said to leave by a
+    /// spoofer does not).
+    pub provisional_left: bool,
 }
 
 impl NodeEntry {
@@ -71,6 +76,7 @@ impl NodeEntry {
             address_validated: false,
             heard_first_hand: false,
             vouched: false,
+            provisional_left: false,
         }
     }
 }
