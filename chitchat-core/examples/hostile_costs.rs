@@ -13,6 +13,9 @@
 //!   type we built for a node tracking 1,000 nodes of 20 keys, from a validated
 //!   peer (so that its answer is a full datagram), answer included. Medians of
 //!   11 runs.
+//! - Blind spoofing: what a spoofed `Syn`, `Ack` and `Syn` from a victim's
+//!   address make a node send the victim.
+//! - Memory: what a node holds under a flood of records.
 //! - Flood (`-- --flood`): cluster traffic while one node of 31 receives
 //!   100,000 introductions of fresh identities, against a calm run.
 
@@ -140,13 +143,20 @@ fn time_datagram(bytes: &[u8], solicited: bool) -> Duration {
     let samples = (0..11)
         .map(|_| {
             let (mut node, peer) = loaded_node();
-            if solicited {
-                // The SynAck answers a Syn of the node: its Ack is a full datagram.
+            let bytes = if solicited {
+                // The SynAck answers a Syn of the node, echoing its token: its
+                // Ack is a full datagram.
                 node.gossip_with(T0, peer.gossip_addr);
+                let syn = node.poll_transmit().expect("a Syn");
                 drain(&mut node);
-            }
+                let mut packet = chitchat_core::wire::decode(bytes).expect("it decodes");
+                packet.echo = chitchat_core::wire::decode(&syn.bytes).expect("it decodes").token;
+                chitchat_core::wire::encode(&packet)
+            } else {
+                bytes.to_vec()
+            };
             let start = Instant::now();
-            let _ = node.handle_datagram(T0, peer.gossip_addr, bytes);
+            let _ = node.handle_datagram(T0, peer.gossip_addr, &bytes);
             drain(&mut node);
             start.elapsed()
         })
@@ -270,12 +280,90 @@ fn flood_traffic() {
     }
 }
 
+/// Blind spoofing of a victim's address: a `Syn` spoofed from the victim (its
+/// short answer goes to the victim, unseen), an `Ack` spoofed from the victim
+/// introducing a node there, then `Syn`s spoofed from the victim, ten times
+/// over, at a node tracking 1,000 nodes of 20 keys. Bytes sent to the victim
+/// against bytes spoofed.
+fn blind_spoofing() {
+    let mut node = victim();
+    track_nodes(&mut node, T0, 1_000, 20);
+    drain(&mut node);
+    let victim_addr = addr(40_020);
+    let (mut spoofed, mut reflected) = (0, 0);
+    for round in 0..10u64 {
+        let now = T0 + Duration::from_millis(100 * round);
+        let syn = syn(CLUSTER, empty_digest());
+        let forged = ack(CLUSTER, vec![full(NodeId::new("victim-node", 1, victim_addr), 1, &[])]);
+        for bytes in [&syn, &forged, &syn] {
+            let _ = node.handle_datagram(now, victim_addr, bytes);
+            spoofed += bytes.len();
+            while node.poll_event().is_some() {}
+            reflected += std::iter::from_fn(|| node.poll_transmit())
+                .filter(|transmit| transmit.to == victim_addr)
+                .map(|transmit| transmit.bytes.len())
+                .sum::<usize>();
+        }
+    }
+    println!(
+        "blind spoofing of a victim's address: {spoofed} B spoofed -> {reflected} B to the victim (x{:.2})",
+        reflected as f64 / spoofed as f64
+    );
+}
+
+/// Resident memory of this process, in KiB (Linux only).
+fn rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Memory under a flood of records: 20,000 made-up identities, each with 10
+/// records of 1,000-byte values (about 200 MB), at a node with the default
+/// configuration (`max_remote_state_bytes` 64 MiB). What the node holds of
+/// other nodes' records, and how its resident memory grew.
+fn memory_under_flood() {
+    let mut node = victim();
+    let relay = NodeId::new("relay", 1, addr(9_999));
+    validate_peer(&mut node, T0, &relay);
+    let rss_before = rss_kib();
+    let value = "x".repeat(1_000);
+    let mut sent = 0;
+    for i in 0..20_000u32 {
+        let [_, a, b, c] = i.to_be_bytes();
+        let id = NodeId::new(format!("fake-{i:05}"), 1, SocketAddr::from(([10, a, b, c], 7000)));
+        let keys: Vec<String> = (1..=10).map(|k| format!("key-{k:02}")).collect();
+        let records: Vec<(&str, &str, u64)> =
+            keys.iter().enumerate().map(|(k, key)| (key.as_str(), value.as_str(), k as u64 + 1)).collect();
+        // From a validated member: the worst case (a blind spoofer's would
+        // not even be relayed).
+        let bytes = ack(CLUSTER, vec![full(id, 1, &records)]);
+        sent += bytes.len();
+        let _ = node.handle_datagram(T0, relay.gossip_addr, &bytes);
+        drain(&mut node);
+    }
+    let metrics = node.metrics();
+    println!(
+        "memory under a flood of {} MB of records from a validated member: remote state {} MiB held \
+         (budget 64 MiB), {} records over budget, resident memory +{} MiB",
+        sent / 1_000_000,
+        node.remote_state_bytes() / (1 << 20),
+        metrics.records_over_budget,
+        match (rss_before, rss_kib()) {
+            (Some(before), Some(after)) => (after.saturating_sub(before) / 1_024).to_string(),
+            _ => "?".into(),
+        }
+    );
+}
+
 fn main() {
     if std::env::args().any(|arg| arg == "--flood") {
         return flood_traffic();
     }
     reflection(30, 1);
     reflection(1_000, 20);
+    blind_spoofing();
+    memory_under_flood();
     reset_cost();
     worst_per_message_type();
 }

@@ -48,6 +48,12 @@ fn inject(sim: &mut Simulation, victim: NodeIndex, not: NodeIndex, bytes: &[u8])
 
 const ROUND: Duration = Duration::from_millis(100);
 
+/// Prints how many rounds the healing took (`--nocapture` shows it).
+fn report(sim: &Simulation, start: chitchat_core::Timestamp) {
+    let rounds = sim.now().saturating_duration_since(start).as_secs_f64() / ROUND.as_secs_f64();
+    eprintln!("healed in {rounds:.1} rounds");
+}
+
 /// One Syn reports every node's heartbeat far ahead of the truth. The victim
 /// takes it (a heartbeat only grows) and passes it on; each node sees the
 /// claim about itself and jumps past it, and nobody stays dead.
@@ -69,11 +75,13 @@ fn forged_heartbeats_for_every_node_heal_within_30_rounds() {
     entries.sort_by_key(|entry| entry.fingerprint);
     let syn = datagram("healing", Message::Syn { digest: Digest { entries, ..empty_digest() } });
     inject(&mut sim, victim, victim, &syn);
+    let start = sim.now();
     let healed = sim.run_until(ROUND * 30, |sim| {
         sim.all_see_all_live()
             && sim.node_indices().all(|node| sim.node(node).self_node_state().heartbeat() > forged)
     });
     assert!(healed.unwrap(), "every node refuted and is seen live: {}", sim.describe());
+    report(&sim, start);
     assert!(sim.node_indices().all(|node| sim.node(node).metrics().refutations >= 1));
     // And heartbeats keep growing: nobody goes dead later.
     sim.run_for(ROUND * 50).unwrap();
@@ -92,9 +100,11 @@ fn a_forged_max_version_does_not_freeze_a_node() {
     inject(&mut sim, victim, writer, &ack("healing", vec![forged]));
     assert_eq!(sim.node(victim).node_state(&writer_id).unwrap().max_version(), 1 << 50);
     sim.with_node(writer, |node, now| node.set(now, "k", "after")).unwrap();
+    let start = sim.now();
     let healed =
         sim.run_until(ROUND * 30, |sim| sim.all_have_key(&writer_id, "k", "after") && sim.converged());
     assert!(healed.unwrap(), "the writer's update reached every node: {}", sim.describe());
+    report(&sim, start);
 }
 
 /// A forged reset with a GC watermark above the node's own erases its keys at
@@ -113,8 +123,10 @@ fn a_forged_gc_watermark_does_not_erase_a_node_for_good() {
     };
     inject(&mut sim, victim, writer, &ack("healing", vec![forged]));
     assert_eq!(sim.node(victim).node_state(&writer_id).unwrap().get("k"), None, "erased at the victim");
+    let start = sim.now();
     let healed = sim.run_until(ROUND * 30, |sim| sim.all_have_key(&writer_id, "k", "v0") && sim.converged());
     assert!(healed.unwrap(), "the writer's keys are back everywhere: {}", sim.describe());
+    report(&sim, start);
     // While it keeps writing.
     sim.with_node(writer, |node, now| node.set(now, "k", "later")).unwrap();
     assert!(sim.run_until(ROUND * 30, |sim| sim.all_have_key(&writer_id, "k", "later")).unwrap());
@@ -131,6 +143,7 @@ fn a_forged_key_does_not_stay_on_every_node() {
     let forged = known(&owner_id, held, held + 1, &[("forged", "evil", held + 1)]);
     inject(&mut sim, victim, owner, &ack("healing", vec![forged]));
     assert_eq!(sim.node(victim).node_state(&owner_id).unwrap().get("forged"), Some("evil"));
+    let start = sim.now();
     let healed = sim.run_until(ROUND * 30, |sim| {
         sim.node_indices().all(|node| {
             let state = sim.node(node).node_state(&owner_id);
@@ -138,6 +151,7 @@ fn a_forged_key_does_not_stay_on_every_node() {
         })
     });
     assert!(healed.unwrap(), "the forged key is gone everywhere: {}", sim.describe());
+    report(&sim, start);
 }
 
 #[test]
@@ -200,6 +214,8 @@ fn a_blind_spoofer_changes_nothing_peers_vouched_for() {
         .unwrap();
     assert_eq!(sim.node(victim).node_status(&owner_id), Some(NodeStatus::Live));
     assert_eq!(sim.node(victim).metrics().sections_unproven, 3);
+    let start = sim.now();
     let healed = sim.run_until(ROUND * 30, |sim| sim.all_see_all_live() && sim.converged());
     assert!(healed.unwrap(), "{}", sim.describe());
+    report(&sim, start);
 }
