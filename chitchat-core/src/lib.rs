@@ -73,7 +73,11 @@
 //! what it sent, an unsolicited `SynAck` gets an `Ack` no larger than itself,
 //! and all of it draws on [`Config::max_unvalidated_bytes_per_sec`]. What a
 //! node holds of other nodes' records is bounded by
-//! [`Config::max_remote_state_bytes`]. A node refutes claims about
+//! [`Config::max_remote_state_bytes`]. Only a sender that proved its address
+//! (it echoed a token, or answered from a validated address) changes what a
+//! node holds of a node peers vouched for, and a node relays only nodes
+//! vouched for by such senders: a blind spoofer's forgeries stay where they
+//! land, and mostly do not land at all. A node refutes claims about
 //! itself it never made (a heartbeat, versions or a watermark above its own)
 //! from its own state. `PROTOCOL.md` in the repository specifies all of it,
 //! and lists what an attacker without the key can still do.
