@@ -285,6 +285,28 @@ fn an_unproven_farewell_is_taken_provisionally_and_revoked_by_a_heartbeat() {
     assert!(std::iter::from_fn(|| node.poll_event()).any(|event| event == Event::NodeLive(other.clone())));
 }
 
+/// What unproven datagrams said of a node no proven sender vouched for yet is
+/// dropped at the first whole section from a proven one, with key events for
+/// the difference.
+#[test]
+fn the_first_proven_news_of_a_node_replaces_what_unproven_ones_said() {
+    let mut node = node();
+    let relay = peer("relay", 1, 7001);
+    chitchat_core::testing::validate_peer(&mut node, T0, &relay);
+    let other = peer("other", 1, 7002);
+    node.handle_datagram(T0, addr(7002), &ack(CLUSTER, vec![full(other.clone(), 1, &[("evil", "x", 1)])]))
+        .unwrap();
+    assert_eq!(node.node_state(&other).unwrap().get("evil"), Some("x"), "held here, not relayed");
+    while node.poll_event().is_some() {}
+    node.handle_datagram(T0, addr(7001), &ack(CLUSTER, vec![full(other.clone(), 1, &[("good", "y", 1)])]))
+        .unwrap();
+    let state = node.node_state(&other).unwrap();
+    assert_eq!((state.get("evil"), state.get("good"), state.max_version()), (None, Some("y"), 1));
+    let events: Vec<Event> = std::iter::from_fn(|| node.poll_event()).collect();
+    assert!(events.contains(&Event::NodeReset(other.clone())));
+    assert!(events.contains(&Event::KeyDeleted { node: other.clone(), key: "evil".into() }), "{events:?}");
+}
+
 #[test]
 fn leaving_sends_farewells_then_emits_left() {
     let mut node = node();

@@ -250,10 +250,12 @@ impl Chitchat {
             }
             Message::Ack { delta } => {
                 self.cluster.metrics_mut().acks_received += 1;
-                let vouched = self.validation.is_answer(from, Question::SynAck, packet.echo, now)
-                    || self.cluster.is_validated(&from);
+                let answers = self.validation.take_answer(from, Question::SynAck, packet.echo, now);
+                let vouched = answers || self.cluster.is_validated(&from);
+                // Applied first, so that the Ack may introduce the node its
+                // address validates.
                 self.cluster.apply_delta(delta, from, vouched, now);
-                if self.validation.take_answer(from, Question::SynAck, packet.echo, now) {
+                if answers {
                     // The peer there answered the SynAck this node sent it.
                     self.cluster.validate_address(&from);
                 }

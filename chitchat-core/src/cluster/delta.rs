@@ -16,7 +16,7 @@ use crate::error::Violation;
 use crate::events::Event;
 use crate::identity::{Fingerprint, NodeId};
 use crate::membership::{NodeEntry, NodeStatus};
-use crate::node_state::{NodeState, RecordLimits, Refusal, VersionedValue};
+use crate::node_state::{NodeState, RecordLimits, Skipped, VersionedValue};
 use crate::time::Timestamp;
 use crate::wire::size::{encoded_len, varint_len};
 use crate::wire::{Delta, Digest, DigestEntry, NodeDelta, NodeRef, ValueUpdate};
@@ -208,7 +208,12 @@ impl ClusterState {
             Err(Skip::OverLimit) => return self.metrics.sections_over_limit += 1,
             Err(Skip::Refused) => return,
         };
+        let mut forgotten: Option<NodeState> = None;
         let entry = self.membership.get_mut(&fingerprint).expect("resolved nodes are tracked");
+        // A node not vouched for yet is vouched for by a whole section only
+        // (from version 0, as peers send to a node whose digests lack it): one
+        // from further on would leave a gap once the unproven state is dropped.
+        let vouched = vouched && (entry.vouched || section.from_version == 0);
         if entry.vouched && !vouched {
             // A datagram whose sender proved nothing changes nothing a peer
             // vouched for but its heartbeat (which the node refutes if false):
@@ -240,6 +245,7 @@ impl ClusterState {
             self.remote_bytes -= dropped.held_bytes();
             if dropped.max_version() > 0 {
                 self.events.push(Event::NodeReset(dropped.id().clone()));
+                forgotten = Some(dropped);
             }
         }
         entry.vouched |= vouched;
@@ -255,6 +261,8 @@ impl ClusterState {
         let node_id = state.id().clone();
         let mut events = Vec::new();
         let (max, gc) = (state.max_version(), state.last_gc_version());
+        // Only a proven sender's farewell is written into the copy (and relayed).
+        let left = section.left && vouched;
         // A reset replaces the records that the sender's garbage collection may
         // have made stale in our copy, so only a sender that collected more than
         // we did has one to give. A section from version 0 that introduces the
@@ -270,20 +278,18 @@ impl ClusterState {
         // fill the gap safely.
         if !reset && section.last_gc_version < gc && (section.reset || max < gc) {
             self.metrics.stale_sections += 1;
-            let has_left = section.left && vouched;
-            state.finish_section(0, 0, has_left);
+            state.finish_section(0, 0, left);
             self.report_heartbeat(fingerprint, section.heartbeat, now);
-            if has_left {
+            if left {
                 self.mark_left(fingerprint, now);
             }
             return;
         }
+        let mut skipped = Skipped::default();
         if reset {
             let touched: Vec<String> = section.key_values.iter().map(|update| update.key.clone()).collect();
             let dropped = state.take_records_up_to(section.last_gc_version);
-            let skipped = state.apply_reset_records(&section.key_values, now, &limits);
-            self.metrics.records_over_limit += skipped.over_limit;
-            self.metrics.records_over_budget += skipped.over_budget;
+            skipped = state.apply_reset_records(&section.key_values, now, &limits);
             // Complete up to the section's end; beyond it too if the section was
             // whole (it reaches the sender's watermark) and we held more.
             let complete = section.max_version >= section.last_gc_version;
@@ -293,7 +299,7 @@ impl ClusterState {
             let keys = dropped.iter().map(|(key, _)| key.clone()).chain(touched);
             reset_events(&node_id, &dropped, keys, state, &mut events);
             self.metrics.resets_applied += 1;
-            state.finish_section(0, 0, section.left && vouched);
+            state.finish_section(0, 0, left);
         } else {
             // Everything up to our max version is accounted for (held, superseded
             // or collected): a record at or below it could only resurrect a key.
@@ -302,10 +308,7 @@ impl ClusterState {
                 if let Some(refusal) = state.refusal(update, &limits) {
                     // Skipped, counted, and the node's later versions still
                     // flow: the section's max version is taken all the same.
-                    match refusal {
-                        Refusal::OverLimit => self.metrics.records_over_limit += 1,
-                        Refusal::OverBudget => self.metrics.records_over_budget += 1,
-                    }
+                    skipped.count(refusal);
                     if state
                         .drop_older(&update.key, update.version)
                         .is_some_and(|dropped| dropped.is_visible())
@@ -328,9 +331,20 @@ impl ClusterState {
                     ValueUpdate::Deleted => {}
                 }
             }
-            state.finish_section(section.max_version, section.last_gc_version, section.left && vouched);
+            state.finish_section(section.max_version, section.last_gc_version, left);
         }
+        self.metrics.records_over_limit += skipped.over_limit;
+        self.metrics.records_over_budget += skipped.over_budget;
         self.remote_bytes = held_by_others + state.held_bytes();
+        if let Some(forgotten) = forgotten {
+            // Key events for the difference follow a `NodeReset`: the section's
+            // records were reported as set; what it did not bring back is gone.
+            for (key, _) in forgotten.key_values() {
+                if state.get(key).is_none() {
+                    events.push(Event::KeyDeleted { node: node_id.clone(), key: key.to_string() });
+                }
+            }
+        }
         let has_left = state.has_left();
         for event in events {
             self.events.push(event);
