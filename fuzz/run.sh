@@ -21,7 +21,7 @@ seconds="${1:-60}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(decode handle_datagram hostile_messages protocol_ops sealed_datagram)
+    targets=(decode handle_datagram hostile_messages protocol_ops sealed_datagram stream_frames)
 fi
 
 RUSTC_BOOTSTRAP=1 cargo fuzz build --sanitizer none

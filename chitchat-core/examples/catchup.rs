@@ -20,8 +20,9 @@
 //!   bytes that must move (every other node's state to the restarted node, and
 //!   its state to every other node).
 //!
-//! A configuration the node refuses (a value too large for half a datagram)
-//! is reported as such: that workload cannot run at that datagram size.
+//! Bytes count datagrams and streams. `--no-streams` turns streams off (the
+//! datagram path alone, as before the bulk path); a configuration the node
+//! then refuses (a value too large for half a datagram) is reported as such.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -38,10 +39,11 @@ struct Args {
     seed: u64,
     max_rounds: u64,
     json: bool,
+    streams: bool,
 }
 
 const USAGE: &str = "catchup [--nodes N] [--keys K] [--value-bytes B] [--compressible]
-        [--max-datagram BYTES] [--seed S] [--max-rounds R] [--json]";
+        [--max-datagram BYTES] [--seed S] [--max-rounds R] [--no-streams] [--json]";
 
 fn parse() -> Result<Args, String> {
     let mut args = Args {
@@ -53,6 +55,7 @@ fn parse() -> Result<Args, String> {
         seed: 1,
         max_rounds: 5_000,
         json: false,
+        streams: true,
     };
     let mut words = std::env::args().skip(1);
     while let Some(word) = words.next() {
@@ -67,6 +70,7 @@ fn parse() -> Result<Args, String> {
             "--seed" => args.seed = number(value()?)?,
             "--max-rounds" => args.max_rounds = number(value()?)?,
             "--json" => args.json = true,
+            "--no-streams" => args.streams = false,
             _ => return Err(format!("unknown argument {word}")),
         }
     }
@@ -134,6 +138,7 @@ fn main() -> ExitCode {
         max_node_name_len: 16,
         max_value_len: args.value_bytes.max(16),
         max_keys_per_node: args.keys.max(16),
+        max_streams: if args.streams { Config::default().max_streams } else { 0 },
         ..Config::default()
     };
     if let Err(error) = config.validate() {
@@ -180,20 +185,29 @@ fn main() -> ExitCode {
     set_keys(&mut sim, &mut rng, restarted);
     let others: Vec<NodeId> =
         nodes[..nodes.len() - 1].iter().map(|node| sim.node_id(*node).clone()).collect();
-    let (start, bytes_before) = (sim.now(), sim.stats().bytes_sent);
+    let (start, bytes_before, stream_bytes_before) =
+        (sim.now(), sim.stats().bytes_sent, sim.stats().stream_bytes);
     let rounds_since = |sim: &Simulation| sim.now().saturating_duration_since(start).as_secs_f64();
     let first = sim.run_until(limit, |sim| has_first_keys(sim, restarted, &others)).expect("unchecked");
     let first_keys_rounds = rounds_since(&sim);
     let full = first && sim.run_until(limit, |sim| caught_up(sim, &nodes)).expect("unchecked");
     let full_state_rounds = rounds_since(&sim);
-    let sent = sim.stats().bytes_sent - bytes_before;
+    if std::env::var_os("CATCHUP_DEBUG").is_some() {
+        for node in &nodes {
+            eprintln!("{:?}: {:?}", node, sim.node(*node).metrics().streams);
+        }
+    }
+    let datagram_bytes = sim.stats().bytes_sent - bytes_before;
+    let stream_bytes = sim.stats().stream_bytes - stream_bytes_before;
+    let sent = datagram_bytes + stream_bytes;
     let state_bytes = args.keys * (key(0).len() + args.value_bytes);
     let must_move = 2 * (args.nodes - 1) * state_bytes;
     let ratio = sent as f64 / must_move as f64;
     if args.json {
         println!(
             "{{\"nodes\":{},\"keys\":{},\"value_bytes\":{},\"compressible\":{},\"max_datagram\":{},\"seed\":{},\
-             \"first_keys_rounds\":{},\"full_state_rounds\":{},\"bytes_sent\":{sent},\"bytes_to_move\":{must_move},\
+             \"streams\":{},\"first_keys_rounds\":{},\"full_state_rounds\":{},\"bytes_sent\":{sent},\
+             \"datagram_bytes\":{datagram_bytes},\"stream_bytes\":{stream_bytes},\"bytes_to_move\":{must_move},\
              \"bytes_ratio\":{ratio:.2}}}",
             args.nodes,
             args.keys,
@@ -201,6 +215,7 @@ fn main() -> ExitCode {
             args.compressible,
             args.max_datagram,
             args.seed,
+            args.streams,
             if first { format!("{first_keys_rounds:.1}") } else { "null".into() },
             if full { format!("{full_state_rounds:.1}") } else { "null".into() },
         );
@@ -218,7 +233,10 @@ fn main() -> ExitCode {
             true => println!("  every node holds every node's state: {full_state_rounds:.1} rounds"),
             false => println!("  not caught up within {} rounds", args.max_rounds),
         }
-        println!("  {sent} bytes sent for {must_move} bytes that must move (x{ratio:.2})");
+        println!(
+            "  {sent} bytes sent ({datagram_bytes} in datagrams, {stream_bytes} on streams) for {must_move} \
+             bytes that must move (x{ratio:.2})"
+        );
     }
     ExitCode::SUCCESS
 }

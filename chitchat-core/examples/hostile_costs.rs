@@ -209,7 +209,7 @@ fn worst_per_message_type() {
         CLUSTER,
         Message::SynAck {
             digest: Digest { entries: entries[..1_000].to_vec(), ..empty_digest() },
-            delta: Delta { nodes: sections.clone() },
+            delta: Delta { nodes: sections.clone(), more: false },
         },
     );
     let ack_bytes = ack(CLUSTER, sections);

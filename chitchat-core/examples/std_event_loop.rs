@@ -5,9 +5,15 @@
 //! hands out, print what [`Chitchat::poll_event`] reports, then block on a
 //! [`UdpSocket`] whose read timeout is the time left until
 //! [`Chitchat::poll_timeout`]. A datagram goes to [`Chitchat::handle_datagram`],
-//! an expired deadline to [`Chitchat::handle_timeout`]. Time is read in one
-//! place, [`Node::now`]: `Timestamp::from_elapsed(start.elapsed())` for an
-//! [`Instant`] taken when the program starts.
+//! an expired deadline to [`Chitchat::handle_timeout`]. Then [`Node::pump_streams`]
+//! moves the catch-up streams' bytes over non-blocking TCP (a state too large
+//! for datagrams is pulled on them): it accepts connections on the gossip
+//! address ([`Chitchat::accept_stream`]), opens the ones the core asks for
+//! ([`Chitchat::poll_stream_open`]), and shuttles bytes between the sockets
+//! and [`Chitchat::handle_stream_data`] / [`Chitchat::poll_stream_send`].
+//! Time is read in one place, [`Node::now`]:
+//! `Timestamp::from_elapsed(start.elapsed())` for an [`Instant`] taken when
+//! the program starts.
 //!
 //! Three nodes in one process, exiting 0 once they all see each other live and
 //! share a key (1 after 20 s otherwise):
@@ -28,15 +34,16 @@
 //! The last one leaves after 5 seconds: the others report it left at once,
 //! without waiting for the failure detector. Run with `--help` for every option.
 
+use std::collections::BTreeMap;
 use std::error::Error;
-use std::io;
-use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use chitchat_core::{Chitchat, Config, Event, NodeId, Timestamp};
+use chitchat_core::{Chitchat, Config, Event, NodeId, StreamId, StreamSend, Timestamp};
 
 /// The command-line help.
 const USAGE: &str = "\
@@ -55,6 +62,11 @@ options:
 
 /// The longest a loop sleeps without checking its exit condition.
 const MAX_WAIT: Duration = Duration::from_millis(50);
+/// The longest a loop sleeps while a stream is open (they are polled, not
+/// waited on: this example keeps to one blocking socket).
+const STREAM_WAIT: Duration = Duration::from_millis(1);
+/// How long opening a stream may block the loop.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// The key the demo sets on its third node and waits for on every node.
 const DEMO_KEY: &str = "greeting";
@@ -180,12 +192,16 @@ fn config(cluster_id: Option<String>, rng_seed: u64) -> Config {
     config
 }
 
-/// One node and the socket it owns: the whole adapter.
+/// One node and the sockets it owns: the whole adapter.
 struct Node {
     /// The protocol state machine.
     chitchat: Chitchat,
     /// The socket the node gossips on.
     socket: UdpSocket,
+    /// Where peers open catch-up streams: the gossip address, over TCP.
+    listener: TcpListener,
+    /// The open streams.
+    streams: BTreeMap<StreamId, Connection>,
     /// The epoch of the node's timestamps.
     start: Instant,
     /// Room for the largest datagram.
@@ -217,7 +233,10 @@ impl Node {
         let initial = key_values.iter().map(|(key, value)| (key.as_str(), value.as_str()));
         let mut chitchat = Chitchat::new(config, self_id, initial, now)?;
         chitchat.set_seed_addrs(seeds);
-        Ok(Node { chitchat, socket, start, buffer: vec![0; Config::MAX_DATAGRAM_SIZE] })
+        let listener = TcpListener::bind(addr)?;
+        listener.set_nonblocking(true)?;
+        let streams = BTreeMap::new();
+        Ok(Node { chitchat, socket, listener, streams, start, buffer: vec![0; Config::MAX_DATAGRAM_SIZE] })
     }
 
     /// The current time, on the node's clock.
@@ -231,6 +250,7 @@ impl Node {
         self.send_all();
         self.print_events();
 
+        let max_wait = if self.streams.is_empty() { max_wait } else { max_wait.min(STREAM_WAIT) };
         let wait = match self.chitchat.poll_timeout() {
             Some(deadline) => deadline.saturating_duration_since(self.now()).min(max_wait),
             None => max_wait,
@@ -262,7 +282,52 @@ impl Node {
         if self.chitchat.poll_timeout().is_some_and(|deadline| deadline <= now) {
             self.chitchat.handle_timeout(now);
         }
+        self.pump_streams();
         Ok(())
+    }
+
+    /// Accepts and opens streams, and moves their bytes as far as the sockets
+    /// allow without blocking. A failing stream is dropped (and reported to
+    /// the core); the core ends streams on its own deadlines.
+    fn pump_streams(&mut self) {
+        loop {
+            match self.listener.accept() {
+                Ok((stream, from)) => {
+                    let now = self.now();
+                    if let Some(id) = self.chitchat.accept_stream(now, from) {
+                        if stream.set_nonblocking(true).is_ok() {
+                            self.streams.insert(id, Connection::new(stream));
+                        } else {
+                            self.chitchat.stream_closed(now, id);
+                        }
+                    }
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+                Err(error) => {
+                    self.say(&format!("accepting a stream failed: {error}"));
+                    break;
+                }
+            }
+        }
+        while let Some(open) = self.chitchat.poll_stream_open() {
+            // A blocking connect, bounded: the simplest choice for an example.
+            let connected = TcpStream::connect_timeout(&open.to, CONNECT_TIMEOUT)
+                .and_then(|stream| stream.set_nonblocking(true).map(|()| stream));
+            match connected {
+                Ok(stream) => drop(self.streams.insert(open.id, Connection::new(stream))),
+                Err(error) => {
+                    self.say(&format!("could not open a stream to {}: {error}", open.to));
+                    self.chitchat.stream_closed(self.now(), open.id);
+                }
+            }
+        }
+        let ids: Vec<StreamId> = self.streams.keys().copied().collect();
+        for id in ids {
+            let Some(mut connection) = self.streams.remove(&id) else { continue };
+            if connection.pump(&mut self.chitchat, id, self.start, &mut self.buffer) {
+                self.streams.insert(id, connection);
+            }
+        }
     }
 
     /// Sends every queued datagram. UDP is lossy anyway, and gossip retries every
@@ -309,6 +374,69 @@ impl Node {
     fn say(&self, line: &str) {
         let elapsed = self.start.elapsed().as_secs_f64();
         println!("[{elapsed:7.3}s {}] {line}", self.chitchat.self_id().name);
+    }
+}
+
+/// One catch-up stream: a non-blocking TCP connection and the frame being
+/// written on it.
+struct Connection {
+    stream: TcpStream,
+    out: Vec<u8>,
+    written: usize,
+}
+
+impl Connection {
+    fn new(stream: TcpStream) -> Self {
+        Connection { stream, out: Vec::new(), written: 0 }
+    }
+
+    /// Reads what arrived into the core, then writes what the core sends.
+    /// Returns whether the stream stays open.
+    fn pump(&mut self, chitchat: &mut Chitchat, id: StreamId, start: Instant, buffer: &mut [u8]) -> bool {
+        let now = || Timestamp::from_elapsed(start.elapsed());
+        if !chitchat.is_stream_open(id) {
+            return false; // the core ended it (a timeout, say)
+        }
+        loop {
+            match self.stream.read(buffer) {
+                Ok(0) => {
+                    chitchat.stream_closed(now(), id);
+                    return false;
+                }
+                Ok(len) => {
+                    if chitchat.handle_stream_data(now(), id, &buffer[..len]).is_err() {
+                        return false; // refused: the core forgot the stream
+                    }
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => {
+                    chitchat.stream_closed(now(), id);
+                    return false;
+                }
+            }
+        }
+        loop {
+            if self.written == self.out.len() {
+                match chitchat.poll_stream_send(now(), id) {
+                    StreamSend::Bytes(bytes) => (self.out, self.written) = (bytes, 0),
+                    StreamSend::Idle => return true,
+                    StreamSend::Finished => {
+                        // The last frame was written out above: close the
+                        // writing half so that the peer reads the end.
+                        let _ = self.stream.shutdown(Shutdown::Write);
+                        return false;
+                    }
+                }
+            }
+            match self.stream.write(&self.out[self.written..]) {
+                Ok(len) => self.written += len,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(_) => {
+                    chitchat.stream_closed(now(), id);
+                    return false;
+                }
+            }
+        }
     }
 }
 

@@ -49,7 +49,9 @@ pub struct Config {
     pub deletion_grace_period: Duration,
     /// The longest key, in bytes of UTF-8.
     pub max_key_len: usize,
-    /// The longest value, in bytes of UTF-8.
+    /// The longest value, in bytes of UTF-8. A record too large for half a
+    /// datagram travels only on streams (see [`Config::max_streams`]): it must
+    /// then fit a stream frame (1 MiB), and streams must be on.
     pub max_value_len: usize,
     /// The most keys (tombstones included) a node may hold in its own state; a
     /// remote node's section that would exceed it is refused and counted.
@@ -82,6 +84,16 @@ pub struct Config {
     /// amplification). An answer the budget cannot pay for is not sent, and
     /// is counted in [`crate::Metrics::unvalidated_answers_dropped`].
     pub max_unvalidated_bytes_per_sec: usize,
+    /// The most streams open at once, pulled and accepted together; 0 turns
+    /// streams off. A node whose delta from a peer was cut to fit the datagram
+    /// pulls the rest from that peer on a stream (a TCP connection its caller
+    /// opens; see [`crate::Chitchat::poll_stream_open`]), at most one pull at a
+    /// time; beyond this many, streams are refused. Each holds at most one
+    /// frame (1 MiB) in memory.
+    pub max_streams: usize,
+    /// A stream is closed this long after it opened, whatever it still had to
+    /// do, and after two gossip intervals without a byte either way.
+    pub stream_timeout: Duration,
     /// Seeds the node's random generator (peer choice, jitter): one seed, one
     /// run. It also seeds the key of the node's address-validation tokens
     /// (see the crate docs on amplification), which a blind spoofer must not
@@ -103,7 +115,8 @@ impl Config {
         Config {
             max_datagram_size: 1_400,
             max_key_len: 64,
-            max_value_len: 256,
+            // Values too large for a datagram travel on streams.
+            max_value_len: 16 * 1_024,
             max_node_name_len: 64,
             max_cluster_id_len: 64,
             max_unvalidated_bytes_per_sec: 64 * 1_024,
@@ -120,6 +133,7 @@ impl Config {
             phi_max_interval: Duration::from_secs(1),
             dead_node_grace_period: Duration::from_secs(5),
             deletion_grace_period: Duration::from_secs(5),
+            stream_timeout: Duration::from_secs(5),
             ..Config::default()
         }
     }
@@ -176,6 +190,9 @@ impl Config {
         if self.max_pending_events == 0 || self.max_pending_transmits == 0 {
             return Err(ZeroQueueBound);
         }
+        if self.stream_timeout < self.gossip_interval {
+            return Err(StreamTimeoutTooShort { timeout: self.stream_timeout, min: self.gossip_interval });
+        }
         // The largest key-value section must fit in half a datagram, because a
         // SynAck gives at least half of its room to the delta.
         self.check_one_key_fits(0)
@@ -191,16 +208,23 @@ impl Config {
     }
 
     /// Checks that the largest key-value section fits in half a datagram that
-    /// loses `seal_overhead` bytes to sealing, because a SynAck gives at least
-    /// half of its room to the delta.
+    /// loses `seal_overhead` bytes to sealing (a SynAck gives at least half of
+    /// its room to the delta), or, with streams on, in a stream frame.
     fn check_one_key_fits(&self, seal_overhead: usize) -> Result<(), ConfigError> {
         let needed =
             size::worst_case_key_section_len(self.max_node_name_len, self.max_key_len, self.max_value_len)
-                + 3;
+                + 4;
         let room =
             size::guaranteed_delta_room(self.max_datagram_size, seal_overhead, self.max_cluster_id_len);
-        if needed > room {
+        if needed <= room {
+            return Ok(());
+        }
+        if self.max_streams == 0 {
             return Err(ConfigError::DatagramTooSmallForOneKey { needed, room });
+        }
+        let frame_room = wire::records_budget(&"x".repeat(self.max_cluster_id_len), wire::SEAL_OVERHEAD);
+        if needed > frame_room {
+            return Err(ConfigError::FrameTooSmallForOneKey { needed, room: frame_room });
         }
         Ok(())
     }
@@ -231,6 +255,8 @@ impl Default for Config {
             max_pending_events: 100_000,
             max_pending_transmits: 1_024,
             max_unvalidated_bytes_per_sec: 1_024 * 1_024,
+            max_streams: 4,
+            stream_timeout: Duration::from_secs(30),
             rng_seed: 0,
         }
     }
@@ -246,6 +272,25 @@ pub enum ConfigError {
     /// `gossip_fanout` is zero.
     #[error("gossip_fanout must be at least 1")]
     ZeroFanout,
+    /// `stream_timeout` is shorter than a gossip interval.
+    #[error("stream_timeout {timeout:?} is shorter than the gossip interval {min:?}")]
+    StreamTimeoutTooShort {
+        /// The configured timeout.
+        timeout: Duration,
+        /// The gossip interval.
+        min: Duration,
+    },
+    /// The largest key-value section does not fit a stream frame.
+    #[error(
+        "a key of max_key_len with a value of max_value_len needs a {needed}-byte section but a \
+         stream frame has room for {room}: lower max_value_len"
+    )]
+    FrameTooSmallForOneKey {
+        /// Bytes the largest section needs.
+        needed: usize,
+        /// Bytes a frame has for it.
+        room: usize,
+    },
     /// `max_datagram_size` is outside the accepted range.
     #[error("max_datagram_size {size} is outside {min}..={max}")]
     DatagramSizeOutOfRange {
@@ -352,8 +397,21 @@ mod tests {
         assert_eq!(bad(|c| c.gossip_fanout = 0), ConfigError::ZeroFanout);
         assert!(matches!(bad(|c| c.max_datagram_size = 100), ConfigError::DatagramSizeOutOfRange { .. }));
         assert!(matches!(
-            bad(|c| c.max_datagram_size = 1_400),
+            bad(|c| {
+                c.max_datagram_size = 1_400;
+                c.max_streams = 0;
+            }),
             ConfigError::DatagramTooSmallForOneKey { .. }
+        ));
+        // With streams on, a value too large for a datagram travels on them,
+        // up to what a frame holds.
+        let mut config = Config { max_datagram_size: 1_400, ..Config::default() };
+        config.validate().unwrap();
+        config.max_value_len = 2 << 20;
+        assert!(matches!(config.validate(), Err(ConfigError::FrameTooSmallForOneKey { .. })));
+        assert!(matches!(
+            bad(|c| c.stream_timeout = Duration::from_millis(10)),
+            ConfigError::StreamTimeoutTooShort { .. }
         ));
         assert!(matches!(bad(|c| c.phi_threshold = f64::NAN), ConfigError::InvalidPhiThreshold(_)));
         assert!(matches!(

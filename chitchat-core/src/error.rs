@@ -103,6 +103,17 @@ pub enum Violation {
     /// node must have room to refute a forged claim about itself.
     #[error("a heartbeat or version is implausibly large")]
     ImplausibleCounter,
+    /// A stream message in a datagram, or a datagram message on a stream.
+    #[error("a message on the wrong transport (stream or datagram)")]
+    WrongTransport,
+    /// A stream message out of the exchange's order: a second `Pull`, or
+    /// anything after `Done`.
+    #[error("a stream message out of order")]
+    OutOfOrder,
+    /// A `Records` frame whose compressed delta does not inflate to its
+    /// declared length, or declares more than a frame may hold.
+    #[error("a compressed delta does not inflate to its declared length")]
+    BadCompression,
 }
 
 /// Why the node refused to change its own state.

@@ -52,5 +52,5 @@ pub(crate) fn farewell(state: &NodeState) -> Message {
         left: true,
         key_values: Vec::new(),
     };
-    Message::Ack { delta: Delta { nodes: vec![section] } }
+    Message::Ack { delta: Delta { nodes: vec![section], more: false } }
 }

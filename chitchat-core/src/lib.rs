@@ -124,6 +124,7 @@ mod peers;
 #[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
 pub mod sim;
 mod snapshot;
+pub mod stream;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
@@ -148,8 +149,9 @@ pub use events::Event;
 pub use identity::{Fingerprint, NodeId};
 pub use keyring::{KEY_LEN, KeyId, Keyring, KeyringError, SecretKey, SecretKeyParseError};
 pub use membership::NodeStatus;
-pub use metrics::{Metrics, RejectedCounts};
+pub use metrics::{Metrics, RejectedCounts, StreamCounts};
 pub use node_state::{NodeState, RECORD_OVERHEAD, ValueStatus, VersionedValue};
 pub use outbox::Transmit;
 pub use snapshot::{ClusterSnapshot, NodeSnapshot};
+pub use stream::{StreamError, StreamId, StreamOpen, StreamSend};
 pub use time::Timestamp;

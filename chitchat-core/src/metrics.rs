@@ -88,6 +88,38 @@ pub struct Metrics {
     /// Claims about this node so close to the counters' limit (2^62) that it
     /// could not go past them: only a restart (a new generation) clears them.
     pub unrefutable_claims: u64,
+    /// The catch-up streams (see [`crate::Chitchat::poll_stream_open`]).
+    pub streams: StreamCounts,
+}
+
+/// What the node's streams did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamCounts {
+    /// Pulls this node asked its caller to open.
+    pub opened: u64,
+    /// Streams peers opened that this node took.
+    pub accepted: u64,
+    /// Streams peers opened that this node refused (`max_streams` open, or
+    /// streams off, or the node not running).
+    pub refused: u64,
+    /// Streams whose exchange ended with `Done` both ways.
+    pub completed: u64,
+    /// Streams that ended otherwise: a refused frame, a timeout, a close
+    /// before the end.
+    pub failed: u64,
+    /// Streams that ended because of their deadline or idleness (also
+    /// counted in `failed`).
+    pub timed_out: u64,
+    /// Frames refused (also counted in `failed`; the stream ends).
+    pub frames_rejected: u64,
+    /// Frames sent.
+    pub frames_sent: u64,
+    /// Frames received and accepted.
+    pub frames_received: u64,
+    /// Bytes sent (frames and their prefixes).
+    pub bytes_sent: u64,
+    /// Bytes received.
+    pub bytes_received: u64,
 }
 
 /// Refused datagrams, one counter per class of [`DatagramError`].

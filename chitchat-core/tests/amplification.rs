@@ -211,7 +211,7 @@ fn a_newcomer_that_answers_the_short_syn_ack_gets_full_answers_next() {
     let introduction = answering(
         CLUSTER,
         &short.bytes,
-        Message::Ack { delta: Delta { nodes: vec![full(newcomer.clone(), 1, &[])] } },
+        Message::Ack { delta: Delta { nodes: vec![full(newcomer.clone(), 1, &[])], more: false } },
     );
     node.handle_datagram(T0, newcomer.gossip_addr, &introduction).unwrap();
     drain(&mut node);

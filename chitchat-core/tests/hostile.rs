@@ -73,7 +73,7 @@ fn rich_datagram() -> Vec<u8> {
     };
     let digest = Digest { entries: vec![entry], unknown: vec![Fingerprint::from_u64(3)], ..empty_digest() };
     let section = full(NodeId::new("ñew", 1, addr(7005)), 3, &[("é", "ü", 1), ("k2", "v2", 2)]);
-    datagram(CLUSTER, Message::SynAck { digest, delta: Delta { nodes: vec![section] } })
+    datagram(CLUSTER, Message::SynAck { digest, delta: Delta { nodes: vec![section], more: false } })
 }
 
 // ---- envelope ---------------------------------------------------------------
@@ -302,8 +302,9 @@ fn an_empty_key_or_node_name_from_the_wire_is_refused() {
 fn a_key_and_value_at_their_limits_fit_one_datagram() {
     // A key at max_key_len with a value at max_value_len, held by a node whose
     // name is at max_node_name_len, reaches a newcomer: a large value never
-    // blocks its node's later updates.
-    let config = Config { max_datagram_size: 1_400, ..Config::lan() };
+    // blocks its node's later updates (values that fit half a datagram: larger
+    // ones travel on streams, below).
+    let config = Config { max_datagram_size: 1_400, max_value_len: 256, ..Config::lan() };
     let config = Config { cluster_id: CLUSTER.into(), ..config };
     let name = "n".repeat(config.max_node_name_len);
     let mut node =
@@ -320,6 +321,29 @@ fn a_key_and_value_at_their_limits_fit_one_datagram() {
     let own = |section: &&NodeDelta| matches!(&section.node, NodeRef::Full(id) if id == node.self_id());
     let section = delta.nodes.iter().find(own).expect("the node's own section");
     assert_eq!(section.key_values.len(), 3, "every record, the large one included");
+    assert!(!delta.more);
+}
+
+#[test]
+fn a_value_too_large_for_a_datagram_is_left_to_a_stream() {
+    let config = Config { cluster_id: CLUSTER.into(), ..Config::lan() };
+    let mut node = Chitchat::new(config, NodeId::new("big", 1, addr(7000)), [("x", "y")], T0).unwrap();
+    node.set(T0, "large", &"v".repeat(5_000)).unwrap();
+    node.set(T0, "later", "update").unwrap();
+    chitchat_core::testing::validate_peer(&mut node, T0, &NodeId::new("newcomer", 1, addr(7003)));
+    node.handle_datagram(T0, addr(7003), &syn(CLUSTER, empty_digest())).unwrap();
+    let reply = node.poll_transmit().unwrap();
+    assert!(reply.bytes.len() <= 1_400);
+    let Message::SynAck { delta, .. } = wire::decode(&reply.bytes).unwrap().message else {
+        panic!("a SynAck")
+    };
+    let own = |section: &&NodeDelta| matches!(&section.node, NodeRef::Full(id) if id == node.self_id());
+    let section = delta.nodes.iter().find(own).expect("the node's own section");
+    // The records before the large one; the section ends where it was cut, and
+    // the delta says there is more (the newcomer pulls it on a stream).
+    assert_eq!(section.key_values.len(), 1);
+    assert_eq!(section.max_version, 1);
+    assert!(delta.more);
 }
 
 // ---- deltas -----------------------------------------------------------------
@@ -422,7 +446,7 @@ fn a_newcomer_introducing_itself_gets_into_a_table_full_of_rumors() {
         let introduction = chitchat_core::testing::datagrams::answering(
             CLUSTER,
             &syn_ack.bytes,
-            Message::Ack { delta: Delta { nodes: vec![full(id.clone(), 1, &[])] } },
+            Message::Ack { delta: Delta { nodes: vec![full(id.clone(), 1, &[])], more: false } },
         );
         node.handle_datagram(T0, id.gossip_addr, &introduction).unwrap();
     };

@@ -109,7 +109,7 @@ fn node_delta() -> impl Strategy<Value = NodeDelta> {
 }
 
 fn delta() -> impl Strategy<Value = Delta> {
-    prop::collection::vec(node_delta(), 0..3).prop_map(|nodes| Delta { nodes })
+    prop::collection::vec(node_delta(), 0..3).prop_map(|nodes| Delta { nodes, more: false })
 }
 
 fn packet() -> impl Strategy<Value = Packet> {

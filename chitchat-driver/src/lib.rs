@@ -62,6 +62,17 @@
 //! | `chitchat_unsolicited_syn_acks_total` | counter | `SynAck`s that answered no `Syn` of this node |
 //! | `chitchat_refutations_total` | counter | claims about this node it never made, refuted (a heartbeat, versions or a watermark above its own) |
 //! | `chitchat_unrefutable_claims_total` | counter | such claims too close to the counters' limit (2⁶²) to refute: restart the node |
+//! | `chitchat_streams_opened_total` | counter | streams this node opened to pull what did not fit a datagram |
+//! | `chitchat_streams_accepted_total` | counter | streams peers opened to pull from this node, taken |
+//! | `chitchat_streams_refused_total` | counter | streams refused (`max_streams` open, streams off, node not running) |
+//! | `chitchat_streams_completed_total` | counter | streams whose exchange ended (`Done`) |
+//! | `chitchat_streams_failed_total` | counter | streams that ended early: a refused frame, a timeout, a close |
+//! | `chitchat_streams_timed_out_total` | counter | streams ended by their deadline or idleness (also failed) |
+//! | `chitchat_stream_frames_rejected_total` | counter | stream frames refused: the stream ends (also failed) |
+//! | `chitchat_stream_frames_sent_total` | counter | stream frames sent |
+//! | `chitchat_stream_frames_received_total` | counter | stream frames received and accepted |
+//! | `chitchat_stream_bytes_sent_total` | counter | bytes sent on streams |
+//! | `chitchat_stream_bytes_received_total` | counter | bytes received on streams |
 //! | `chitchat_send_errors_total` | counter | failed sends (driver) |
 //! | `chitchat_recv_errors_total` | counter | transient receive errors (driver) |
 //! | `chitchat_seed_resolution_failures_total` | counter | failed DNS resolutions of seeds (driver) |
@@ -79,6 +90,7 @@ pub mod api;
 #[cfg_attr(docsrs, doc(cfg(feature = "async-io")))]
 pub mod async_io;
 mod config;
+mod connections;
 mod error;
 mod handle;
 pub mod keys;
@@ -96,5 +108,5 @@ pub use error::{CommandError, StartError, StopReason};
 pub use futures_lite;
 pub use handle::{ChitchatHandle, DriverMetrics, NodeMetrics};
 pub use node::spawn;
-pub use runtime::{BoxFuture, Runtime, Timer, UdpSocket, sleep};
+pub use runtime::{BoxFuture, Runtime, TcpListener, TcpStream, Timer, UdpSocket, sleep};
 pub use streams::{KeyChange, Lagged, NodeSet, ReadyChange, Subscription, WatchStream};

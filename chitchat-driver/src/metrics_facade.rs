@@ -79,6 +79,27 @@ pub(crate) const COUNTERS: &[CounterSource] = &[
         "Claims about this node too close to the limit to refute.",
         |m, _| m.unrefutable_claims,
     ),
+    ("chitchat_streams_opened_total", "Catch-up streams this node pulled on.", |m, _| m.streams.opened),
+    ("chitchat_streams_accepted_total", "Catch-up streams peers opened, taken.", |m, _| m.streams.accepted),
+    ("chitchat_streams_refused_total", "Catch-up streams refused (max_streams open).", |m, _| {
+        m.streams.refused
+    }),
+    ("chitchat_streams_completed_total", "Catch-up streams whose exchange ended.", |m, _| {
+        m.streams.completed
+    }),
+    ("chitchat_streams_failed_total", "Catch-up streams that ended early.", |m, _| m.streams.failed),
+    ("chitchat_streams_timed_out_total", "Catch-up streams past their deadline or idle.", |m, _| {
+        m.streams.timed_out
+    }),
+    ("chitchat_stream_frames_rejected_total", "Stream frames refused (the stream ends).", |m, _| {
+        m.streams.frames_rejected
+    }),
+    ("chitchat_stream_frames_sent_total", "Stream frames sent.", |m, _| m.streams.frames_sent),
+    ("chitchat_stream_frames_received_total", "Stream frames received and accepted.", |m, _| {
+        m.streams.frames_received
+    }),
+    ("chitchat_stream_bytes_sent_total", "Bytes sent on streams.", |m, _| m.streams.bytes_sent),
+    ("chitchat_stream_bytes_received_total", "Bytes received on streams.", |m, _| m.streams.bytes_received),
     ("chitchat_send_errors_total", "Failed sends (driver).", |_, d| d.send_errors),
     ("chitchat_recv_errors_total", "Transient receive errors (driver).", |_, d| d.recv_errors),
     ("chitchat_seed_resolution_failures_total", "Failed DNS resolutions of seeds (driver).", |_, d| {
@@ -245,11 +266,9 @@ mod tests {
         assert_eq!(recorder.get("chitchat_tracked_nodes", "n1"), Some(1));
     }
 
-    /// A counter the core adds shows up here as a failing test, not as a gap.
-    #[test]
-    fn every_core_counter_is_published() {
-        let debug = format!("{:?}", Metrics::default());
-        let fields = debug.trim_start_matches("Metrics {").trim_end_matches('}');
+    /// The top-level field names of a struct's `Debug` output.
+    fn field_names(debug: &str, type_name: &str) -> Vec<String> {
+        let fields = debug.trim_start_matches(type_name).trim_start_matches(" {").trim_end_matches('}');
         let mut depth = 0;
         let mut names = Vec::new();
         for part in fields.split(", ") {
@@ -258,8 +277,24 @@ mod tests {
             }
             depth += part.matches('{').count() as i32 - part.matches('}').count() as i32;
         }
+        names
+    }
+
+    /// A counter the core adds shows up here as a failing test, not as a gap.
+    #[test]
+    fn every_core_counter_is_published() {
+        let names = field_names(&format!("{:?}", Metrics::default()), "Metrics");
         assert!(names.len() > 20, "{names:?}");
-        for name in names {
+        let stream_names =
+            field_names(&format!("{:?}", chitchat_core::StreamCounts::default()), "StreamCounts");
+        assert!(stream_names.len() > 5, "{stream_names:?}");
+        let stream_names = stream_names.into_iter().map(|name| {
+            match name.starts_with("frames_") || name.starts_with("bytes_") {
+                true => format!("stream_{name}"),
+                false => format!("streams_{name}"),
+            }
+        });
+        for name in names.into_iter().filter(|name| name != "streams").chain(stream_names) {
             let published = match name.as_str() {
                 "rejected" => "chitchat_datagrams_rejected_total".to_string(),
                 name => format!("chitchat_{name}_total"),

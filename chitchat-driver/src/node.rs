@@ -1,8 +1,9 @@
 //! The node task: one loop that feeds the core and drains it.
 //!
 //! Each turn: take the handles' commands, receive datagrams (each stamped with
-//! its arrival time), fire the core's deadline, take in seed re-resolutions, send
-//! what the core emits, publish its events, and re-arm the single timer to
+//! its arrival time), move the catch-up streams' bytes ([`Connections`]), fire
+//! the core's deadline, take in seed re-resolutions, send what the core emits,
+//! publish its events, and re-arm the single timer to
 //! [`Chitchat::poll_timeout`]. No protocol decision is made here.
 
 use std::cell::RefCell;
@@ -20,6 +21,7 @@ use chitchat_core::{Chitchat, Config, NodeId, Timestamp, Transmit};
 use futures_lite::Stream;
 
 use crate::config::{NodeConfig, generation_from_clock};
+use crate::connections::Connections;
 use crate::error::{StartError, StopReason};
 use crate::handle::{ChitchatHandle, Command, DriverCounters, Reply, Shared};
 use crate::publish::{publish_events, subscribe_keys_with_current, subscribe_ready};
@@ -53,6 +55,16 @@ pub async fn spawn(runtime: Arc<dyn Runtime>, config: NodeConfig) -> Result<Chit
         .map_err(|source| StartError::Bind { addr: config.listen_addr, source })?;
     let local_addr =
         socket.local_addr().map_err(|source| StartError::Bind { addr: config.listen_addr, source })?;
+    // Peers pull large states from this node over TCP, on the same address.
+    // Without a listener the node still gossips and pulls; its peers then
+    // catch up from others, or by datagrams alone.
+    let listener = match runtime.listen(local_addr) {
+        Ok(listener) => Some(listener),
+        Err(error) => {
+            tracing::warn!(%local_addr, %error, "no TCP listener for catch-up streams");
+            None
+        }
+    };
     let gossip_addr = config.advertise_addr.unwrap_or(local_addr);
     if gossip_addr.ip().is_unspecified() {
         tracing::warn!(%gossip_addr, "advertising an unspecified address: set advertise_addr");
@@ -100,7 +112,9 @@ pub async fn spawn(runtime: Arc<dyn Runtime>, config: NodeConfig) -> Result<Chit
         crate::metrics_facade::Exporter::new(self_id.name.clone(), chitchat.config().gossip_interval);
     let (commands, command_receiver) = async_channel::bounded(COMMAND_QUEUE);
     let (alive, stopped) = async_channel::bounded::<Infallible>(1);
+    let linger = chitchat.config().stream_timeout;
     let driver = Driver {
+        connections: Connections::new(listener, linger, runtime.clone()),
         chitchat,
         socket,
         start,
@@ -139,6 +153,8 @@ async fn run(mut driver: Driver, alive: async_channel::Sender<Infallible>) {
 struct Driver {
     chitchat: Chitchat,
     socket: Box<dyn UdpSocket>,
+    /// The catch-up streams' TCP listener and connections.
+    connections: Connections,
     /// The epoch of the node's timestamps.
     start: Instant,
     /// The single timer, armed at the core's next deadline.
@@ -175,6 +191,7 @@ impl Driver {
                 Ok(received) => progress |= received,
                 Err(error) => return Poll::Ready(StopReason::SocketClosed(Arc::new(error))),
             }
+            progress |= self.poll_connections(cx);
             if self.timer_deadline.is_some() && self.timer.as_mut().poll(cx).is_ready() {
                 self.timer_deadline = None;
                 self.chitchat.handle_timeout(self.now());
@@ -263,6 +280,14 @@ impl Driver {
     /// be waiting); `Err` if the socket failed for good.
     fn poll_socket(&mut self, cx: &mut Context<'_>) -> io::Result<bool> {
         RECEIVE_BUFFER.with_borrow_mut(|buffer| self.receive_batch(cx, buffer))
+    }
+
+    /// Moves the streams' bytes (after datagrams and timeouts that may have
+    /// opened or ended streams, it runs again on the next turn).
+    fn poll_connections(&mut self, cx: &mut Context<'_>) -> bool {
+        let (start, chitchat) = (self.start, &mut self.chitchat);
+        let now = || Timestamp::from_elapsed(start.elapsed());
+        RECEIVE_BUFFER.with_borrow_mut(|buffer| self.connections.poll(cx, chitchat, now, buffer))
     }
 
     fn receive_batch(&mut self, cx: &mut Context<'_>, buffer: &mut [u8]) -> io::Result<bool> {

@@ -1,5 +1,6 @@
 //! The tiny trait an async runtime implements to run a node: a UDP socket, a
-//! timer, a way to spawn a task and a DNS resolver.
+//! TCP listener and connections (the catch-up streams), a timer, a way to
+//! spawn a task and a DNS resolver.
 //!
 //! Modelled on quinn's `Runtime`: each adapter crate implements it in about a
 //! hundred lines, and everything else (the node task, the handle, the streams) is
@@ -22,6 +23,13 @@ pub trait Runtime: Send + Sync + fmt::Debug + 'static {
     /// Binds a non-blocking UDP socket registered with the runtime's reactor.
     /// Called from within the runtime (inside an `async` function).
     fn bind(&self, addr: SocketAddr) -> io::Result<Box<dyn UdpSocket>>;
+
+    /// Binds a non-blocking TCP listener registered with the runtime's reactor:
+    /// where peers open streams to pull state from this node.
+    fn listen(&self, addr: SocketAddr) -> io::Result<Box<dyn TcpListener>>;
+
+    /// Opens a TCP connection to `addr`.
+    fn connect(&self, addr: SocketAddr) -> BoxFuture<io::Result<Box<dyn TcpStream>>>;
 
     /// A timer that fires at `deadline`, and can be moved to another deadline.
     fn new_timer(&self, deadline: Instant) -> Pin<Box<dyn Timer>>;
@@ -48,6 +56,24 @@ pub trait UdpSocket: Send + Sync + fmt::Debug {
 
     /// The address the socket is bound to (with the port the system chose for port 0).
     fn local_addr(&self) -> io::Result<SocketAddr>;
+}
+
+/// A bound, non-blocking TCP listener.
+pub trait TcpListener: Send + Sync + fmt::Debug {
+    /// Accepts one connection: the stream and the peer's address.
+    fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<(Box<dyn TcpStream>, SocketAddr)>>;
+}
+
+/// A connected, non-blocking TCP stream.
+pub trait TcpStream: Send + fmt::Debug {
+    /// Reads into `buffer`; `Ok(0)` at the end of the stream.
+    fn poll_read(&mut self, cx: &mut Context<'_>, buffer: &mut [u8]) -> Poll<io::Result<usize>>;
+
+    /// Writes some of `bytes`; returns how many.
+    fn poll_write(&mut self, cx: &mut Context<'_>, bytes: &[u8]) -> Poll<io::Result<usize>>;
+
+    /// Flushes and shuts the writing half down (the peer reads the end of the stream).
+    fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
 }
 
 /// A resettable timer, polled by the node task.

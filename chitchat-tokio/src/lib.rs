@@ -41,8 +41,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
-use chitchat_driver::{BoxFuture, Timer, UdpSocket};
-use tokio::io::ReadBuf;
+use chitchat_driver::{BoxFuture, TcpListener, TcpStream, Timer, UdpSocket};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::runtime::Handle;
 
 /// The adapters' common API: the core's and the driver's types, flat
@@ -69,7 +69,7 @@ pub fn runtime() -> Arc<dyn Runtime> {
     Arc::new(TokioRuntime::current())
 }
 
-/// Tokio's socket, timer, spawn and DNS resolver.
+/// Tokio's sockets, timer, spawn and DNS resolver.
 #[derive(Clone, Debug)]
 pub struct TokioRuntime {
     handle: Handle,
@@ -97,6 +97,20 @@ impl Runtime for TokioRuntime {
         socket.set_nonblocking(true)?;
         let _runtime = self.handle.enter();
         Ok(Box::new(TokioSocket(tokio::net::UdpSocket::from_std(socket)?)))
+    }
+
+    fn listen(&self, addr: SocketAddr) -> io::Result<Box<dyn TcpListener>> {
+        let listener = std::net::TcpListener::bind(addr)?;
+        listener.set_nonblocking(true)?;
+        let _runtime = self.handle.enter();
+        Ok(Box::new(TokioListener(tokio::net::TcpListener::from_std(listener)?)))
+    }
+
+    fn connect(&self, addr: SocketAddr) -> BoxFuture<io::Result<Box<dyn TcpStream>>> {
+        Box::pin(async move {
+            let stream = tokio::net::TcpStream::connect(addr).await?;
+            Ok(Box::new(TokioStream(stream)) as Box<dyn TcpStream>)
+        })
     }
 
     fn new_timer(&self, deadline: Instant) -> Pin<Box<dyn Timer>> {
@@ -133,6 +147,35 @@ impl UdpSocket for TokioSocket {
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
         self.0.local_addr()
+    }
+}
+
+#[derive(Debug)]
+struct TokioListener(tokio::net::TcpListener);
+
+impl TcpListener for TokioListener {
+    fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<(Box<dyn TcpStream>, SocketAddr)>> {
+        let (stream, from) = ready!(self.0.poll_accept(cx))?;
+        Poll::Ready(Ok((Box::new(TokioStream(stream)), from)))
+    }
+}
+
+#[derive(Debug)]
+struct TokioStream(tokio::net::TcpStream);
+
+impl TcpStream for TokioStream {
+    fn poll_read(&mut self, cx: &mut Context<'_>, buffer: &mut [u8]) -> Poll<io::Result<usize>> {
+        let mut buffer = ReadBuf::new(buffer);
+        ready!(Pin::new(&mut self.0).poll_read(cx, &mut buffer))?;
+        Poll::Ready(Ok(buffer.filled().len()))
+    }
+
+    fn poll_write(&mut self, cx: &mut Context<'_>, bytes: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, bytes)
+    }
+
+    fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
     }
 }
 

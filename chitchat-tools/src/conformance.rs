@@ -31,7 +31,7 @@ use chitchat_core::wire::Message;
 use chitchat_core::{Config, Event, Keyring, KeyringError, NodeId, NodeStatus, SecretKey, wire};
 use futures_lite::{FutureExt, StreamExt};
 
-use chitchat_driver::{BoxFuture, Runtime, Timer, UdpSocket, sleep};
+use chitchat_driver::{BoxFuture, Runtime, TcpListener, TcpStream, Timer, UdpSocket, sleep};
 use chitchat_driver::{
     ChitchatHandle, CommandError, KeyChange, Lagged, NodeConfig, ReadyChange, StopReason, Subscription,
 };
@@ -65,6 +65,7 @@ macro_rules! conformance_tests {
             with_chitchat_runs_a_closure_on_the_core,
             subscription_with_current_values_misses_nothing,
             five_nodes_subscribed_as_the_cli_does_see_every_key,
+            large_state_catches_up_on_a_stream,
         ]);
     };
     (@each $runtime:expr, $block_on:expr, [$($scenario:ident),* $(,)?]) => {
@@ -514,6 +515,14 @@ impl Runtime for FaultyRuntime {
         Ok(Box::new(FaultySocket { inner: self.inner.bind(addr)?, faults: self.faults.clone() }))
     }
 
+    fn listen(&self, addr: SocketAddr) -> io::Result<Box<dyn TcpListener>> {
+        self.inner.listen(addr)
+    }
+
+    fn connect(&self, addr: SocketAddr) -> BoxFuture<io::Result<Box<dyn TcpStream>>> {
+        self.inner.connect(addr)
+    }
+
     fn new_timer(&self, deadline: Instant) -> Pin<Box<dyn Timer>> {
         self.inner.new_timer(deadline)
     }
@@ -828,4 +837,52 @@ pub async fn five_nodes_subscribed_as_the_cli_does_see_every_key(runtime: Arc<dy
         .await;
     }
     shutdown_all(&nodes).await;
+}
+
+/// A node that joins a cluster holding a megabyte of 1,000-byte values (too
+/// large for its 1,400-byte datagrams) pulls it over a TCP stream, and holds
+/// all of it within seconds.
+pub async fn large_state_catches_up_on_a_stream(runtime: Arc<dyn Runtime>) {
+    const KEYS: usize = 1_000;
+    let large = |name: &str, seeds: &[String]| {
+        let mut config = node_config(name, seeds);
+        config.chitchat.max_datagram_size = 1_400;
+        config.chitchat.max_value_len = 1_000;
+        config.chitchat.max_keys_per_node = KEYS + 10;
+        config
+    };
+    let holder = start(&runtime, large("holder", &[])).await;
+    let max_version = holder
+        .with_chitchat(|chitchat, now| {
+            for k in 0..KEYS {
+                let value: String = std::iter::repeat_n(char::from(b'a' + (k % 26) as u8), 1_000).collect();
+                chitchat.set(now, &format!("key-{k:04}"), &value).expect("within the limits");
+            }
+            chitchat.self_node_state().max_version()
+        })
+        .await
+        .expect("the node runs");
+    let holder_id = holder.self_id().clone();
+    let joiner = start(&runtime, large("joiner", &[holder.local_addr().to_string()])).await;
+    let started = Instant::now();
+    let caught_up = || {
+        let holder_id = holder_id.clone();
+        joiner.with_chitchat(move |chitchat, _| {
+            chitchat.node_state(&holder_id).map_or(0, |state| state.max_version())
+        })
+    };
+    loop {
+        let held = within(&runtime, "the joiner answers", caught_up()).await.expect("the node runs");
+        if held == max_version {
+            break;
+        }
+        assert!(started.elapsed() < TIMEOUT, "the joiner holds version {held} of {max_version}");
+        sleep(&runtime, POLL_INTERVAL).await;
+    }
+    let joiner_streams = joiner.metrics().await.expect("the node runs").core.streams;
+    let holder_streams = holder.metrics().await.expect("the node runs").core.streams;
+    assert!(joiner_streams.opened >= 1 && joiner_streams.bytes_received > 0, "{joiner_streams:?}");
+    assert!(holder_streams.accepted >= 1 && holder_streams.bytes_sent > 0, "{holder_streams:?}");
+    assert_eq!(joiner_streams.frames_rejected + holder_streams.frames_rejected, 0);
+    shutdown_all(&[holder, joiner]).await;
 }

@@ -368,7 +368,7 @@ impl ArbDelta {
                 })
             });
         }
-        Delta { nodes }
+        Delta { nodes, more: false }
     }
 }
 

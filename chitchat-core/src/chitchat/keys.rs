@@ -121,6 +121,8 @@ impl Chitchat {
         peers.sort_by_key(|(unvalidated, _)| *unvalidated);
         let peers: Vec<_> = peers.into_iter().take(MAX_FAREWELLS).map(|(_, addr)| addr).collect();
         self.timers.stop_all();
+        let streams = self.streams.clear() as u64;
+        self.cluster.metrics_mut().streams.failed += streams;
         self.phase = Phase::Leaving { farewells_left: 0 };
         let mut queued = 0;
         for peer in peers {

@@ -5,6 +5,7 @@
 
 mod encryption;
 mod keys;
+mod streams;
 mod views;
 
 use std::net::SocketAddr;
@@ -21,6 +22,7 @@ use crate::membership::NodeStatus;
 use crate::node_state::NodeState;
 use crate::outbox::{Outbox, Transmit};
 use crate::peers::PeerSelector;
+use crate::stream::Streams;
 use crate::time::Timestamp;
 use crate::timers::{Timer, TimerTable};
 use crate::validation::{AMPLIFICATION, AddressValidation, AnswerLimit, Question};
@@ -58,6 +60,8 @@ pub struct Chitchat {
     /// The `Syn`s sent recently and the budget for answers to unvalidated
     /// addresses.
     validation: AddressValidation,
+    /// The catch-up streams open (see [`crate::stream`]).
+    streams: Streams,
 }
 
 impl std::fmt::Debug for Chitchat {
@@ -126,6 +130,7 @@ impl Chitchat {
             digest_cursor: Fingerprint(0),
             phase: Phase::Running,
             encryption: Encryption::default(),
+            streams: Streams::default(),
         };
         for (key, value) in initial_key_values {
             chitchat.set(now, key.as_ref(), value.as_ref())?;
@@ -168,7 +173,8 @@ impl Chitchat {
         if self.phase != Phase::Running {
             return Err(DatagramError::NotRunning);
         }
-        let (plaintext, accepted) = self.encryption.open(bytes, &self.cluster.config().cluster_id)?;
+        let (plaintext, accepted) =
+            self.encryption.open(bytes, &self.cluster.config().cluster_id, wire::MAX_DATAGRAM_SIZE)?;
         let packet = wire::decode(plaintext)?;
         if packet.cluster_id != self.config().cluster_id {
             if matches!(packet.message, Message::Syn { .. }) {
@@ -224,6 +230,9 @@ impl Chitchat {
                 let vouched = solicited || self.cluster.is_validated(&from);
                 self.cluster.apply_delta(delta, from, vouched, now);
                 self.cluster.absorb_digest(digest, now);
+                if delta.more && vouched {
+                    self.want_pull(now, from);
+                }
                 let limit = if solicited {
                     // The peer there answered this node's own Syn.
                     self.cluster.validate_address(&from);
@@ -240,6 +249,7 @@ impl Chitchat {
                     return;
                 };
                 let (delta, _) = self.cluster.build_delta(now, digest, budget, &mut self.rng);
+                self.count_truncated(&delta);
                 // An answer to our own Syn is acknowledged even when empty, so
                 // that its echo proves this node's address to the peer too
                 // (its farewells and its news then count there).
@@ -259,11 +269,16 @@ impl Chitchat {
                     // The peer there answered the SynAck this node sent it.
                     self.cluster.validate_address(&from);
                 }
+                if delta.more && vouched {
+                    self.want_pull(now, from);
+                }
             }
             Message::BadCluster => {
                 self.cluster.metrics_mut().bad_cluster_received += 1;
                 tracing::warn!(%from, "peer belongs to another cluster");
             }
+            // `wire::decode` refuses stream messages in datagrams.
+            Message::Pull { .. } | Message::Records { .. } | Message::Done => {}
         }
     }
 
@@ -286,6 +301,7 @@ impl Chitchat {
         let (full_digest, full_len) = self.cluster.build_digest(now, start, unknown.clone(), payload);
         let delta_budget = payload - full_len.min(payload / 2);
         let (delta, delta_len) = self.cluster.build_delta(now, syn_digest, delta_budget, &mut self.rng);
+        self.count_truncated(&delta);
         let digest = if full_len + delta_len <= payload {
             full_digest
         } else {
@@ -323,6 +339,7 @@ impl Chitchat {
         }
         let round_due = self.timers.next_deadline().filter(|due| *due <= now);
         self.drive(now, round_due);
+        self.expire_streams(now);
         for timer in self.timers.take_expired(now) {
             match timer {
                 Timer::Gossip => {
@@ -446,7 +463,10 @@ impl Chitchat {
     /// The next deadline at which [`Chitchat::handle_timeout`] must be called;
     /// `None` once the node has left.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        Some(self.clock.to_caller(self.timers.next_deadline()?))
+        let timers = self.timers.next_deadline();
+        let streams = self.streams.next_deadline(self.stream_idle_timeout());
+        let next = [timers, streams].into_iter().flatten().min()?;
+        Some(self.clock.to_caller(next))
     }
 
     /// The next event.
@@ -455,6 +475,13 @@ impl Chitchat {
     }
 
     // ---- internals -------------------------------------------------------
+
+    /// Counts a datagram's delta that had to be cut.
+    fn count_truncated(&mut self, delta: &wire::Delta) {
+        if delta.more {
+            self.cluster.metrics_mut().deltas_truncated += 1;
+        }
+    }
 
     /// The node is driven at `now`, by its gossip round due at `round_due` or
     /// by a datagram: forgives its peers the silence of its own making.

@@ -74,7 +74,8 @@ impl ClusterState {
         });
 
         let mut delta = Delta::default();
-        let mut len = varint_len(0);
+        // The section count, and the `more` flag.
+        let mut len = varint_len(0) + 1;
         let mut truncated = false;
         for candidate in candidates {
             let state = &self.membership.get(&candidate.fingerprint).expect("candidates are tracked").state;
@@ -128,9 +129,8 @@ impl ClusterState {
             len += count_growth + section_len;
             delta.nodes.push(section);
         }
-        if truncated {
-            self.metrics.deltas_truncated += 1;
-        }
+        // The flag takes one byte whatever its value: counted from the start.
+        delta.more = truncated;
         (delta, len)
     }
 

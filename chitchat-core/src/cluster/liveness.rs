@@ -232,6 +232,7 @@ fn mentions(message: &Message, fingerprint: Fingerprint) -> bool {
         Message::Syn { digest } => in_digest(digest),
         Message::SynAck { digest, delta } => in_digest(digest) || in_delta(delta),
         Message::Ack { delta } => in_delta(delta),
-        Message::BadCluster => false,
+        // Stream messages never reach the datagram path (`wire::decode`).
+        Message::BadCluster | Message::Pull { .. } | Message::Records { .. } | Message::Done => false,
     }
 }

@@ -195,12 +195,14 @@ impl Encryption {
     /// bytes in a buffer reused across datagrams) and, for a sealed one, what
     /// the replay filter must note once the core accepts it
     /// ([`Encryption::note_accepted`]). Changes nothing but the reused buffers.
+    /// `max` is the largest envelope accepted (a datagram's or a frame's).
     pub(crate) fn open<'a>(
         &'a mut self,
         bytes: &'a [u8],
         cluster_id: &str,
+        max: usize,
     ) -> Result<(&'a [u8], Option<Accepted>), DatagramError> {
-        let sealed = match crate::wire::read_envelope(bytes)? {
+        let sealed = match crate::wire::read_envelope(bytes, max)? {
             crate::wire::Envelope::Plain if self.mode == EncryptionMode::Required => {
                 return Err(DatagramError::PlaintextRefused);
             }

@@ -29,7 +29,7 @@ fn sealed_datagrams_open_with_the_key_and_carry_the_overhead() {
     assert_eq!(sealed.len(), plain.len() + SEAL_OVERHEAD);
     assert_eq!(sealed[3], SEALED_FLAG | wire::PROTOCOL_VERSION);
     assert_ne!(&sealed[SEALED_HEADER_LEN..sealed.len() - TAG_LEN], &plain[wire::HEADER_LEN..]);
-    let (opened_bytes, opened) = receiver.open(&sealed, CLUSTER).unwrap();
+    let (opened_bytes, opened) = receiver.open(&sealed, CLUSTER, crate::wire::MAX_DATAGRAM_SIZE).unwrap();
     assert_eq!(opened_bytes, &plain[..]);
     assert!(opened.is_some());
 }
@@ -43,16 +43,28 @@ fn every_tampered_byte_and_every_truncation_fails() {
         for flip in [0x01, 0x80, 0xff] {
             let mut tampered = sealed.clone();
             tampered[position] ^= flip;
-            assert!(receiver.open(&tampered, CLUSTER).is_err(), "byte {position} ^ {flip:#x} went through");
+            assert!(
+                receiver.open(&tampered, CLUSTER, crate::wire::MAX_DATAGRAM_SIZE).is_err(),
+                "byte {position} ^ {flip:#x} went through"
+            );
         }
     }
     for len in 0..sealed.len() {
-        assert!(receiver.open(&sealed[..len], CLUSTER).is_err(), "truncated to {len} went through");
+        assert!(
+            receiver.open(&sealed[..len], CLUSTER, crate::wire::MAX_DATAGRAM_SIZE).is_err(),
+            "truncated to {len} went through"
+        );
     }
     let mut longer = sealed.clone();
     longer.push(0);
-    assert_eq!(receiver.open(&longer, CLUSTER).unwrap_err(), DatagramError::Unauthenticated);
-    assert!(receiver.open(&sealed, CLUSTER).is_ok(), "the untouched datagram opens");
+    assert_eq!(
+        receiver.open(&longer, CLUSTER, crate::wire::MAX_DATAGRAM_SIZE).unwrap_err(),
+        DatagramError::Unauthenticated
+    );
+    assert!(
+        receiver.open(&sealed, CLUSTER, crate::wire::MAX_DATAGRAM_SIZE).is_ok(),
+        "the untouched datagram opens"
+    );
 }
 
 #[test]
@@ -60,23 +72,38 @@ fn wrong_key_other_cluster_and_plaintext_are_refused() {
     let mut sender = encryption(EncryptionMode::Required, Keyring::new(key(2)), 7);
     let mut receiver = encryption(EncryptionMode::Required, Keyring::new(key(1)), 8);
     let sealed = sender.seal(plaintext(), CLUSTER).unwrap();
-    assert_eq!(receiver.open(&sealed, CLUSTER).unwrap_err(), DatagramError::UnknownKey(key(2).id()));
+    assert_eq!(
+        receiver.open(&sealed, CLUSTER, crate::wire::MAX_DATAGRAM_SIZE).unwrap_err(),
+        DatagramError::UnknownKey(key(2).id())
+    );
     // Sealed under another key but naming the receiver's key.
     let mut relabeled = sealed.clone();
     relabeled[4..8].copy_from_slice(&key(1).id().0.to_be_bytes());
-    assert_eq!(receiver.open(&relabeled, CLUSTER).unwrap_err(), DatagramError::Unauthenticated);
+    assert_eq!(
+        receiver.open(&relabeled, CLUSTER, crate::wire::MAX_DATAGRAM_SIZE).unwrap_err(),
+        DatagramError::Unauthenticated
+    );
     // Same key, another cluster id.
     let mut other_cluster = encryption(EncryptionMode::Required, Keyring::new(key(1)), 9);
     let sealed = other_cluster.seal(plaintext(), "other").unwrap();
-    assert_eq!(receiver.open(&sealed, CLUSTER).unwrap_err(), DatagramError::Unauthenticated);
+    assert_eq!(
+        receiver.open(&sealed, CLUSTER, crate::wire::MAX_DATAGRAM_SIZE).unwrap_err(),
+        DatagramError::Unauthenticated
+    );
     // Plaintext.
-    assert_eq!(receiver.open(&plaintext(), CLUSTER).unwrap_err(), DatagramError::PlaintextRefused);
+    assert_eq!(
+        receiver.open(&plaintext(), CLUSTER, crate::wire::MAX_DATAGRAM_SIZE).unwrap_err(),
+        DatagramError::PlaintextRefused
+    );
     receiver.set_mode(EncryptionMode::EncryptAcceptPlaintext).unwrap();
-    assert!(receiver.open(&plaintext(), CLUSTER).is_ok());
+    assert!(receiver.open(&plaintext(), CLUSTER, crate::wire::MAX_DATAGRAM_SIZE).is_ok());
     // No keyring at all.
     let mut bare = Encryption::default();
     let sealed = sender.seal(plaintext(), CLUSTER).unwrap();
-    assert_eq!(bare.open(&sealed, CLUSTER).unwrap_err(), DatagramError::UnknownKey(key(2).id()));
+    assert_eq!(
+        bare.open(&sealed, CLUSTER, crate::wire::MAX_DATAGRAM_SIZE).unwrap_err(),
+        DatagramError::UnknownKey(key(2).id())
+    );
 }
 
 #[test]
@@ -89,15 +116,21 @@ fn replays_are_refused_once_accepted() {
     order.swap(3, 40);
     order.swap(100, 190);
     for &index in &order[..250] {
-        let (_, opened) = receiver.open(&datagrams[index], CLUSTER).unwrap();
+        let (_, opened) = receiver.open(&datagrams[index], CLUSTER, crate::wire::MAX_DATAGRAM_SIZE).unwrap();
         receiver.note_accepted(opened);
-        assert_eq!(receiver.open(&datagrams[index], CLUSTER).unwrap_err(), DatagramError::Replayed);
+        assert_eq!(
+            receiver.open(&datagrams[index], CLUSTER, crate::wire::MAX_DATAGRAM_SIZE).unwrap_err(),
+            DatagramError::Replayed
+        );
     }
     // Older than the window: refused too.
-    assert_eq!(receiver.open(&datagrams[0], CLUSTER).unwrap_err(), DatagramError::Replayed);
+    assert_eq!(
+        receiver.open(&datagrams[0], CLUSTER, crate::wire::MAX_DATAGRAM_SIZE).unwrap_err(),
+        DatagramError::Replayed
+    );
     // Opened but not accepted by the core: not yet remembered.
-    let (_, _) = receiver.open(&datagrams[299], CLUSTER).unwrap();
-    assert!(receiver.open(&datagrams[299], CLUSTER).is_ok());
+    let (_, _) = receiver.open(&datagrams[299], CLUSTER, crate::wire::MAX_DATAGRAM_SIZE).unwrap();
+    assert!(receiver.open(&datagrams[299], CLUSTER, crate::wire::MAX_DATAGRAM_SIZE).is_ok());
 }
 
 #[test]
@@ -106,7 +139,9 @@ fn replay_filter_is_bounded() {
     receiver.replays.set_capacity(4);
     for salt in 0..10 {
         let mut sender = encryption(EncryptionMode::Required, Keyring::new(key(1)), salt);
-        let (_, opened) = receiver.open(&sender.seal(plaintext(), CLUSTER).unwrap(), CLUSTER).unwrap();
+        let (_, opened) = receiver
+            .open(&sender.seal(plaintext(), CLUSTER).unwrap(), CLUSTER, crate::wire::MAX_DATAGRAM_SIZE)
+            .unwrap();
         receiver.note_accepted(opened);
         assert!(receiver.replays.len() <= 4);
     }

@@ -31,6 +31,7 @@
 
 mod invariants;
 mod network;
+mod streams;
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
@@ -99,6 +100,12 @@ pub struct SimStats {
     pub max_datagram: usize,
     /// `NodeDead` events about a node that was running, summed over observers.
     pub false_dead: u64,
+    /// Streams nodes asked to open.
+    pub streams_opened: u64,
+    /// Streams a node ended because it refused their data.
+    pub streams_refused: u64,
+    /// Bytes nodes sent on streams.
+    pub stream_bytes: u64,
 }
 
 /// A simulated cluster.
@@ -114,6 +121,7 @@ pub struct Simulation {
     payloads: BTreeMap<u64, Vec<u8>>,
     timers: BinaryHeap<Reverse<(Timestamp, usize)>>,
     next_sequence: u64,
+    streams: streams::SimStreams,
     stats: SimStats,
     record_events: bool,
     check_invariants: bool,
@@ -147,6 +155,7 @@ impl Simulation {
             payloads: BTreeMap::new(),
             timers: BinaryHeap::new(),
             next_sequence: 0,
+            streams: streams::SimStreams::default(),
             stats: SimStats::default(),
             record_events: true,
             check_invariants: true,
@@ -327,10 +336,12 @@ impl Simulation {
         sim_node.up = false;
         sim_node.backlog.clear();
         sim_node.stalled_until = None;
+        self.break_streams_of(node.0);
     }
 
     /// Restarts a node with the next generation and no keys.
     pub fn restart(&mut self, node: NodeIndex) {
+        self.break_streams_of(node.0);
         let now = self.now;
         let seed = self.rng.u64(..);
         let sim_node = &mut self.nodes[node.0];
@@ -449,12 +460,16 @@ impl Simulation {
                 None => break None,
             }
         };
-        let Some(at) = [next_datagram, next_timer].into_iter().flatten().min() else { return Ok(false) };
+        let next_stream = self.streams.next_arrival();
+        let Some(at) = [next_datagram, next_timer, next_stream].into_iter().flatten().min() else {
+            return Ok(false);
+        };
         if at > end {
             return Ok(false);
         }
         self.now = self.now.max(at);
         let mut touched = BTreeSet::new();
+        self.deliver_stream_flights(&mut touched);
         while let Some(&Reverse((due, sequence, to, from))) = self.in_flight.peek() {
             if due > self.now {
                 break;
@@ -555,6 +570,7 @@ impl Simulation {
     }
 
     fn collect_outputs(&mut self, index: usize) {
+        self.collect_stream_outputs(index);
         let max_datagram = self.nodes[index].config.max_datagram_size;
         while let Some(transmit) = self.nodes[index].chitchat.poll_transmit() {
             self.stats.sent += 1;

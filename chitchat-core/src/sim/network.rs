@@ -20,6 +20,9 @@ pub struct NetworkConfig {
     pub duplicate: f64,
     /// Datagrams larger than this are dropped (a path MTU).
     pub max_datagram_size: Option<usize>,
+    /// Bytes per second one stream carries (streams lose nothing: TCP
+    /// retransmits; loss, duplication and the MTU apply to datagrams only).
+    pub stream_bandwidth: u64,
 }
 
 impl Default for NetworkConfig {
@@ -32,6 +35,8 @@ impl Default for NetworkConfig {
             burst: None,
             duplicate: 0.0,
             max_datagram_size: None,
+            // 1 Gbit/s.
+            stream_bandwidth: 125_000_000,
         }
     }
 }
@@ -75,6 +80,28 @@ pub(crate) struct Network {
 }
 
 impl Network {
+    fn link(&self, from: usize, to: usize) -> &NetworkConfig {
+        self.links.get(&(from, to)).unwrap_or(&self.default)
+    }
+
+    /// Whether a partition keeps `from` from reaching `to`.
+    pub(super) fn reachable(&self, from: usize, to: usize) -> bool {
+        match &self.groups {
+            Some(groups) => groups.get(&from).is_some_and(|group| groups.get(&to) == Some(group)),
+            None => true,
+        }
+    }
+
+    /// The one-way latency of the link (its jitter left out: a stream keeps order).
+    pub(super) fn latency(&self, from: usize, to: usize) -> Duration {
+        self.link(from, to).latency
+    }
+
+    /// Bytes per second of one stream on the link.
+    pub(super) fn stream_bandwidth(&self, from: usize, to: usize) -> u64 {
+        self.link(from, to).stream_bandwidth
+    }
+
     pub(super) fn fate(&mut self, from: usize, to: usize, len: usize, rng: &mut fastrand::Rng) -> Fate {
         if let Some(groups) = &self.groups {
             let (a, b) = (groups.get(&from), groups.get(&to));

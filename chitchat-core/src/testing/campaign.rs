@@ -73,6 +73,7 @@ pub fn run_seed(seed: u64) -> Result<CampaignOutcome, String> {
             loss_in_bad: 1.0,
         }),
         duplicate: rng.f64() * 0.2,
+        stream_bandwidth: NetworkConfig::default().stream_bandwidth,
         max_datagram_size: None,
     });
     if rng.bool() {

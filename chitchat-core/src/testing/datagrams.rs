@@ -27,7 +27,7 @@ pub fn token_of(datagram: &[u8]) -> Option<wire::Token> {
 
 /// A plaintext `Ack` of `sections`.
 pub fn ack(cluster_id: &str, sections: Vec<NodeDelta>) -> Vec<u8> {
-    datagram(cluster_id, Message::Ack { delta: Delta { nodes: sections } })
+    datagram(cluster_id, Message::Ack { delta: Delta { nodes: sections, more: false } })
 }
 
 /// A plaintext `Syn` of `digest`.

@@ -123,9 +123,9 @@ impl DatagramSealer {
         self.0.seal(plaintext, cluster_id)
     }
 
-    /// Authenticates and decrypts a sealed datagram; returns the plaintext
-    /// datagram.
+    /// Authenticates and decrypts a sealed datagram (or a frame's envelope);
+    /// returns the plaintext.
     pub fn open<'a>(&'a mut self, sealed: &'a [u8], cluster_id: &str) -> Result<&'a [u8], DatagramError> {
-        Ok(self.0.open(sealed, cluster_id)?.0)
+        Ok(self.0.open(sealed, cluster_id, crate::wire::MAX_FRAME_LEN)?.0)
     }
 }

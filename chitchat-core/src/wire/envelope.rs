@@ -7,7 +7,7 @@ use crate::error::DatagramError;
 /// The first three bytes of every datagram.
 pub const MAGIC: [u8; 3] = *b"CCT";
 /// The protocol version this crate speaks.
-pub const PROTOCOL_VERSION: u8 = 2;
+pub const PROTOCOL_VERSION: u8 = 3;
 /// Length of the envelope header (magic and version).
 pub const HEADER_LEN: usize = MAGIC.len() + 1;
 /// The largest datagram any node sends or accepts: the largest UDP payload over
@@ -72,13 +72,14 @@ impl SealedParts<'_> {
     }
 }
 
-/// Reads the envelope of a received datagram. Checks no cryptography; a
-/// sealed datagram too short to hold a header and a tag is `Unauthenticated`.
-pub(crate) fn read_envelope(bytes: &[u8]) -> Result<Envelope<'_>, DatagramError> {
+/// Reads the envelope of a received datagram (or frame) of at most `max`
+/// bytes. Checks no cryptography; a sealed datagram too short to hold a header
+/// and a tag is `Unauthenticated`.
+pub(crate) fn read_envelope(bytes: &[u8], max: usize) -> Result<Envelope<'_>, DatagramError> {
     let version = match bytes.get(MAGIC.len()) {
         Some(&version) if bytes[..MAGIC.len()] == MAGIC => version,
         // Not even an envelope: the decoder says why.
-        _ => return Err(super::decode(bytes).err().unwrap_or(DatagramError::BadMagic)),
+        _ => return Err(super::decode_limited(bytes, max).err().unwrap_or(DatagramError::BadMagic)),
     };
     if version & SEALED_FLAG == 0 {
         return Ok(Envelope::Plain);
@@ -86,8 +87,8 @@ pub(crate) fn read_envelope(bytes: &[u8]) -> Result<Envelope<'_>, DatagramError>
     if version & !SEALED_FLAG != PROTOCOL_VERSION {
         return Err(DatagramError::UnsupportedVersion(version));
     }
-    if bytes.len() > MAX_DATAGRAM_SIZE {
-        return Err(DatagramError::TooLarge { len: bytes.len(), max: MAX_DATAGRAM_SIZE });
+    if bytes.len() > max {
+        return Err(DatagramError::TooLarge { len: bytes.len(), max });
     }
     if bytes.len() < SEALED_HEADER_LEN + TAG_LEN {
         return Err(DatagramError::Unauthenticated);

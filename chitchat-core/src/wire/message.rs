@@ -4,6 +4,11 @@
 //! A handshake is `Syn(digest)` → `SynAck(digest, delta)` → `Ack(delta)`. Every
 //! message travels with the sender's cluster id; a `Syn` from another cluster is
 //! answered with `BadCluster`, anything else from another cluster is dropped.
+//!
+//! On a stream (the catch-up of a large state, see [`crate::stream`]), the
+//! puller sends `Pull(digest)`, and the pulled node answers with `Records`
+//! frames of what the digest lacks, then `Done`. Stream messages are refused
+//! in a datagram and datagram messages on a stream.
 
 use serde::{Deserialize, Serialize};
 
@@ -62,6 +67,37 @@ pub enum Message {
     },
     /// Answers a `Syn` whose cluster id is not ours.
     BadCluster,
+    /// Opens a stream exchange (the puller's only frame): what the sender
+    /// holds, over the whole ring if the frame has room.
+    Pull {
+        /// The sender's digest.
+        digest: Digest,
+    },
+    /// Part of what the other end's `Pull` lacks: a delta, deflated.
+    Records {
+        /// The delta, compressed.
+        records: Compressed,
+    },
+    /// The sender has sent all it will on this stream.
+    Done,
+}
+
+impl Message {
+    /// Whether the message travels on a stream rather than in a datagram.
+    pub fn is_stream_message(&self) -> bool {
+        matches!(self, Message::Pull { .. } | Message::Records { .. } | Message::Done)
+    }
+}
+
+/// A postcard-encoded [`Delta`] compressed with raw deflate (RFC 1951).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Compressed {
+    /// The length of the encoded delta once inflated: checked against the
+    /// frame limit and deflate's largest ratio before anything is allocated.
+    pub len: u32,
+    /// The deflate stream.
+    #[serde(with = "crate::wire::packed::bytes")]
+    pub deflated: Vec<u8>,
 }
 
 /// A range of the fingerprint ring, from `start` (included) clockwise to `end`
@@ -134,6 +170,9 @@ pub struct Delta {
     /// At most one section per node.
     #[serde(deserialize_with = "bounded_vec")]
     pub nodes: Vec<NodeDelta>,
+    /// The sender had more for the receiver than fit: a receiver that can
+    /// opens a stream to the sender to pull the rest ([`crate::stream`]).
+    pub more: bool,
 }
 
 /// How a delta names a node.

@@ -8,7 +8,7 @@
 //! ```text
 //! offset  size  field
 //! 0       3     magic: b"CCT"
-//! 3       1     protocol version: 2
+//! 3       1     protocol version: 3
 //! 4       ..    postcard(Packet { token: Option<Token>, echo: Option<Token>,
 //!                                 cluster_id: String, message: Message })
 //! ```
@@ -20,7 +20,8 @@
 //! length then their content, enums as a varint variant index then the payload,
 //! `Option` as a 0/1 byte then the value. A [`crate::Fingerprint`] is 8 raw bytes.
 //! Variant indices follow declaration order in [`message`](self): `Syn` = 0,
-//! `SynAck` = 1, `Ack` = 2, `BadCluster` = 3.
+//! `SynAck` = 1, `Ack` = 2, `BadCluster` = 3, and on streams (see [`frame`])
+//! `Pull` = 4, `Records` = 5, `Done` = 6.
 //!
 //! A digest's entries travel as one postcard byte string (a varint length, then
 //! the bytes) of packed entries: per entry, the fingerprint as 8 little-endian
@@ -44,6 +45,7 @@
 //! changes anything.
 
 mod envelope;
+mod frame;
 mod message;
 mod packed;
 pub(crate) mod size;
@@ -53,6 +55,7 @@ use std::collections::HashSet;
 use crate::error::{DatagramError, Violation};
 
 pub use envelope::*;
+pub use frame::*;
 pub use message::*;
 
 /// Heartbeats and versions on the wire are below this (2^62); a datagram with
@@ -86,9 +89,20 @@ pub fn stamp_token(bytes: &mut [u8], token: Token) -> bool {
 }
 
 /// Decodes a datagram and checks the rules of the protocol that need no state.
+/// A stream message is refused ([`Violation::WrongTransport`]).
 pub fn decode(bytes: &[u8]) -> Result<Packet, DatagramError> {
-    if bytes.len() > MAX_DATAGRAM_SIZE {
-        return Err(DatagramError::TooLarge { len: bytes.len(), max: MAX_DATAGRAM_SIZE });
+    let packet = decode_limited(bytes, MAX_DATAGRAM_SIZE)?;
+    if packet.message.is_stream_message() {
+        return Err(Violation::WrongTransport.into());
+    }
+    Ok(packet)
+}
+
+/// Decodes a packet of at most `max` bytes, whatever it carries, and checks
+/// the rules of the protocol that need no state.
+pub(crate) fn decode_limited(bytes: &[u8], max: usize) -> Result<Packet, DatagramError> {
+    if bytes.len() > max {
+        return Err(DatagramError::TooLarge { len: bytes.len(), max });
     }
     if bytes.len() < HEADER_LEN {
         return Err(DatagramError::TooShort);
@@ -121,7 +135,10 @@ fn check_message(message: &Message) -> Result<(), Violation> {
             check_delta(delta)
         }
         Message::Ack { delta } => check_delta(delta),
-        Message::BadCluster => Ok(()),
+        Message::Pull { digest } => check_digest(digest),
+        // Checked once inflated (`frame::inflate`).
+        Message::Records { .. } => Ok(()),
+        Message::BadCluster | Message::Done => Ok(()),
     }
 }
 
@@ -157,7 +174,7 @@ fn check_counters(counters: impl IntoIterator<Item = u64>) -> Result<(), Violati
     }
 }
 
-fn check_delta(delta: &Delta) -> Result<(), Violation> {
+pub(crate) fn check_delta(delta: &Delta) -> Result<(), Violation> {
     let mut seen = HashSet::with_capacity(delta.nodes.len());
     for section in &delta.nodes {
         let fingerprint = match &section.node {

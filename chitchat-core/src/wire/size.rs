@@ -47,9 +47,9 @@ pub(crate) fn guaranteed_delta_room(
 ) -> usize {
     let payload = max_datagram_size
         .saturating_sub(seal_overhead)
-        .saturating_sub(packet_overhead_for_len(max_cluster_id_len, 2) + empty_digest_len() + 3);
-    // The delta gets at least half of the payload; the 3 bytes cover the delta's
-    // section count.
+        .saturating_sub(packet_overhead_for_len(max_cluster_id_len, 2) + empty_digest_len() + 4);
+    // The delta gets at least half of the payload; the 4 bytes cover the delta's
+    // section count and its `more` flag.
     payload / 2
 }
 

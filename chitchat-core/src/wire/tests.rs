@@ -105,6 +105,7 @@ fn syn_ack() -> Packet {
                         },
                     ],
                 }],
+                more: true,
             },
         },
     }
@@ -114,11 +115,11 @@ fn syn_ack() -> Packet {
 // one bumps PROTOCOL_VERSION and updates these.
 #[test]
 fn golden_syn() {
-    // "CCT" 02 | token "tok-syn!" | no echo | "prod" | Syn | range 0..0 (whole ring) | 24 bytes of
+    // "CCT" 03 | token "tok-syn!" | no echo | "prod" | Syn | range 0..0 (whole ring) | 24 bytes of
     // entries (2 × 12) | no unknown | no sender entry (the range covers everything)
     assert_eq!(
         hex(&encode(&syn())),
-        "43435402\
+        "43435403\
          01746f6b2d73796e21\
          00\
          0470726f6400\
@@ -134,11 +135,11 @@ fn golden_syn() {
 #[test]
 fn golden_syn_ack() {
     // token "tok-sack" | echo "tok-syn!" | SynAck | range 0x10..0x20 | 11 bytes of entries | 1 unknown | sender entry | 1 section: Full("né", 3,
-    // 10.0.0.1:7000), heartbeat 9, reset, from 0, gc 1, max 4, not left, 3 records.
+    // 10.0.0.1:7000), heartbeat 9, reset, from 0, gc 1, max 4, not left, 3 records | more.
     assert_eq!(
         hex(&encode(&syn_ack())),
         concat!(
-            "43435402",
+            "43435403",
             "01746f6b2d7361636b",
             "01746f6b2d73796e21",
             "0470726f6401",
@@ -154,6 +155,7 @@ fn golden_syn_ack() {
             "03016102000178",
             "02c3a9030201",
             "7404010179",
+            "01",
         )
     );
 }
@@ -162,14 +164,14 @@ fn golden_syn_ack() {
 fn golden_ack_and_bad_cluster() {
     let ack = Packet {
         echo: Some(Token(*b"tok-sack")),
-        ..Packet::new("c", Message::Ack { delta: Delta { nodes: vec![section(0, 1, &[1])] } })
+        ..Packet::new("c", Message::Ack { delta: Delta { nodes: vec![section(0, 1, &[1])], more: false } })
     };
     assert_eq!(
         hex(&encode(&ack)),
-        "434354020001746f6b2d7361636b0163020100070000000000000001000000010001026b3101000176"
+        "434354030001746f6b2d7361636b0163020100070000000000000001000000010001026b310100017600"
     );
     let bad = Packet::new("c", Message::BadCluster);
-    assert_eq!(hex(&encode(&bad)), "434354020000016303");
+    assert_eq!(hex(&encode(&bad)), "434354030000016303");
 }
 
 #[test]
@@ -273,7 +275,7 @@ fn an_unknown_message_tag_is_malformed() {
 }
 
 fn ack_of(sections: Vec<NodeDelta>) -> Vec<u8> {
-    encode(&Packet::new("c", Message::Ack { delta: Delta { nodes: sections } }))
+    encode(&Packet::new("c", Message::Ack { delta: Delta { nodes: sections, more: false } }))
 }
 
 #[test]
@@ -349,11 +351,16 @@ fn multi_byte_keys_and_values_round_trip() {
 
 #[test]
 fn the_worst_case_key_section_fits_the_guaranteed_room() {
-    for config in [Config::default(), Config::lan(), Config::local_test()] {
+    // Half a datagram with the presets for 64 KB datagrams; a stream frame
+    // with `lan()`'s 1,400 bytes, whose large values travel on streams.
+    for config in [Config::default(), Config::local_test()] {
         let worst =
             worst_case_key_section_len(config.max_node_name_len, config.max_key_len, config.max_value_len);
-        assert!(worst + 3 <= guaranteed_delta_room(config.max_datagram_size, 0, config.max_cluster_id_len));
+        assert!(worst + 4 <= guaranteed_delta_room(config.max_datagram_size, 0, config.max_cluster_id_len));
     }
+    let lan = Config::lan();
+    let worst = worst_case_key_section_len(lan.max_node_name_len, lan.max_key_len, lan.max_value_len);
+    assert!(worst + 4 <= records_budget(&"c".repeat(lan.max_cluster_id_len), SEAL_OVERHEAD));
 }
 
 #[test]
