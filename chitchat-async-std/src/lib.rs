@@ -4,7 +4,8 @@
 //! fixes; this adapter stays for applications that still use it. New code should
 //! prefer `chitchat-smol` (same API, same I/O path) or `chitchat-tokio`.
 //!
-//! The node owns a UDP socket, a timer and one task spawned with
+//! The node owns a UDP socket, a TCP listener on the same address (peers pull
+//! large states from it, see `Chitchat::poll_stream_open`), a timer and one task spawned with
 //! `async_std::task::spawn`; the application talks to it through a cloneable
 //! [`ChitchatHandle`]. The socket, timer and DNS resolution are
 //! `chitchat-driver`'s async-io path (the reactor async-std itself runs on),

@@ -20,7 +20,8 @@
 //!   bytes that must move (every other node's state to the restarted node, and
 //!   its state to every other node).
 //!
-//! Bytes count datagrams and streams. `--no-streams` turns streams off (the
+//! Bytes count datagrams and streams (`CATCHUP_DEBUG=1` prints every node's
+//! stream counters). `--no-streams` turns streams off (the
 //! datagram path alone, as before the bulk path); a configuration the node
 //! then refuses (a value too large for half a datagram) is reported as such.
 
@@ -28,6 +29,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use chitchat_core::sim::{NodeIndex, Simulation};
+use chitchat_core::testing::workload::{key, value};
 use chitchat_core::{Config, NodeId};
 
 struct Args {
@@ -78,31 +80,6 @@ fn parse() -> Result<Args, String> {
         return Err("at least 2 nodes and 1 key".into());
     }
     Ok(args)
-}
-
-/// A value of `len` bytes for key `k` of node `node`: random letters, or text
-/// shaped like the JSON records chitchat's main user stores.
-fn value(rng: &mut fastrand::Rng, node: usize, k: usize, len: usize, compressible: bool) -> String {
-    if !compressible {
-        return std::iter::repeat_with(|| rng.alphanumeric()).take(len).collect();
-    }
-    let mut text = String::with_capacity(len + 128);
-    let mut field = 0;
-    text.push('{');
-    while text.len() < len {
-        text.push_str(&format!(
-            "\"split-{field}\":{{\"index_uid\":\"index-{node:03}:01H\",\"source\":\"kafka\",\"position\":{}}},",
-            k * 31 + field
-        ));
-        field += 1;
-    }
-    text.truncate(len.saturating_sub(1));
-    text.push('}');
-    text
-}
-
-fn key(k: usize) -> String {
-    format!("key-{k:05}")
 }
 
 /// Whether every running node holds every node's state at its owner's max

@@ -92,7 +92,8 @@ pub struct Config {
     /// frame (1 MiB) in memory.
     pub max_streams: usize,
     /// A stream is closed this long after it opened, whatever it still had to
-    /// do, and after two gossip intervals without a byte either way.
+    /// do, and after a quarter of it (at least two gossip intervals) without a
+    /// byte either way.
     pub stream_timeout: Duration,
     /// Seeds the node's random generator (peer choice, jitter): one seed, one
     /// run. It also seeds the key of the node's address-validation tokens

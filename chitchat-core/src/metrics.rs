@@ -30,7 +30,8 @@ pub struct Metrics {
     /// Datagrams refused, by reason.
     pub rejected: RejectedCounts,
     /// Node sections skipped because they name this node, a removed node, an
-    /// older incarnation, or a node unknown by fingerprint.
+    /// older incarnation, or a node unknown by fingerprint, or (in a stream's
+    /// frame) start past the versions held.
     pub sections_ignored: u64,
     /// Node sections refused because their node's name is longer than
     /// [`crate::Config::max_node_name_len`]: that node cannot be tracked.

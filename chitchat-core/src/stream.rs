@@ -22,7 +22,8 @@
 //! At most [`crate::Config::max_streams`] streams at once, of which one pull;
 //! each buffers at most one frame ([`crate::wire::MAX_FRAME_LEN`] bytes plus
 //! the 4-byte prefix) and ends at [`crate::Config::stream_timeout`] after it
-//! opened, or two gossip intervals after its last byte either way. Failed
+//! opened, or a quarter of that (at least two gossip intervals) after its last
+//! byte either way. Failed
 //! pulls cool their peer down for one `stream_timeout`: at most one entry per
 //! pull started within that time.
 

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use chitchat_core::Config;
-use chitchat_core::sim::{NodeIndex, Simulation};
+use chitchat_core::sim::{NetworkConfig, NodeIndex, Simulation};
 
 fn config() -> Config {
     Config { max_datagram_size: 1_400, max_key_len: 16, max_value_len: 2_000, ..Config::local_test() }
@@ -39,4 +39,42 @@ fn a_newcomer_pulls_a_large_state_on_a_stream() {
         assert!(streams.completed >= 1, "{streams:?}");
         assert_eq!((streams.failed, streams.frames_rejected), (0, 0), "{streams:?}");
     }
+}
+
+/// Frames are fair: the first one carries the first records of every node,
+/// so a puller holds a key of every node long before the whole state.
+#[test]
+fn the_first_frame_starts_every_node() {
+    let mut sim = Simulation::new(5);
+    // 1 MB/s streams: each 1 MiB frame takes a second.
+    sim.set_network(NetworkConfig { stream_bandwidth: 1_000_000, ..NetworkConfig::default() });
+    let holders: Vec<NodeIndex> = (0..4).map(|i| sim.add_node(&format!("h{i}"), config())).collect();
+    sim.set_seeds_all(&[holders[0]]);
+    assert!(sim.run_until(Duration::from_secs(5), |sim| sim.all_see_all_live()).unwrap());
+    for holder in &holders {
+        set_keys(&mut sim, *holder, 400, 1_000);
+    }
+    assert!(
+        sim.run_until(Duration::from_secs(30), |sim| holders
+            .iter()
+            .all(|a| holders.iter().all(|b| holds_all(sim, *a, *b))))
+            .unwrap()
+    );
+    let joiner = sim.add_node("joiner", config());
+    sim.set_seeds(joiner, &[holders[0]]);
+    let has_first_keys = |sim: &Simulation| {
+        holders.iter().all(|holder| {
+            let id = sim.node_id(*holder);
+            sim.node(joiner).node_state(id).is_some_and(|state| state.get("key-00000").is_some())
+        })
+    };
+    assert!(sim.run_until(Duration::from_secs(5), has_first_keys).unwrap());
+    assert!(
+        !holders.iter().all(|holder| holds_all(&sim, joiner, *holder)),
+        "1.6 MB takes two frames: the first keys came with the first"
+    );
+    assert!(
+        sim.run_until(Duration::from_secs(10), |sim| holders.iter().all(|h| holds_all(sim, joiner, *h)))
+            .unwrap()
+    );
 }

@@ -1,6 +1,7 @@
 //! Run a [chitchat](chitchat_core) node on smol.
 //!
-//! The node owns a UDP socket, a timer and one task on smol's global executor;
+//! The node owns a UDP socket, a TCP listener on the same address (peers pull
+//! large states from it, see `Chitchat::poll_stream_open`), a timer and one task on smol's global executor;
 //! the application talks to it through a cloneable [`ChitchatHandle`]. The socket,
 //! timer and DNS resolution are `chitchat-driver`'s async-io path, shared with
 //! `chitchat-async-std`; this crate only spawns on smol ([`SmolRuntime`]).

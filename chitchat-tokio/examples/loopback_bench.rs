@@ -35,9 +35,7 @@ use std::time::{Duration, Instant};
 use chitchat_tokio::Config;
 use chitchat_tokio::futures_lite::StreamExt;
 use chitchat_tokio::{ChitchatHandle, NodeConfig, NodeSet};
-
-/// The kernel's clock tick for `/proc/self/stat` times (USER_HZ, 100 on Linux).
-const USER_HZ: f64 = 100.0;
+use chitchat_tools::process::{cpu_seconds, rss_kib};
 
 struct Options {
     nodes: usize,
@@ -292,25 +290,4 @@ async fn total_bytes_sent(nodes: &[ChitchatHandle]) -> u64 {
         total += node.metrics().await.expect("running").core.bytes_sent;
     }
     total
-}
-
-/// The process's resident memory, from `/proc/self/status`.
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
-/// User + system CPU time of the process, from `/proc/self/stat`.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which may hold spaces) start at field 3.
-    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks = |index: usize| fields.get(index).and_then(|field| field.parse::<u64>().ok()).unwrap_or(0);
-    // utime and stime are fields 14 and 15, i.e. 11 and 12 after the name.
-    (ticks(11) + ticks(12)) as f64 / USER_HZ
 }

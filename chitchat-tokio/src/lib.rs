@@ -1,6 +1,7 @@
 //! Run a [chitchat](chitchat_core) node on tokio.
 //!
-//! The node owns a UDP socket, a timer and one task on the current tokio runtime;
+//! The node owns a UDP socket, a TCP listener on the same address (peers pull
+//! large states from it, see `Chitchat::poll_stream_open`), a timer and one task on the current tokio runtime;
 //! the application talks to it through a cloneable [`ChitchatHandle`]. The
 //! protocol lives in `chitchat-core` and the node task in `chitchat-driver`: this
 //! crate only plugs tokio's socket, timer, spawn and DNS resolver in

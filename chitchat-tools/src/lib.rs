@@ -3,7 +3,8 @@
 //! - [`cli`]: the node command line behind every adapter's `examples/node.rs`;
 //! - [`demo`]: the in-process cluster demo behind `examples/cluster.rs`;
 //! - [`conformance`]: the suite every adapter's `tests/conformance.rs` runs,
-//!   instantiated with [`conformance_tests!`].
+//!   instantiated with [`conformance_tests!`];
+//! - [`process`]: CPU time and resident memory, for the benchmarks.
 //!
 //! Each takes the adapter's [`chitchat_driver::Runtime`], so the three adapters
 //! share one copy. The adapters depend on this crate only as a
@@ -15,3 +16,4 @@
 pub mod cli;
 pub mod conformance;
 pub mod demo;
+pub mod process;

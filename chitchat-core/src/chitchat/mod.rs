@@ -248,7 +248,7 @@ impl Chitchat {
                     self.cluster.metrics_mut().unvalidated_answers_dropped += 1;
                     return;
                 };
-                let (delta, _) = self.cluster.build_delta(now, digest, budget, &mut self.rng);
+                let (delta, _) = self.cluster.build_delta(now, digest, budget, false, &mut self.rng);
                 self.count_truncated(&delta);
                 // An answer to our own Syn is acknowledged even when empty, so
                 // that its echo proves this node's address to the peer too
@@ -300,7 +300,8 @@ impl Chitchat {
         // The delta gets at least half of the room; the digest what the delta leaves.
         let (full_digest, full_len) = self.cluster.build_digest(now, start, unknown.clone(), payload);
         let delta_budget = payload - full_len.min(payload / 2);
-        let (delta, delta_len) = self.cluster.build_delta(now, syn_digest, delta_budget, &mut self.rng);
+        let (delta, delta_len) =
+            self.cluster.build_delta(now, syn_digest, delta_budget, false, &mut self.rng);
         self.count_truncated(&delta);
         let digest = if full_len + delta_len <= payload {
             full_digest

@@ -106,7 +106,7 @@ impl Chitchat {
         } else if let Some(mut digest) = session.peer_digest.take() {
             // The pulled sends what the puller lacks, a frame at a time.
             let budget = self.records_budget();
-            let (delta, _) = self.cluster.build_delta(now, &digest, budget, &mut self.rng);
+            let (delta, _) = self.cluster.build_delta(now, &digest, budget, true, &mut self.rng);
             let Some(session) = self.streams.get_mut(id) else { return StreamSend::Finished };
             if delta.nodes.is_empty() {
                 session.sent_done = true;
@@ -174,8 +174,8 @@ impl Chitchat {
             }
             Message::Records { records } if session.outgoing && !session.received_done => {
                 let peer = session.peer;
-                let delta = wire::inflate(&records)?;
-                self.cluster.check_delta(&delta)?;
+                let mut delta = wire::inflate(&records)?;
+                self.cluster.drop_sections_from_future(&mut delta);
                 // A TCP connection proves its peer's address as an echoed
                 // token does: what it brings is vouched for.
                 self.cluster.apply_delta(&delta, peer, true, now);
@@ -216,10 +216,12 @@ impl Chitchat {
         }
     }
 
-    /// A stream with no byte either way for this long is over.
+    /// A stream with no byte either way for this long is over: a quarter of
+    /// `stream_timeout`, at least two gossip intervals (a busy peer may take
+    /// a while to build, or to read, a frame of a megabyte).
     pub(super) fn stream_idle_timeout(&self) -> std::time::Duration {
         let config = self.cluster.config();
-        (config.gossip_interval * 2).min(config.stream_timeout)
+        (config.stream_timeout / 4).max(config.gossip_interval * 2).min(config.stream_timeout)
     }
 
     /// Room for a frame's delta or digest before compression.

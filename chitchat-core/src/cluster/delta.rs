@@ -35,11 +35,18 @@ struct Candidate {
 impl ClusterState {
     /// The updates `peer` lacks over what its digest covers, in at most `budget`
     /// bytes. Returns the delta and its encoded length.
+    ///
+    /// With `fair`, each node's section gets an equal share of the budget and
+    /// the delta goes on past a section cut to its share (a stream frame: the
+    /// first records of every node come in the first frame, whatever each
+    /// node holds); without, most needed first, and the delta ends at the
+    /// first cut (a datagram).
     pub(crate) fn build_delta(
         &mut self,
         now: Timestamp,
         peer: &Digest,
         budget: usize,
+        fair: bool,
         rng: &mut fastrand::Rng,
     ) -> (Delta, usize) {
         let mut candidates = Vec::new();
@@ -73,6 +80,7 @@ impl ClusterState {
             b.unknown.cmp(&a.unknown).then(b.gap.cmp(&a.gap)).then(a.tiebreak.cmp(&b.tiebreak))
         });
 
+        let share = if fair { budget / candidates.len().max(1) } else { usize::MAX };
         let mut delta = Delta::default();
         // The section count, and the `more` flag.
         let mut len = varint_len(0) + 1;
@@ -103,12 +111,17 @@ impl ClusterState {
             }
             let mut section_len = header_len;
             let mut cut = false;
+            let mut at_share = false;
             for update in state.records_since(candidate.from_version) {
                 let record_len = encoded_len(&update);
                 let records = section.key_values.len() as u64;
                 let growth = varint_len(records + 1) - varint_len(records);
                 if len + count_growth + section_len + growth + record_len > budget {
                     cut = true;
+                    break;
+                }
+                if records > 0 && section_len + growth + record_len > share {
+                    (cut, at_share) = (true, true);
                     break;
                 }
                 section_len += growth + record_len;
@@ -124,6 +137,9 @@ impl ClusterState {
                 section_len = encoded_len(&section);
                 len += count_growth + section_len;
                 delta.nodes.push(section);
+                if at_share {
+                    continue; // the other nodes get their share too
+                }
                 break;
             }
             len += count_growth + section_len;
@@ -189,6 +205,23 @@ impl ClusterState {
             }
         }
         Ok(())
+    }
+
+    /// Drops the sections that start past what this node holds, and counts
+    /// them as ignored. A stream's frames follow the digest its puller sent
+    /// when it opened; datagrams meanwhile may have replaced a node (a
+    /// restart) or its state (a reset), so that a later frame's section no
+    /// longer follows: it is skipped, not a reason to refuse the frame.
+    pub(crate) fn drop_sections_from_future(&mut self, delta: &mut Delta) {
+        let before = delta.nodes.len();
+        delta.nodes.retain(|section| {
+            let held = self
+                .membership
+                .get(&section_fingerprint(section))
+                .map_or(0, |entry| entry.state.max_version());
+            section.reset || section.from_version <= held
+        });
+        self.metrics.sections_ignored += (before - delta.nodes.len()) as u64;
     }
 
     /// Applies a delta that passed [`ClusterState::check_delta`].

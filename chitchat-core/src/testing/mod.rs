@@ -19,6 +19,7 @@
 pub mod campaign;
 pub mod datagrams;
 mod probe;
+pub mod workload;
 
 use std::net::SocketAddr;
 

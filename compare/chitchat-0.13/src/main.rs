@@ -5,6 +5,7 @@
 //! ```text
 //! cargo run --release -- cluster --nodes 100 --steady-secs 10 [--crash] [--v1]
 //! cargo run --release -- digest --sizes 100,1000,1284,1285,2000,5000 [--v1]
+//! cargo run --release -- catchup --nodes 10 --keys 100 --value-bytes 100 [--compressible] [--v1]
 //! ```
 //!
 //! `cluster`: N nodes in one tokio process (2 worker threads) on 127.0.0.1, each
@@ -22,7 +23,31 @@
 //! are captured at the counting socket: their size, or the error when one
 //! cannot be sent.
 //!
-//! Linux only (reads `/proc/self`).
+//! `catchup`: the large state catch-up after a restart, the same workload as
+//! our `catchup_bench` example. N nodes (default 10, named `n00`…) on
+//! 127.0.0.1, cluster id `catchup`, all seeded with node 0, gossip every 100 ms,
+//! dead-node grace period 24 h (the default) and tombstone grace period 1 h
+//! (nothing is GCed during a run), protocol V0 unless `--v1`. chitchat 0.13 has
+//! no fanout setting: it gossips with `GOSSIP_COUNT` = 3 random live peers per
+//! round (a constant in its `server.rs`), plus now and then a dead node or a
+//! seed. Each node starts with K keys (default 100) `key-00000`, `key-00001`, …
+//! whose values are V bytes (default 100) of random alphanumerics from
+//! `fastrand` seeded with 1, or with `--compressible` JSON-like text (see
+//! `value`). Once every node holds every other node's keys, the last node is
+//! restarted: its instance is shut down and a new one is spawned with the same
+//! name and address, generation 2 instead of 1 and K fresh values (drawn from
+//! the same RNG, continuing). From that moment it measures the time until the
+//! restarted node holds `key-00000` of every other node, the time until every
+//! node holds every node's K current values (the restarted node's under its new
+//! generation), and the bytes sent and the process CPU time until then.
+//! `bytes_to_move` is what has to cross the network at the very least:
+//! 2 × (N − 1) × K × (9 + V) (the others' keys to the restarted node and its
+//! keys to each other; 9 is the key length). `--timeout-secs` bounds the
+//! initial convergence and the catch-up, each. Also printed: datagrams the
+//! kernel dropped at the nodes' sockets (`/proc/net/udp`), and how much of its
+//! previous generation the restarted node was sent.
+//!
+//! Linux only (reads `/proc/self` and `/proc/net`).
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -35,7 +60,7 @@ use async_trait::async_trait;
 use chitchat::transport::{RecvOutcome, SendOutcome, Socket, Transport, UdpSocket};
 use chitchat::{
     spawn_chitchat, ChitchatConfig, ChitchatEnvelope, ChitchatHandle, ChitchatId, ChitchatMessage,
-    FailureDetectorConfig, ProtocolVersion,
+    FailureDetectorConfig, NodeState, ProtocolVersion,
 };
 
 const USER_HZ: f64 = 100.0;
@@ -108,6 +133,8 @@ struct Options {
     command: String,
     nodes: usize,
     keys: usize,
+    value_bytes: usize,
+    compressible: bool,
     steady: Duration,
     timeout: Duration,
     crash: bool,
@@ -117,11 +144,15 @@ struct Options {
 
 fn parse() -> Result<Options, String> {
     let mut args = std::env::args().skip(1);
-    let command = args.next().ok_or("usage: cluster|digest [options]")?;
+    let command = args.next().ok_or("usage: cluster|digest|catchup [options]")?;
+    // `catchup` has its own defaults (those of our `catchup_bench`).
+    let catchup = command == "catchup";
     let mut options = Options {
         command,
-        nodes: 100,
-        keys: 20,
+        nodes: if catchup { 10 } else { 100 },
+        keys: if catchup { 100 } else { 20 },
+        value_bytes: 100,
+        compressible: false,
         steady: Duration::from_secs(10),
         timeout: Duration::from_secs(300),
         crash: false,
@@ -132,6 +163,7 @@ fn parse() -> Result<Options, String> {
         match arg.as_str() {
             "--crash" => options.crash = true,
             "--v1" => options.v1 = true,
+            "--compressible" => options.compressible = true,
             "--sizes" => {
                 let value = args.next().ok_or("--sizes needs a list")?;
                 options.sizes = value
@@ -147,6 +179,7 @@ fn parse() -> Result<Options, String> {
                 match arg.as_str() {
                     "--nodes" => options.nodes = value as usize,
                     "--keys" => options.keys = value as usize,
+                    "--value-bytes" => options.value_bytes = value as usize,
                     "--steady-secs" => options.steady = Duration::from_secs(value),
                     "--timeout-secs" => options.timeout = Duration::from_secs(value),
                     _ => return Err(format!("unknown argument {arg:?}")),
@@ -173,8 +206,9 @@ fn main() -> ExitCode {
     match options.command.as_str() {
         "cluster" => runtime.block_on(cluster(options)),
         "digest" => runtime.block_on(digest(options)),
+        "catchup" => runtime.block_on(catchup(options)),
         other => {
-            eprintln!("error: unknown command {other:?} (cluster, digest)");
+            eprintln!("error: unknown command {other:?} (cluster, digest, catchup)");
             ExitCode::from(2)
         }
     }
@@ -484,6 +518,266 @@ async fn digest(options: Options) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// The value of key `k` of node `node`: `len` random alphanumerics, or with
+/// `compressible` JSON-like text (split positions, the kind of state Quickwit's
+/// indexers publish). A verbatim copy of `chitchat_core::testing::workload::value`,
+/// which our `catchup_bench` uses, so both draw the same values from the same
+/// RNG sequence. (The compressible text does not use the RNG: the restarted
+/// node's "new" values are then the same text as before.)
+fn value(rng: &mut fastrand::Rng, node: usize, k: usize, len: usize, compressible: bool) -> String {
+    if !compressible {
+        return std::iter::repeat_with(|| rng.alphanumeric()).take(len).collect();
+    }
+    let mut text = String::with_capacity(len + 128);
+    let mut field = 0;
+    text.push('{');
+    while text.len() < len {
+        text.push_str(&format!(
+            "\"split-{field}\":{{\"index_uid\":\"index-{node:03}:01H\",\"source\":\"kafka\",\"position\":{}}},",
+            k * 31 + field
+        ));
+        field += 1;
+    }
+    text.truncate(len.saturating_sub(1));
+    text.push('}');
+    text
+}
+
+/// `key-00042` (9 bytes for up to 100,000 keys).
+fn key_name(k: usize) -> String {
+    format!("key-{k:05}")
+}
+
+/// Whether `view` (a node's state of another node) holds all of the owner's
+/// `values`: its max version first (cheap, so views still incomplete cost little
+/// under the lock), then the key count and every value.
+fn holds_all(view: Option<&NodeState>, values: &[String], max_version: u64) -> bool {
+    let Some(view) = view else {
+        return false;
+    };
+    view.max_version() >= max_version
+        && view.num_key_values() == values.len()
+        && values.iter().enumerate().all(|(k, value)| view.get(&key_name(k)) == Some(value.as_str()))
+}
+
+/// Removes from `pending` the (viewer, owner) pairs whose view is complete,
+/// locking each viewer's state once (chitchat 0.13 keeps it behind a tokio
+/// `Mutex` its gossip loop needs too).
+async fn drop_complete(
+    nodes: &[ChitchatHandle],
+    ids: &[ChitchatId],
+    values: &[Vec<String>],
+    max_versions: &[u64],
+    pending: &mut Vec<(usize, usize)>,
+) {
+    for (viewer, node) in nodes.iter().enumerate() {
+        if !pending.iter().any(|&(pending_viewer, _)| pending_viewer == viewer) {
+            continue;
+        }
+        let chitchat = node.chitchat();
+        let chitchat = chitchat.lock().await;
+        pending.retain(|&(pending_viewer, owner)| {
+            pending_viewer != viewer
+                || !holds_all(chitchat.node_state(&ids[owner]), &values[owner], max_versions[owner])
+        });
+    }
+}
+
+/// A node's own max version (the version of its last key set).
+async fn own_max_version(node: &ChitchatHandle) -> u64 {
+    node.with_chitchat(|chitchat| chitchat.self_node_state().max_version()).await
+}
+
+/// Starts N nodes with K keys each, waits until all know all, restarts the last
+/// node under a new generation with fresh values and measures the catch-up.
+async fn catchup(options: Options) -> ExitCode {
+    let Options { nodes: count, keys, value_bytes, compressible, timeout, v1, .. } = options;
+    if count < 2 || keys == 0 {
+        println!("catchup needs at least 2 nodes and 1 key");
+        return ExitCode::from(2);
+    }
+    let stats = Arc::new(Stats::default());
+    let transport = CountingTransport { stats: stats.clone() };
+    let addrs = free_addrs(count);
+    // Names, generations, seeds and cluster id as our bench has them (they
+    // travel in every digest and delta): `n00`…, generation 1 then 2 after the
+    // restart, node 0 as the seed of all the others.
+    let seeds = |i: usize| if i == 0 { Vec::new() } else { vec![addrs[0].to_string()] };
+    let node_config = |id: ChitchatId, i: usize| ChitchatConfig {
+        cluster_id: "catchup".to_string(),
+        ..config(id, seeds(i), v1)
+    };
+    let mut ids: Vec<ChitchatId> =
+        addrs.iter().enumerate().map(|(i, addr)| ChitchatId::new(format!("n{i:02}"), 1, *addr)).collect();
+    // Every value up front (node by node, key by key, as our bench draws them),
+    // so no value is generated while something is timed.
+    let mut rng = fastrand::Rng::with_seed(1);
+    let mut values: Vec<Vec<String>> = (0..count)
+        .map(|node| (0..keys).map(|k| value(&mut rng, node, k, value_bytes, compressible)).collect())
+        .collect();
+    // A node's keys are set as its initial key-values, before its gossip loop runs.
+    let key_values = |values: &[String]| {
+        values.iter().enumerate().map(|(k, value)| (key_name(k), value.clone())).collect()
+    };
+
+    let start = Instant::now();
+    let mut nodes: Vec<ChitchatHandle> = Vec::with_capacity(count);
+    for (i, id) in ids.iter().enumerate() {
+        match spawn_chitchat(node_config(id.clone(), i), key_values(&values[i]), &transport).await {
+            Ok(node) => nodes.push(node),
+            Err(error) => {
+                println!("could not start node {i}: {error:#}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let mut max_versions = Vec::with_capacity(count);
+    for node in &nodes {
+        max_versions.push(own_max_version(node).await);
+    }
+    println!(
+        "chitchat 0.13 ({:?}): started {count} nodes with {keys} keys of {value_bytes} bytes each ({}) in {:.2?}",
+        protocol(v1),
+        if compressible { "compressible" } else { "random" },
+        start.elapsed()
+    );
+
+    // Every node's view of every other node, until all are complete.
+    let mut pending: Vec<(usize, usize)> = (0..count)
+        .flat_map(|viewer| (0..count).filter(move |&owner| owner != viewer).map(move |owner| (viewer, owner)))
+        .collect();
+    loop {
+        drop_complete(&nodes, &ids, &values, &max_versions, &mut pending).await;
+        if pending.is_empty() {
+            break;
+        }
+        if start.elapsed() > timeout {
+            println!("initial state did not converge within {timeout:?}: {} views incomplete", pending.len());
+            return ExitCode::FAILURE;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    println!("every node holds every node's keys after {:.2?} (VmRSS {} KiB)", start.elapsed(), rss_kib());
+
+    // The restart: the last node's instance is shut down (its task ends and its
+    // socket is dropped, no goodbye), then a new one is spawned with the same
+    // name and address, the next generation and fresh values.
+    let last = count - 1;
+    let old = nodes.pop().expect("at least two nodes");
+    if let Err(error) = old.shutdown().await {
+        println!("could not shut down node {last}: {error:#}");
+        return ExitCode::FAILURE;
+    }
+    ids[last] = ChitchatId::new(format!("n{last:02}"), 2, addrs[last]);
+    values[last] = (0..keys).map(|k| value(&mut rng, last, k, value_bytes, compressible)).collect();
+    let restart_key_values = key_values(&values[last]);
+    stats.max_datagram.store(0, Ordering::Relaxed);
+    let bytes_before = stats.bytes_sent.load(Ordering::Relaxed);
+    let datagrams_before = stats.datagrams_sent.load(Ordering::Relaxed);
+    let errors_before = stats.send_errors.load(Ordering::Relaxed);
+    let udp_before = udp_errors();
+    // The old instance's socket is gone, the new one will start from 0.
+    let drops_before = socket_drops(&addrs);
+    let cpu_before = cpu_seconds();
+    let restarted = Instant::now();
+    match spawn_chitchat(node_config(ids[last].clone(), last), restart_key_values, &transport).await {
+        Ok(node) => nodes.push(node),
+        Err(error) => {
+            println!("could not restart node {last}: {error:#}");
+            return ExitCode::FAILURE;
+        }
+    }
+    max_versions[last] = own_max_version(&nodes[last]).await;
+
+    // What is left to complete: the restarted node's views of every other node,
+    // and every other node's view of the restarted node under its new
+    // generation. The others' views of each other were complete before the
+    // restart and nothing has changed them since.
+    let mut pending: Vec<(usize, usize)> =
+        (0..last).flat_map(|other| [(last, other), (other, last)]).collect();
+    let mut first_keys: Option<Duration> = None;
+    loop {
+        if first_keys.is_none() {
+            let others = &ids[..last];
+            let holds_first = nodes[last]
+                .with_chitchat(|chitchat| {
+                    others
+                        .iter()
+                        .all(|id| chitchat.node_state(id).is_some_and(|view| view.get("key-00000").is_some()))
+                })
+                .await;
+            if holds_first {
+                first_keys = Some(restarted.elapsed());
+            }
+        }
+        drop_complete(&nodes, &ids, &values, &max_versions, &mut pending).await;
+        if pending.is_empty() {
+            break;
+        }
+        if restarted.elapsed() > timeout {
+            let restarted_views = pending.iter().filter(|&&(viewer, _)| viewer == last).count();
+            println!(
+                "catch-up did not complete within {timeout:?}: {} views incomplete ({restarted_views} of them the restarted node's), {} bytes sent",
+                pending.len(),
+                stats.bytes_sent.load(Ordering::Relaxed) - bytes_before
+            );
+            return ExitCode::FAILURE;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let full_state = restarted.elapsed();
+    let cpu = cpu_seconds() - cpu_before;
+    let udp_after = udp_errors();
+    let drops = socket_drops(&addrs) - drops_before;
+    let bytes = stats.bytes_sent.load(Ordering::Relaxed) - bytes_before;
+    let datagrams = stats.datagrams_sent.load(Ordering::Relaxed) - datagrams_before;
+    let send_errors = stats.send_errors.load(Ordering::Relaxed) - errors_before;
+    // Both conditions may have become true between two polls.
+    let first_keys = first_keys.unwrap_or(full_state);
+    let interval = GOSSIP_INTERVAL.as_secs_f64();
+    let (first_keys_rounds, rounds) =
+        (first_keys.as_secs_f64() / interval, full_state.as_secs_f64() / interval);
+    let bytes_to_move = 2 * (count as u64 - 1) * keys as u64 * (9 + value_bytes as u64);
+    let bytes_ratio = bytes as f64 / bytes_to_move as f64;
+
+    println!(
+        "restart of n{last:02} (generation 2): it holds key-00000 of every other node after {first_keys:.2?} ({first_keys_rounds:.1} rounds), every node holds every node's current keys after {full_state:.2?} ({rounds:.1} rounds)"
+    );
+    println!(
+        "sent {bytes} bytes in {datagrams} datagrams (largest {} bytes), {bytes_ratio:.2} × the {bytes_to_move} bytes to move; send errors: {send_errors}",
+        stats.max_datagram.load(Ordering::Relaxed)
+    );
+    println!("CPU: {cpu:.2} s ({:.0}% of one core)", cpu / full_state.as_secs_f64() * 100.0);
+    println!(
+        "datagrams the kernel dropped at our sockets' full receive buffers: {drops} (system-wide counters: InErrors +{}, RcvbufErrors +{}, SndbufErrors +{})",
+        udp_after[0] - udp_before[0],
+        udp_after[1] - udp_before[1],
+        udp_after[2] - udp_before[2]
+    );
+    // chitchat 0.13 keeps a node's previous generation as a node of its own
+    // (until the failure detector's GC, 24 h after it is found dead), and
+    // gossips it: the restarted node learns its own old state too.
+    let new_id = ids[last].clone();
+    let old_keys = nodes[last]
+        .with_chitchat(|chitchat| {
+            chitchat
+                .node_states()
+                .iter()
+                .filter(|(id, _)| id.node_id == new_id.node_id && id.generation_id != new_id.generation_id)
+                .map(|(_, view)| view.num_key_values())
+                .sum::<usize>()
+        })
+        .await;
+    println!("the restarted node also holds {old_keys} keys of its previous generation");
+    println!(
+        "{{\"impl\":\"chitchat-0.13\",\"nodes\":{count},\"keys\":{keys},\"value_bytes\":{value_bytes},\"compressible\":{compressible},\"v1\":{v1},\"first_keys_rounds\":{first_keys_rounds:.1},\"rounds\":{rounds:.1},\"bytes_sent\":{bytes},\"bytes_to_move\":{bytes_to_move},\"bytes_ratio\":{bytes_ratio:.2},\"cpu_secs\":{cpu:.2}}}"
+    );
+    for node in nodes {
+        node.abort();
+    }
+    ExitCode::SUCCESS
+}
+
 fn rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
@@ -491,6 +785,52 @@ fn rss_kib() -> u64 {
         .find_map(|line| line.strip_prefix("VmRSS:"))
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
+}
+
+/// The kernel's UDP error counters from `/proc/net/snmp` (system-wide):
+/// InErrors, RcvbufErrors, SndbufErrors. A datagram dropped because a receive
+/// buffer was full counts in the first two.
+fn udp_errors() -> [u64; 3] {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+    let mut lines = snmp.lines().filter(|line| line.starts_with("Udp:"));
+    let (Some(names), Some(values)) = (lines.next(), lines.next()) else {
+        return [0; 3];
+    };
+    let counter = |wanted: &str| {
+        names
+            .split_whitespace()
+            .zip(values.split_whitespace())
+            .find(|(name, _)| *name == wanted)
+            .and_then(|(_, value)| value.parse().ok())
+            .unwrap_or(0)
+    };
+    [counter("InErrors"), counter("RcvbufErrors"), counter("SndbufErrors")]
+}
+
+/// Datagrams the kernel dropped at the sockets bound to `addrs` (the `drops`
+/// column of `/proc/net/udp`, counted per socket: a full receive buffer).
+fn socket_drops(addrs: &[SocketAddr]) -> u64 {
+    let table = std::fs::read_to_string("/proc/net/udp").unwrap_or_default();
+    // Local addresses as the table spells them: 127.0.0.1:7280 is 0100007F:1C70.
+    let wanted: Vec<String> = addrs
+        .iter()
+        .filter_map(|addr| match addr {
+            SocketAddr::V4(addr) => {
+                Some(format!("{:08X}:{:04X}", u32::from_le_bytes(addr.ip().octets()), addr.port()))
+            }
+            SocketAddr::V6(_) => None,
+        })
+        .collect();
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let local = *fields.get(1)?;
+            let drops = fields.last()?.parse::<u64>().ok()?;
+            wanted.iter().any(|addr| addr == local).then_some(drops)
+        })
+        .sum()
 }
 
 fn cpu_seconds() -> f64 {
