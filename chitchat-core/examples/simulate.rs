@@ -214,10 +214,11 @@ fn run(args: &Args, sim: &mut Simulation) -> Result<Report, String> {
         .zip(resident_bytes())
         .map(|(before, after)| after.saturating_sub(before) / args.nodes as u64);
     let steady_rounds = 10;
-    let bytes_before = sim.stats().bytes_sent;
+    // Datagrams and streams (a laggard's pulls) alike.
+    let sent = |sim: &Simulation| sim.stats().bytes_sent + sim.stats().stream_bytes;
+    let bytes_before = sent(sim);
     sim.run_for(interval * steady_rounds).map_err(err)?;
-    let bytes_per_node_round =
-        (sim.stats().bytes_sent - bytes_before) as f64 / (args.nodes as f64 * steady_rounds as f64);
+    let bytes_per_node_round = (sent(sim) - bytes_before) as f64 / (args.nodes as f64 * steady_rounds as f64);
 
     let writer = nodes[args.nodes / 2];
     let owner = sim.node_id(writer).clone();

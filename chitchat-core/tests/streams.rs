@@ -3,8 +3,10 @@
 
 use std::time::Duration;
 
-use chitchat_core::Config;
 use chitchat_core::sim::{NetworkConfig, NodeIndex, Simulation};
+use chitchat_core::testing::datagrams;
+use chitchat_core::wire::{self, Message, Packet};
+use chitchat_core::{Config, DatagramError, EncryptionMode, Keyring, SecretKey, StreamError};
 
 fn config() -> Config {
     Config { max_datagram_size: 1_400, max_key_len: 16, max_value_len: 2_000, ..Config::local_test() }
@@ -77,4 +79,63 @@ fn the_first_frame_starts_every_node() {
         sim.run_until(Duration::from_secs(10), |sim| holders.iter().all(|h| holds_all(sim, joiner, *h)))
             .unwrap()
     );
+}
+
+/// With encryption required, frames travel sealed and a pull works; a
+/// plaintext frame is refused and ends the stream.
+#[test]
+fn sealed_streams_carry_the_state_and_plaintext_frames_are_refused() {
+    let mut sim = Simulation::new(9);
+    let a = sim.add_node("a", config());
+    let b = sim.add_node("b", config());
+    let keyring = Keyring::new(SecretKey::from_bytes([7; 32]));
+    for node in [a, b] {
+        sim.set_encryption(node, EncryptionMode::Required, keyring.clone());
+    }
+    set_keys(&mut sim, a, 500, 1_000);
+    sim.set_seeds(b, &[a]);
+    assert!(sim.run_until(Duration::from_secs(3), |sim| holds_all(sim, b, a)).unwrap());
+    sim.run_for(Duration::from_secs(1)).unwrap();
+    let streams = &sim.node(b).metrics().streams;
+    assert!(streams.completed >= 1 && streams.frames_received >= 2, "Records and Done, sealed: {streams:?}");
+
+    // A plaintext Pull to a node that requires encryption.
+    let pull = Packet::new(config().cluster_id, Message::Pull { digest: datagrams::empty_digest() });
+    let frame = wire::frame(&wire::encode(&pull));
+    let (id, refused) = sim.with_node(a, |node, now| {
+        let id = node.accept_stream(now, "127.0.0.9:1".parse().unwrap()).unwrap();
+        (id, node.handle_stream_data(now, id, &frame))
+    });
+    assert_eq!(refused, Err(StreamError::Frame(DatagramError::PlaintextRefused)));
+    assert!(!sim.node(a).is_stream_open(id));
+    assert_eq!(sim.node(a).metrics().streams.frames_rejected, 1);
+}
+
+/// What a stream peer can make a node hold or send is bounded: a frame
+/// prefix above the limit ends the stream before anything is buffered, a
+/// stream that sends nothing is closed by the idle timeout, and streams past
+/// `max_streams` are refused.
+#[test]
+fn streams_are_bounded_in_size_time_and_number() {
+    let mut sim = Simulation::new(11);
+    let a = sim.add_node("a", config());
+    sim.run_for(Duration::from_millis(10)).unwrap();
+    let peer: std::net::SocketAddr = "127.0.0.9:1".parse().unwrap();
+    let too_long = (wire::MAX_FRAME_LEN as u32 + 1).to_be_bytes();
+    let refused = sim.with_node(a, |node, now| {
+        let id = node.accept_stream(now, peer).unwrap();
+        node.handle_stream_data(now, id, &too_long)
+    });
+    assert!(matches!(refused, Err(StreamError::Frame(DatagramError::TooLarge { .. }))));
+
+    let max = config().max_streams;
+    let ids: Vec<_> = sim.with_node(a, |node, now| (0..max).map(|_| node.accept_stream(now, peer)).collect());
+    assert!(ids.iter().all(Option::is_some));
+    assert_eq!(sim.with_node(a, |node, now| node.accept_stream(now, peer)), None, "max_streams open");
+    // Silent streams end by the idle timeout (a quarter of stream_timeout).
+    sim.run_for(config().stream_timeout / 4 + Duration::from_millis(200)).unwrap();
+    let node = sim.node(a);
+    assert!(ids.iter().flatten().all(|id| !node.is_stream_open(*id)));
+    assert_eq!(node.metrics().streams.timed_out, max as u64);
+    assert!(sim.with_node(a, |node, now| node.accept_stream(now, peer)).is_some(), "room again");
 }

@@ -19,7 +19,10 @@
 //! - `bytes_sent`: datagram and stream bytes all nodes sent meanwhile, against
 //!   `bytes_to_move` (every other node's keys to the restarted node, and its
 //!   keys to every other node: 2 × (N − 1) × K × (9 + V));
-//! - `cpu_secs`: the process's user and system CPU time meanwhile.
+//! - `cpu_secs`: the process's user and system CPU time meanwhile;
+//! - `rss_over_raw`: before the restart, how much the process's resident
+//!   memory grew over the key and value bytes all nodes hold (N × N × K ×
+//!   (9 + V)).
 //!
 //! `--max-datagram B` sets `Config::max_datagram_size` (default 65,507). With
 //! `CATCHUP_DEBUG=1` in the environment, every node's stream counters are printed.
@@ -30,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use chitchat_tokio::chitchat_core::testing::workload::{key, value};
 use chitchat_tokio::{ChitchatHandle, Config, NodeConfig, NodeId};
-use chitchat_tools::process::cpu_seconds;
+use chitchat_tools::process::{cpu_seconds, rss_kib};
 
 /// One gossip round.
 const ROUND: Duration = Duration::from_millis(100);
@@ -175,6 +178,7 @@ async fn bytes_sent(node: &ChitchatHandle) -> u64 {
 async fn bench(options: Options) -> ExitCode {
     let mut rng = fastrand::Rng::with_seed(1);
     let count = options.nodes;
+    let rss_before = rss_kib();
     let mut nodes: Vec<ChitchatHandle> = Vec::with_capacity(count);
     let mut seeds = Vec::new();
     for i in 0..count {
@@ -192,8 +196,12 @@ async fn bench(options: Options) -> ExitCode {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // Memory: what the process grew by, over the key and value bytes all
+    // nodes hold (each holds every node's state, its own included).
+    let raw_held = (count * count * options.keys * (key(0).len() + options.value_bytes)) as f64;
+    let rss_over_raw = (rss_kib().saturating_sub(rss_before) * 1_024) as f64 / raw_held;
     println!(
-        "{count} nodes with {} keys of {} bytes converged in {:.2?}",
+        "{count} nodes with {} keys of {} bytes converged in {:.2?}; memory {rss_over_raw:.2}x the key and value bytes held",
         options.keys,
         options.value_bytes,
         start_time.elapsed()
@@ -252,7 +260,8 @@ async fn bench(options: Options) -> ExitCode {
         println!(
             "{{\"impl\":\"chitchat\",\"nodes\":{count},\"keys\":{},\"value_bytes\":{},\"compressible\":{},\
              \"max_datagram\":{},\"first_keys_rounds\":{first_rounds:.1},\"rounds\":{rounds:.1},\
-             \"bytes_sent\":{sent},\"bytes_to_move\":{to_move},\"bytes_ratio\":{ratio:.2},\"cpu_secs\":{cpu:.2}}}",
+             \"bytes_sent\":{sent},\"bytes_to_move\":{to_move},\"bytes_ratio\":{ratio:.2},\"cpu_secs\":{cpu:.2},\
+             \"rss_over_raw\":{rss_over_raw:.2}}}",
             options.keys, options.value_bytes, options.compressible, options.max_datagram
         );
     }

@@ -66,6 +66,7 @@ macro_rules! conformance_tests {
             subscription_with_current_values_misses_nothing,
             five_nodes_subscribed_as_the_cli_does_see_every_key,
             large_state_catches_up_on_a_stream,
+            hostile_stream_is_closed_and_counted,
         ]);
     };
     (@each $runtime:expr, $block_on:expr, [$($scenario:ident),* $(,)?]) => {
@@ -885,4 +886,32 @@ pub async fn large_state_catches_up_on_a_stream(runtime: Arc<dyn Runtime>) {
     assert!(holder_streams.accepted >= 1 && holder_streams.bytes_sent > 0, "{holder_streams:?}");
     assert_eq!(joiner_streams.frames_rejected + holder_streams.frames_rejected, 0);
     shutdown_all(&[holder, joiner]).await;
+}
+
+/// A stranger that connects to a node's gossip address over TCP and announces
+/// a frame longer than the limit is cut off: the node closes the connection
+/// without reading further, and counts the refused frame.
+pub async fn hostile_stream_is_closed_and_counted(runtime: Arc<dyn Runtime>) {
+    let node = start(&runtime, node_config("target", &[])).await;
+    let mut stream = within(&runtime, "connecting", runtime.connect(node.local_addr()))
+        .await
+        .expect("the node listens on its gossip address over TCP");
+    let announce = (chitchat_core::wire::MAX_FRAME_LEN as u32 + 1).to_be_bytes();
+    let mut written = 0;
+    while written < announce.len() {
+        written += within(&runtime, "writing", poll_fn(|cx| stream.poll_write(cx, &announce[written..])))
+            .await
+            .expect("the connection is open");
+    }
+    // The node closes its end: reads see the end of the stream (or a reset).
+    let mut buffer = [0; 64];
+    loop {
+        match within(&runtime, "the node closing", poll_fn(|cx| stream.poll_read(cx, &mut buffer))).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    let streams = node.metrics().await.expect("the node runs").core.streams;
+    assert_eq!((streams.accepted, streams.frames_rejected, streams.failed), (1, 1, 1), "{streams:?}");
+    shutdown_all(&[node]).await;
 }
