@@ -48,13 +48,14 @@ struct Args {
     max_rounds: u64,
     json: bool,
     check_invariants: bool,
+    streams: bool,
 }
 
 const USAGE: &str = "simulate [--nodes N] [--seed S] [--loss P] [--bursty-loss P_GOOD_TO_BAD,P_BAD_TO_GOOD]
          [--latency-ms MS] [--jitter-ms MS] [--fanout F] [--gossip-interval-ms MS]
          [--max-datagram BYTES] [--keys-per-node K] [--crash|--no-crash] [--soak-rounds R]
          [--stall-rounds R] [--blackout-rounds R] [--phi-threshold PHI]
-         [--max-rounds R] [--check-invariants] [--json]";
+         [--max-rounds R] [--check-invariants] [--no-streams] [--json]";
 
 fn parse() -> Result<Args, String> {
     let mut args = Args {
@@ -76,6 +77,7 @@ fn parse() -> Result<Args, String> {
         max_rounds: 200,
         json: false,
         check_invariants: false,
+        streams: true,
     };
     let mut iter = std::env::args().skip(1);
     while let Some(flag) = iter.next() {
@@ -108,6 +110,7 @@ fn parse() -> Result<Args, String> {
             "--phi-threshold" => args.phi_threshold = number(value()?)?,
             "--max-rounds" => args.max_rounds = number(value()?)? as u64,
             "--check-invariants" => args.check_invariants = true,
+            "--no-streams" => args.streams = false,
             "--json" => args.json = true,
             "--help" | "-h" => return Err(USAGE.to_string()),
             other => return Err(format!("unknown option {other}\n{USAGE}")),
@@ -131,6 +134,7 @@ fn config(args: &Args) -> Config {
         deletion_grace_period: interval * 3_600,
         max_nodes: (args.nodes * 2).max(100),
         phi_threshold: args.phi_threshold,
+        max_streams: if args.streams { Config::default().max_streams } else { 0 },
         ..Config::default()
     };
     if args.max_datagram < 4_096 {
@@ -326,7 +330,7 @@ fn main() -> ExitCode {
             "{{\"nodes\":{},\"seed\":{},\"loss\":{},\"fanout\":{},\"max_datagram\":{},\"keys_per_node\":{},\
              \"membership_rounds\":{},\"key_spread_rounds\":{},\"detection_rounds\":{},\"false_dead\":{},\
              \"bytes_per_node_round\":{:.0},\"max_datagram_bytes\":{},\"memory_per_node_bytes\":{},\
-             \"rounds_simulated\":{:.1},\
+             \"rounds_simulated\":{:.1},\"streams_opened\":{},\"stream_bytes\":{},\
              \"wall_seconds\":{:.2},\"sim_rounds_per_sec\":{:.2}}}",
             args.nodes,
             args.seed,
@@ -342,6 +346,8 @@ fn main() -> ExitCode {
             stats.max_datagram,
             report.memory_per_node.map_or("null".to_string(), |bytes| bytes.to_string()),
             report.rounds_simulated,
+            stats.streams_opened,
+            stats.stream_bytes,
             wall_seconds,
             report.rounds_simulated / wall_seconds,
         );
@@ -360,6 +366,7 @@ fn main() -> ExitCode {
             println!("memory / node         {:.1} KiB", bytes as f64 / 1024.0);
         }
         println!("rounds simulated      {:.1}", report.rounds_simulated);
+        println!("streams opened        {} ({} bytes)", stats.streams_opened, stats.stream_bytes);
         println!("wall seconds          {wall_seconds:.2}");
         println!("sim rounds / second   {:.2}", report.rounds_simulated / wall_seconds);
     }
