@@ -103,6 +103,10 @@ pub enum Violation {
     /// node must have room to refute a forged claim about itself.
     #[error("a heartbeat or version is implausibly large")]
     ImplausibleCounter,
+    /// A range whose start equals its end (the whole ring) but is not 0: the
+    /// whole ring is written (0, 0).
+    #[error("a whole-ring range that does not start at 0")]
+    NonCanonicalRange,
     /// A stream message in a datagram, or a datagram message on a stream.
     #[error("a message on the wrong transport (stream or datagram)")]
     WrongTransport,

@@ -104,6 +104,8 @@ pub(crate) struct Session {
     pub sent_pull: bool,
     /// This node sent `Done` (on a stream it accepted).
     pub sent_done: bool,
+    /// `Records` frames this node sent (on a stream it accepted).
+    pub records_sent: u32,
     /// The peer sent `Done` (on this node's pull).
     pub received_done: bool,
 }
@@ -204,6 +206,7 @@ impl Streams {
             peer_digest: None,
             sent_pull: false,
             sent_done: false,
+            records_sent: 0,
             received_done: false,
         };
         self.sessions.insert(id, session);

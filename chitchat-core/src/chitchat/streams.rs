@@ -11,6 +11,10 @@ use crate::stream::{Ending, StreamError, StreamId, StreamOpen, StreamSend};
 use crate::time::Timestamp;
 use crate::wire::{self, Delta, Digest, DigestEntry, Message, NodeRef};
 
+/// Room for the delta of a stream's first `Records` frame; each next frame
+/// has twice the room, up to the frame limit.
+const FIRST_FRAME_BUDGET: usize = 64 * 1_024;
+
 impl Chitchat {
     // ---- inputs ----------------------------------------------------------
 
@@ -93,6 +97,7 @@ impl Chitchat {
             self.end_stream(id, Ending::Failed, now);
             return StreamSend::Finished;
         }
+        let full = self.records_budget();
         let Some(session) = self.streams.get_mut(id) else { return StreamSend::Finished };
         let message = if session.is_complete() {
             self.end_stream(id, Ending::Completed, now);
@@ -100,13 +105,21 @@ impl Chitchat {
         } else if session.outgoing && !session.sent_pull {
             // The puller says what it holds.
             session.sent_pull = true;
-            let budget = self.records_budget();
-            let (digest, _) = self.cluster.build_digest(now, Fingerprint(0), Vec::new(), budget);
+            let (digest, _) = self.cluster.build_digest(now, Fingerprint(0), Vec::new(), full);
             Message::Pull { digest }
         } else if let Some(mut digest) = session.peer_digest.take() {
-            // The pulled sends what the puller lacks, a frame at a time.
-            let budget = self.records_budget();
-            let (delta, _) = self.cluster.build_delta(now, &digest, budget, true, &mut self.rng);
+            // The pulled sends what the puller lacks, a frame at a time. The
+            // first frames are small and each doubles (64 KiB, 128 KiB, ... up
+            // to the frame limit): the first records of every node (frames
+            // are fair) arrive after building, sending and applying 64 KiB,
+            // not a megabyte.
+            let budget = full.min(FIRST_FRAME_BUDGET << session.records_sent.min(5));
+            session.records_sent += 1;
+            let (mut delta, _) = self.cluster.build_delta(now, &digest, budget, true, &mut self.rng);
+            if delta.nodes.is_empty() && budget < full {
+                // A record larger than the small frame: a whole frame's room.
+                delta = self.cluster.build_delta(now, &digest, full, true, &mut self.rng).0;
+            }
             let Some(session) = self.streams.get_mut(id) else { return StreamSend::Finished };
             if delta.nodes.is_empty() {
                 session.sent_done = true;

@@ -53,6 +53,7 @@ pub(crate) mod size;
 use std::collections::HashSet;
 
 use crate::error::{DatagramError, Violation};
+use crate::identity::Fingerprint;
 
 pub use envelope::*;
 pub use frame::*;
@@ -144,6 +145,11 @@ fn check_message(message: &Message) -> Result<(), Violation> {
 
 fn check_digest(digest: &Digest) -> Result<(), Violation> {
     let range = digest.range;
+    if range.is_full() && range.start != Fingerprint(0) {
+        // The whole ring is written (0, 0), in plain order: any other
+        // `start == end` would order the entries from elsewhere.
+        return Err(Violation::NonCanonicalRange);
+    }
     for entry in digest.sender.iter().chain(&digest.entries) {
         check_counters([entry.heartbeat, entry.last_gc_version, entry.max_version])?;
     }

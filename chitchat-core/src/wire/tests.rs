@@ -392,3 +392,18 @@ fn packed_digest_entries_refuse_short_entries_and_oversized_varints() {
     };
     assert_eq!(digest.entries[0].heartbeat, MAX_COUNTER - 1);
 }
+
+#[test]
+fn a_whole_ring_range_must_start_at_zero() {
+    // Found by the stream_frames fuzzer: a whole ring "starting" elsewhere
+    // ordered its entries from there while the node walks its own from 0, so
+    // a pulled node kept sending the same nodes as unknown, frame after frame.
+    let digest = Digest {
+        range: RingRange { start: Fingerprint(42), end: Fingerprint(42) },
+        entries: Vec::new(),
+        unknown: Vec::new(),
+        sender: None,
+    };
+    let syn = encode(&Packet::new("c", Message::Syn { digest }));
+    assert_eq!(decode(&syn), Err(DatagramError::Invalid(Violation::NonCanonicalRange)));
+}
