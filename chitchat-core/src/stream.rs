@@ -106,6 +106,8 @@ pub(crate) struct Session {
     pub sent_done: bool,
     /// `Records` frames this node sent (on a stream it accepted).
     pub records_sent: u32,
+    /// Bytes of frames this node sent on the stream.
+    pub records_bytes: usize,
     /// The peer sent `Done` (on this node's pull).
     pub received_done: bool,
 }
@@ -207,6 +209,7 @@ impl Streams {
             sent_pull: false,
             sent_done: false,
             records_sent: 0,
+            records_bytes: 0,
             received_done: false,
         };
         self.sessions.insert(id, session);

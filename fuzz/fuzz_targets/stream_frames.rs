@@ -4,9 +4,11 @@
 //! frames around an arbitrary packet, and `Records` frames around an
 //! arbitrary (deflated) delta encoding.
 //!
-//! It never panics; every frame it sends is within the frame limit; once it
-//! refuses the stream's bytes it has forgotten the stream (`Finished`, not
-//! open); what it holds stays within its budgets; and it goes on gossiping.
+//! It never panics; every frame it sends is within the frame limit, and all
+//! it sends on the stream within `Chitchat::stream_send_cap` (about twice
+//! what it holds, whatever the `Pull` says); once it refuses the stream's
+//! bytes it has forgotten the stream (`Finished`, not open); what it holds
+//! stays within its budgets; and it goes on gossiping.
 //! CPU per input is bounded by libFuzzer's `-timeout` (`fuzz/run.sh`).
 
 #![no_main]
@@ -31,6 +33,8 @@ fuzz_target!(|data: &[u8]| {
         node.handle_datagram(now, peer, &datagrams::datagram(CLUSTER, more)).expect("an Ack from a validated peer");
         node.poll_stream_open().expect("a pull from the peer that has more").id
     };
+    let cap = node.stream_send_cap();
+    let mut sent = 0;
     while let [op, len, tail @ ..] = rest {
         let (chunk, tail) = tail.split_at(usize::from(*len).min(tail.len()));
         rest = tail;
@@ -50,7 +54,8 @@ fuzz_target!(|data: &[u8]| {
             _ => wire::frame(&wire::encode(&Packet::new(CLUSTER, Message::Done))),
         };
         let refused = node.handle_stream_data(now, id, &bytes).is_err();
-        drain(&mut node, now, id);
+        sent += drain(&mut node, now, id);
+        assert!(sent <= cap, "{sent} bytes sent on one stream, more than {cap}");
         if refused {
             assert!(!node.is_stream_open(id));
             assert_eq!(node.poll_stream_send(now, id), StreamSend::Finished);
@@ -67,15 +72,20 @@ fuzz_target!(|data: &[u8]| {
     assert!(!node.is_stream_open(id));
 });
 
-/// Takes what the node sends on the stream; every frame within the limit.
-fn drain(node: &mut chitchat_core::Chitchat, now: Timestamp, id: chitchat_core::StreamId) {
+/// Takes what the node sends on the stream, every frame within the limit;
+/// returns how many bytes.
+fn drain(node: &mut chitchat_core::Chitchat, now: Timestamp, id: chitchat_core::StreamId) -> usize {
+    let mut sent = 0;
     loop {
         match node.poll_stream_send(now, id) {
-            StreamSend::Bytes(bytes) => assert!(bytes.len() <= wire::FRAME_HEADER_LEN + wire::MAX_FRAME_LEN),
-            StreamSend::Idle => return,
+            StreamSend::Bytes(bytes) => {
+                assert!(bytes.len() <= wire::FRAME_HEADER_LEN + wire::MAX_FRAME_LEN);
+                sent += bytes.len();
+            }
+            StreamSend::Idle => return sent,
             StreamSend::Finished => {
                 assert!(!node.is_stream_open(id));
-                return;
+                return sent;
             }
         }
     }

@@ -98,6 +98,7 @@ impl Chitchat {
             return StreamSend::Finished;
         }
         let full = self.records_budget();
+        let send_cap = self.stream_send_cap();
         let Some(session) = self.streams.get_mut(id) else { return StreamSend::Finished };
         let message = if session.is_complete() {
             self.end_stream(id, Ending::Completed, now);
@@ -115,10 +116,17 @@ impl Chitchat {
             // not a megabyte.
             let budget = full.min(FIRST_FRAME_BUDGET << session.records_sent.min(5));
             session.records_sent += 1;
+            let over_cap = session.records_bytes >= send_cap;
             let (mut delta, _) = self.cluster.build_delta(now, &digest, budget, true, &mut self.rng);
             if delta.nodes.is_empty() && budget < full {
                 // A record larger than the small frame: a whole frame's room.
                 delta = self.cluster.build_delta(now, &digest, full, true, &mut self.rng).0;
+            }
+            if over_cap {
+                // Each record goes once per stream, so this is never reached
+                // but by a fault: whatever happens, one `Pull` makes the node
+                // send at most about twice what it holds.
+                delta.nodes.clear();
             }
             let Some(session) = self.streams.get_mut(id) else { return StreamSend::Finished };
             if delta.nodes.is_empty() {
@@ -141,6 +149,7 @@ impl Chitchat {
         let frame = wire::frame(&envelope);
         if let Some(session) = self.streams.get_mut(id) {
             session.last_progress = now;
+            session.records_bytes += frame.len();
         }
         let counts = &mut self.cluster.metrics_mut().streams;
         counts.frames_sent += 1;
@@ -235,6 +244,16 @@ impl Chitchat {
     pub(super) fn stream_idle_timeout(&self) -> std::time::Duration {
         let config = self.cluster.config();
         (config.stream_timeout / 4).max(config.gossip_interval * 2).min(config.stream_timeout)
+    }
+
+    /// The most bytes of frames a stream this node accepted sends (it then
+    /// sends `Done`): twice the records it holds, counted as for the memory
+    /// budget (key, value and [`crate::RECORD_OVERHEAD`] each), plus 512
+    /// bytes a tracked node (its identity) and one frame.
+    pub fn stream_send_cap(&self) -> usize {
+        let held = self.cluster.remote_bytes() + self.cluster.self_entry().state.held_bytes();
+        let nodes = self.cluster.membership().len();
+        2 * held + 512 * nodes + wire::FRAME_HEADER_LEN + wire::MAX_FRAME_LEN
     }
 
     /// Room for a frame's delta or digest before compression.
