@@ -51,6 +51,13 @@
 //! # }
 //! ```
 //!
+//! This loop leaves out the catch-up streams, which a node opens (over TCP,
+//! to a peer's gossip address) when it lags by more than a datagram, and
+//! which peers open to it: see [`Chitchat::poll_stream_open`],
+//! [`Chitchat::accept_stream`] and the [`stream`] module, or
+//! `examples/std_event_loop.rs`. A loop that does not serve them sets
+//! [`Config::max_streams`] to 0.
+//!
 //! # Time, lateness and pauses
 //!
 //! Time comes in as [`Timestamp`]s from the caller's monotonic clock. If the
