@@ -311,7 +311,15 @@ fn a_key_and_value_at_their_limits_fit_one_datagram() {
         Chitchat::new(config.clone(), NodeId::new(name, u64::MAX, addr(7000)), [("x", "y")], T0).unwrap();
     node.set(T0, &"k".repeat(config.max_key_len), &"v".repeat(config.max_value_len)).unwrap();
     node.set(T0, "later", "update").unwrap();
-    chitchat_core::testing::validate_peer(&mut node, T0, &NodeId::new("newcomer", 1, addr(7003)));
+    let (section, more) = own_section_for_a_newcomer(&mut node);
+    assert_eq!(section.key_values.len(), 3, "every record, the large one included");
+    assert!(!more);
+}
+
+/// The section of `node`'s own state in its 1,400-byte answer to a newcomer
+/// (whose address it validated) that knows nothing, and the answer's `more`.
+fn own_section_for_a_newcomer(node: &mut Chitchat) -> (NodeDelta, bool) {
+    chitchat_core::testing::validate_peer(node, T0, &NodeId::new("newcomer", 1, addr(7003)));
     node.handle_datagram(T0, addr(7003), &syn(CLUSTER, empty_digest())).unwrap();
     let reply = node.poll_transmit().unwrap();
     assert!(reply.bytes.len() <= 1_400);
@@ -319,9 +327,7 @@ fn a_key_and_value_at_their_limits_fit_one_datagram() {
         panic!("a SynAck")
     };
     let own = |section: &&NodeDelta| matches!(&section.node, NodeRef::Full(id) if id == node.self_id());
-    let section = delta.nodes.iter().find(own).expect("the node's own section");
-    assert_eq!(section.key_values.len(), 3, "every record, the large one included");
-    assert!(!delta.more);
+    (delta.nodes.iter().find(own).expect("the node's own section").clone(), delta.more)
 }
 
 #[test]
@@ -330,20 +336,12 @@ fn a_value_too_large_for_a_datagram_is_left_to_a_stream() {
     let mut node = Chitchat::new(config, NodeId::new("big", 1, addr(7000)), [("x", "y")], T0).unwrap();
     node.set(T0, "large", &"v".repeat(5_000)).unwrap();
     node.set(T0, "later", "update").unwrap();
-    chitchat_core::testing::validate_peer(&mut node, T0, &NodeId::new("newcomer", 1, addr(7003)));
-    node.handle_datagram(T0, addr(7003), &syn(CLUSTER, empty_digest())).unwrap();
-    let reply = node.poll_transmit().unwrap();
-    assert!(reply.bytes.len() <= 1_400);
-    let Message::SynAck { delta, .. } = wire::decode(&reply.bytes).unwrap().message else {
-        panic!("a SynAck")
-    };
-    let own = |section: &&NodeDelta| matches!(&section.node, NodeRef::Full(id) if id == node.self_id());
-    let section = delta.nodes.iter().find(own).expect("the node's own section");
+    let (section, more) = own_section_for_a_newcomer(&mut node);
     // The records before the large one; the section ends where it was cut, and
     // the delta says there is more (the newcomer pulls it on a stream).
     assert_eq!(section.key_values.len(), 1);
     assert_eq!(section.max_version, 1);
-    assert!(delta.more);
+    assert!(more);
 }
 
 // ---- deltas -----------------------------------------------------------------

@@ -18,7 +18,7 @@ use miniz_oxide::inflate::core::{DecompressorOxide, decompress, inflate_flags};
 
 use crate::error::{DatagramError, Violation};
 use crate::wire::message::{Compressed, Delta, Packet};
-use crate::wire::{HEADER_LEN, check_delta, decode_limited};
+use crate::wire::{HEADER_LEN, check_delta, decode_limited, take_whole};
 
 /// Bytes of a frame's length prefix.
 pub const FRAME_HEADER_LEN: usize = 4;
@@ -97,14 +97,7 @@ pub fn inflate(compressed: &Compressed) -> Result<Delta, DatagramError> {
     if status != TINFLStatus::Done || consumed != compressed.deflated.len() || written != len {
         return Err(Violation::BadCompression.into());
     }
-    let (delta, rest) = postcard::take_from_bytes::<Delta>(&out).map_err(|error| match error {
-        postcard::Error::DeserializeUnexpectedEnd => DatagramError::Truncated,
-        postcard::Error::DeserializeBadUtf8 => DatagramError::InvalidUtf8,
-        _ => DatagramError::Malformed,
-    })?;
-    if !rest.is_empty() {
-        return Err(DatagramError::TrailingBytes(rest.len()));
-    }
+    let delta: Delta = take_whole(&out)?;
     check_delta(&delta)?;
     Ok(delta)
 }

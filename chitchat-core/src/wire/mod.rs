@@ -115,17 +115,23 @@ pub(crate) fn decode_limited(bytes: &[u8], max: usize) -> Result<Packet, Datagra
     if version != PROTOCOL_VERSION {
         return Err(DatagramError::UnsupportedVersion(version));
     }
-    let (packet, rest) =
-        postcard::take_from_bytes::<Packet>(&bytes[HEADER_LEN..]).map_err(|error| match error {
-            postcard::Error::DeserializeUnexpectedEnd => DatagramError::Truncated,
-            postcard::Error::DeserializeBadUtf8 => DatagramError::InvalidUtf8,
-            _ => DatagramError::Malformed,
-        })?;
+    let packet: Packet = take_whole(&bytes[HEADER_LEN..])?;
+    check_message(&packet.message)?;
+    Ok(packet)
+}
+
+/// Decodes a `T` that must take all of `bytes` (a packet's body, an inflated
+/// delta), with the decoder's failures as typed errors.
+pub(crate) fn take_whole<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, DatagramError> {
+    let (value, rest) = postcard::take_from_bytes::<T>(bytes).map_err(|error| match error {
+        postcard::Error::DeserializeUnexpectedEnd => DatagramError::Truncated,
+        postcard::Error::DeserializeBadUtf8 => DatagramError::InvalidUtf8,
+        _ => DatagramError::Malformed,
+    })?;
     if !rest.is_empty() {
         return Err(DatagramError::TrailingBytes(rest.len()));
     }
-    check_message(&packet.message)?;
-    Ok(packet)
+    Ok(value)
 }
 
 fn check_message(message: &Message) -> Result<(), Violation> {
