@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the simulator's measurements behind BENCHMARKS.md, one JSON line each.
-# Usage: bash benchmarks/run-sim.sh [quick|soak|large|all] > benchmarks/sim-results.jsonl
+# Usage: bash benchmarks/run-sim.sh [quick|soak|large|small-datagrams|scale|all] > benchmarks/sim-results.jsonl
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -q -p chitchat-core --features sim --example simulate
@@ -25,4 +25,12 @@ fi
 if [[ $what == small-datagrams || $what == all ]]; then
   $sim --json --nodes 1000 --max-datagram 1400 --max-rounds 200
   $sim --json --nodes 1000 --max-datagram 1400 --max-rounds 200 --phi-threshold 8
+fi
+if [[ $what == scale || $what == all ]]; then
+  # Issue 11's table (protocol version 4): 1,400-byte datagrams, long soaks.
+  $sim --json --nodes 1000 --max-datagram 1400 --soak-rounds 1000
+  $sim --json --nodes 1000 --max-datagram 1400 --soak-rounds 1000 --loss 0.05
+  $sim --json --nodes 1000 --soak-rounds 1000
+  $sim --json --nodes 1000 --soak-rounds 1000 --loss 0.2
+  $sim --json --nodes 3000 --max-datagram 1400 --soak-rounds 300
 fi

@@ -128,8 +128,6 @@ fn config(args: &Args) -> Config {
         gossip_interval: interval,
         gossip_fanout: args.fanout,
         max_datagram_size: args.max_datagram,
-        phi_initial_interval: interval,
-        phi_max_interval: interval * 10,
         dead_node_grace_period: interval * 3_600,
         deletion_grace_period: interval * 3_600,
         max_nodes: (args.nodes * 2).max(100),
@@ -221,6 +219,7 @@ fn run(args: &Args, sim: &mut Simulation) -> Result<Report, String> {
     // Datagrams and streams (a laggard's pulls) alike.
     let sent = |sim: &Simulation| sim.stats().bytes_sent + sim.stats().stream_bytes;
     let bytes_before = sent(sim);
+    sim.restart_window();
     sim.run_for(interval * steady_rounds).map_err(err)?;
     let bytes_per_node_round = (sent(sim) - bytes_before) as f64 / (args.nodes as f64 * steady_rounds as f64);
 
@@ -329,7 +328,8 @@ fn main() -> ExitCode {
         println!(
             "{{\"nodes\":{},\"seed\":{},\"loss\":{},\"fanout\":{},\"max_datagram\":{},\"keys_per_node\":{},\
              \"membership_rounds\":{},\"key_spread_rounds\":{},\"detection_rounds\":{},\"false_dead\":{},\
-             \"bytes_per_node_round\":{:.0},\"max_datagram_bytes\":{},\"memory_per_node_bytes\":{},\
+             \"bytes_per_node_round\":{:.0},\"max_datagram_bytes\":{},\"steady_max_datagram_bytes\":{},\
+             \"memory_per_node_bytes\":{},\
              \"rounds_simulated\":{:.1},\"streams_opened\":{},\"stream_bytes\":{},\
              \"wall_seconds\":{:.2},\"sim_rounds_per_sec\":{:.2}}}",
             args.nodes,
@@ -344,6 +344,7 @@ fn main() -> ExitCode {
             stats.false_dead,
             report.bytes_per_node_round,
             stats.max_datagram,
+            stats.window_max_datagram,
             report.memory_per_node.map_or("null".to_string(), |bytes| bytes.to_string()),
             report.rounds_simulated,
             stats.streams_opened,
@@ -361,7 +362,10 @@ fn main() -> ExitCode {
         println!("detection rounds      {}", rounds(report.detection_rounds));
         println!("false dead            {}", stats.false_dead);
         println!("bytes / node / round  {:.0}", report.bytes_per_node_round);
-        println!("max datagram bytes    {}", stats.max_datagram);
+        println!(
+            "max datagram bytes    {} (after convergence: {})",
+            stats.max_datagram, stats.window_max_datagram
+        );
         if let Some(bytes) = report.memory_per_node {
             println!("memory / node         {:.1} KiB", bytes as f64 / 1024.0);
         }

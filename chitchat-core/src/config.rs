@@ -23,22 +23,23 @@ pub struct Config {
     /// Syn, SynAck and Ack fits, whatever the cluster size. At least
     /// [`Config::MIN_DATAGRAM_SIZE`], at most [`Config::MAX_DATAGRAM_SIZE`].
     pub max_datagram_size: usize,
-    /// The phi value above which a node is considered dead. Phi is
-    /// `-log10(P(no heartbeat for this long))` under an exponential model of
-    /// heartbeat arrivals, so 3.5 means "dead after about 8 mean intervals
-    /// without news". The mean is never taken below the gossip interval (a
-    /// heartbeat grows once a round).
+    /// How many nodes watch each node: every node probes this many subjects
+    /// (the nodes after it on the fingerprint ring) once a gossip round, and a
+    /// node is declared dead when a majority of its watchers accuse it. At
+    /// least 1, at most 16; 3 tolerates one watcher that cannot reach it (a
+    /// broken link) and one that crashed with it.
+    pub observers: usize,
+    /// The phi value above which a node accuses a subject. Phi is
+    /// `-log10(P(silence this long | alive))` under a model where each probe is
+    /// lost independently with the rate measured over the window (taken
+    /// between 10 % and 50 %): with at most one probe in ten lost, phi grows
+    /// by 1 per silent gossip interval after the first, so 8 means "accused
+    /// after about nine silent rounds"; at 36 % loss (20 % each way), after
+    /// about twenty.
     pub phi_threshold: f64,
-    /// How many heartbeat inter-arrival times the failure detector remembers per
-    /// node (4 bytes each).
+    /// How many probes of each subject the failure detector remembers (a
+    /// bit each, at most 64).
     pub phi_sampling_window: usize,
-    /// The inter-arrival time assumed for a node before any is measured; it also
-    /// counts as one sample in the mean, so that a few quick arrivals do not make
-    /// the detector jumpy.
-    pub phi_initial_interval: Duration,
-    /// Inter-arrival times are capped at this (a long pause is one sample, not a
-    /// shift of the whole mean).
-    pub phi_max_interval: Duration,
     /// A dead (or left) node stops being gossiped after half of this, and is
     /// forgotten after all of it; its identity and last heartbeat are then
     /// remembered for twice as long, so that stale gossip cannot bring it back
@@ -130,8 +131,6 @@ impl Config {
     pub fn local_test() -> Self {
         Config {
             gossip_interval: Duration::from_millis(100),
-            phi_initial_interval: Duration::from_millis(100),
-            phi_max_interval: Duration::from_secs(1),
             dead_node_grace_period: Duration::from_secs(5),
             deletion_grace_period: Duration::from_secs(5),
             stream_timeout: Duration::from_secs(5),
@@ -161,14 +160,11 @@ impl Config {
         if !(self.phi_threshold.is_finite() && self.phi_threshold > 0.0) {
             return Err(InvalidPhiThreshold(self.phi_threshold));
         }
-        if self.phi_sampling_window < 2 {
-            return Err(SamplingWindowTooSmall(self.phi_sampling_window));
+        if !(2..=crate::failure_detector::MAX_WINDOW).contains(&self.phi_sampling_window) {
+            return Err(SamplingWindowOutOfRange(self.phi_sampling_window));
         }
-        if self.phi_initial_interval.is_zero() || self.phi_max_interval < self.phi_initial_interval {
-            return Err(InvalidPhiIntervals {
-                initial: self.phi_initial_interval,
-                max: self.phi_max_interval,
-            });
+        if !(1..=16).contains(&self.observers) {
+            return Err(ObserversOutOfRange(self.observers));
         }
         let min_grace = self.gossip_interval * 4;
         for (name, period) in [
@@ -240,10 +236,9 @@ impl Default for Config {
             gossip_interval: Duration::from_secs(1),
             gossip_fanout: 3,
             max_datagram_size: Self::MAX_DATAGRAM_SIZE,
-            phi_threshold: 3.5,
+            observers: 3,
+            phi_threshold: 8.0,
             phi_sampling_window: 32,
-            phi_initial_interval: Duration::from_secs(1),
-            phi_max_interval: Duration::from_secs(10),
             dead_node_grace_period: Duration::from_secs(3_600),
             deletion_grace_period: Duration::from_secs(3_600),
             max_key_len: 256,
@@ -318,17 +313,12 @@ pub enum ConfigError {
     /// `phi_threshold` is not a positive finite number.
     #[error("phi_threshold must be a positive finite number, got {0}")]
     InvalidPhiThreshold(f64),
-    /// `phi_sampling_window` is below 2.
-    #[error("phi_sampling_window must be at least 2, got {0}")]
-    SamplingWindowTooSmall(usize),
-    /// `phi_initial_interval` is zero or above `phi_max_interval`.
-    #[error("phi_initial_interval ({initial:?}) must be positive and at most phi_max_interval ({max:?})")]
-    InvalidPhiIntervals {
-        /// The configured initial interval.
-        initial: Duration,
-        /// The configured maximum interval.
-        max: Duration,
-    },
+    /// `phi_sampling_window` is below 2 or above 64.
+    #[error("phi_sampling_window must be within 2..=64, got {0}")]
+    SamplingWindowOutOfRange(usize),
+    /// `observers` is 0 or above 16.
+    #[error("observers must be within 1..=16, got {0}")]
+    ObserversOutOfRange(usize),
     /// A grace period is shorter than four gossip intervals: state would be
     /// collected before gossip could spread the news.
     #[error("{name} ({period:?}) must be at least four gossip intervals ({min:?})")]
@@ -419,10 +409,8 @@ mod tests {
             bad(|c| c.dead_node_grace_period = Duration::from_secs(2)),
             ConfigError::GracePeriodTooShort { name: "dead_node_grace_period", .. }
         ));
-        assert!(matches!(
-            bad(|c| c.phi_max_interval = Duration::from_millis(1)),
-            ConfigError::InvalidPhiIntervals { .. }
-        ));
+        assert_eq!(bad(|c| c.phi_sampling_window = 65), ConfigError::SamplingWindowOutOfRange(65));
+        assert_eq!(bad(|c| c.observers = 0), ConfigError::ObserversOutOfRange(0));
         assert_eq!(bad(|c| c.max_nodes = 1), ConfigError::MaxNodesTooSmall(1));
     }
 }

@@ -72,6 +72,14 @@ pub enum Violation {
     /// Digest entries out of ring order, repeated, or outside the digest's range.
     #[error("digest entries are not in ring order inside the range")]
     DigestOrder,
+    /// Rumors of a digest not in increasing fingerprint order, repeated, or
+    /// inside the digest's range or naming its sender.
+    #[error("digest rumors are not in order outside the range")]
+    RumorOrder,
+    /// Hashed ranges of a digest that do not go clockwise from their start,
+    /// or go round the ring more than once.
+    #[error("hashed ranges do not go clockwise from their start")]
+    RangeHashOrder,
     /// Two sections for one node in a delta.
     #[error("a delta names the same node twice")]
     DuplicateNodeSection,
@@ -127,6 +135,10 @@ pub enum KeyValueError {
     /// The key is empty.
     #[error("the key is empty")]
     EmptyKey,
+    /// The key starts with [`crate::RESERVED_PREFIX`] (a NUL character): such
+    /// keys are the protocol's.
+    #[error("keys starting with a NUL character are reserved for the protocol")]
+    ReservedKey,
     /// The key is longer than [`crate::Config::max_key_len`].
     #[error("the key is {len} bytes, more than max_key_len ({max})")]
     KeyTooLong {

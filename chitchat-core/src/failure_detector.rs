@@ -1,94 +1,121 @@
-//! Phi-accrual failure detection over heartbeat arrival times.
+//! Phi-accrual failure detection over first-hand probes.
 //!
-//! For each remote node the detector remembers when its heartbeat last grew and
-//! the recent times between such arrivals. Under an exponential model of
-//! arrivals with that mean, the probability that the next one is later than
-//! `t` after the last is `exp(-t / mean)`, and
-//! `phi = -log10(exp(-t / mean)) = t / (mean * ln 10)`. A node whose phi exceeds
-//! [`crate::Config::phi_threshold`] is considered dead.
+//! A node watches a few other nodes, its *subjects* (see
+//! [`crate::cluster`]): once a gossip round it sends each a `Ping` that
+//! carries an unguessable token, and the subject answers with a `Pong` that
+//! echoes it. The detector of one subject remembers when it last answered and
+//! which of its recent probes went unanswered. Under a model where each probe
+//! is lost independently with the probability `p` measured over the window,
+//! the probability that an alive subject stays silent for `k` probe intervals
+//! is `p^k`, and
+//!
+//! `phi = -log10(p^k) = k * -log10(p)`,
+//!
+//! with `k` the silence since the last answer in gossip intervals, less the
+//! one interval an answer normally takes. `p` is taken at least
+//! [`MIN_LOSS`] (a window with no loss says little about the next minutes)
+//! and at most [`MAX_LOSS`] (phi must keep growing on a subject that never
+//! answers), and is measured over the probes before the current silence, so
+//! that a dead subject's own silence does not excuse it. A subject whose phi
+//! exceeds [`crate::Config::phi_threshold`] is accused (see
+//! [`crate::cluster`]); with the default threshold of 8 that is nine silent
+//! rounds when at most one probe in ten is lost.
 
-use std::collections::VecDeque;
 use std::time::Duration;
 
 use crate::time::Timestamp;
+use crate::wire::Token;
 
-/// Arrival history of one node's heartbeat. Memory: at most
-/// `phi_sampling_window` intervals of 4 bytes (microseconds; an interval is
-/// capped at `phi_max_interval` anyway).
+/// The lowest probability of losing a probe the detector assumes.
+pub(crate) const MIN_LOSS: f64 = 0.1;
+
+/// The highest probability of losing a probe the detector assumes.
+pub(crate) const MAX_LOSS: f64 = 0.5;
+
+/// The largest [`crate::Config::phi_sampling_window`]: outcomes are bits of a
+/// `u64`.
+pub(crate) const MAX_WINDOW: usize = 64;
+
+/// The probes of one subject. Memory: 48 bytes, whatever the window.
 #[derive(Clone, Debug)]
-pub(crate) struct ArrivalWindow {
-    last_arrival: Timestamp,
-    intervals: VecDeque<u32>,
-    sum_micros: u64,
+pub(crate) struct ProbeWindow {
+    /// When the subject last answered (or became a subject).
+    last_answer: Timestamp,
+    /// The token of the last probe, while it awaits its answer.
+    outstanding: Option<Token>,
+    /// The outcomes of the last `probes` probes answered or given up on,
+    /// newest in bit 0: 1 for answered.
+    outcomes: u64,
+    probes: u32,
+    /// When this node accused the subject, if it stands.
+    pub(crate) accused_at: Option<Timestamp>,
 }
 
-/// The detector's settings, copied from [`crate::Config`].
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct DetectorSettings {
-    pub window: usize,
-    pub initial_interval: Duration,
-    pub max_interval: Duration,
-    /// The mean is never taken below this: a heartbeat grows once a gossip
-    /// round, so news of it arriving faster (from several relays in a burst)
-    /// says nothing about how soon the next growth is due.
-    pub min_mean: Duration,
-}
-
-impl ArrivalWindow {
-    /// A node first heard of at `now` counts as a heartbeat arrival then.
+impl ProbeWindow {
+    /// A subject first watched at `now`: its silence counts from then.
     pub(crate) fn new(now: Timestamp) -> Self {
-        ArrivalWindow { last_arrival: now, intervals: VecDeque::new(), sum_micros: 0 }
+        ProbeWindow { last_answer: now, outstanding: None, outcomes: 0, probes: 0, accused_at: None }
     }
 
-    /// The node's heartbeat grew at `now`.
-    pub(crate) fn report_heartbeat(&mut self, now: Timestamp, settings: &DetectorSettings) {
-        let interval = now.saturating_duration_since(self.last_arrival).min(settings.max_interval);
-        self.last_arrival = self.last_arrival.max(now);
-        let micros = u32::try_from(interval.as_micros()).unwrap_or(u32::MAX);
-        if micros == 0 {
-            return;
+    /// A probe carrying `token` leaves now; the previous one, if unanswered,
+    /// is lost.
+    pub(crate) fn probe(&mut self, token: Token, window: usize) {
+        if self.outstanding.is_some() {
+            self.record(false, window);
         }
-        if self.intervals.len() >= settings.window
-            && let Some(oldest) = self.intervals.pop_front()
-        {
-            self.sum_micros -= u64::from(oldest);
+        self.outstanding = Some(token);
+    }
+
+    /// A `Pong` echoing `echo` arrived at `now`. Returns whether it answers
+    /// the outstanding probe (a stale or forged echo changes nothing).
+    pub(crate) fn answer(&mut self, echo: Token, now: Timestamp, window: usize) -> bool {
+        if self.outstanding != Some(echo) {
+            return false;
         }
-        self.intervals.push_back(micros);
-        self.sum_micros += u64::from(micros);
+        self.outstanding = None;
+        self.record(true, window);
+        self.last_answer = self.last_answer.max(now);
+        true
+    }
+
+    fn record(&mut self, answered: bool, window: usize) {
+        self.outcomes = (self.outcomes << 1) | u64::from(answered);
+        self.probes = (self.probes + 1).min(window.min(MAX_WINDOW) as u32);
     }
 
     /// Forgives `pause`, a stretch in which this node handled nothing: the
-    /// silence it caused is not the node's, so its last arrival moves forward by
-    /// as much (never past `now`).
+    /// silence it caused is not the subject's, so its last answer moves
+    /// forward by as much (never past `now`).
     pub(crate) fn forgive(&mut self, pause: Duration, now: Timestamp) {
-        self.last_arrival = (self.last_arrival + pause).min(now).max(self.last_arrival);
+        self.last_answer = (self.last_answer + pause).min(now).max(self.last_answer);
     }
 
-    /// When the node's heartbeat last grew (or it was first heard of).
-    pub(crate) fn last_arrival(&self) -> Timestamp {
-        self.last_arrival
+    /// When the subject last answered (or became a subject).
+    pub(crate) fn last_answer(&self) -> Timestamp {
+        self.last_answer
     }
 
-    /// The mean interval: measured intervals plus the initial interval counted as
-    /// one sample.
-    pub(crate) fn mean(&self, settings: &DetectorSettings) -> Duration {
-        let samples = self.intervals.len() as u64 + 1;
-        let mean =
-            Duration::from_micros((self.sum_micros + settings.initial_interval.as_micros() as u64) / samples);
-        mean.max(settings.min_mean)
+    /// The probability of losing a probe, measured over the probes before the
+    /// current silence, within [`MIN_LOSS`, `MAX_LOSS`].
+    pub(crate) fn loss(&self) -> f64 {
+        let mask = if self.probes >= 64 { u64::MAX } else { (1u64 << self.probes) - 1 };
+        let outcomes = self.outcomes & mask;
+        // The current silence: the unanswered probes since the last answer.
+        let silent = outcomes.trailing_zeros().min(self.probes);
+        let before = self.probes - silent;
+        if before == 0 {
+            return MIN_LOSS;
+        }
+        let answered = outcomes.count_ones();
+        let lost = before - answered;
+        (f64::from(lost) / f64::from(before)).clamp(MIN_LOSS, MAX_LOSS)
     }
 
-    /// Phi at `now`.
-    pub(crate) fn phi(&self, now: Timestamp, settings: &DetectorSettings) -> f64 {
-        let elapsed = now.saturating_duration_since(self.last_arrival).as_secs_f64();
-        let mean = self.mean(settings).as_secs_f64().max(1e-9);
-        elapsed / (mean * std::f64::consts::LN_10)
-    }
-
-    /// How many intervals are remembered.
-    #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
-        self.intervals.len()
+    /// Phi at `now`, for probes every `interval`.
+    pub(crate) fn phi(&self, now: Timestamp, interval: Duration) -> f64 {
+        let silence = now.saturating_duration_since(self.last_answer).as_secs_f64();
+        let intervals = (silence / interval.as_secs_f64().max(1e-9) - 1.0).max(0.0);
+        intervals * -self.loss().log10()
     }
 }
 
@@ -96,71 +123,92 @@ impl ArrivalWindow {
 mod tests {
     use super::*;
 
-    const SETTINGS: DetectorSettings = DetectorSettings {
-        window: 4,
-        initial_interval: Duration::from_secs(1),
-        max_interval: Duration::from_secs(10),
-        min_mean: Duration::from_millis(500),
-    };
+    const SECOND: Duration = Duration::from_secs(1);
+    const WINDOW: usize = 32;
+
+    fn at(seconds: u64) -> Timestamp {
+        Timestamp::from_millis(seconds * 1_000)
+    }
+
+    /// A subject probed once a second from 0 to `until`, answering those for
+    /// which `answers` holds.
+    fn probed(until: u64, answers: impl Fn(u64) -> bool) -> ProbeWindow {
+        let mut window = ProbeWindow::new(at(0));
+        for second in 0..until {
+            let token = Token(second.to_le_bytes());
+            window.probe(token, WINDOW);
+            if answers(second) {
+                assert!(window.answer(token, at(second), WINDOW));
+            }
+        }
+        window
+    }
 
     #[test]
-    fn bursts_of_news_do_not_shrink_the_mean_below_the_floor() {
-        let mut window = ArrivalWindow::new(Timestamp::ZERO);
-        for tick in 1..=50 {
-            window.report_heartbeat(Timestamp::from_millis(tick * 10), &SETTINGS);
-        }
-        assert_eq!(window.mean(&SETTINGS), Duration::from_millis(500));
+    fn phi_grows_by_one_a_silent_round_without_loss() {
+        let window = probed(10, |_| true);
+        assert_eq!(window.loss(), MIN_LOSS);
+        assert_eq!(window.phi(at(9), SECOND), 0.0);
+        assert_eq!(window.phi(at(10), SECOND), 0.0, "one interval is an answer's normal delay");
+        assert!((window.phi(at(14), SECOND) - 4.0).abs() < 1e-9);
+        assert!(window.phi(at(18), SECOND) <= 8.0 && window.phi(at(19), SECOND) > 8.0);
+    }
+
+    #[test]
+    fn loss_slows_phi_down() {
+        // Every third probe is lost: a third of the window.
+        let window = probed(30, |second| second % 3 != 2);
+        let loss = window.loss();
+        assert!((loss - 1.0 / 3.0).abs() < 0.05, "{loss}");
+        let slow = window.phi(at(19), SECOND);
+        assert!(slow < 5.0, "{slow}");
+    }
+
+    #[test]
+    fn a_subject_that_never_answers_still_grows_phi() {
+        let window = probed(40, |_| false);
+        assert_eq!(window.loss(), MIN_LOSS, "its own silence does not excuse it");
+        assert!(window.phi(at(40), SECOND) > 8.0);
+        let lossy = probed(40, |second| second < 20 && second % 2 == 0);
+        assert_eq!(lossy.loss(), MAX_LOSS);
+        assert!(lossy.phi(at(60), SECOND) > 8.0);
+    }
+
+    #[test]
+    fn stale_and_forged_echoes_are_no_answer() {
+        let mut window = ProbeWindow::new(at(0));
+        window.probe(Token([1; 8]), WINDOW);
+        window.probe(Token([2; 8]), WINDOW);
+        assert!(!window.answer(Token([1; 8]), at(1), WINDOW), "an answer to a lost probe");
+        assert!(!window.answer(Token([9; 8]), at(1), WINDOW));
+        assert_eq!(window.last_answer(), at(0));
+        assert!(window.answer(Token([2; 8]), at(2), WINDOW));
+        assert!(!window.answer(Token([2; 8]), at(3), WINDOW), "answered once");
+        assert_eq!(window.last_answer(), at(2));
     }
 
     #[test]
     fn a_forgiven_pause_does_not_count_as_silence() {
-        let mut window = ArrivalWindow::new(Timestamp::ZERO);
-        for second in 1..=10 {
-            window.report_heartbeat(Timestamp::from_millis(second * 1_000), &SETTINGS);
-        }
-        let woke = Timestamp::from_millis(40_000);
-        assert!(window.phi(woke, &SETTINGS) > 3.5);
-        window.forgive(Duration::from_secs(29), woke);
-        assert_eq!(window.last_arrival(), Timestamp::from_millis(39_000));
-        assert!(window.phi(woke, &SETTINGS) < 1.0);
+        let mut window = probed(10, |_| true);
+        let woke = at(40);
+        assert!(window.phi(woke, SECOND) > 8.0);
+        window.forgive(Duration::from_secs(30), woke);
+        assert_eq!(window.last_answer(), at(39));
+        assert_eq!(window.phi(woke, SECOND), 0.0);
         // Never past now, never backwards.
         window.forgive(Duration::from_secs(3_600), woke);
-        assert_eq!(window.last_arrival(), woke);
+        assert_eq!(window.last_answer(), woke);
         window.forgive(Duration::ZERO, Timestamp::ZERO);
-        assert_eq!(window.last_arrival(), woke);
+        assert_eq!(window.last_answer(), woke);
     }
 
     #[test]
-    fn phi_grows_with_silence_and_drops_on_arrival() {
-        let mut window = ArrivalWindow::new(Timestamp::ZERO);
-        for second in 1..=10 {
-            window.report_heartbeat(Timestamp::from_millis(second * 1_000), &SETTINGS);
-        }
-        let at = |ms| window.phi(Timestamp::from_millis(ms), &SETTINGS);
-        assert_eq!(at(10_000), 0.0);
-        // One mean interval of silence: phi = 1 / ln 10.
-        assert!((at(11_000) - 1.0 / std::f64::consts::LN_10).abs() < 1e-9);
-        assert!(at(20_000) > 3.5, "ten silent intervals exceed the default threshold");
-        assert!(at(17_000) < 3.5);
-    }
-
-    #[test]
-    fn window_is_bounded_and_long_pauses_are_capped() {
-        let mut window = ArrivalWindow::new(Timestamp::ZERO);
-        window.report_heartbeat(Timestamp::from_millis(100_000), &SETTINGS);
-        assert_eq!(window.mean(&SETTINGS), Duration::from_millis(5_500), "(10 s capped + 1 s prior) / 2");
-        for second in 101..200 {
-            window.report_heartbeat(Timestamp::from_millis(second * 1_000), &SETTINGS);
-        }
-        assert_eq!(window.len(), 4);
-        assert_eq!(window.mean(&SETTINGS), Duration::from_secs(1));
-    }
-
-    #[test]
-    fn time_going_backwards_is_harmless() {
-        let mut window = ArrivalWindow::new(Timestamp::from_millis(5_000));
-        window.report_heartbeat(Timestamp::from_millis(1_000), &SETTINGS);
-        assert_eq!(window.len(), 0);
-        assert_eq!(window.phi(Timestamp::from_millis(1_000), &SETTINGS), 0.0);
+    fn the_window_is_bounded() {
+        let mut window = probed(200, |second| second < 100);
+        assert_eq!(window.probes, WINDOW as u32);
+        // The last 32 probes were all lost, and they are the current silence.
+        assert_eq!(window.loss(), MIN_LOSS);
+        window.probe(Token([7; 8]), 100);
+        assert!(window.probes <= MAX_WINDOW as u32);
     }
 }

@@ -79,7 +79,7 @@ impl fmt::Display for NodeId {
 /// fingerprint also orders the ring that partial digests rotate over. Two different
 /// identities with the same fingerprint cannot both be tracked: the one learned
 /// second is refused and counted in [`crate::Metrics::fingerprint_collisions`].
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Fingerprint(pub(crate) u64);
 
 impl Fingerprint {

@@ -157,7 +157,7 @@ pub use identity::{Fingerprint, NodeId};
 pub use keyring::{KEY_LEN, KeyId, Keyring, KeyringError, SecretKey, SecretKeyParseError};
 pub use membership::NodeStatus;
 pub use metrics::{Metrics, RejectedCounts, StreamCounts};
-pub use node_state::{NodeState, RECORD_OVERHEAD, ValueStatus, VersionedValue};
+pub use node_state::{NodeState, RECORD_OVERHEAD, RESERVED_PREFIX, ValueStatus, VersionedValue};
 pub use outbox::Transmit;
 pub use snapshot::{ClusterSnapshot, NodeSnapshot};
 pub use stream::{StreamError, StreamId, StreamOpen, StreamSend};

@@ -27,6 +27,20 @@ pub struct Metrics {
     pub bad_cluster_sent: u64,
     /// Gossip rounds run.
     pub gossip_rounds: u64,
+    /// `Ping`s sent to this node's subjects (see [`crate::Config::observers`]).
+    pub pings_sent: u64,
+    /// `Pong`s received that answered the last `Ping` to a subject.
+    pub pongs_received: u64,
+    /// `Ping`s answered with a `Pong`.
+    pub pongs_sent: u64,
+    /// `Ping`s and `Pong`s that answered or asked for nothing: a `Ping` for
+    /// another identity than this node's, a `Pong` whose echo matches no
+    /// outstanding `Ping`.
+    pub probes_ignored: u64,
+    /// Subjects this node accused (their phi crossed the threshold).
+    pub accusations: u64,
+    /// Times this node raised its heartbeat to refute an accusation of it.
+    pub accusations_refuted: u64,
     /// Datagrams refused, by reason.
     pub rejected: RejectedCounts,
     /// Node sections skipped because they name this node, a removed node, an

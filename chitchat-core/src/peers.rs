@@ -31,17 +31,30 @@ impl PeerSelector {
     pub(crate) fn choose(
         &self,
         rng: &mut fastrand::Rng,
-        mut live: Vec<SocketAddr>,
+        live: &[SocketAddr],
         dead: &[SocketAddr],
         self_addr: SocketAddr,
         fanout: usize,
     ) -> Vec<SocketAddr> {
         let mut targets: Vec<SocketAddr> = Vec::with_capacity(fanout + 2);
-        // A partial Fisher-Yates shuffle picks `fanout` distinct live peers.
-        for i in 0..fanout.min(live.len()) {
-            let j = rng.usize(i..live.len());
-            live.swap(i, j);
-            targets.push(live[i]);
+        if fanout * 2 >= live.len() {
+            // A partial Fisher-Yates shuffle picks `fanout` distinct live peers.
+            let mut live = live.to_vec();
+            for i in 0..fanout.min(live.len()) {
+                let j = rng.usize(i..live.len());
+                live.swap(i, j);
+                targets.push(live[i]);
+            }
+        } else {
+            // Few among many: distinct draws, without copying the list.
+            let mut picked: Vec<usize> = Vec::with_capacity(fanout);
+            while picked.len() < fanout {
+                let index = rng.usize(..live.len());
+                if !picked.contains(&index) {
+                    picked.push(index);
+                    targets.push(live[index]);
+                }
+            }
         }
         if !dead.is_empty() && rng.f64() < dead.len() as f64 / (live.len() + 1) as f64 {
             targets.push(dead[rng.usize(..dead.len())]);
@@ -75,7 +88,7 @@ mod tests {
         let mut rng = fastrand::Rng::with_seed(7);
         let live: Vec<SocketAddr> = (1..=10).map(addr).collect();
         for _ in 0..100 {
-            let targets = selector.choose(&mut rng, live.clone(), &[], addr(0), 3);
+            let targets = selector.choose(&mut rng, &live, &[], addr(0), 3);
             assert_eq!(targets.len(), 3);
             assert!(targets.iter().all(|target| live.contains(target)));
         }
@@ -86,7 +99,7 @@ mod tests {
         let mut selector = PeerSelector::default();
         selector.set_seeds([addr(9), addr(1), addr(9), addr(2)]);
         assert_eq!(selector.seeds(), [addr(1), addr(2), addr(9)]);
-        let targets = selector.choose(&mut fastrand::Rng::with_seed(1), Vec::new(), &[], addr(2), 3);
+        let targets = selector.choose(&mut fastrand::Rng::with_seed(1), &[], &[], addr(2), 3);
         assert_eq!(targets, [addr(1), addr(9)]);
     }
 
@@ -98,7 +111,7 @@ mod tests {
         let live: Vec<SocketAddr> = (1..=4).map(addr).collect();
         let (mut dead_contacted, mut seed_contacted) = (0, 0);
         for _ in 0..1_000 {
-            let targets = selector.choose(&mut rng, live.clone(), &[addr(50)], addr(0), 2);
+            let targets = selector.choose(&mut rng, &live, &[addr(50)], addr(0), 2);
             dead_contacted += targets.contains(&addr(50)) as u32;
             seed_contacted += targets.contains(&addr(100)) as u32;
         }

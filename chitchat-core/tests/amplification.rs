@@ -169,7 +169,7 @@ fn sealed_captures_replayed_to_another_node_from_a_spoofed_source_stay_within_th
     victim.set_encryption(EncryptionMode::Required, Keyring::new(key.clone()), [1; 16]).unwrap();
     // A Syn sealed by a member for someone else, captured and replayed.
     let mut sealer = DatagramSealer::new(Keyring::new(key), [2; 16]);
-    let digest = Digest { range: RingRange::FULL, entries: Vec::new(), unknown: Vec::new(), sender: None };
+    let digest = Digest::default();
     let captured = sealer.seal(syn(CLUSTER, digest), CLUSTER).unwrap();
     let spoofed = addr(40_004);
     victim.handle_datagram(T0, spoofed, &captured).unwrap();

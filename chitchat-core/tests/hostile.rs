@@ -626,7 +626,8 @@ fn a_repeated_unknown_fingerprint_is_answered_once() {
     let range = RingRange { start: Fingerprint::from_u64(me.as_u64().wrapping_add(1)), end: me };
     let peer =
         DigestEntry { fingerprint: peer().fingerprint(), heartbeat: 1, last_gc_version: 0, max_version: 1 };
-    let digest = Digest { range, entries: vec![peer], unknown: vec![me, me, me], sender: None };
+    let digest =
+        Digest { range, entries: vec![peer], unknown: vec![me, me, me], sender: None, ..Digest::default() };
     node.handle_datagram(T0, addr(7001), &syn(CLUSTER, digest)).unwrap();
     let reply = node.poll_transmit().unwrap();
     let packet = wire::decode(&reply.bytes).expect("the node's answer must be valid");

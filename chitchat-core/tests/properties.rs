@@ -69,6 +69,7 @@ fn digest() -> impl Strategy<Value = Digest> {
                 last_gc_version: 0,
                 max_version: heartbeat,
             }),
+            ..Digest::default()
         })
 }
 

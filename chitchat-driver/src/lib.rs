@@ -40,6 +40,12 @@
 //! | `chitchat_bad_cluster_received_total` | counter | `BadCluster` answers received |
 //! | `chitchat_bad_cluster_sent_total` | counter | `BadCluster` answers sent |
 //! | `chitchat_gossip_rounds_total` | counter | gossip rounds run |
+//! | `chitchat_pings_sent_total` | counter | pings sent to this node's subjects |
+//! | `chitchat_pongs_received_total` | counter | pongs that answered the last Ping to a subject |
+//! | `chitchat_pongs_sent_total` | counter | pings answered with a Pong |
+//! | `chitchat_probes_ignored_total` | counter | pings for another identity, Pongs answering nothing |
+//! | `chitchat_accusations_total` | counter | subjects this node accused |
+//! | `chitchat_accusations_refuted_total` | counter | times this node refuted an accusation of it |
 //! | `chitchat_datagrams_rejected_total` | counter | datagrams refused, all reasons (per reason: `metrics().core.rejected`) |
 //! | `chitchat_sections_ignored_total` | counter | delta sections ignored |
 //! | `chitchat_sections_over_limit_total` | counter | delta sections refused: their node name is too long |

@@ -29,6 +29,18 @@ pub(crate) const COUNTERS: &[CounterSource] = &[
     ("chitchat_bad_cluster_received_total", "BadCluster answers received.", |m, _| m.bad_cluster_received),
     ("chitchat_bad_cluster_sent_total", "BadCluster answers sent.", |m, _| m.bad_cluster_sent),
     ("chitchat_gossip_rounds_total", "Gossip rounds run.", |m, _| m.gossip_rounds),
+    ("chitchat_pings_sent_total", "Pings sent to this node's subjects.", |m, _| m.pings_sent),
+    ("chitchat_pongs_received_total", "Pongs that answered the last Ping to a subject.", |m, _| {
+        m.pongs_received
+    }),
+    ("chitchat_pongs_sent_total", "Pings answered with a Pong.", |m, _| m.pongs_sent),
+    ("chitchat_probes_ignored_total", "Pings for another identity, Pongs answering nothing.", |m, _| {
+        m.probes_ignored
+    }),
+    ("chitchat_accusations_total", "Subjects this node accused.", |m, _| m.accusations),
+    ("chitchat_accusations_refuted_total", "Times this node refuted an accusation of it.", |m, _| {
+        m.accusations_refuted
+    }),
     ("chitchat_datagrams_rejected_total", "Datagrams refused, all reasons.", |m, _| m.rejected.total),
     ("chitchat_sections_ignored_total", "Delta sections ignored.", |m, _| m.sections_ignored),
     ("chitchat_sections_over_limit_total", "Delta sections refused: node name too long.", |m, _| {

@@ -119,8 +119,7 @@ fn parse_key_value(pair: &str) -> Result<(String, String), String> {
 
 impl Options {
     /// The node configuration these options describe: [`Config::lan`] with the
-    /// given cluster id and gossip interval (the failure detector's initial
-    /// interval follows the gossip interval, its maximum is ten of them).
+    /// given cluster id and gossip interval.
     pub fn node_config(&self) -> NodeConfig {
         let mut chitchat = Config::lan();
         if let Some(cluster_id) = &self.cluster_id {
@@ -128,8 +127,6 @@ impl Options {
         }
         if let Some(interval) = self.gossip_interval {
             chitchat.gossip_interval = interval;
-            chitchat.phi_initial_interval = interval;
-            chitchat.phi_max_interval = interval * 10;
         }
         let name = self.name.clone().unwrap_or_else(|| match self.listen.port() {
             0 => format!("node-{}", std::process::id()),

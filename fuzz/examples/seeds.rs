@@ -7,7 +7,9 @@
 use std::path::Path;
 
 use chitchat_core::testing::datagrams::{ack, datagram, empty_digest, full, known, syn};
-use chitchat_core::wire::{Delta, Digest, DigestEntry, Message, NodeDelta};
+use chitchat_core::wire::{
+    Delta, Digest, DigestEntry, Message, NodeDelta, Packet, RangeHash, RangeHashes, RingRange, Segment, Token,
+};
 use chitchat_fuzz::cluster::{self, CLUSTER};
 
 fn main() -> std::io::Result<()> {
@@ -28,6 +30,32 @@ fn main() -> std::io::Result<()> {
         ..known(&peers[i], from, max, &[("é-new", "🦀", max)])
     };
     let fresh = full(chitchat_core::NodeId::new("fresh", 1, "[::1]:0".parse().expect("an address")), 1, &[]);
+    // A Syn that lists nothing: rumors and hashed ranges round the ring.
+    let mut rumors: Vec<DigestEntry> = entries.iter().skip(1).step_by(2).copied().collect();
+    rumors.sort_by_key(|entry| entry.fingerprint);
+    let lone = RingRange {
+        start: chitchat_core::Fingerprint::from_u64(1),
+        end: chitchat_core::Fingerprint::from_u64(2),
+    };
+    let hashed = Digest {
+        range: lone,
+        sender: None,
+        rumors,
+        hashes: RangeHashes {
+            start: entries[0].fingerprint,
+            segments: vec![
+                Segment { end: entries[entries.len() / 2].fingerprint, hash: RangeHash(7) },
+                Segment { end: entries[0].fingerprint, hash: RangeHash(0) },
+            ],
+        },
+        ..empty_digest()
+    };
+    let ping = |target| {
+        chitchat_core::wire::encode(&Packet {
+            token: Some(Token(*b"ping-tok")),
+            ..Packet::new(CLUSTER, Message::Ping { target })
+        })
+    };
     let datagrams: Vec<(&str, Vec<u8>)> = vec![
         ("syn-empty", syn(CLUSTER, empty_digest())),
         ("syn-full", syn(CLUSTER, Digest { entries: entries.clone(), ..empty_digest() })),
@@ -37,13 +65,23 @@ fn main() -> std::io::Result<()> {
                 CLUSTER,
                 Message::SynAck {
                     digest: Digest { entries, ..empty_digest() },
-                    delta: Delta { nodes: vec![news(3, 3, 4)] },
+                    delta: Delta { nodes: vec![news(3, 3, 4)], more: true },
                 },
             ),
         ),
         ("ack-known", ack(CLUSTER, vec![news(0, 3, 7), news(1, 2, 5)])),
         ("ack-fresh", ack(CLUSTER, vec![fresh])),
         ("bad-cluster", datagram(CLUSTER, Message::BadCluster)),
+        ("syn-hashed", syn(CLUSTER, hashed.clone())),
+        ("ping", ping(peers[0].fingerprint())),
+        ("ping-self", ping(cluster::self_id().fingerprint())),
+        (
+            "pong",
+            chitchat_core::wire::encode(&Packet {
+                echo: Some(Token(*b"pong-tok")),
+                ..Packet::new(CLUSTER, Message::Pong)
+            }),
+        ),
         ("other-cluster-syn", syn("other", empty_digest())),
     ];
     for (name, bytes) in &datagrams {

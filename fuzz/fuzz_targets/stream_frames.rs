@@ -30,7 +30,8 @@ fuzz_target!(|data: &[u8]| {
         node.accept_stream(now, peer).expect("room for a stream")
     } else {
         let more = Message::Ack { delta: Delta { nodes: Vec::new(), more: true } };
-        node.handle_datagram(now, peer, &datagrams::datagram(CLUSTER, more)).expect("an Ack from a validated peer");
+        node.handle_datagram(now, peer, &datagrams::datagram(CLUSTER, more))
+            .expect("an Ack from a validated peer");
         node.poll_stream_open().expect("a pull from the peer that has more").id
     };
     let cap = node.stream_send_cap();

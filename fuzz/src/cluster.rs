@@ -87,13 +87,27 @@ fn peer_section(i: u16, heartbeat: u64) -> NodeDelta {
     full_with(peer_id(i), heartbeat, key_values)
 }
 
-/// Peer `i`'s heartbeat, and maybe its farewell, with no new record.
-fn beat(i: u16, heartbeat: u64, left: bool) -> NodeDelta {
-    NodeDelta { heartbeat, left, ..known(&peer_id(i), KEYS, KEYS, &[]) }
+/// Peer `i`'s farewell, with no new record.
+fn farewell(i: u16) -> NodeDelta {
+    NodeDelta { left: true, ..known(&peer_id(i), KEYS, KEYS, &[]) }
 }
 
-/// A node that knows [`PEERS`] peers: peers 0..20 keep beating and are live,
-/// 20..27 stopped a second ago and are dead, 27..30 left. Some events and datagrams stay
+/// Peer `i`'s accusations of `accused` (at heartbeat 1), after its keys.
+fn accusations(i: u16, accused: std::ops::Range<u16>) -> NodeDelta {
+    let key_values: Vec<KeyValueUpdate> = accused
+        .enumerate()
+        .map(|(n, j)| KeyValueUpdate {
+            key: format!("\0dead:{:016x}", peer_id(j).fingerprint().as_u64()),
+            version: KEYS + 1 + n as u64,
+            value: ValueUpdate::Set("1".into()),
+        })
+        .collect();
+    let max = KEYS + key_values.len() as u64;
+    NodeDelta { key_values, ..known(&peer_id(i), KEYS, max, &[]) }
+}
+
+/// A node that knows [`PEERS`] peers: peers 0..20 are live, 20..27 dead
+/// (every live peer accuses them), 27..30 left. Some events and datagrams stay
 /// queued. Deterministic: two calls build the same node.
 pub fn known_node() -> Chitchat {
     let mut node =
@@ -108,10 +122,14 @@ pub fn known_node() -> Chitchat {
     let mut now = Timestamp::ZERO;
     for round in 0..12u64 {
         now += Duration::from_millis(100);
-        let live = if round < 2 { PEERS } else { 20 };
-        let sections = (0..live).map(|i| beat(i, round + 2, i >= 27 && round == 1)).collect();
-        let beats = ack(CLUSTER, sections);
-        node.handle_datagram(now, addr(10_000), &beats).expect("heartbeats apply");
+        let sections = match round {
+            1 => (27..PEERS).map(farewell).collect(),
+            2 => (0..20).map(|i| accusations(i, 20..27)).collect(),
+            _ => Vec::new(),
+        };
+        if !sections.is_empty() {
+            node.handle_datagram(now, addr(10_000), &ack(CLUSTER, sections)).expect("the news applies");
+        }
         node.handle_timeout(now);
         // Drain most of the outputs, as a driver would, but not all of them.
         while chitchat_core::testing::queue_lengths(&node).0 > 2 && node.poll_transmit().is_some() {}

@@ -10,8 +10,8 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use arbitrary::Arbitrary;
 use chitchat_core::wire::{
-    Delta, Digest, DigestEntry, KeyValueUpdate, Message, NodeDelta, NodeRef, Packet, RingRange, Token,
-    ValueUpdate,
+    Delta, Digest, DigestEntry, KeyValueUpdate, Message, NodeDelta, NodeRef, Packet, RangeHash, RangeHashes,
+    RingRange, Segment, Token, ValueUpdate,
 };
 use chitchat_core::{Fingerprint, NodeId};
 
@@ -222,6 +222,9 @@ impl ArbEntry {
     }
 }
 
+/// Hashed ranges: a start, then ends and hashes.
+pub type ArbHashes = (ArbFingerprint, Vec<(ArbFingerprint, Option<u64>)>);
+
 /// A digest; `repair` puts its entries in ring order inside the range.
 #[derive(Arbitrary, Debug, Clone)]
 pub struct ArbDigest {
@@ -231,6 +234,10 @@ pub struct ArbDigest {
     everyone: Option<ArbEntry>,
     unknown: Vec<ArbFingerprint>,
     sender: Option<ArbEntry>,
+    rumors: Vec<ArbEntry>,
+    /// Hashed ranges: a start, then ends and hashes (`None`: 0, the hash of
+    /// a range that holds nothing).
+    hashes: Option<ArbHashes>,
     repair: bool,
 }
 
@@ -248,13 +255,41 @@ impl ArbDigest {
             }
         }
         let mut sender = self.sender.as_ref().map(|entry| entry.get(cx));
+        let mut rumors: Vec<DigestEntry> = self.rumors.iter().map(|entry| entry.get(cx)).collect();
+        let mut hashes = RangeHashes::default();
+        if let Some((start, segments)) = &self.hashes {
+            hashes.start = start.get(cx);
+            hashes.segments = segments
+                .iter()
+                .map(|(end, hash)| Segment { end: end.get(cx), hash: RangeHash(hash.unwrap_or(0)) })
+                .collect();
+        }
         if self.repair {
             entries.retain(|entry| range.contains(entry.fingerprint));
             entries.sort_by_key(|entry| range.offset(entry.fingerprint));
             entries.dedup_by_key(|entry| entry.fingerprint);
             sender = sender.filter(|sender| !range.contains(sender.fingerprint));
+            let sender = sender.map(|sender| sender.fingerprint);
+            rumors.retain(|rumor| !range.contains(rumor.fingerprint) && Some(rumor.fingerprint) != sender);
+            rumors.sort_by_key(|rumor| rumor.fingerprint);
+            rumors.dedup_by_key(|rumor| rumor.fingerprint);
+            // Ends clockwise from the start, the start itself only last.
+            let start = hashes.start;
+            let offset = |end: Fingerprint| match end.as_u64().wrapping_sub(start.as_u64()) {
+                0 => 1u128 << 64,
+                offset => u128::from(offset),
+            };
+            hashes.segments.sort_by_key(|segment| offset(segment.end));
+            hashes.segments.dedup_by_key(|segment| offset(segment.end));
         }
-        Digest { range, entries, unknown: self.unknown.iter().map(|f| f.get(cx)).collect(), sender }
+        Digest {
+            range,
+            entries,
+            unknown: self.unknown.iter().map(|f| f.get(cx)).collect(),
+            sender,
+            rumors,
+            hashes,
+        }
     }
 }
 
@@ -383,6 +418,10 @@ pub enum ArbMessage {
     Ack(ArbDelta),
     /// A BadCluster.
     BadCluster,
+    /// A Ping for a node.
+    Ping(ArbFingerprint),
+    /// A Pong.
+    Pong,
 }
 
 /// A token a packet carries or echoes.
@@ -429,6 +468,8 @@ impl ArbPacket {
             }
             ArbMessage::Ack(delta) => Message::Ack { delta: delta.get(cx) },
             ArbMessage::BadCluster => Message::BadCluster,
+            ArbMessage::Ping(target) => Message::Ping { target: target.get(cx) },
+            ArbMessage::Pong => Message::Pong,
         };
         Packet { token: self.token.get(cx), echo: self.echo.get(cx), cluster_id, message }
     }

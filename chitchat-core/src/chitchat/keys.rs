@@ -5,15 +5,15 @@ use crate::error::KeyValueError;
 use crate::events::Event;
 use crate::leave::{self, MAX_FAREWELLS, Phase};
 use crate::membership::NodeStatus;
-use crate::node_state::ValueStatus;
+use crate::node_state::{RESERVED_PREFIX, ValueStatus};
 use crate::time::Timestamp;
 
 impl Chitchat {
     /// Sets a key of this node at `now`. Setting the value it already has
     /// changes nothing.
     ///
-    /// Fails, and changes nothing, if the key is empty or longer than
-    /// `max_key_len`, the value longer than `max_value_len`, the node would
+    /// Fails, and changes nothing, if the key is empty, starts with
+    /// [`crate::RESERVED_PREFIX`] or is longer than `max_key_len`, the value longer than `max_value_len`, the node would
     /// hold more than `max_keys_per_node` keys, or the node has left.
     pub fn set(&mut self, now: Timestamp, key: &str, value: &str) -> Result<(), KeyValueError> {
         let now = self.clock.advance(now);
@@ -67,6 +67,9 @@ impl Chitchat {
         let config = self.config();
         if key.is_empty() {
             return Err(KeyValueError::EmptyKey);
+        }
+        if key.starts_with(RESERVED_PREFIX) {
+            return Err(KeyValueError::ReservedKey);
         }
         if key.len() > config.max_key_len {
             return Err(KeyValueError::KeyTooLong { len: key.len(), max: config.max_key_len });

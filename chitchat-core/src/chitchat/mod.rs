@@ -18,7 +18,6 @@ use crate::error::DatagramError;
 use crate::events::Event;
 use crate::identity::{Fingerprint, NodeId};
 use crate::leave::Phase;
-use crate::membership::NodeStatus;
 use crate::node_state::NodeState;
 use crate::outbox::{Outbox, Transmit};
 use crate::peers::PeerSelector;
@@ -230,7 +229,11 @@ impl Chitchat {
                 let vouched = solicited || self.cluster.is_validated(&from);
                 self.cluster.apply_delta(delta, from, vouched, now);
                 self.cluster.absorb_digest(digest, now);
-                if delta.more && vouched {
+                // More unknown nodes than a hashed range holds: this node is far
+                // behind (it joins, or comes back from a partition), and pulls
+                // the peer's state rather than ask for it a few at a time.
+                let unknown = if vouched { self.cluster.note_wants(digest) } else { 0 };
+                if (delta.more || unknown > crate::cluster::SEGMENT_NODES) && vouched {
                     self.want_pull(now, from);
                 }
                 let limit = if solicited {
@@ -277,6 +280,21 @@ impl Chitchat {
                 self.cluster.metrics_mut().bad_cluster_received += 1;
                 tracing::warn!(%from, "peer belongs to another cluster");
             }
+            Message::Ping { target } => {
+                if *target != self.cluster.self_fingerprint() || packet.token.is_none() {
+                    self.cluster.metrics_mut().probes_ignored += 1;
+                    return;
+                }
+                // No larger than the Ping, so within any limit.
+                let pong = self.packet(None, packet.token, Message::Pong);
+                let limit = self.answer_limit(from, received);
+                if self.queue_answer(now, from, pong, limit) {
+                    self.cluster.metrics_mut().pongs_sent += 1;
+                }
+            }
+            Message::Pong => {
+                self.cluster.take_pong(from, packet.echo, now);
+            }
             // `wire::decode` refuses stream messages in datagrams.
             Message::Pull { .. } | Message::Records { .. } | Message::Done => {}
         }
@@ -297,8 +315,20 @@ impl Chitchat {
         };
         let start = if syn_digest.range.is_full() { self.digest_cursor } else { syn_digest.range.start };
         let unknown = self.cluster.unknown_in(syn_digest);
+        // A Syn that hashes is answered with the listing of the ranges whose
+        // hash differs, and this node's rumors.
+        let hashed = !syn_digest.hashes.segments.is_empty();
+        let mismatch = if hashed { self.cluster.mismatches(now, &syn_digest.hashes) } else { None };
+        let rumors = if hashed { self.cluster.current_rumors() } else { Vec::new() };
+        let build = |cluster: &ClusterState, unknown: Vec<Fingerprint>, budget: usize| {
+            if hashed {
+                cluster.build_answer_digest(now, syn_digest, mismatch, unknown, &rumors, budget)
+            } else {
+                cluster.build_digest(now, start, unknown, budget)
+            }
+        };
         // The delta gets at least half of the room; the digest what the delta leaves.
-        let (full_digest, full_len) = self.cluster.build_digest(now, start, unknown.clone(), payload);
+        let (full_digest, full_len) = build(&self.cluster, unknown.clone(), payload);
         let delta_budget = payload - full_len.min(payload / 2);
         let (delta, delta_len) =
             self.cluster.build_delta(now, syn_digest, delta_budget, false, &mut self.rng);
@@ -306,9 +336,9 @@ impl Chitchat {
         let digest = if full_len + delta_len <= payload {
             full_digest
         } else {
-            self.cluster.build_digest(now, start, unknown, payload - delta_len).0
+            build(&self.cluster, unknown, payload - delta_len).0
         };
-        if !digest.range.is_full() {
+        if !digest.range.is_full() && !hashed {
             self.cluster.metrics_mut().partial_digests_sent += 1;
             if syn_digest.range.is_full() {
                 self.digest_cursor = digest.range.end;
@@ -360,29 +390,15 @@ impl Chitchat {
         // (after a stall, say).
         self.cluster.maintain(now);
         self.cluster.refute_claims(now);
-        self.cluster.beat();
-        let self_fingerprint = self.cluster.self_fingerprint();
-        let mut live = Vec::new();
-        let mut dead = Vec::new();
-        for (fingerprint, entry) in self.cluster.membership().iter() {
-            if *fingerprint == self_fingerprint {
-                continue;
-            }
-            if !entry.vouched {
-                // Heard of only from addresses that proved nothing.
-                continue;
-            }
-            match entry.status {
-                NodeStatus::Live => live.push(entry.state.id().gossip_addr),
-                NodeStatus::Dead => dead.push(entry.state.id().gossip_addr),
-                NodeStatus::Left => {}
-            }
-        }
+        self.cluster.choose_subjects(now);
+        self.probe_subjects();
         let self_addr = self.self_id().gossip_addr;
         let fanout = self.config().gossip_fanout;
-        let targets = self.peers.choose(&mut self.rng, live, &dead, self_addr, fanout);
-        // A digest of the whole ring is the same for every target: built and
-        // encoded once. Partial digests rotate: one range per target.
+        let (live, dead) = self.cluster.peer_addresses();
+        let targets = self.peers.choose(&mut self.rng, live, dead, self_addr, fanout);
+        // A listing of the whole ring is the same for every target: built and
+        // encoded once. Hashes rotate: the next ranges for each target.
+        let asks = self.cluster.take_asks();
         let mut whole_ring: Option<Vec<u8>> = None;
         for target in targets {
             if let Some(bytes) = &whole_ring {
@@ -390,7 +406,7 @@ impl Chitchat {
                 self.queue_syn(now, target, bytes);
                 continue;
             }
-            let digest = self.next_digest(now);
+            let digest = self.next_digest(now, asks.clone());
             let full = digest.range.is_full();
             let bytes = self.encode_syn(digest);
             if full {
@@ -398,16 +414,30 @@ impl Chitchat {
             }
             self.queue_syn(now, target, bytes);
         }
+        self.cluster.end_rumor_round();
     }
 
-    /// The digest this node opens a handshake with: the whole ring if it fits,
-    /// else the next range of the rotation.
-    fn next_digest(&mut self, now: Timestamp) -> Digest {
+    /// Sends each subject its `Ping` of the round.
+    fn probe_subjects(&mut self) {
+        for subject in self.cluster.subjects().to_vec() {
+            let token = self.validation.issue();
+            let Some(addr) = self.cluster.note_ping(subject, token) else { continue };
+            let ping = self.packet(Some(token), None, Message::Ping { target: subject });
+            let bytes = wire::encode(&ping);
+            self.queue_bytes(addr, bytes, false);
+        }
+    }
+
+    /// The digest this node opens a handshake with (asking for `asks`): the
+    /// whole ring listed if that is short, else the next hashed ranges of the
+    /// rotation and this node's rumors.
+    fn next_digest(&mut self, now: Timestamp, asks: Vec<Fingerprint>) -> Digest {
         let budget = self.payload_budget(1);
-        let (digest, _) = self.cluster.build_digest(now, self.digest_cursor, Vec::new(), budget);
+        let rumors = self.cluster.current_rumors();
+        let (digest, next) = self.cluster.build_syn_digest(now, budget, self.digest_cursor, &rumors, asks);
         if !digest.range.is_full() {
             self.cluster.metrics_mut().partial_digests_sent += 1;
-            self.digest_cursor = digest.range.end;
+            self.digest_cursor = next;
         }
         digest
     }
@@ -420,7 +450,7 @@ impl Chitchat {
         if self.phase != Phase::Running {
             return;
         }
-        let digest = self.next_digest(now);
+        let digest = self.next_digest(now, Vec::new());
         let bytes = self.encode_syn(digest);
         self.queue_syn(now, addr, bytes);
     }

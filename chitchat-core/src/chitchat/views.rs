@@ -76,15 +76,12 @@ impl Chitchat {
         self.cluster.membership().entries().filter(|entry| entry.ready).map(|entry| entry.state.id())
     }
 
-    /// The failure detector's phi for a remote node at `now` (`None` for this
-    /// node and untracked ones).
+    /// The failure detector's phi at `now` for a node this node watches (one
+    /// of its subjects, see [`crate::Config::observers`]); `None` for the
+    /// others, whose liveness this node learns from their watchers.
     pub fn phi(&self, node_id: &NodeId, now: Timestamp) -> Option<f64> {
-        let fingerprint = node_id.fingerprint();
-        if fingerprint == self.cluster.self_fingerprint() {
-            return None;
-        }
-        let entry = self.cluster.membership().get(&fingerprint)?;
-        Some(self.cluster.phi(entry, self.clock.read(now).now))
+        let entry = self.cluster.membership().get(&node_id.fingerprint())?;
+        self.cluster.phi(entry, self.clock.read(now).now)
     }
 
     /// The counters.
@@ -146,6 +143,13 @@ impl Chitchat {
     #[cfg_attr(not(any(feature = "sim", feature = "testing")), allow(dead_code))]
     pub(crate) fn queue_lengths(&self) -> (usize, usize, usize) {
         (self.outbox.len(), self.cluster.pending_events(), self.cluster.membership().removed().len())
+    }
+
+    /// Checks the liveness bookkeeping (probe windows, the accusation index)
+    /// against the state it is kept from, for the simulator's invariants.
+    #[cfg_attr(not(feature = "sim"), allow(dead_code))]
+    pub(crate) fn check_liveness(&self) -> Result<(), String> {
+        self.cluster.check_liveness()
     }
 
     /// Whether answers to `addr` are free of the amplification limit: it is

@@ -16,7 +16,7 @@ use crate::error::Violation;
 use crate::events::Event;
 use crate::identity::{Fingerprint, NodeId};
 use crate::membership::{NodeEntry, NodeStatus};
-use crate::node_state::{NodeState, RecordLimits, Skipped, VersionedValue};
+use crate::node_state::{NodeState, RESERVED_PREFIX, RecordLimits, Skipped, VersionedValue};
 use crate::time::Timestamp;
 use crate::wire::size::{encoded_len, varint_len};
 use crate::wire::{Delta, Digest, DigestEntry, NodeDelta, NodeRef, ValueUpdate};
@@ -63,9 +63,29 @@ impl ClusterState {
             let known = theirs.get(cursor).filter(|theirs| theirs.fingerprint == *fingerprint);
             candidates.extend(self.candidate(now, *fingerprint, entry, known));
         }
+        // Rumors, outside the range by the rules of a digest (a hostile list
+        // may repeat; they are compared once each).
+        let mut named: Vec<&DigestEntry> =
+            peer.rumors.iter().filter(|r| !range.contains(r.fingerprint)).collect();
+        named.sort_unstable_by_key(|rumor| rumor.fingerprint);
+        named.dedup_by_key(|rumor| rumor.fingerprint);
+        for rumor in named {
+            if let Some(entry) = self.membership.get(&rumor.fingerprint) {
+                candidates.extend(self.candidate(now, rumor.fingerprint, entry, Some(rumor)));
+            }
+        }
         // Asked-for nodes outside the range, once each (a hostile list may repeat).
-        let mut asked: Vec<Fingerprint> =
-            peer.unknown.iter().copied().filter(|fingerprint| !range.contains(*fingerprint)).collect();
+        // A digest may name a node both as a rumor and as unknown (a `Syn`
+        // asking for a node its sender learned since): one section each.
+        let mut asked: Vec<Fingerprint> = peer
+            .unknown
+            .iter()
+            .copied()
+            .filter(|fingerprint| !range.contains(*fingerprint))
+            .filter(|fingerprint| {
+                peer.rumors.binary_search_by_key(fingerprint, |rumor| rumor.fingerprint).is_err()
+            })
+            .collect();
         asked.sort_unstable();
         asked.dedup();
         for fingerprint in asked {
@@ -190,7 +210,7 @@ impl ClusterState {
                 }
             }
             // Only live nodes are introduced: a dead node is not news.
-            None if self.is_live_now(entry, now) => Some(candidate(true, false, 0, u64::MAX)),
+            None if self.is_live_now(entry) => Some(candidate(true, false, 0, u64::MAX)),
             None => None,
         }
     }
@@ -242,7 +262,12 @@ impl ClusterState {
             Err(Skip::Refused) => return,
         };
         let mut forgotten: Option<NodeState> = None;
+        let fresh = self.is_fresh(now);
         let entry = self.membership.get_mut(&fingerprint).expect("resolved nodes are tracked");
+        let before = (entry.state.max_version(), entry.state.last_gc_version(), entry.state.has_left());
+        if vouched && fresh {
+            entry.confirmed_at = now;
+        }
         // A node not vouched for yet is vouched for by a whole section only
         // (from version 0, as peers send to a node whose digests lack it): one
         // from further on would leave a gap once the unproven state is dropped.
@@ -281,7 +306,10 @@ impl ClusterState {
                 forgotten = Some(dropped);
             }
         }
-        entry.vouched |= vouched;
+        if vouched && !entry.vouched {
+            entry.vouched = true;
+            self.peer_addresses = None;
+        }
         let state = &mut entry.state;
         let held_before = state.held_bytes();
         let held_by_others = self.remote_bytes - held_before;
@@ -369,6 +397,7 @@ impl ClusterState {
         self.metrics.records_over_limit += skipped.over_limit;
         self.metrics.records_over_budget += skipped.over_budget;
         self.remote_bytes = held_by_others + state.held_bytes();
+        let forgotten_any = forgotten.is_some();
         if let Some(forgotten) = forgotten {
             // Key events for the difference follow a `NodeReset`: the section's
             // records were reported as set; what it did not bring back is gone.
@@ -379,8 +408,24 @@ impl ClusterState {
             }
         }
         let has_left = state.has_left();
+        let state_versions = (state.max_version(), state.last_gc_version());
         for event in events {
+            // The protocol's records are none of the application's business.
+            if let Event::KeySet { key, .. } | Event::KeyDeleted { key, .. } = &event
+                && key.starts_with(RESERVED_PREFIX)
+            {
+                continue;
+            }
             self.events.push(event);
+        }
+        if reset
+            || forgotten_any
+            || section.key_values.iter().any(|update| update.key.starts_with(RESERVED_PREFIX))
+        {
+            self.reread_accusations(fingerprint);
+        }
+        if before != (state_versions.0, state_versions.1, has_left) {
+            self.note_news(fingerprint);
         }
         self.report_heartbeat(fingerprint, section.heartbeat, now);
         if has_left {

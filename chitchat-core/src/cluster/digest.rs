@@ -1,20 +1,52 @@
 //! Building and reading digests.
 //!
-//! A digest lists, for a contiguous range of the fingerprint ring, every node the
-//! sender tracks there. When every node fits the datagram the range is the whole
-//! ring; otherwise the range stops before the first node that does not fit, and
-//! the sender's next digest starts there, so successive digests rotate over the
-//! ring and cover every node. Because the range is explicit, a receiver never
-//! mistakes a node outside it for a node the sender does not know.
+//! A **listing** names, for a contiguous range of the fingerprint ring, every
+//! node the sender tracks there. Because the range is explicit, a receiver never
+//! mistakes a node outside it for a node the sender does not know. A small
+//! cluster's `Syn` lists the whole ring. A larger one's `Syn` lists nothing:
+//! it carries the **hashes** of consecutive ranges of [`SEGMENT_NODES`] nodes
+//! (rotating over the ring, [`SEGMENTS_PER_SYN`] a `Syn`) and its sender's
+//! **rumors**, the entries of the nodes whose state changed lately in its
+//! eyes. The answer lists the ranges whose hash differs (a listing of one range of
+//! [`SEGMENT_NODES`] nodes fits any datagram), names its own entry for the
+//! rumors it is behind on, and adds its own rumors. So two nodes that agree
+//! exchange a few hundred bytes whatever the size of the cluster, news
+//! spreads as rumors (each pushed for [`rumor_rounds`] rounds), and whatever
+//! rumors missed is found by the hashes.
 
 use std::ops::Bound;
 
 use crate::cluster::ClusterState;
 use crate::cluster::liveness::grow_heartbeat;
 use crate::identity::Fingerprint;
+use crate::membership::NodeEntry;
 use crate::time::Timestamp;
-use crate::wire::size::{digest_entry_len, empty_digest_len, varint_len};
-use crate::wire::{Digest, DigestEntry, RingRange};
+use crate::wire::size::{digest_entry_len, empty_digest_len, encoded_len, varint_len};
+use crate::wire::{Digest, DigestEntry, RangeHash, RangeHashes, RingRange, Segment};
+
+/// Nodes per hashed range: the listing of one fits half of the smallest
+/// datagram's payload.
+pub(crate) const SEGMENT_NODES: usize = 24;
+
+/// Hashed ranges per `Syn` (16 bytes each).
+pub(crate) const SEGMENTS_PER_SYN: usize = 16;
+
+/// A `Syn` lists the whole ring, rather than hashing it, when the listing
+/// takes at most this many bytes.
+pub(crate) const LISTING_ROOM: usize = 512;
+
+/// The most bytes of rumors a digest carries, whatever the datagram: news
+/// spreads by many small pushes, and a datagram of 64 KB must not carry a
+/// cluster's worth of rumors (after a cold start, every node is news).
+pub(crate) const RUMOR_ROOM: usize = 512;
+
+/// Gossip rounds a node spreads a rumor for: `2 + ⌈log10(n + 1)⌉` for `n`
+/// tracked nodes (6 at 1,000, 7 at 10,000). Pushed to `gossip_fanout` peers a
+/// round, a rumor reaches every node with high probability; the hashes find
+/// the rare node it missed.
+pub(crate) fn rumor_rounds(nodes: usize) -> u32 {
+    2 + (nodes as f64 + 1.0).log10().ceil() as u32
+}
 
 impl ClusterState {
     /// A digest of at most `budget` bytes starting at `start`, listing first the
@@ -24,6 +56,18 @@ impl ClusterState {
         &self,
         now: Timestamp,
         start: Fingerprint,
+        unknown: Vec<Fingerprint>,
+        budget: usize,
+    ) -> (Digest, usize) {
+        self.build_listing(now, start, None, unknown, budget)
+    }
+
+    /// A digest listing at most up to `end` (the whole way round if `None`).
+    fn build_listing(
+        &self,
+        now: Timestamp,
+        start: Fingerprint,
+        end: Option<Fingerprint>,
         mut unknown: Vec<Fingerprint>,
         budget: usize,
     ) -> (Digest, usize) {
@@ -53,8 +97,17 @@ impl ClusterState {
             .chain(self.membership.range((Bound::Unbounded, Bound::Excluded(start))));
         let mut entries = Vec::new();
         let mut packed = 0;
+        let limit = end;
         let mut end = None;
+        let mut bounded = false;
         for (fingerprint, entry) in ring {
+            if let Some(limit) = limit
+                && limit != start
+                && fingerprint.0.wrapping_sub(start.0) >= limit.0.wrapping_sub(start.0)
+            {
+                bounded = true;
+                break;
+            }
             if !self.is_relayed(entry, now) {
                 continue;
             }
@@ -76,6 +129,7 @@ impl ClusterState {
             entries.push(digest_entry);
         }
         let range = match end {
+            None if bounded => RingRange { start, end: limit.expect("bounded by the limit") },
             Some(end) if end == start => {
                 // Not even one entry fits, and `start..start` would read as the
                 // whole ring: a range of one fingerprint no tracked node has.
@@ -96,17 +150,207 @@ impl ClusterState {
         if sender.is_some() {
             len += own_len;
         }
-        (Digest { range, entries, unknown, sender }, len)
+        (Digest { range, entries, unknown, sender, ..Digest::default() }, len)
     }
 
     fn own_digest_entry(&self) -> DigestEntry {
-        let state = &self.self_entry().state;
-        DigestEntry {
-            fingerprint: self.self_fingerprint(),
-            heartbeat: state.heartbeat(),
-            last_gc_version: state.last_gc_version(),
-            max_version: state.max_version(),
+        digest_entry(self.self_fingerprint(), self.self_entry())
+    }
+
+    /// A range naming no tracked node: the listing of a digest that lists
+    /// nothing.
+    fn empty_range(&self) -> RingRange {
+        let mut alone = Fingerprint(self.self_fingerprint().0.wrapping_sub(1));
+        while self.membership.contains(&alone) {
+            alone = Fingerprint(alone.0.wrapping_sub(1));
         }
+        RingRange { start: alone, end: Fingerprint(alone.0.wrapping_add(1)) }
+    }
+
+    /// The digest a `Syn` opens a handshake with, in at most `budget` bytes:
+    /// the whole ring listed if that takes at most [`LISTING_ROOM`] bytes;
+    /// else the hashes of up to [`SEGMENTS_PER_SYN`] ranges from `cursor`,
+    /// the `rumors` (up to half the budget) and the `asks` (nodes named by
+    /// peers that this node does not know, up to a quarter). Returns the
+    /// digest and where the next one's hashes start.
+    pub(crate) fn build_syn_digest(
+        &self,
+        now: Timestamp,
+        budget: usize,
+        cursor: Fingerprint,
+        rumors: &[Fingerprint],
+        mut asks: Vec<Fingerprint>,
+    ) -> (Digest, Fingerprint) {
+        let (listing, _) = self.build_digest(now, Fingerprint(0), asks.clone(), budget.min(LISTING_ROOM));
+        if listing.range.is_full() {
+            return (listing, cursor);
+        }
+        asks.retain(|fingerprint| !self.membership.contains(fingerprint));
+        asks.truncate(budget / 4 / 8);
+        let mut rumor_entries: Vec<DigestEntry> = rumors
+            .iter()
+            .filter(|fingerprint| **fingerprint != self.self_fingerprint())
+            .filter_map(|fingerprint| {
+                let entry = self.membership.get(fingerprint)?;
+                self.is_relayed(entry, now).then(|| digest_entry(*fingerprint, entry))
+            })
+            .collect();
+        let mut room = (budget / 2).min(RUMOR_ROOM);
+        rumor_entries.retain(|entry| {
+            let len = digest_entry_len(entry);
+            let keep = len <= room;
+            room = room.saturating_sub(len);
+            keep
+        });
+        rumor_entries.sort_unstable_by_key(|entry| entry.fingerprint);
+        let (hashes, next) = self.range_hashes(now, cursor);
+        let digest = Digest {
+            range: self.empty_range(),
+            entries: Vec::new(),
+            unknown: asks,
+            sender: Some(self.own_digest_entry()),
+            rumors: rumor_entries,
+            hashes,
+        };
+        (digest, next)
+    }
+
+    /// The hashes of up to [`SEGMENTS_PER_SYN`] consecutive ranges of
+    /// [`SEGMENT_NODES`] relayed nodes each, from `cursor`; and where the next
+    /// ones start (the ring closes at `cursor` if they went all the way round).
+    fn range_hashes(&self, now: Timestamp, cursor: Fingerprint) -> (RangeHashes, Fingerprint) {
+        let ring = self
+            .membership
+            .range((Bound::Included(cursor), Bound::Unbounded))
+            .iter()
+            .chain(self.membership.range((Bound::Unbounded, Bound::Excluded(cursor))));
+        let mut segments = Vec::new();
+        let mut hash = RangeHash::default();
+        let mut in_segment = 0;
+        for (fingerprint, entry) in ring {
+            if !self.is_relayed(entry, now) {
+                continue;
+            }
+            if in_segment == SEGMENT_NODES {
+                segments.push(Segment { end: *fingerprint, hash });
+                if segments.len() == SEGMENTS_PER_SYN {
+                    return (RangeHashes { start: cursor, segments }, *fingerprint);
+                }
+                (hash, in_segment) = (RangeHash::default(), 0);
+            }
+            hash = hash + RangeHash::of_entry(&digest_entry(*fingerprint, entry));
+            in_segment += 1;
+        }
+        // Round the whole ring: the last range closes it where the first began.
+        segments.push(Segment { end: cursor, hash });
+        (RangeHashes { start: cursor, segments }, cursor)
+    }
+
+    /// This node's hash of its relayed nodes in `range`.
+    fn range_hash(&self, now: Timestamp, range: RingRange) -> RangeHash {
+        self.nodes_in(range)
+            .filter(|(_, entry)| self.is_relayed(entry, now))
+            .fold(RangeHash::default(), |hash, (fingerprint, entry)| {
+                hash + RangeHash::of_entry(&digest_entry(*fingerprint, entry))
+            })
+    }
+
+    /// Where a peer's hashed ranges differ from this node's: from the start
+    /// of the first that differs to the end of the last (one range when one
+    /// differs; a newcomer's, which differ everywhere, span its whole view).
+    pub(crate) fn mismatches(&self, now: Timestamp, hashes: &RangeHashes) -> Option<RingRange> {
+        let mut differing = hashes
+            .ranges()
+            .filter(|(range, hash)| self.range_hash(now, *range) != *hash)
+            .map(|(range, _)| range);
+        let first = differing.next()?;
+        let end = differing.last().map_or(first.end, |last| last.end);
+        Some(RingRange { start: first.start, end })
+    }
+
+    /// The digest answering a `Syn` that hashed instead of listing, in at most
+    /// `budget` bytes: the listing of `mismatch` (from the first range whose
+    /// hash differs to the last, as far as it fits), this node's entries for the peer's
+    /// rumors it is behind on and for its own `rumors` (up to a third of the
+    /// budget), and the `unknown` nodes it asks for.
+    pub(crate) fn build_answer_digest(
+        &self,
+        now: Timestamp,
+        syn: &Digest,
+        mismatch: Option<RingRange>,
+        unknown: Vec<Fingerprint>,
+        rumors: &[Fingerprint],
+        budget: usize,
+    ) -> (Digest, usize) {
+        let mut wanted: Vec<DigestEntry> = Vec::new();
+        for theirs in &syn.rumors {
+            if let Some(entry) = self.membership.get(&theirs.fingerprint) {
+                let mine = digest_entry(theirs.fingerprint, entry);
+                if is_behind(&mine, theirs) {
+                    wanted.push(mine);
+                }
+            }
+        }
+        for fingerprint in rumors {
+            // The Syn's rumors are sorted (a rule of the wire).
+            let named = syn.rumors.binary_search_by_key(fingerprint, |rumor| rumor.fingerprint).is_ok();
+            if *fingerprint == self.self_fingerprint() || named {
+                continue;
+            }
+            if let Some(entry) = self.membership.get(fingerprint)
+                && self.is_relayed(entry, now)
+            {
+                wanted.push(digest_entry(*fingerprint, entry));
+            }
+        }
+        let mut room = (budget / 3).min(RUMOR_ROOM);
+        wanted.retain(|entry| {
+            let len = digest_entry_len(entry);
+            let keep = len <= room;
+            room = room.saturating_sub(len);
+            keep
+        });
+        let rumors_len: usize = wanted.iter().map(digest_entry_len).sum::<usize>() + 2;
+        let listing_budget = budget.saturating_sub(rumors_len);
+        let mut digest = match mismatch {
+            Some(range) => self.build_listing(now, range.start, Some(range.end), unknown, listing_budget).0,
+            None => {
+                let mut unknown = unknown;
+                unknown.truncate(listing_budget / 2 / 8);
+                Digest {
+                    range: self.empty_range(),
+                    unknown,
+                    sender: Some(self.own_digest_entry()),
+                    ..Digest::default()
+                }
+            }
+        };
+        let range = digest.range;
+        let sender = digest.sender.map(|sender| sender.fingerprint);
+        wanted.retain(|entry| !range.contains(entry.fingerprint) && Some(entry.fingerprint) != sender);
+        wanted.sort_unstable_by_key(|entry| entry.fingerprint);
+        wanted.dedup_by_key(|entry| entry.fingerprint);
+        digest.rumors = wanted;
+        let len = encoded_len(&digest);
+        (digest, len)
+    }
+
+    /// The nodes a peer's digest shows this node behind on (or not knowing),
+    /// as rumors to put in its next `Syn`s, so that a peer that holds more
+    /// sends it.
+    pub(crate) fn behind_in(&self, digest: &Digest) -> Vec<Fingerprint> {
+        digest
+            .entries
+            .iter()
+            .chain(&digest.rumors)
+            .filter(|theirs| theirs.fingerprint != self.self_fingerprint())
+            .filter(|theirs| {
+                self.membership
+                    .get(&theirs.fingerprint)
+                    .is_some_and(|entry| is_behind(&digest_entry(theirs.fingerprint, entry), theirs))
+            })
+            .map(|theirs| theirs.fingerprint)
+            .collect()
     }
 
     /// Takes the heartbeats a peer's digest reports. Both the digest and the node
@@ -114,6 +358,7 @@ impl ClusterState {
     pub(crate) fn absorb_digest(&mut self, digest: &Digest, now: Timestamp) {
         let mut entries = digest.entries.iter().peekable();
         let mut revived = Vec::new();
+        let mut grew = Vec::new();
         let range = digest.range;
         let fresh = self.is_fresh(now);
         let self_fingerprint = self.self_fingerprint();
@@ -128,9 +373,13 @@ impl ClusterState {
                 if *fingerprint == self_fingerprint {
                     claims_about_self = Some(*entry);
                 }
-                if *fingerprint != self_fingerprint
-                    && grow_heartbeat(node, entry.heartbeat, now, fresh, &self.detector)
-                {
+                if fresh {
+                    node.confirmed_at = now;
+                }
+                if *fingerprint != self_fingerprint && entry.heartbeat > node.state.heartbeat() {
+                    grew.push(*fingerprint);
+                }
+                if *fingerprint != self_fingerprint && grow_heartbeat(node, entry.heartbeat, fresh) {
                     revived.push(*fingerprint);
                 }
             }
@@ -138,11 +387,27 @@ impl ClusterState {
         for fingerprint in revived {
             self.revive(fingerprint, now);
         }
+        for fingerprint in grew {
+            self.note_news(fingerprint);
+        }
         if let Some(sender) = digest.sender {
             if sender.fingerprint == self_fingerprint {
                 claims_about_self = Some(sender);
             }
             self.report_heartbeat(sender.fingerprint, sender.heartbeat, now);
+            if fresh && let Some(node) = self.membership.get_mut(&sender.fingerprint) {
+                node.confirmed_at = now;
+            }
+        }
+        for rumor in &digest.rumors {
+            if rumor.fingerprint == self_fingerprint {
+                claims_about_self = Some(*rumor);
+                continue;
+            }
+            self.report_heartbeat(rumor.fingerprint, rumor.heartbeat, now);
+            if fresh && let Some(node) = self.membership.get_mut(&rumor.fingerprint) {
+                node.confirmed_at = now;
+            }
         }
         if let Some(claim) = claims_about_self {
             self.note_claim_about_self(claim.heartbeat, claim.max_version, claim.last_gc_version);
@@ -156,6 +421,7 @@ impl ClusterState {
             .sender
             .iter()
             .chain(&digest.entries)
+            .chain(&digest.rumors)
             .filter(|entry| {
                 !self.membership.contains(&entry.fingerprint)
                     && self.membership.removed().admits(entry.fingerprint, entry.heartbeat)
@@ -163,6 +429,23 @@ impl ClusterState {
             .map(|entry| entry.fingerprint)
             .collect()
     }
+}
+
+/// A tracked node's entry as this node holds it.
+fn digest_entry(fingerprint: Fingerprint, entry: &NodeEntry) -> DigestEntry {
+    DigestEntry {
+        fingerprint,
+        heartbeat: entry.state.heartbeat(),
+        last_gc_version: entry.state.last_gc_version(),
+        max_version: entry.state.max_version(),
+    }
+}
+
+/// Whether `mine` lacks something `theirs` has.
+fn is_behind(mine: &DigestEntry, theirs: &DigestEntry) -> bool {
+    theirs.max_version > mine.max_version
+        || theirs.last_gc_version > mine.last_gc_version
+        || theirs.heartbeat > mine.heartbeat
 }
 
 #[cfg(test)]

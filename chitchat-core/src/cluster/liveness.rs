@@ -1,57 +1,88 @@
-//! Liveness: heartbeats as arrivals for the failure detector, first-hand proof
-//! of life, verdicts once a round, and forgiveness for this node's own pauses
-//! and lateness.
+//! Liveness: probes of this node's subjects and their answers, heartbeats as
+//! refutations, removals once a round, and forgiveness for this node's own
+//! pauses and lateness. Who watches whom and how a node is declared dead:
+//! [`super::verdicts`].
 
 use std::net::SocketAddr;
+use std::ops::Bound;
 use std::time::Duration;
 
 use crate::clock::Forgiveness;
 use crate::cluster::ClusterState;
 use crate::events::Event;
-use crate::failure_detector::{ArrivalWindow, DetectorSettings};
 use crate::identity::Fingerprint;
 use crate::membership::{NodeEntry, NodeStatus};
 use crate::time::Timestamp;
-use crate::wire::{Delta, Digest, Message, NodeRef};
+use crate::wire::{Delta, Digest, Message, NodeRef, Token};
 
-/// Raises a node's known heartbeat; growth is an arrival for the failure
-/// detector, and returns whether the node was dead (the caller revives it: it
-/// beat after we gave up on it). A crashed node's last heartbeats have reached
-/// every connected node long before any of them declares it dead, so growth
-/// cannot come from them. Growth that may be old news (`fresh` is false: this
-/// node just came out of a pause) is recorded but is no arrival and revives
-/// nothing.
-pub(super) fn grow_heartbeat(
-    entry: &mut NodeEntry,
-    heartbeat: u64,
-    now: Timestamp,
-    fresh: bool,
-    detector: &DetectorSettings,
-) -> bool {
+/// Raises a node's known heartbeat; returns whether that refutes the verdict
+/// that made it dead, or the farewell a spoofer may have sent in its name (a
+/// node that left refutes nothing): the caller revives it. Growth that may be
+/// old news (`fresh` is false: this node just came out of a pause) is
+/// recorded but revives nothing.
+pub(super) fn grow_heartbeat(entry: &mut NodeEntry, heartbeat: u64, fresh: bool) -> bool {
     if heartbeat <= entry.state.heartbeat() {
         return false;
     }
     entry.state.set_heartbeat(heartbeat);
-    if !fresh {
-        return false;
-    }
-    entry.arrivals.report_heartbeat(now, detector);
-    entry.status == NodeStatus::Dead || (entry.status == NodeStatus::Left && entry.provisional_left)
+    fresh
+        && ((entry.status == NodeStatus::Dead && heartbeat > entry.dead_heartbeat)
+            || (entry.status == NodeStatus::Left && entry.provisional_left))
 }
 
 impl ClusterState {
-    /// A node's heartbeat is `heartbeat` as someone reports it: if it grew, it is
-    /// an arrival for the failure detector, and a dead node comes back to life.
+    /// A node's heartbeat is `heartbeat` as someone reports it: if it went
+    /// past the one it was declared dead at, it refuted the verdict and lives.
     pub(crate) fn report_heartbeat(&mut self, fingerprint: Fingerprint, heartbeat: u64, now: Timestamp) {
         if fingerprint == self.self_fingerprint() {
             return;
         }
         let fresh = self.is_fresh(now);
-        if let Some(entry) = self.membership.get_mut(&fingerprint)
-            && grow_heartbeat(entry, heartbeat, now, fresh, &self.detector)
-        {
+        let Some(entry) = self.membership.get_mut(&fingerprint) else { return };
+        let before = entry.state.heartbeat();
+        let revived = grow_heartbeat(entry, heartbeat, fresh);
+        let grew = entry.state.heartbeat() > before;
+        if revived {
             self.revive(fingerprint, now);
         }
+        if grew {
+            self.note_news(fingerprint);
+        }
+    }
+
+    /// A `Ping` carrying `token` leaves for `subject`: the previous one, if
+    /// unanswered, is lost. Returns the subject's gossip address.
+    pub(crate) fn note_ping(&mut self, subject: Fingerprint, token: Token) -> Option<SocketAddr> {
+        let window = self.config.phi_sampling_window;
+        let entry = self.membership.get_mut(&subject)?;
+        entry.probe.as_mut()?.probe(token, window);
+        self.metrics.pings_sent += 1;
+        Some(entry.state.id().gossip_addr)
+    }
+
+    /// A `Pong` echoing `echo` came from `from`: if it answers the last
+    /// `Ping` to the subject there, it is an answer for the failure detector,
+    /// and proves the address. Returns whether it was.
+    pub(crate) fn take_pong(&mut self, from: SocketAddr, echo: Option<Token>, now: Timestamp) -> bool {
+        let window = self.config.phi_sampling_window;
+        let answered = match (echo, self.membership.at_addr(&from)) {
+            (Some(echo), Some(fingerprint)) => self
+                .membership
+                .get_mut(&fingerprint)
+                .and_then(|entry| entry.probe.as_mut())
+                .is_some_and(|probe| probe.answer(echo, now, window)),
+            _ => false,
+        };
+        if answered {
+            if let Some(entry) = self.membership.at_addr(&from).and_then(|fp| self.membership.get_mut(&fp)) {
+                entry.confirmed_at = now;
+            }
+            self.metrics.pongs_received += 1;
+            self.validate_address(&from);
+        } else {
+            self.metrics.probes_ignored += 1;
+        }
+        answered
     }
 
     /// Before a message from `from` is processed: if a removed identity lives at
@@ -66,22 +97,28 @@ impl ClusterState {
         }
     }
 
-    /// After a message from `from` is processed: if a node we saw dead lives at
-    /// that address and the message names it, it is first-hand proof of life.
+    /// After a message from `from` is processed: if the node at that address
+    /// is named in it, this node heard from it first-hand; and if it was said
+    /// to leave on its own unproven word, it did not (a node that left stays
+    /// silent). A node declared dead is not revived this way: only its
+    /// refutation, which every node hears of, revives it everywhere.
     pub(crate) fn confirm_sender(&mut self, from: SocketAddr, message: &Message, now: Timestamp) {
         if !self.is_fresh(now) {
             return;
         }
         let Some(fingerprint) = self.membership.at_addr(&from) else { return };
         let Some(entry) = self.membership.get_mut(&fingerprint) else { return };
-        // Nothing to learn of a live node already heard from first-hand: spare
-        // the walk over the message.
-        if (entry.heard_first_hand && entry.status != NodeStatus::Dead) || !mentions(message, fingerprint) {
+        // Nothing to learn of a node already heard from first-hand: spare the
+        // walk over the message.
+        // Not on the farewell itself (an `Ack`): on a later word of the node.
+        let revoke = entry.status == NodeStatus::Left
+            && entry.provisional_left
+            && !matches!(message, Message::Ack { .. });
+        if (entry.heard_first_hand && !revoke) || !mentions(message, fingerprint) {
             return;
         }
         entry.heard_first_hand = true;
-        if entry.status == NodeStatus::Dead {
-            entry.arrivals = ArrivalWindow::new(now);
+        if revoke {
             self.revive(fingerprint, now);
         }
     }
@@ -92,19 +129,17 @@ impl ClusterState {
         entry.status = NodeStatus::Live;
         entry.status_since = now;
         entry.provisional_left = false;
+        self.peer_addresses = None;
         self.events.push(Event::NodeLive(entry.state.id().clone()));
         self.update_ready(fingerprint);
     }
 
-    /// Whether a node is live by a fresh look at its phi (its status may be a
-    /// round old, or older after a stall).
-    /// After a pause, a node heard of only before it (or in the backlog right
-    /// after it) is not vouched for: it may have died meanwhile.
-    pub(crate) fn is_live_now(&self, entry: &NodeEntry, now: Timestamp) -> bool {
+    /// Whether a node is live and may be introduced to peers: not declared
+    /// dead, not left, and (after a pause of this node) confirmed since.
+    pub(crate) fn is_live_now(&self, entry: &NodeEntry) -> bool {
         entry.status == NodeStatus::Live
-            && (entry.state.id().fingerprint() == self.self_fingerprint()
-                || (entry.arrivals.phi(now, &self.detector) <= self.config.phi_threshold
-                    && entry.arrivals.last_arrival() >= self.doubtful_until))
+            && (entry.confirmed_at >= self.doubtful_until
+                || entry.state.id().fingerprint() == self.self_fingerprint())
     }
 
     /// Whether news handled at `now` is taken as current: it is, but during the
@@ -114,7 +149,7 @@ impl ClusterState {
         now >= self.doubtful_until
     }
 
-    /// Forgives peers' silence that was this node's own doing.
+    /// Forgives subjects' silence that was this node's own doing.
     pub(crate) fn forgive(&mut self, forgiveness: Forgiveness, now: Timestamp) {
         match forgiveness {
             Forgiveness::Pause(pause) => self.forgive_pause(pause, now),
@@ -124,12 +159,12 @@ impl ClusterState {
 
     /// This node handled nothing for `pause` up to `now` (a stop of the process,
     /// a long garbage collection, a suspended machine, a clock jump). The silence
-    /// of every peer during it is forgiven, so that nobody is declared dead for
+    /// of every subject during it is forgiven, so that nobody is accused for
     /// this node's own pause; and for one gossip interval what arrives is
     /// doubtful, because it may have waited in the socket since before the pause:
-    /// heartbeats it reports are recorded but are no arrival and revive no dead
-    /// node, it brings in no new node, and only nodes heard of after that
-    /// interval are introduced to peers. Without this, a datagram held through a
+    /// heartbeats it reports are recorded but revive no dead node, it brings in
+    /// no new node, and only nodes heard of after that interval are introduced
+    /// to peers. Without this, a datagram held through a
     /// long pause could make a node dead meanwhile look alive and spread it
     /// again to peers that have forgotten it. The memory of removed identities
     /// lasts `pause` longer too: a jump of this node's clock must not cut it
@@ -144,78 +179,106 @@ impl ClusterState {
     }
 
     /// This node's gossip round ran `lateness` after it was due (its event loop
-    /// was busy or starved): peers' silence during that time is forgiven, so
+    /// was busy or starved): subjects' silence during that time is forgiven, so
     /// that liveness is judged in the node's own rounds and an overloaded node
-    /// does not blame its peers for its own slowness. (Their silence still
+    /// does not blame its subjects for its own slowness. (Their silence still
     /// counts at least one gossip interval a round.)
     fn forgive_lateness(&mut self, lateness: Duration, now: Timestamp) {
-        let self_fingerprint = self.self_fingerprint();
-        for (fingerprint, entry) in self.membership.iter_mut() {
-            if *fingerprint != self_fingerprint {
-                entry.arrivals.forgive(lateness, now);
+        for subject in self.subjects.clone() {
+            if let Some(probe) = self.membership.get_mut(&subject).and_then(|entry| entry.probe.as_mut()) {
+                probe.forgive(lateness, now);
             }
         }
     }
 
-    /// Judges liveness, removes nodes past their grace period, and collects
-    /// garbage in every node's state.
+    /// Judges liveness (see [`super::verdicts`]), removes nodes past their
+    /// grace period, and collects garbage in the nodes' states.
+    ///
+    /// Removals, the verdicts on nodes nobody will accuse and garbage
+    /// collection look at a window of the table each round: an eighth of it
+    /// (at least [`MIN_SWEEP`] nodes), in ring order from where the last
+    /// round stopped, so that every node is looked at once every eight rounds
+    /// at most, and a round's work does not grow with the cluster beyond that
+    /// (a walk of every node, each in its own allocation, is a cache miss a
+    /// node).
     pub(crate) fn maintain(&mut self, now: Timestamp) {
-        let threshold = self.config.phi_threshold;
+        let window = self.sweep_window();
         let grace = self.config.dead_node_grace_period;
-        let mut newly_dead = Vec::new();
         let mut expired = Vec::new();
-        for (fingerprint, entry) in self.membership.iter() {
+        let mut forsaken = Vec::new();
+        for fingerprint in &window {
+            let Some(entry) = self.membership.get(fingerprint) else { continue };
             if *fingerprint == self.self_fingerprint() {
                 continue;
             }
-            match entry.status {
-                NodeStatus::Live if entry.arrivals.phi(now, &self.detector) > threshold => {
-                    newly_dead.push(*fingerprint);
-                }
-                NodeStatus::Dead | NodeStatus::Left
-                    if now.saturating_duration_since(entry.status_since) >= grace =>
-                {
-                    expired.push(*fingerprint);
-                }
-                _ => {}
+            if matches!(entry.status, NodeStatus::Dead | NodeStatus::Left)
+                && now.saturating_duration_since(entry.status_since) >= grace
+            {
+                expired.push(*fingerprint);
+            } else if self.is_forsaken(entry, now) {
+                forsaken.push(*fingerprint);
             }
         }
-        for fingerprint in newly_dead {
-            if let Some(entry) = self.membership.get_mut(&fingerprint) {
-                entry.status = NodeStatus::Dead;
-                entry.status_since = now;
-                self.events.push(Event::NodeDead(entry.state.id().clone()));
-                self.update_ready(fingerprint);
-            }
-        }
+        self.judge(now, forsaken);
         for fingerprint in expired {
             self.remove_node(fingerprint, now);
         }
         self.membership.removed_mut().expire(now);
         let deletion_grace = self.config.deletion_grace_period;
-        let mut changed = Vec::new();
         let self_fingerprint = self.self_fingerprint();
-        for (fingerprint, entry) in self.membership.iter_mut() {
+        for fingerprint in window {
+            let Some(entry) = self.membership.get_mut(&fingerprint) else { continue };
             let held_before = entry.state.held_bytes();
             let collected = entry.state.collect_garbage(now, deletion_grace);
             if collected.is_empty() {
                 continue;
             }
-            if *fingerprint != self_fingerprint {
+            if fingerprint != self_fingerprint {
                 self.remote_bytes -= held_before - entry.state.held_bytes();
             }
             for key in collected {
-                if key.expired {
+                if key.expired && !key.key.starts_with(crate::node_state::RESERVED_PREFIX) {
                     self.events.push(Event::KeyExpired { node: entry.state.id().clone(), key: key.key });
                 }
             }
-            changed.push(*fingerprint);
-        }
-        for fingerprint in changed {
             self.update_ready(fingerprint);
         }
     }
+
+    /// This round's window of the table (see [`ClusterState::maintain`]);
+    /// the next one starts after it. This node's own entry is always in it.
+    fn sweep_window(&mut self) -> Vec<Fingerprint> {
+        let quota = (self.membership.len() / SWEEP_SHARE).max(MIN_SWEEP);
+        let cursor = self.sweep_cursor;
+        let ring = self
+            .membership
+            .range((Bound::Included(cursor), Bound::Unbounded))
+            .iter()
+            .chain(self.membership.range((Bound::Unbounded, Bound::Excluded(cursor))));
+        let mut window: Vec<Fingerprint> = Vec::with_capacity(quota + 1);
+        let mut next = cursor;
+        for (index, (fingerprint, _)) in ring.enumerate() {
+            if index == quota {
+                next = *fingerprint;
+                break;
+            }
+            window.push(*fingerprint);
+        }
+        self.sweep_cursor = next;
+        let self_fingerprint = self.self_fingerprint();
+        if !window.contains(&self_fingerprint) {
+            window.push(self_fingerprint);
+        }
+        window
+    }
 }
+
+/// Maintenance looks at this share of the table each round (one in eight).
+pub(crate) const SWEEP_SHARE: usize = 8;
+
+/// Maintenance looks at no fewer nodes than this each round (all of them in a
+/// smaller cluster).
+pub(crate) const MIN_SWEEP: usize = 64;
 
 /// Whether a message names a node in a digest entry or a delta section.
 fn mentions(message: &Message, fingerprint: Fingerprint) -> bool {
@@ -233,6 +296,11 @@ fn mentions(message: &Message, fingerprint: Fingerprint) -> bool {
         Message::SynAck { digest, delta } => in_digest(digest) || in_delta(delta),
         Message::Ack { delta } => in_delta(delta),
         // Stream messages never reach the datagram path (`wire::decode`).
-        Message::BadCluster | Message::Pull { .. } | Message::Records { .. } | Message::Done => false,
+        Message::BadCluster
+        | Message::Ping { .. }
+        | Message::Pong
+        | Message::Pull { .. }
+        | Message::Records { .. }
+        | Message::Done => false,
     }
 }

@@ -4,20 +4,23 @@
 //! [`ClusterState`] owns the [`Membership`], the event queue and the counters,
 //! and is the only way to change them, so that every change of a node is
 //! reported. Its parts: reconciliation ([`digest`] and [`delta`]), liveness
-//! ([`liveness`]), and here the lifecycle of a node (added, left, removed,
-//! ready).
+//! ([`liveness`] and [`verdicts`]), and here the lifecycle of a node (added,
+//! left, removed, ready).
 
 mod delta;
 mod digest;
 mod liveness;
 mod refutation;
+mod rumors;
+mod verdicts;
+
+pub(crate) use digest::SEGMENT_NODES;
 
 use std::net::SocketAddr;
 use std::ops::Bound;
 
 use crate::config::Config;
 use crate::events::{Event, EventQueue};
-use crate::failure_detector::DetectorSettings;
 use crate::identity::{Fingerprint, NodeId};
 use crate::membership::{Membership, NodeEntry, NodeStatus};
 use crate::metrics::Metrics;
@@ -38,7 +41,20 @@ pub(crate) struct ClusterState {
     events: EventQueue,
     metrics: Metrics,
     ready_predicate: Option<ReadyPredicate>,
-    detector: DetectorSettings,
+    /// The nodes this node watches (at most `config.observers`), chosen once
+    /// a round; each has a probe window in its entry.
+    subjects: Vec<Fingerprint>,
+    /// Every accusation the tracked nodes' states hold.
+    accusations: verdicts::Accusations,
+    /// The nodes this node's `Syn`s name, and ask for.
+    rumors: rumors::Rumors,
+    /// Where the next round's maintenance window starts.
+    sweep_cursor: Fingerprint,
+    /// The gossip addresses of the other vouched-for nodes, `Live` ones and
+    /// `Dead` ones, for choosing a round's targets; `None` once a node is
+    /// added, removed, vouched for or changes status (rebuilt when next
+    /// needed, so that a round costs no walk of the table).
+    peer_addresses: Option<(Vec<SocketAddr>, Vec<SocketAddr>)>,
     /// Until then, what arrives may be old news: this node came out of a pause
     /// (see [`ClusterState::forgive`]).
     doubtful_until: Timestamp,
@@ -66,12 +82,6 @@ impl std::fmt::Debug for ClusterState {
 
 impl ClusterState {
     pub(crate) fn new(config: Config, self_state: NodeState, now: Timestamp) -> Self {
-        let detector = DetectorSettings {
-            window: config.phi_sampling_window,
-            initial_interval: config.phi_initial_interval,
-            max_interval: config.phi_max_interval,
-            min_mean: config.gossip_interval,
-        };
         let self_id = self_state.id().clone();
         let mut cluster = ClusterState {
             events: EventQueue::new(config.max_pending_events),
@@ -79,7 +89,11 @@ impl ClusterState {
             membership: Membership::new(self_state, now),
             metrics: Metrics::default(),
             ready_predicate: None,
-            detector,
+            subjects: Vec::new(),
+            accusations: verdicts::Accusations::default(),
+            rumors: rumors::Rumors::default(),
+            sweep_cursor: Fingerprint(0),
+            peer_addresses: None,
             doubtful_until: Timestamp::ZERO,
             claims: refutation::Claims::default(),
             next_republish_at: Timestamp::ZERO,
@@ -137,9 +151,10 @@ impl ClusterState {
         self.events.pop()
     }
 
-    /// The failure detector's phi for a tracked node at `now`.
-    pub(crate) fn phi(&self, entry: &NodeEntry, now: Timestamp) -> f64 {
-        entry.arrivals.phi(now, &self.detector)
+    /// The failure detector's phi at `now` for a node this node watches
+    /// (`None` for the others).
+    pub(crate) fn phi(&self, entry: &NodeEntry, now: Timestamp) -> Option<f64> {
+        entry.probe.as_ref().map(|probe| probe.phi(now, self.config.gossip_interval))
     }
 
     /// Whether a node's state is no longer gossiped: dead or left for half the
@@ -178,6 +193,73 @@ impl ClusterState {
             .map(|(fingerprint, entry)| (fingerprint, &**entry))
     }
 
+    /// `fingerprint`'s state changed in this node's eyes: its `Syn`s name it
+    /// for a few rounds.
+    pub(crate) fn note_news(&mut self, fingerprint: Fingerprint) {
+        if fingerprint != self.self_fingerprint() {
+            self.rumors.note(fingerprint, digest::rumor_rounds(self.membership.len()));
+        }
+    }
+
+    /// The rumors this node names now, freshest first.
+    pub(crate) fn current_rumors(&self) -> Vec<Fingerprint> {
+        self.rumors.current()
+    }
+
+    /// The nodes a round's `Syn`s ask for (once).
+    pub(crate) fn take_asks(&mut self) -> Vec<Fingerprint> {
+        self.rumors.take_asks()
+    }
+
+    /// A round named its rumors.
+    pub(crate) fn end_rumor_round(&mut self) {
+        self.rumors.end_round();
+    }
+
+    /// What a peer's digest shows: the nodes this node is behind on become
+    /// rumors (a peer that holds more sends it when a `Syn` names them), the
+    /// nodes it does not know are asked for.
+    /// Returns how many it does not know.
+    pub(crate) fn note_wants(&mut self, digest: &crate::wire::Digest) -> usize {
+        for fingerprint in self.behind_in(digest) {
+            self.note_news(fingerprint);
+        }
+        let unknown = self.unknown_in(digest);
+        for fingerprint in &unknown {
+            self.rumors.ask(*fingerprint);
+        }
+        unknown.len()
+    }
+
+    /// The gossip addresses of the other vouched-for nodes (nodes heard of
+    /// only from addresses that proved nothing are left out): `Live` ones,
+    /// then `Dead` ones.
+    pub(crate) fn peer_addresses(&mut self) -> (&[SocketAddr], &[SocketAddr]) {
+        if self.peer_addresses.is_none() {
+            let self_fingerprint = self.self_fingerprint();
+            let (mut live, mut dead) = (Vec::new(), Vec::new());
+            for (fingerprint, entry) in self.membership.iter() {
+                if *fingerprint == self_fingerprint || !entry.vouched {
+                    continue;
+                }
+                match entry.status {
+                    NodeStatus::Live => live.push(entry.state.id().gossip_addr),
+                    NodeStatus::Dead => dead.push(entry.state.id().gossip_addr),
+                    NodeStatus::Left => {}
+                }
+            }
+            self.peer_addresses = Some((live, dead));
+        }
+        let (live, dead) = self.peer_addresses.as_ref().expect("just built");
+        (live, dead)
+    }
+
+    /// A node was added, removed, vouched for or changed status: the peer
+    /// addresses are rebuilt when next needed.
+    pub(crate) fn peers_changed(&mut self) {
+        self.peer_addresses = None;
+    }
+
     // ---- this node's own state ------------------------------------------
 
     /// Changes this node's own state with `change`; reports what it returns
@@ -190,12 +272,6 @@ impl ClusterState {
         }
     }
 
-    /// Bumps this node's heartbeat: once a gossip round.
-    pub(crate) fn beat(&mut self) {
-        let state = &mut self.membership.self_entry_mut().state;
-        state.set_heartbeat(state.heartbeat() + 1);
-    }
-
     /// Marks this node as left, for good.
     pub(crate) fn leave(&mut self, now: Timestamp) {
         let self_fingerprint = self.self_fingerprint();
@@ -204,6 +280,7 @@ impl ClusterState {
         entry.status = NodeStatus::Left;
         entry.status_since = now;
         self.update_ready(self_fingerprint);
+        self.peers_changed();
     }
 
     /// Reports that this node has left (its farewells are all sent).
@@ -227,7 +304,10 @@ impl ClusterState {
         let Some(fingerprint) = self.membership.at_addr(addr) else { return };
         if let Some(entry) = self.membership.get_mut(&fingerprint) {
             entry.address_validated = true;
-            entry.vouched = true;
+            if !entry.vouched {
+                entry.vouched = true;
+                self.peer_addresses = None;
+            }
         }
     }
 
@@ -267,6 +347,8 @@ impl ClusterState {
         let entry = self.membership.insert(state, now);
         entry.heard_first_hand = first_hand;
         entry.vouched = vouched;
+        self.note_news(fingerprint);
+        self.peers_changed();
         self.events.push(Event::NodeJoined(node_id.clone()));
         self.events.push(Event::NodeLive(node_id));
         true
@@ -299,6 +381,10 @@ impl ClusterState {
         let memory = self.config.dead_node_grace_period * 2;
         let entry = self.membership.remove(fingerprint, now + memory, self.config.max_nodes)?;
         self.remote_bytes -= entry.state.held_bytes();
+        self.accusations.replace(fingerprint, Vec::new());
+        self.subjects.retain(|subject| *subject != fingerprint);
+        self.rumors.forget(fingerprint);
+        self.peers_changed();
         let node_id = entry.state.id().clone();
         if entry.ready {
             self.events.push(Event::ReadyChanged { node: node_id.clone(), ready: false });
@@ -318,6 +404,7 @@ impl ClusterState {
         entry.status_since = now;
         self.events.push(Event::NodeLeft(entry.state.id().clone()));
         self.update_ready(fingerprint);
+        self.peers_changed();
     }
 
     /// Sets the ready predicate, and re-evaluates every node's readiness.

@@ -68,8 +68,7 @@ impl ClusterState {
         let state = &mut self.membership.self_entry_mut().state;
         if claims.heartbeat > state.heartbeat() {
             if claims.heartbeat < MAX_COUNTER - HEADROOM {
-                // The round's own beat follows: the heartbeat ends past the claim.
-                state.set_heartbeat(claims.heartbeat);
+                state.set_heartbeat(claims.heartbeat + 1);
                 refuted = true;
             } else {
                 unrefutable = true;

@@ -15,7 +15,7 @@ use std::ops::Bound;
 
 use serde::{Deserialize, Serialize};
 
-use crate::failure_detector::ArrivalWindow;
+use crate::failure_detector::ProbeWindow;
 use crate::identity::Fingerprint;
 use crate::node_state::NodeState;
 use crate::time::Timestamp;
@@ -27,9 +27,11 @@ use table::NodeTable;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum NodeStatus {
-    /// Its heartbeat keeps growing (this node itself is always live until it leaves).
+    /// Not declared dead (this node itself is always live until it leaves).
     Live,
-    /// Its phi crossed the threshold.
+    /// Enough of the nodes that watch it accused it (see
+    /// [`crate::Config::observers`]),
+    /// and it has not refuted them since.
     Dead,
     /// It announced that it leaves.
     Left,
@@ -42,7 +44,19 @@ pub(crate) struct NodeEntry {
     pub status: NodeStatus,
     /// When `status` last changed.
     pub status_since: Timestamp,
-    pub arrivals: ArrivalWindow,
+    /// Its probes, while this node watches it (it is one of this node's
+    /// subjects): `None` for every other node.
+    pub probe: Option<Box<ProbeWindow>>,
+    /// The node's heartbeat when it was declared dead: it is live again once
+    /// its heartbeat goes past it (it refuted the verdict).
+    pub dead_heartbeat: u64,
+    /// When this node last had news that the node is still part of the
+    /// cluster: a peer listed it in a digest or sent a section of it, or it
+    /// answered a probe. After a pause of this node, a node not confirmed
+    /// since is not introduced to peers (they may have removed it meanwhile),
+    /// and is declared dead if nobody confirms it (see
+    /// [`crate::cluster`]).
+    pub confirmed_at: Timestamp,
     pub ready: bool,
     /// A peer at the node's gossip address answered a `Syn` of this node: the
     /// address is validated (see [`crate::validation`]).
@@ -59,8 +73,8 @@ pub(crate) struct NodeEntry {
     /// goes no further.
     pub vouched: bool,
     /// `Left` on the node's own word alone (its farewell, from an address it
-    /// has not proved): not relayed, and revoked if its heartbeat grows again
-    /// (a node that left stops beating; one that was said to leave by a
+    /// has not proved): not relayed, and revoked if the node talks to this
+    /// node again (one that left stays silent; one that was said to leave by a
     /// spoofer does not).
     pub provisional_left: bool,
 }
@@ -71,7 +85,9 @@ impl NodeEntry {
             state,
             status: NodeStatus::Live,
             status_since: now,
-            arrivals: ArrivalWindow::new(now),
+            probe: None,
+            dead_heartbeat: 0,
+            confirmed_at: now,
             ready: false,
             address_validated: false,
             heard_first_hand: false,
@@ -142,11 +158,6 @@ impl Membership {
     /// Every tracked node, in ring order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&Fingerprint, &NodeEntry)> {
         self.table.iter()
-    }
-
-    /// Every tracked node, in ring order, mutably (the identities cannot change).
-    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (&Fingerprint, &mut NodeEntry)> {
-        self.table.iter_mut()
     }
 
     /// Every tracked node's entry, in ring order.

@@ -48,7 +48,7 @@ impl RemovedNodes {
         }
     }
 
-    #[cfg(test)]
+    /// Whether the removal of `fingerprint` is remembered.
     pub(crate) fn contains(&self, fingerprint: &Fingerprint) -> bool {
         self.entries.contains_key(fingerprint)
     }

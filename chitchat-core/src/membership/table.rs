@@ -54,10 +54,6 @@ impl NodeTable {
         self.entries.iter().map(|(fingerprint, entry)| (fingerprint, &**entry))
     }
 
-    pub(super) fn iter_mut(&mut self) -> impl Iterator<Item = (&Fingerprint, &mut NodeEntry)> {
-        self.entries.iter_mut().map(|(fingerprint, entry)| (&*fingerprint, &mut **entry))
-    }
-
     pub(super) fn values(&self) -> impl Iterator<Item = &NodeEntry> {
         self.entries.iter().map(|(_, entry)| &**entry)
     }

@@ -88,6 +88,20 @@ struct Slot {
     body: Option<Body>,
 }
 
+/// Keys starting with this character are the protocol's own records
+/// (accusations, see [`crate::Config::observers`]): hidden from the application's view of
+/// a state, exempt from [`crate::Config::max_keys_per_node`] (their bytes count
+/// against the memory budget like any other), and refused from
+/// [`crate::Chitchat::set`].
+pub const RESERVED_PREFIX: char = '\0';
+
+/// The longest key of the protocol's records.
+const RESERVED_KEY_LEN: usize = 32;
+
+fn is_reserved(key: &str) -> bool {
+    key.starts_with(RESERVED_PREFIX)
+}
+
 /// Records above which a state keeps a hash index by key.
 const INDEX_THRESHOLD: usize = 16;
 
@@ -114,6 +128,8 @@ pub struct NodeState {
     holes: usize,
     /// Live records.
     records: usize,
+    /// Of which the protocol's (see [`RESERVED_PREFIX`]).
+    reserved: usize,
     /// Key → index in `log`, kept once there are more than `INDEX_THRESHOLD`
     /// records (below, a scan of the log is as fast and costs no memory).
     by_key: HashTable<u32>,
@@ -135,6 +151,7 @@ impl NodeState {
             log: Vec::new(),
             holes: 0,
             records: 0,
+            reserved: 0,
             by_key: HashTable::new(),
             indexed: false,
             pending_gc: VecDeque::new(),
@@ -147,7 +164,9 @@ impl NodeState {
         &self.id
     }
 
-    /// The node's heartbeat: a counter its owner bumps every gossip round.
+    /// The node's heartbeat: a counter its owner raises only to refute an
+    /// accusation (or a claim) about it; it is declared dead at a heartbeat
+    /// and live again once the heartbeat goes past it.
     pub fn heartbeat(&self) -> u64 {
         self.heartbeat
     }
@@ -183,6 +202,9 @@ impl NodeState {
 
     /// The value of `key`, unless absent or deleted.
     pub fn get(&self, key: &str) -> Option<&str> {
+        if is_reserved(key) {
+            return None;
+        }
         self.body(key).filter(|(_, body)| body.status != ValueStatus::Deleted).map(|(_, body)| body.value())
     }
 
@@ -203,9 +225,14 @@ impl NodeState {
             ValueUpdate::Deleted => 0,
         };
         let held = self.body(&update.key).map(|(_, body)| record_cost(body.key_and_value.len()));
-        if update.key.len() > limits.max_key_len
+        // The protocol's records are short and few: exempt from the count of
+        // keys, and from a key length set below theirs.
+        let reserved = is_reserved(&update.key);
+        let max_key_len =
+            if reserved { limits.max_key_len.max(RESERVED_KEY_LEN) } else { limits.max_key_len };
+        if update.key.len() > max_key_len
             || value_len > limits.max_value_len
-            || (held.is_none() && self.num_records() >= limits.max_keys)
+            || (held.is_none() && !reserved && self.num_records() >= limits.max_keys)
         {
             return Some(Refusal::OverLimit);
         }
@@ -223,16 +250,34 @@ impl NodeState {
 
     /// Whether `key` has a record (a tombstone counts).
     pub fn contains_key(&self, key: &str) -> bool {
-        self.find(key).is_some()
+        !is_reserved(key) && self.find(key).is_some()
     }
 
     /// The record of `key`, tombstones included (a copy).
     pub fn get_versioned(&self, key: &str) -> Option<VersionedValue> {
+        if is_reserved(key) {
+            return None;
+        }
         self.body(key).map(|(version, body)| body.to_versioned(version))
     }
 
+    /// The application's records, in version order.
     fn bodies(&self) -> impl Iterator<Item = (u64, &Body)> {
-        self.log.iter().filter_map(|slot| slot.body.as_ref().map(|body| (slot.version, body)))
+        self.log
+            .iter()
+            .filter_map(|slot| slot.body.as_ref().map(|body| (slot.version, body)))
+            .filter(|(_, body)| !is_reserved(body.key()))
+    }
+
+    /// The protocol's records (see [`RESERVED_PREFIX`]): key, status, value.
+    pub(crate) fn reserved_records(&self) -> impl Iterator<Item = (&str, ValueStatus, &str)> {
+        let any = self.reserved > 0;
+        self.log
+            .iter()
+            .take_while(move |_| any)
+            .filter_map(|slot| slot.body.as_ref())
+            .filter(|body| is_reserved(body.key()))
+            .map(|body| (body.key(), body.status, body.value()))
     }
 
     /// The visible keys and values, in key order.
@@ -262,9 +307,9 @@ impl NodeState {
         self.key_values().filter(move |(key, _)| key.starts_with(prefix))
     }
 
-    /// Number of records, tombstones included.
+    /// Number of the application's records, tombstones included.
     pub fn num_records(&self) -> usize {
-        self.records
+        self.records - self.reserved
     }
 
     pub(crate) fn set_heartbeat(&mut self, heartbeat: u64) {
@@ -375,6 +420,7 @@ impl NodeState {
         let index = self.log.len() as u32;
         self.log.push(Slot { version, body: Some(Body::new(key, value, status)) });
         self.records += 1;
+        self.reserved += usize::from(is_reserved(key));
         self.held_bytes += record_cost(key.len() + value.len());
         if self.indexed {
             let log = &self.log;
@@ -422,6 +468,7 @@ impl NodeState {
         let body = slot.body.take()?;
         self.holes += 1;
         self.records -= 1;
+        self.reserved -= usize::from(is_reserved(body.key()));
         self.held_bytes -= record_cost(body.key_and_value.len());
         Some(body.to_versioned(slot.version))
     }

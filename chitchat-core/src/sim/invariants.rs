@@ -101,6 +101,7 @@ impl ObserverRecord {
         owner_holds: impl Fn(Fingerprint, &str, u64) -> bool,
     ) -> Result<(), String> {
         let config = observer.config();
+        observer.check_liveness().map_err(|error| format!("{}: {error}", observer.self_id()))?;
         let (transmits, events, removed) = observer.queue_lengths();
         if transmits > config.max_pending_transmits
             || events > config.max_pending_events

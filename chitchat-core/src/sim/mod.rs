@@ -98,6 +98,8 @@ pub struct SimStats {
     pub rejected: u64,
     /// The largest datagram sent.
     pub max_datagram: usize,
+    /// The largest datagram sent since [`Simulation::restart_window`].
+    pub window_max_datagram: usize,
     /// `NodeDead` events about a node that was running, summed over observers.
     pub false_dead: u64,
     /// Streams nodes asked to open.
@@ -211,6 +213,12 @@ impl Simulation {
     /// Counters.
     pub fn stats(&self) -> &SimStats {
         &self.stats
+    }
+
+    /// Starts a new measuring window: [`SimStats::window_max_datagram`] counts
+    /// from now (after a cold start, say, to see the steady state's datagrams).
+    pub fn restart_window(&mut self) {
+        self.stats.window_max_datagram = 0;
     }
 
     /// Adds a node named `name` (its random seed derived from the simulation's)
@@ -576,6 +584,7 @@ impl Simulation {
             self.stats.sent += 1;
             self.stats.bytes_sent += transmit.bytes.len() as u64;
             self.stats.max_datagram = self.stats.max_datagram.max(transmit.bytes.len());
+            self.stats.window_max_datagram = self.stats.window_max_datagram.max(transmit.bytes.len());
             assert!(transmit.bytes.len() <= max_datagram, "a datagram exceeds the sender's maximum");
             let Some(&to) = self.by_addr.get(&transmit.to) else {
                 self.stats.unreachable += 1;

@@ -2,9 +2,7 @@
 //! sections tests and fuzzers craft most.
 
 use crate::identity::NodeId;
-use crate::wire::{
-    self, Delta, Digest, KeyValueUpdate, Message, NodeDelta, NodeRef, Packet, RingRange, ValueUpdate,
-};
+use crate::wire::{self, Delta, Digest, KeyValueUpdate, Message, NodeDelta, NodeRef, Packet, ValueUpdate};
 
 /// A plaintext datagram of `message` in cluster `cluster_id`, that asks for
 /// no echo and answers none.
@@ -37,7 +35,7 @@ pub fn syn(cluster_id: &str, digest: Digest) -> Vec<u8> {
 
 /// A digest of the whole ring that lists nothing.
 pub fn empty_digest() -> Digest {
-    Digest { range: RingRange::FULL, entries: Vec::new(), unknown: Vec::new(), sender: None }
+    Digest::default()
 }
 
 /// Records `(key, value, version)` set without a time to live.

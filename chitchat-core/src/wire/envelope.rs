@@ -7,7 +7,7 @@ use crate::error::DatagramError;
 /// The first three bytes of every datagram.
 pub const MAGIC: [u8; 3] = *b"CCT";
 /// The protocol version this crate speaks.
-pub const PROTOCOL_VERSION: u8 = 3;
+pub const PROTOCOL_VERSION: u8 = 4;
 /// Length of the envelope header (magic and version).
 pub const HEADER_LEN: usize = MAGIC.len() + 1;
 /// The largest datagram any node sends or accepts: the largest UDP payload over

@@ -1,7 +1,8 @@
 //! The typed messages of the protocol. Only the rest of [`crate::wire`] turns
 //! them into bytes.
 //!
-//! A handshake is `Syn(digest)` → `SynAck(digest, delta)` → `Ack(delta)`. Every
+//! A handshake is `Syn(digest)` → `SynAck(digest, delta)` → `Ack(delta)`; a
+//! probe of liveness is `Ping(target)` → `Pong`. Every
 //! message travels with the sender's cluster id; a `Syn` from another cluster is
 //! answered with `BadCluster`, anything else from another cluster is dropped.
 //!
@@ -80,6 +81,16 @@ pub enum Message {
     },
     /// The sender has sent all it will on this stream.
     Done,
+    /// Asks `target`, a node the sender watches, for a sign of life: the
+    /// packet carries a token that the answer echoes.
+    Ping {
+        /// The node asked: only a node of this fingerprint answers, so that an
+        /// identity whose address is now someone else's (a restart with a new
+        /// generation, say) gets no answer.
+        target: Fingerprint,
+    },
+    /// Answers a `Ping` of this node's fingerprint, echoing its token.
+    Pong,
 }
 
 impl Message {
@@ -130,10 +141,18 @@ impl RingRange {
     }
 }
 
-/// What a node knows, over one range of the ring: for every node it tracks in
-/// the range, that node's heartbeat and versions. A node of the range missing
-/// from the digest is one the sender does not know; a node outside the range says
-/// nothing either way.
+/// What a node knows, in three parts, any of which may be empty:
+///
+/// - a **listing** over one range of the ring: for every node it tracks in the
+///   range, that node's heartbeat and versions (a node of the range missing
+///   from the listing is one the sender does not know; a node outside the
+///   range says nothing either way);
+/// - **rumors**: the entries of a few nodes outside the range, news the sender
+///   spreads or nodes it knows it is behind on (they say nothing of the nodes
+///   they do not name);
+/// - **hashes** of what it knows over consecutive ranges, for the receiver to
+///   compare with its own: two nodes that agree exchange one hash per range,
+///   whatever the number of nodes in it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Digest {
     /// The range the digest is complete over.
@@ -147,8 +166,104 @@ pub struct Digest {
     #[serde(deserialize_with = "bounded_vec")]
     pub unknown: Vec<Fingerprint>,
     /// The sender's own entry when the range does not cover it, so that every
-    /// peer it talks to hears its heartbeat first-hand whatever the range.
+    /// peer it talks to hears its versions first-hand whatever the range.
     pub sender: Option<DigestEntry>,
+    /// Entries of nodes outside `range` (and other than the sender), by
+    /// increasing fingerprint. Packed as `entries`.
+    #[serde(with = "crate::wire::packed::entries")]
+    pub rumors: Vec<DigestEntry>,
+    /// Hashes of the sender's relayed nodes over consecutive ranges.
+    pub hashes: RangeHashes,
+}
+
+impl Default for Digest {
+    /// The digest of a node that knows nobody: an empty listing over the
+    /// whole ring.
+    fn default() -> Self {
+        Digest {
+            range: RingRange::FULL,
+            entries: Vec::new(),
+            unknown: Vec::new(),
+            sender: None,
+            rumors: Vec::new(),
+            hashes: RangeHashes::default(),
+        }
+    }
+}
+
+/// Hashes of consecutive ranges of the ring, from `start` clockwise: the
+/// first range is `start..segments[0].end`, the next
+/// `segments[0].end..segments[1].end`, and so on, never past `start` again
+/// (an `end` equal to `start` closes the ring, and only the last may).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RangeHashes {
+    /// Where the first range starts.
+    pub start: Fingerprint,
+    /// The ranges' ends and hashes.
+    #[serde(deserialize_with = "bounded_vec")]
+    pub segments: Vec<Segment>,
+}
+
+impl RangeHashes {
+    /// The ranges and their hashes, in order.
+    pub fn ranges(&self) -> impl Iterator<Item = (RingRange, RangeHash)> + '_ {
+        let starts = std::iter::once(self.start).chain(self.segments.iter().map(|segment| segment.end));
+        starts
+            .zip(&self.segments)
+            .map(|(start, segment)| (RingRange { start, end: segment.end }, segment.hash))
+    }
+}
+
+/// The end of one hashed range, and its hash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Segment {
+    /// First fingerprint past the range.
+    pub end: Fingerprint,
+    /// The hash of the sender's relayed nodes in the range.
+    pub hash: RangeHash,
+}
+
+/// The hash of a set of nodes' entries: the sum, modulo 2^64, of
+/// [`RangeHash::of_entry`] over them. On the wire: 8 bytes, little-endian.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct RangeHash(pub u64);
+
+impl RangeHash {
+    /// The hash of one node's entry: XXH3-64 of its fingerprint, heartbeat,
+    /// GC watermark and max version, each as 8 little-endian bytes.
+    pub fn of_entry(entry: &DigestEntry) -> RangeHash {
+        let mut bytes = [0u8; 32];
+        for (chunk, value) in bytes.chunks_exact_mut(8).zip([
+            entry.fingerprint.0,
+            entry.heartbeat,
+            entry.last_gc_version,
+            entry.max_version,
+        ]) {
+            chunk.copy_from_slice(&value.to_le_bytes());
+        }
+        RangeHash(xxhash_rust::xxh3::xxh3_64(&bytes))
+    }
+}
+
+impl std::ops::Add for RangeHash {
+    type Output = RangeHash;
+
+    /// The hash of the union of two disjoint sets.
+    fn add(self, other: RangeHash) -> RangeHash {
+        RangeHash(self.0.wrapping_add(other.0))
+    }
+}
+
+impl Serialize for RangeHash {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.to_le_bytes().serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for RangeHash {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        <[u8; 8]>::deserialize(deserializer).map(|bytes| RangeHash(u64::from_le_bytes(bytes)))
+    }
 }
 
 /// What a digest says of one node. 12 to 14 bytes on the wire in steady state.

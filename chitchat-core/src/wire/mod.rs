@@ -145,7 +145,7 @@ fn check_message(message: &Message) -> Result<(), Violation> {
         Message::Pull { digest } => check_digest(digest),
         // Checked once inflated (`frame::inflate`).
         Message::Records { .. } => Ok(()),
-        Message::BadCluster | Message::Done => Ok(()),
+        Message::BadCluster | Message::Done | Message::Ping { .. } | Message::Pong => Ok(()),
     }
 }
 
@@ -172,6 +172,32 @@ fn check_digest(digest: &Digest) -> Result<(), Violation> {
             return Err(Violation::DigestOrder);
         }
         previous = Some(offset);
+    }
+    let sender = digest.sender.map(|sender| sender.fingerprint);
+    let mut previous: Option<Fingerprint> = None;
+    for rumor in &digest.rumors {
+        check_counters([rumor.heartbeat, rumor.last_gc_version, rumor.max_version])?;
+        if range.contains(rumor.fingerprint)
+            || sender == Some(rumor.fingerprint)
+            || previous.is_some_and(|previous| previous >= rumor.fingerprint)
+        {
+            return Err(Violation::RumorOrder);
+        }
+        previous = Some(rumor.fingerprint);
+    }
+    // Ends go strictly clockwise from the start, the start itself (the whole
+    // way round) only last: offsets with 0 read as 2^64.
+    let start = digest.hashes.start;
+    let mut previous = 0u128;
+    for segment in &digest.hashes.segments {
+        let offset = match segment.end.0.wrapping_sub(start.0) {
+            0 => 1u128 << 64,
+            offset => u128::from(offset),
+        };
+        if offset <= previous || previous == 1u128 << 64 {
+            return Err(Violation::RangeHashOrder);
+        }
+        previous = offset;
     }
     Ok(())
 }

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::identity::NodeId;
 use crate::wire::envelope::HEADER_LEN;
-use crate::wire::message::{Digest, DigestEntry, KeyValueUpdate, NodeDelta, NodeRef, RingRange, ValueUpdate};
+use crate::wire::message::{Digest, DigestEntry, KeyValueUpdate, NodeDelta, NodeRef, ValueUpdate};
 
 /// Bytes postcard uses for `value` as a length or unsigned integer.
 pub(crate) const fn varint_len(value: u64) -> usize {
@@ -34,7 +34,7 @@ pub(crate) fn packet_overhead(cluster_id: &str, tokens: usize) -> usize {
 
 /// Bytes of a digest with no entry and nothing unknown.
 pub(crate) fn empty_digest_len() -> usize {
-    encoded_len(&Digest { range: RingRange::FULL, entries: Vec::new(), unknown: Vec::new(), sender: None })
+    encoded_len(&Digest::default())
 }
 
 /// The room a SynAck guarantees to its delta in a datagram of

@@ -39,6 +39,7 @@ fn syn() -> Packet {
                 ],
                 unknown: vec![],
                 sender: None,
+                ..Digest::default()
             },
         },
     }
@@ -85,6 +86,7 @@ fn syn_ack() -> Packet {
                     last_gc_version: 0,
                     max_version: 2,
                 }),
+                ..Digest::default()
             },
             delta: Delta {
                 nodes: vec![NodeDelta {
@@ -115,11 +117,12 @@ fn syn_ack() -> Packet {
 // one bumps PROTOCOL_VERSION and updates these.
 #[test]
 fn golden_syn() {
-    // "CCT" 03 | token "tok-syn!" | no echo | "prod" | Syn | range 0..0 (whole ring) | 24 bytes of
-    // entries (2 × 12) | no unknown | no sender entry (the range covers everything)
+    // "CCT" 04 | token "tok-syn!" | no echo | "prod" | Syn | range 0..0 (whole ring) | 24 bytes of
+    // entries (2 × 12) | no unknown | no sender entry (the range covers everything) | no rumors |
+    // no hashes (start 0, no segment)
     assert_eq!(
         hex(&encode(&syn())),
-        "43435403\
+        "43435404\
          01746f6b2d73796e21\
          00\
          0470726f6400\
@@ -128,18 +131,21 @@ fn golden_syn() {
          0100000000000000ac020005\
          ffffffffffffffff0201c801\
          00\
-         00"
+         00\
+         00\
+         000000000000000000"
     );
 }
 
 #[test]
 fn golden_syn_ack() {
     // token "tok-sack" | echo "tok-syn!" | SynAck | range 0x10..0x20 | 11 bytes of entries | 1 unknown | sender entry | 1 section: Full("né", 3,
-    // 10.0.0.1:7000), heartbeat 9, reset, from 0, gc 1, max 4, not left, 3 records | more.
+    // 10.0.0.1:7000), heartbeat 9, reset, from 0, gc 1, max 4, not left, 3 records | more. No rumors, no
+    // hashes.
     assert_eq!(
         hex(&encode(&syn_ack())),
         concat!(
-            "43435403",
+            "43435404",
             "01746f6b2d7361636b",
             "01746f6b2d73796e21",
             "0470726f6401",
@@ -148,6 +154,8 @@ fn golden_syn_ack() {
             "00",
             "019900000000000000",
             "013000000000000000050002",
+            "00",
+            "000000000000000000",
             "01",
             "01036ec3a903000a000001d836",
             "0901000104",
@@ -168,10 +176,115 @@ fn golden_ack_and_bad_cluster() {
     };
     assert_eq!(
         hex(&encode(&ack)),
-        "434354030001746f6b2d7361636b0163020100070000000000000001000000010001026b310100017600"
+        "434354040001746f6b2d7361636b0163020100070000000000000001000000010001026b310100017600"
     );
     let bad = Packet::new("c", Message::BadCluster);
-    assert_eq!(hex(&encode(&bad)), "434354030000016303");
+    assert_eq!(hex(&encode(&bad)), "434354040000016303");
+}
+
+#[test]
+fn golden_syn_with_rumors_and_hashes() {
+    // A Syn that lists nothing (range 0x10..0x11, naming no node) | sender entry 0x30 | one rumor:
+    // 0x40, heartbeat 2, gc 0, max 7 | hashes from 0x10: 0x10..0x80 hash 0x0102030405060708, then
+    // 0x80..0x10 (closing the ring) hash 0xff.
+    let digest = Digest {
+        range: RingRange { start: Fingerprint(0x10), end: Fingerprint(0x11) },
+        sender: Some(DigestEntry {
+            fingerprint: Fingerprint(0x30),
+            heartbeat: 0,
+            last_gc_version: 0,
+            max_version: 1,
+        }),
+        rumors: vec![DigestEntry {
+            fingerprint: Fingerprint(0x40),
+            heartbeat: 2,
+            last_gc_version: 0,
+            max_version: 7,
+        }],
+        hashes: RangeHashes {
+            start: Fingerprint(0x10),
+            segments: vec![
+                Segment { end: Fingerprint(0x80), hash: RangeHash(0x0102_0304_0506_0708) },
+                Segment { end: Fingerprint(0x10), hash: RangeHash(0xff) },
+            ],
+        },
+        ..Digest::default()
+    };
+    let packet = Packet::new("c", Message::Syn { digest });
+    assert_eq!(
+        hex(&encode(&packet)),
+        concat!(
+            "43435404",
+            "0000",
+            "0163",
+            "00",
+            "1000000000000000",
+            "1100000000000000",
+            "00",
+            "00",
+            "01",
+            "3000000000000000000001",
+            "0b",
+            "4000000000000000020007",
+            "1000000000000000",
+            "02",
+            "8000000000000000",
+            "0807060504030201",
+            "1000000000000000",
+            "ff00000000000000",
+        )
+    );
+    assert_eq!(decode(&encode(&packet)).unwrap(), packet);
+}
+
+#[test]
+fn rumors_and_hashed_ranges_follow_their_rules() {
+    let entry = |fingerprint: u64| DigestEntry {
+        fingerprint: Fingerprint(fingerprint),
+        heartbeat: 0,
+        last_gc_version: 0,
+        max_version: 1,
+    };
+    let check = |digest: Digest| decode(&encode(&Packet::new("c", Message::Syn { digest })));
+    let listing = RingRange { start: Fingerprint(0x10), end: Fingerprint(0x20) };
+    let with_rumors = |rumors: Vec<DigestEntry>| Digest { range: listing, rumors, ..Digest::default() };
+    assert!(check(with_rumors(vec![entry(0x30), entry(0x40)])).is_ok());
+    let rumor_order = Err(DatagramError::Invalid(Violation::RumorOrder));
+    assert_eq!(check(with_rumors(vec![entry(0x40), entry(0x30)])), rumor_order, "decreasing");
+    assert_eq!(check(with_rumors(vec![entry(0x30), entry(0x30)])), rumor_order, "repeated");
+    assert_eq!(check(with_rumors(vec![entry(0x15)])), rumor_order, "inside the listing");
+    let named = Digest { sender: Some(entry(0x30)), ..with_rumors(vec![entry(0x30)]) };
+    assert_eq!(check(named), rumor_order, "the sender");
+    let hashed = |start: u64, ends: &[u64]| Digest {
+        range: listing,
+        hashes: RangeHashes {
+            start: Fingerprint(start),
+            segments: ends.iter().map(|end| Segment { end: Fingerprint(*end), hash: RangeHash(1) }).collect(),
+        },
+        ..Digest::default()
+    };
+    assert!(check(hashed(0x80, &[0x90, 0x10, 0x80])).is_ok(), "round the ring, closing at the start");
+    assert!(check(hashed(0x80, &[u64::MAX, 0, 0x7f])).is_ok());
+    let order = Err(DatagramError::Invalid(Violation::RangeHashOrder));
+    assert_eq!(check(hashed(0x80, &[0x90, 0x85])), order, "backwards");
+    assert_eq!(check(hashed(0x80, &[0x90, 0x90])), order, "empty range");
+    assert_eq!(check(hashed(0x80, &[0x80, 0x90])), order, "past the start");
+    assert_eq!(check(hashed(0x80, &[0x10, 0x90])), order, "past the start, the long way");
+}
+
+#[test]
+fn golden_ping_and_pong() {
+    // token "tok-ping" | no echo | "c" | Ping | target 0x0123456789abcdef (8 bytes, little-endian)
+    let ping = Packet {
+        token: Some(Token(*b"tok-ping")),
+        ..Packet::new("c", Message::Ping { target: Fingerprint(0x0123_4567_89ab_cdef) })
+    };
+    assert_eq!(hex(&encode(&ping)), "4343540401746f6b2d70696e6700016307efcdab8967452301");
+    // no token | echo "tok-ping" | "c" | Pong
+    let pong = Packet { echo: Some(Token(*b"tok-ping")), ..Packet::new("c", Message::Pong) };
+    assert_eq!(hex(&encode(&pong)), "434354040001746f6b2d70696e67016308");
+    assert_eq!(decode(&encode(&ping)).unwrap(), ping);
+    assert_eq!(decode(&encode(&pong)).unwrap(), pong);
 }
 
 #[test]
@@ -247,7 +360,13 @@ fn a_length_pointing_past_the_end_allocates_nothing_for_it() {
         echo: None,
         cluster_id: "c".into(),
         message: Message::Syn {
-            digest: Digest { range: RingRange::FULL, entries: vec![], unknown: vec![], sender: None },
+            digest: Digest {
+                range: RingRange::FULL,
+                entries: vec![],
+                unknown: vec![],
+                sender: None,
+                ..Digest::default()
+            },
         },
     });
     bytes.truncate(bytes.len() - 2);
@@ -325,6 +444,7 @@ fn digests_out_of_ring_order_are_refused() {
                         .collect(),
                     unknown: vec![],
                     sender: None,
+                    ..Digest::default()
                 },
             },
         })
@@ -372,7 +492,8 @@ fn packed_digest_entries_refuse_short_entries_and_oversized_varints() {
         bytes.extend_from_slice(&[0; 16]); // whole ring
         bytes.push(blob.len() as u8);
         bytes.extend_from_slice(blob);
-        bytes.extend_from_slice(&[0, 0]); // no unknown, no sender
+        bytes.extend_from_slice(&[0, 0, 0]); // no unknown, no sender, no rumors
+        bytes.extend_from_slice(&[0; 9]); // no hashes
         decode(&bytes)
     };
     let fingerprint = [7u8; 8];
@@ -403,6 +524,7 @@ fn a_whole_ring_range_must_start_at_zero() {
         entries: Vec::new(),
         unknown: Vec::new(),
         sender: None,
+        ..Digest::default()
     };
     let syn = encode(&Packet::new("c", Message::Syn { digest }));
     assert_eq!(decode(&syn), Err(DatagramError::Invalid(Violation::NonCanonicalRange)));

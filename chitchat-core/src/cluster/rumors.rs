@@ -1,0 +1,101 @@
+//! Rumors: the nodes whose state changed lately in this node's eyes, which its
+//! `Syn`s name for a few rounds so that the change spreads (see
+//! [`super::digest`]), and the nodes peers named that it does not know, which
+//! its `Syn`s ask for.
+
+use std::collections::HashMap;
+
+use crate::identity::Fingerprint;
+
+/// The most nodes asked for at once (a newcomer to a large cluster learns
+/// of many at once; a `Syn` carries as many as a quarter of it holds).
+const MAX_ASKS: usize = 2_048;
+
+/// The most rumors named at once: more than a digest has room for
+/// ([`super::digest::RUMOR_ROOM`] bytes, about 40 entries).
+const MAX_NAMED: usize = 64;
+
+/// Rumors and asks. Bounded: one rumor per tracked node (`max_nodes`), and
+/// [`MAX_ASKS`] asks.
+#[derive(Debug, Default)]
+pub(crate) struct Rumors {
+    /// Node → gossip rounds left to name it.
+    rounds_left: HashMap<Fingerprint, u32>,
+    asks: Vec<Fingerprint>,
+}
+
+impl Rumors {
+    /// `fingerprint` has news: name it for `rounds` more rounds.
+    pub(crate) fn note(&mut self, fingerprint: Fingerprint, rounds: u32) {
+        let left = self.rounds_left.entry(fingerprint).or_default();
+        *left = (*left).max(rounds);
+    }
+
+    /// A peer named `fingerprint`, which this node does not know.
+    pub(crate) fn ask(&mut self, fingerprint: Fingerprint) {
+        if self.asks.len() < MAX_ASKS && !self.asks.contains(&fingerprint) {
+            self.asks.push(fingerprint);
+        }
+    }
+
+    /// The rumors to name now, freshest first: at most [`MAX_NAMED`] of them.
+    pub(crate) fn current(&self) -> Vec<Fingerprint> {
+        let mut rumors: Vec<(Fingerprint, u32)> =
+            self.rounds_left.iter().map(|(f, left)| (*f, *left)).collect();
+        let order = |a: &(Fingerprint, u32), b: &(Fingerprint, u32)| b.1.cmp(&a.1).then(a.0.cmp(&b.0));
+        if rumors.len() > MAX_NAMED {
+            rumors.select_nth_unstable_by(MAX_NAMED, order);
+            rumors.truncate(MAX_NAMED);
+        }
+        rumors.sort_unstable_by(order);
+        rumors.into_iter().map(|(fingerprint, _)| fingerprint).collect()
+    }
+
+    /// The nodes to ask for (they are asked once: a peer that knows them
+    /// introduces them, and a node still unknown is named again by others).
+    pub(crate) fn take_asks(&mut self) -> Vec<Fingerprint> {
+        std::mem::take(&mut self.asks)
+    }
+
+    /// A round named the current rumors once more.
+    pub(crate) fn end_round(&mut self) {
+        self.rounds_left.retain(|_, left| {
+            *left -= 1;
+            *left > 0
+        });
+    }
+
+    /// `fingerprint` is no longer tracked.
+    pub(crate) fn forget(&mut self, fingerprint: Fingerprint) {
+        self.rounds_left.remove(&fingerprint);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rumors_last_their_rounds_freshest_first() {
+        let mut rumors = Rumors::default();
+        rumors.note(Fingerprint(1), 2);
+        rumors.note(Fingerprint(2), 3);
+        rumors.note(Fingerprint(1), 1);
+        assert_eq!(rumors.current(), vec![Fingerprint(2), Fingerprint(1)]);
+        rumors.end_round();
+        rumors.end_round();
+        assert_eq!(rumors.current(), vec![Fingerprint(2)]);
+        rumors.end_round();
+        assert!(rumors.current().is_empty());
+    }
+
+    #[test]
+    fn asks_are_bounded_and_taken_once() {
+        let mut rumors = Rumors::default();
+        for i in 0..10_000 {
+            rumors.ask(Fingerprint(i % 3_000));
+        }
+        assert_eq!(rumors.take_asks().len(), MAX_ASKS);
+        assert!(rumors.take_asks().is_empty());
+    }
+}
