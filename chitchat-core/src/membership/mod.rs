@@ -9,7 +9,9 @@
 mod removed;
 mod table;
 
-use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, RandomState};
+
+use hashbrown::HashTable;
 use std::net::SocketAddr;
 use std::ops::Bound;
 
@@ -104,10 +106,16 @@ pub(crate) struct Membership {
     self_fingerprint: Fingerprint,
     /// Every tracked node, in ring order.
     table: NodeTable,
-    /// Name → fingerprint of its tracked incarnation.
-    by_name: HashMap<String, Fingerprint>,
-    /// Gossip address → fingerprint of the tracked node there.
-    by_addr: HashMap<SocketAddr, Fingerprint>,
+    /// Name → fingerprint of its tracked incarnation. The index holds only
+    /// fingerprints (8 bytes a node): a name is hashed and compared through
+    /// the node's entry, never copied.
+    by_name: HashTable<Fingerprint>,
+    /// Gossip address → fingerprint of the tracked node there (the one
+    /// tracked last, if several share it), the same way.
+    by_addr: HashTable<Fingerprint>,
+    /// Keys both indexes' hashes (randomly, as a `HashMap` would: names and
+    /// addresses come from the network).
+    hasher: RandomState,
     removed: RemovedNodes,
 }
 
@@ -118,8 +126,9 @@ impl Membership {
         let mut membership = Membership {
             self_fingerprint,
             table: NodeTable::default(),
-            by_name: HashMap::new(),
-            by_addr: HashMap::new(),
+            by_name: HashTable::new(),
+            by_addr: HashTable::new(),
+            hasher: RandomState::new(),
             removed: RemovedNodes::default(),
         };
         membership.insert(self_state, now).vouched = true;
@@ -183,12 +192,20 @@ impl Membership {
 
     /// The tracked incarnation named `name`.
     pub(crate) fn by_name(&self, name: &str) -> Option<Fingerprint> {
-        self.by_name.get(name).copied()
+        let table = &self.table;
+        let named = |fingerprint: &Fingerprint| {
+            table.get(fingerprint).is_some_and(|entry| entry.state.id().name == name)
+        };
+        self.by_name.find(self.hasher.hash_one(name), named).copied()
     }
 
     /// The tracked node whose gossip address is `addr`.
     pub(crate) fn at_addr(&self, addr: &SocketAddr) -> Option<Fingerprint> {
-        self.by_addr.get(addr).copied()
+        let table = &self.table;
+        let at = |fingerprint: &Fingerprint| {
+            table.get(fingerprint).is_some_and(|entry| entry.state.id().gossip_addr == *addr)
+        };
+        self.by_addr.find(self.hasher.hash_one(addr), at).copied()
     }
 
     /// Starts tracking a node, live as of `now`; the caller checked that its
@@ -197,9 +214,26 @@ impl Membership {
         let node_id = state.id();
         let fingerprint = node_id.fingerprint();
         debug_assert!(!self.table.contains_key(&fingerprint));
-        self.by_name.insert(node_id.name.clone(), fingerprint);
-        self.by_addr.insert(node_id.gossip_addr, fingerprint);
+        let (name_hash, addr_hash) =
+            (self.hasher.hash_one(&node_id.name), self.hasher.hash_one(node_id.gossip_addr));
+        let (name, addr) = (node_id.name.clone(), node_id.gossip_addr);
         self.table.insert(fingerprint, NodeEntry::new(state, now));
+        let (table, hasher) = (&self.table, &self.hasher);
+        let id_of = |fingerprint: &Fingerprint| table.get(fingerprint).map(|entry| entry.state.id());
+        index(
+            &mut self.by_name,
+            name_hash,
+            fingerprint,
+            |other| id_of(other).is_some_and(|id| id.name == name),
+            |f| id_of(f).map_or(0, |id| hasher.hash_one(&id.name)),
+        );
+        index(
+            &mut self.by_addr,
+            addr_hash,
+            fingerprint,
+            |other| id_of(other).is_some_and(|id| id.gossip_addr == addr),
+            |f| id_of(f).map_or(0, |id| hasher.hash_one(id.gossip_addr)),
+        );
         self.table.get_mut(&fingerprint).expect("just inserted")
     }
 
@@ -216,11 +250,12 @@ impl Membership {
         }
         let entry = self.table.remove(&fingerprint)?;
         let node_id = entry.state.id();
-        if self.by_name.get(&node_id.name) == Some(&fingerprint) {
-            self.by_name.remove(&node_id.name);
+        let is_it = |other: &Fingerprint| *other == fingerprint;
+        if let Ok(found) = self.by_name.find_entry(self.hasher.hash_one(&node_id.name), is_it) {
+            found.remove();
         }
-        if self.by_addr.get(&node_id.gossip_addr) == Some(&fingerprint) {
-            self.by_addr.remove(&node_id.gossip_addr);
+        if let Ok(found) = self.by_addr.find_entry(self.hasher.hash_one(node_id.gossip_addr), is_it) {
+            found.remove();
         }
         self.removed.insert(node_id, entry.state.heartbeat(), remember_until, bound);
         Some(entry)
@@ -234,5 +269,23 @@ impl Membership {
     /// The memory of removed identities, to forget, postpone or expire.
     pub(crate) fn removed_mut(&mut self) -> &mut RemovedNodes {
         &mut self.removed
+    }
+}
+
+/// Points `index`'s entry for a key (the entry `same` matches, if any) at
+/// `fingerprint`, or adds one under `hash`; `rehash` gives a stored
+/// fingerprint's hash when the index grows.
+fn index(
+    index: &mut HashTable<Fingerprint>,
+    hash: u64,
+    fingerprint: Fingerprint,
+    same: impl Fn(&Fingerprint) -> bool,
+    rehash: impl Fn(&Fingerprint) -> u64,
+) {
+    match index.find_mut(hash, |other| *other != fingerprint && same(other)) {
+        Some(slot) => *slot = fingerprint,
+        None => {
+            index.insert_unique(hash, fingerprint, rehash);
+        }
     }
 }
