@@ -195,13 +195,7 @@ impl ClusterState {
                 self.is_relayed(entry, now).then(|| digest_entry(*fingerprint, entry))
             })
             .collect();
-        let mut room = (budget / 2).min(RUMOR_ROOM);
-        rumor_entries.retain(|entry| {
-            let len = digest_entry_len(entry);
-            let keep = len <= room;
-            room = room.saturating_sub(len);
-            keep
-        });
+        keep_within(&mut rumor_entries, (budget / 2).min(RUMOR_ROOM));
         rumor_entries.sort_unstable_by_key(|entry| entry.fingerprint);
         let (hashes, next) = self.range_hashes(now, cursor);
         let digest = Digest {
@@ -303,13 +297,7 @@ impl ClusterState {
                 wanted.push(digest_entry(*fingerprint, entry));
             }
         }
-        let mut room = (budget / 3).min(RUMOR_ROOM);
-        wanted.retain(|entry| {
-            let len = digest_entry_len(entry);
-            let keep = len <= room;
-            room = room.saturating_sub(len);
-            keep
-        });
+        keep_within(&mut wanted, (budget / 3).min(RUMOR_ROOM));
         let rumors_len: usize = wanted.iter().map(digest_entry_len).sum::<usize>() + 2;
         let listing_budget = budget.saturating_sub(rumors_len);
         let mut digest = match mismatch {
@@ -439,6 +427,17 @@ fn digest_entry(fingerprint: Fingerprint, entry: &NodeEntry) -> DigestEntry {
         last_gc_version: entry.state.last_gc_version(),
         max_version: entry.state.max_version(),
     }
+}
+
+/// Keeps the entries, in order, while their packed length stays within
+/// `room` bytes.
+fn keep_within(entries: &mut Vec<DigestEntry>, mut room: usize) {
+    entries.retain(|entry| {
+        let len = digest_entry_len(entry);
+        let keep = len <= room;
+        room = room.saturating_sub(len);
+        keep
+    });
 }
 
 /// Whether `mine` lacks something `theirs` has.
