@@ -55,13 +55,14 @@ impl ClusterState {
         // order: one merged walk pairs them.
         let theirs = &peer.entries;
         let mut cursor = 0;
-        for (fingerprint, entry) in self.nodes_in(range) {
-            let offset = range.offset(*fingerprint);
+        for row in self.nodes_in(range) {
+            let fingerprint = row.fingerprint();
+            let offset = range.offset(fingerprint);
             while cursor < theirs.len() && range.offset(theirs[cursor].fingerprint) < offset {
                 cursor += 1;
             }
-            let known = theirs.get(cursor).filter(|theirs| theirs.fingerprint == *fingerprint);
-            candidates.extend(self.candidate(now, *fingerprint, entry, known));
+            let known = theirs.get(cursor).filter(|theirs| theirs.fingerprint == fingerprint);
+            candidates.extend(self.candidate(now, fingerprint, row.entry(), known));
         }
         // Rumors, outside the range by the rules of a digest (a hostile list
         // may repeat; they are compared once each).
@@ -263,7 +264,7 @@ impl ClusterState {
         };
         let mut forgotten: Option<NodeState> = None;
         let fresh = self.is_fresh(now);
-        let entry = self.membership.get_mut(&fingerprint).expect("resolved nodes are tracked");
+        let mut entry = self.membership.get_mut(&fingerprint).expect("resolved nodes are tracked");
         let before = (entry.state.max_version(), entry.state.last_gc_version(), entry.state.has_left());
         if vouched && fresh {
             entry.confirmed_at = now;
@@ -279,13 +280,14 @@ impl ClusterState {
             self.metrics.sections_unproven += 1;
             let own_farewell =
                 section.left && entry.state.id().gossip_addr == from && entry.status != NodeStatus::Left;
+            drop(entry);
             self.report_heartbeat(fingerprint, section.heartbeat, now);
             if own_farewell {
                 // The node's own farewell, from an address it has not proved
                 // (it never answered this node): taken here, not relayed, and
                 // revoked if the node beats on.
                 self.mark_left(fingerprint, now);
-                if let Some(entry) = self.membership.get_mut(&fingerprint) {
+                if let Some(mut entry) = self.membership.get_mut(&fingerprint) {
                     entry.provisional_left = true;
                 }
             }
@@ -340,6 +342,7 @@ impl ClusterState {
         if !reset && section.last_gc_version < gc && (section.reset || max < gc) {
             self.metrics.stale_sections += 1;
             state.finish_section(0, 0, left);
+            drop(entry);
             self.report_heartbeat(fingerprint, section.heartbeat, now);
             if left {
                 self.mark_left(fingerprint, now);
@@ -409,6 +412,7 @@ impl ClusterState {
         }
         let has_left = state.has_left();
         let state_versions = (state.max_version(), state.last_gc_version());
+        drop(entry);
         for event in events {
             // The protocol's records are none of the application's business.
             if let Event::KeySet { key, .. } | Event::KeyDeleted { key, .. } = &event

@@ -14,8 +14,6 @@
 //! spreads as rumors (each pushed for [`rumor_rounds`] rounds), and whatever
 //! rumors missed is found by the hashes.
 
-use std::ops::Bound;
-
 use crate::cluster::ClusterState;
 use crate::cluster::liveness::grow_heartbeat;
 use crate::identity::Fingerprint;
@@ -90,17 +88,13 @@ impl ClusterState {
         let own = self.own_digest_entry();
         let own_len = digest_entry_len(&own);
         let budget = budget.saturating_sub(own_len);
-        let ring = self
-            .membership
-            .range((Bound::Included(start), Bound::Unbounded))
-            .iter()
-            .chain(self.membership.range((Bound::Unbounded, Bound::Excluded(start))));
         let mut entries = Vec::new();
         let mut packed = 0;
         let limit = end;
         let mut end = None;
         let mut bounded = false;
-        for (fingerprint, entry) in ring {
+        for row in self.ring_from(start) {
+            let fingerprint = row.fingerprint();
             if let Some(limit) = limit
                 && limit != start
                 && fingerprint.0.wrapping_sub(start.0) >= limit.0.wrapping_sub(start.0)
@@ -108,20 +102,15 @@ impl ClusterState {
                 bounded = true;
                 break;
             }
-            if !self.is_relayed(entry, now) {
+            if !self.relays(row.summary(), now) {
                 continue;
             }
-            let digest_entry = DigestEntry {
-                fingerprint: *fingerprint,
-                heartbeat: entry.state.heartbeat(),
-                last_gc_version: entry.state.last_gc_version(),
-                max_version: entry.state.max_version(),
-            };
+            let digest_entry = row.entry().digest_entry(fingerprint);
             // The entries are one byte string: its length prefix may grow too.
             let entry_len = digest_entry_len(&digest_entry);
             let next = entry_len + varint_len((packed + entry_len) as u64) - varint_len(packed as u64);
             if len + next > budget {
-                end = Some(*fingerprint);
+                end = Some(fingerprint);
                 break;
             }
             len += next;
@@ -181,9 +170,15 @@ impl ClusterState {
         rumors: &[Fingerprint],
         mut asks: Vec<Fingerprint>,
     ) -> (Digest, Fingerprint) {
-        let (listing, _) = self.build_digest(now, Fingerprint(0), asks.clone(), budget.min(LISTING_ROOM));
-        if listing.range.is_full() {
-            return (listing, cursor);
+        let room = budget.min(LISTING_ROOM);
+        // Every entry takes at least `MIN_ENTRY_LEN` bytes: past that many
+        // relayed nodes, the listing cannot fit and is not tried.
+        let relayed = self.membership.rows().iter().filter(|row| self.relays(row.summary(), now));
+        if relayed.take(room / MIN_ENTRY_LEN + 1).count() <= room / MIN_ENTRY_LEN {
+            let (listing, _) = self.build_digest(now, Fingerprint(0), asks.clone(), room);
+            if listing.range.is_full() {
+                return (listing, cursor);
+            }
         }
         asks.retain(|fingerprint| !self.membership.contains(fingerprint));
         asks.truncate(budget / 4 / 8);
@@ -213,26 +208,21 @@ impl ClusterState {
     /// [`SEGMENT_NODES`] relayed nodes each, from `cursor`; and where the next
     /// ones start (the ring closes at `cursor` if they went all the way round).
     fn range_hashes(&self, now: Timestamp, cursor: Fingerprint) -> (RangeHashes, Fingerprint) {
-        let ring = self
-            .membership
-            .range((Bound::Included(cursor), Bound::Unbounded))
-            .iter()
-            .chain(self.membership.range((Bound::Unbounded, Bound::Excluded(cursor))));
-        let mut segments = Vec::new();
+        let mut segments = Vec::with_capacity(SEGMENTS_PER_SYN);
         let mut hash = RangeHash::default();
         let mut in_segment = 0;
-        for (fingerprint, entry) in ring {
-            if !self.is_relayed(entry, now) {
+        for row in self.ring_from(cursor) {
+            if !self.relays(row.summary(), now) {
                 continue;
             }
             if in_segment == SEGMENT_NODES {
-                segments.push(Segment { end: *fingerprint, hash });
+                segments.push(Segment { end: row.fingerprint(), hash });
                 if segments.len() == SEGMENTS_PER_SYN {
-                    return (RangeHashes { start: cursor, segments }, *fingerprint);
+                    return (RangeHashes { start: cursor, segments }, row.fingerprint());
                 }
                 (hash, in_segment) = (RangeHash::default(), 0);
             }
-            hash = hash + RangeHash::of_entry(&digest_entry(*fingerprint, entry));
+            hash = hash + row.summary().hash;
             in_segment += 1;
         }
         // Round the whole ring: the last range closes it where the first began.
@@ -240,26 +230,27 @@ impl ClusterState {
         (RangeHashes { start: cursor, segments }, cursor)
     }
 
-    /// This node's hash of its relayed nodes in `range`.
-    fn range_hash(&self, now: Timestamp, range: RingRange) -> RangeHash {
-        self.nodes_in(range)
-            .filter(|(_, entry)| self.is_relayed(entry, now))
-            .fold(RangeHash::default(), |hash, (fingerprint, entry)| {
-                hash + RangeHash::of_entry(&digest_entry(*fingerprint, entry))
-            })
-    }
-
     /// Where a peer's hashed ranges differ from this node's: from the start
     /// of the first that differs to the end of the last (one range when one
     /// differs; a newcomer's, which differ everywhere, span its whole view).
+    /// The ranges go clockwise from their start (a rule of the wire), so one
+    /// walk of the ring hashes them all.
     pub(crate) fn mismatches(&self, now: Timestamp, hashes: &RangeHashes) -> Option<RingRange> {
-        let mut differing = hashes
-            .ranges()
-            .filter(|(range, hash)| self.range_hash(now, *range) != *hash)
-            .map(|(range, _)| range);
-        let first = differing.next()?;
-        let end = differing.last().map_or(first.end, |last| last.end);
-        Some(RingRange { start: first.start, end })
+        let mut rows = self.ring_from(hashes.start).peekable();
+        let (mut first, mut last) = (None, None);
+        for (range, theirs) in hashes.ranges() {
+            let mut mine = RangeHash::default();
+            while let Some(row) = rows.next_if(|row| range.contains(row.fingerprint())) {
+                if self.relays(row.summary(), now) {
+                    mine = mine + row.summary().hash;
+                }
+            }
+            if mine != theirs {
+                first.get_or_insert(range);
+                last = Some(range);
+            }
+        }
+        Some(RingRange { start: first?.start, end: last?.end })
     }
 
     /// The digest answering a `Syn` that hashed instead of listing, in at most
@@ -353,22 +344,22 @@ impl ClusterState {
         let mut claims_about_self = None;
         for bounds in Self::ring_bounds(range) {
             for (fingerprint, node) in self.membership.range_mut(bounds).iter_mut() {
-                let offset = range.offset(*fingerprint);
+                let offset = range.offset(fingerprint);
                 while entries.next_if(|entry| range.offset(entry.fingerprint) < offset).is_some() {}
-                let Some(entry) = entries.next_if(|entry| entry.fingerprint == *fingerprint) else {
+                let Some(entry) = entries.next_if(|entry| entry.fingerprint == fingerprint) else {
                     continue;
                 };
-                if *fingerprint == self_fingerprint {
+                if fingerprint == self_fingerprint {
                     claims_about_self = Some(*entry);
                 }
                 if fresh {
                     node.confirmed_at = now;
                 }
-                if *fingerprint != self_fingerprint && entry.heartbeat > node.state.heartbeat() {
-                    grew.push(*fingerprint);
+                if fingerprint != self_fingerprint && entry.heartbeat > node.state.heartbeat() {
+                    grew.push(fingerprint);
                 }
-                if *fingerprint != self_fingerprint && grow_heartbeat(node, entry.heartbeat, fresh) {
-                    revived.push(*fingerprint);
+                if fingerprint != self_fingerprint && grow_heartbeat(node, entry.heartbeat, fresh) {
+                    revived.push(fingerprint);
                 }
             }
         }
@@ -383,7 +374,7 @@ impl ClusterState {
                 claims_about_self = Some(sender);
             }
             self.report_heartbeat(sender.fingerprint, sender.heartbeat, now);
-            if fresh && let Some(node) = self.membership.get_mut(&sender.fingerprint) {
+            if fresh && let Some(mut node) = self.membership.get_mut(&sender.fingerprint) {
                 node.confirmed_at = now;
             }
         }
@@ -393,7 +384,7 @@ impl ClusterState {
                 continue;
             }
             self.report_heartbeat(rumor.fingerprint, rumor.heartbeat, now);
-            if fresh && let Some(node) = self.membership.get_mut(&rumor.fingerprint) {
+            if fresh && let Some(mut node) = self.membership.get_mut(&rumor.fingerprint) {
                 node.confirmed_at = now;
             }
         }
@@ -421,13 +412,12 @@ impl ClusterState {
 
 /// A tracked node's entry as this node holds it.
 fn digest_entry(fingerprint: Fingerprint, entry: &NodeEntry) -> DigestEntry {
-    DigestEntry {
-        fingerprint,
-        heartbeat: entry.state.heartbeat(),
-        last_gc_version: entry.state.last_gc_version(),
-        max_version: entry.state.max_version(),
-    }
+    entry.digest_entry(fingerprint)
 }
+
+/// The fewest bytes a digest entry takes: a fingerprint and three one-byte
+/// varints.
+const MIN_ENTRY_LEN: usize = 8 + 3;
 
 /// Keeps the entries, in order, while their packed length stays within
 /// `room` bytes.

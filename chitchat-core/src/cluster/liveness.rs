@@ -4,7 +4,6 @@
 //! [`super::verdicts`].
 
 use std::net::SocketAddr;
-use std::ops::Bound;
 use std::time::Duration;
 
 use crate::clock::Forgiveness;
@@ -38,10 +37,11 @@ impl ClusterState {
             return;
         }
         let fresh = self.is_fresh(now);
-        let Some(entry) = self.membership.get_mut(&fingerprint) else { return };
+        let Some(mut entry) = self.membership.get_mut(&fingerprint) else { return };
         let before = entry.state.heartbeat();
-        let revived = grow_heartbeat(entry, heartbeat, fresh);
+        let revived = grow_heartbeat(&mut entry, heartbeat, fresh);
         let grew = entry.state.heartbeat() > before;
+        drop(entry);
         if revived {
             self.revive(fingerprint, now);
         }
@@ -54,7 +54,7 @@ impl ClusterState {
     /// unanswered, is lost. Returns the subject's gossip address.
     pub(crate) fn note_ping(&mut self, subject: Fingerprint, token: Token) -> Option<SocketAddr> {
         let window = self.config.phi_sampling_window;
-        let entry = self.membership.get_mut(&subject)?;
+        let mut entry = self.membership.get_mut(&subject)?;
         entry.probe.as_mut()?.probe(token, window);
         self.metrics.pings_sent += 1;
         Some(entry.state.id().gossip_addr)
@@ -66,15 +66,15 @@ impl ClusterState {
     pub(crate) fn take_pong(&mut self, from: SocketAddr, echo: Option<Token>, now: Timestamp) -> bool {
         let window = self.config.phi_sampling_window;
         let answered = match (echo, self.membership.at_addr(&from)) {
-            (Some(echo), Some(fingerprint)) => self
-                .membership
-                .get_mut(&fingerprint)
-                .and_then(|entry| entry.probe.as_mut())
-                .is_some_and(|probe| probe.answer(echo, now, window)),
+            (Some(echo), Some(fingerprint)) => {
+                self.membership.probe_mut(&fingerprint).is_some_and(|probe| probe.answer(echo, now, window))
+            }
             _ => false,
         };
         if answered {
-            if let Some(entry) = self.membership.at_addr(&from).and_then(|fp| self.membership.get_mut(&fp)) {
+            if let Some(mut entry) =
+                self.membership.at_addr(&from).and_then(|fp| self.membership.get_mut(&fp))
+            {
                 entry.confirmed_at = now;
             }
             self.metrics.pongs_received += 1;
@@ -107,7 +107,7 @@ impl ClusterState {
             return;
         }
         let Some(fingerprint) = self.membership.at_addr(&from) else { return };
-        let Some(entry) = self.membership.get_mut(&fingerprint) else { return };
+        let Some(mut entry) = self.membership.get_mut(&fingerprint) else { return };
         // Nothing to learn of a node already heard from first-hand: spare the
         // walk over the message.
         // Not on the farewell itself (an `Ack`): on a later word of the node.
@@ -118,6 +118,7 @@ impl ClusterState {
             return;
         }
         entry.heard_first_hand = true;
+        drop(entry);
         if revoke {
             self.revive(fingerprint, now);
         }
@@ -125,12 +126,13 @@ impl ClusterState {
 
     /// Marks a dead node live again.
     pub(crate) fn revive(&mut self, fingerprint: Fingerprint, now: Timestamp) {
-        let Some(entry) = self.membership.get_mut(&fingerprint) else { return };
+        let Some(mut entry) = self.membership.get_mut(&fingerprint) else { return };
         entry.status = NodeStatus::Live;
         entry.status_since = now;
         entry.provisional_left = false;
         self.peer_addresses = None;
         self.events.push(Event::NodeLive(entry.state.id().clone()));
+        drop(entry);
         self.update_ready(fingerprint);
     }
 
@@ -185,7 +187,7 @@ impl ClusterState {
     /// counts at least one gossip interval a round.)
     fn forgive_lateness(&mut self, lateness: Duration, now: Timestamp) {
         for subject in self.subjects.clone() {
-            if let Some(probe) = self.membership.get_mut(&subject).and_then(|entry| entry.probe.as_mut()) {
+            if let Some(probe) = self.membership.probe_mut(&subject) {
                 probe.forgive(lateness, now);
             }
         }
@@ -202,23 +204,7 @@ impl ClusterState {
     /// (a walk of every node, each in its own allocation, is a cache miss a
     /// node).
     pub(crate) fn maintain(&mut self, now: Timestamp) {
-        let window = self.sweep_window();
-        let grace = self.config.dead_node_grace_period;
-        let mut expired = Vec::new();
-        let mut forsaken = Vec::new();
-        for fingerprint in &window {
-            let Some(entry) = self.membership.get(fingerprint) else { continue };
-            if *fingerprint == self.self_fingerprint() {
-                continue;
-            }
-            if matches!(entry.status, NodeStatus::Dead | NodeStatus::Left)
-                && now.saturating_duration_since(entry.status_since) >= grace
-            {
-                expired.push(*fingerprint);
-            } else if self.is_forsaken(entry, now) {
-                forsaken.push(*fingerprint);
-            }
-        }
+        let Sweep { expired, forsaken, collectable } = self.sweep(now);
         self.judge(now, forsaken);
         for fingerprint in expired {
             self.remove_node(fingerprint, now);
@@ -226,8 +212,8 @@ impl ClusterState {
         self.membership.removed_mut().expire(now);
         let deletion_grace = self.config.deletion_grace_period;
         let self_fingerprint = self.self_fingerprint();
-        for fingerprint in window {
-            let Some(entry) = self.membership.get_mut(&fingerprint) else { continue };
+        for fingerprint in collectable {
+            let Some(mut entry) = self.membership.get_mut(&fingerprint) else { continue };
             let held_before = entry.state.held_bytes();
             let collected = entry.state.collect_garbage(now, deletion_grace);
             if collected.is_empty() {
@@ -241,36 +227,62 @@ impl ClusterState {
                     self.events.push(Event::KeyExpired { node: entry.state.id().clone(), key: key.key });
                 }
             }
+            drop(entry);
             self.update_ready(fingerprint);
         }
     }
 
-    /// This round's window of the table (see [`ClusterState::maintain`]);
-    /// the next one starts after it. This node's own entry is always in it.
-    fn sweep_window(&mut self) -> Vec<Fingerprint> {
+    /// Looks at this round's window of the table (see
+    /// [`ClusterState::maintain`]) by the rows' summaries, reading an entry
+    /// only where they leave a doubt; the next window starts after it. This
+    /// node's own garbage is collected every round.
+    fn sweep(&mut self, now: Timestamp) -> Sweep {
         let quota = (self.membership.len() / SWEEP_SHARE).max(MIN_SWEEP);
-        let cursor = self.sweep_cursor;
-        let ring = self
-            .membership
-            .range((Bound::Included(cursor), Bound::Unbounded))
-            .iter()
-            .chain(self.membership.range((Bound::Unbounded, Bound::Excluded(cursor))));
-        let mut window: Vec<Fingerprint> = Vec::with_capacity(quota + 1);
-        let mut next = cursor;
-        for (index, (fingerprint, _)) in ring.enumerate() {
+        let grace = self.config.dead_node_grace_period;
+        let self_fingerprint = self.self_fingerprint();
+        let mut sweep = Sweep::default();
+        let mut next = self.sweep_cursor;
+        for (index, row) in self.ring_from(self.sweep_cursor).enumerate() {
+            let (fingerprint, summary) = (row.fingerprint(), row.summary());
             if index == quota {
-                next = *fingerprint;
+                next = fingerprint;
                 break;
             }
-            window.push(*fingerprint);
+            if summary.gc_pending && fingerprint != self_fingerprint {
+                sweep.collectable.push(fingerprint);
+            }
+            if fingerprint == self_fingerprint {
+                continue;
+            }
+            if matches!(summary.status, NodeStatus::Dead | NodeStatus::Left)
+                && now.saturating_duration_since(summary.status_since) >= grace
+            {
+                sweep.expired.push(fingerprint);
+            } else if summary.status == NodeStatus::Live
+                && (self.doubtful_until != Timestamp::ZERO || !summary.vouched)
+                && self.is_forsaken(row.entry(), now)
+            {
+                sweep.forsaken.push(fingerprint);
+            }
         }
         self.sweep_cursor = next;
-        let self_fingerprint = self.self_fingerprint();
-        if !window.contains(&self_fingerprint) {
-            window.push(self_fingerprint);
+        if self.self_entry().state.has_pending_gc() {
+            sweep.collectable.push(self_fingerprint);
         }
-        window
+        sweep
     }
+}
+
+/// What a round's maintenance found in its window of the table.
+#[derive(Default)]
+struct Sweep {
+    /// Dead or left for the whole grace period: to remove.
+    expired: Vec<Fingerprint>,
+    /// Live, and nobody will ever accuse them (see
+    /// [`ClusterState::is_forsaken`]).
+    forsaken: Vec<Fingerprint>,
+    /// Their states hold garbage to collect.
+    collectable: Vec<Fingerprint>,
 }
 
 /// Maintenance looks at this share of the table each round (one in eight).

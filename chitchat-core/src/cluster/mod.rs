@@ -22,7 +22,7 @@ use std::ops::Bound;
 use crate::config::Config;
 use crate::events::{Event, EventQueue};
 use crate::identity::{Fingerprint, NodeId};
-use crate::membership::{Membership, NodeEntry, NodeStatus};
+use crate::membership::{Membership, NodeEntry, NodeStatus, Row, Summary};
 use crate::metrics::Metrics;
 use crate::node_state::NodeState;
 use crate::time::Timestamp;
@@ -160,14 +160,23 @@ impl ClusterState {
     /// Whether a node's state is no longer gossiped: dead or left for half the
     /// grace period.
     pub(crate) fn is_retired(&self, entry: &NodeEntry, now: Timestamp) -> bool {
-        matches!(entry.status, NodeStatus::Dead | NodeStatus::Left)
-            && now.saturating_duration_since(entry.status_since) >= self.config.dead_node_grace_period / 2
+        self.retired(entry.status, entry.status_since, now)
+    }
+
+    fn retired(&self, status: NodeStatus, since: Timestamp, now: Timestamp) -> bool {
+        matches!(status, NodeStatus::Dead | NodeStatus::Left)
+            && now.saturating_duration_since(since) >= self.config.dead_node_grace_period / 2
     }
 
     /// Whether a node's state is gossiped to peers: vouched for, and not
     /// retired.
     pub(crate) fn is_relayed(&self, entry: &NodeEntry, now: Timestamp) -> bool {
         entry.vouched && !self.is_retired(entry, now)
+    }
+
+    /// [`ClusterState::is_relayed`], from a row's summary.
+    pub(crate) fn relays(&self, summary: &Summary, now: Timestamp) -> bool {
+        summary.vouched && !self.retired(summary.status, summary.status_since, now)
     }
 
     /// The bounds of `range` on the ring as (at most) two ranges of the node map,
@@ -184,13 +193,18 @@ impl ClusterState {
     }
 
     /// The tracked nodes in `range`, in ring order.
-    pub(crate) fn nodes_in(&self, range: RingRange) -> impl Iterator<Item = (&Fingerprint, &NodeEntry)> {
+    pub(crate) fn nodes_in(&self, range: RingRange) -> impl Iterator<Item = &Row> {
         let [first, second] = Self::ring_bounds(range);
+        self.membership.range(first).iter().chain(self.membership.range(second))
+    }
+
+    /// The tracked nodes from `start` (included) the whole way round the
+    /// ring, in ring order.
+    pub(crate) fn ring_from(&self, start: Fingerprint) -> impl Iterator<Item = &Row> {
         self.membership
-            .range(first)
+            .range((Bound::Included(start), Bound::Unbounded))
             .iter()
-            .chain(self.membership.range(second))
-            .map(|(fingerprint, entry)| (fingerprint, &**entry))
+            .chain(self.membership.range((Bound::Unbounded, Bound::Excluded(start))))
     }
 
     /// `fingerprint`'s state changed in this node's eyes: its `Syn`s name it
@@ -266,7 +280,8 @@ impl ClusterState {
     /// (an event, if anything changed) and re-evaluates this node's readiness.
     pub(crate) fn change_own_state(&mut self, change: impl FnOnce(&mut NodeState) -> Option<Event>) {
         let self_fingerprint = self.self_fingerprint();
-        if let Some(event) = change(&mut self.membership.self_entry_mut().state) {
+        let event = change(&mut self.membership.self_entry_mut().state);
+        if let Some(event) = event {
             self.events.push(event);
             self.update_ready(self_fingerprint);
         }
@@ -275,10 +290,11 @@ impl ClusterState {
     /// Marks this node as left, for good.
     pub(crate) fn leave(&mut self, now: Timestamp) {
         let self_fingerprint = self.self_fingerprint();
-        let entry = self.membership.self_entry_mut();
+        let mut entry = self.membership.self_entry_mut();
         entry.state.mark_left();
         entry.status = NodeStatus::Left;
         entry.status_since = now;
+        drop(entry);
         self.update_ready(self_fingerprint);
         self.peers_changed();
     }
@@ -302,7 +318,7 @@ impl ClusterState {
     /// there, its address is validated.
     pub(crate) fn validate_address(&mut self, addr: &SocketAddr) {
         let Some(fingerprint) = self.membership.at_addr(addr) else { return };
-        if let Some(entry) = self.membership.get_mut(&fingerprint) {
+        if let Some(mut entry) = self.membership.get_mut(&fingerprint) {
             entry.address_validated = true;
             if !entry.vouched {
                 entry.vouched = true;
@@ -344,9 +360,10 @@ impl ClusterState {
         }
         let mut state = NodeState::new(node_id.clone());
         state.set_heartbeat(heartbeat);
-        let entry = self.membership.insert(state, now);
+        let mut entry = self.membership.insert(state, now);
         entry.heard_first_hand = first_hand;
         entry.vouched = vouched;
+        drop(entry);
         self.note_news(fingerprint);
         self.peers_changed();
         self.events.push(Event::NodeJoined(node_id.clone()));
@@ -395,7 +412,7 @@ impl ClusterState {
 
     /// Marks a node as left (final for its incarnation).
     pub(crate) fn mark_left(&mut self, fingerprint: Fingerprint, now: Timestamp) {
-        let Some(entry) = self.membership.get_mut(&fingerprint) else { return };
+        let Some(mut entry) = self.membership.get_mut(&fingerprint) else { return };
         if entry.status == NodeStatus::Left {
             entry.provisional_left = false; // on proven word now
             return;
@@ -403,6 +420,7 @@ impl ClusterState {
         entry.status = NodeStatus::Left;
         entry.status_since = now;
         self.events.push(Event::NodeLeft(entry.state.id().clone()));
+        drop(entry);
         self.update_ready(fingerprint);
         self.peers_changed();
     }
@@ -419,7 +437,7 @@ impl ClusterState {
 
     /// Re-evaluates whether a node is ready, and reports a change.
     pub(crate) fn update_ready(&mut self, fingerprint: Fingerprint) {
-        let Some(entry) = self.membership.get_mut(&fingerprint) else { return };
+        let Some(mut entry) = self.membership.get_mut(&fingerprint) else { return };
         let ready = entry.status == NodeStatus::Live
             && self.ready_predicate.as_ref().is_none_or(|predicate| predicate(&entry.state));
         if ready != entry.ready {

@@ -65,7 +65,8 @@ impl ClusterState {
         let claims = self.claims;
         let mut refuted = false;
         let mut unrefutable = false;
-        let state = &mut self.membership.self_entry_mut().state;
+        let mut entry = self.membership.self_entry_mut();
+        let state = &mut entry.state;
         if claims.heartbeat > state.heartbeat() {
             if claims.heartbeat < MAX_COUNTER - HEADROOM {
                 state.set_heartbeat(claims.heartbeat + 1);
@@ -88,6 +89,7 @@ impl ClusterState {
                 unrefutable = true;
                 self.claims.max_version = 0;
                 self.claims.last_gc_version = 0;
+                drop(entry);
                 self.count_refutation(refuted, unrefutable);
                 return;
             }
@@ -97,6 +99,7 @@ impl ClusterState {
             self.claims.last_gc_version = 0;
             refuted = true;
         }
+        drop(entry);
         self.count_refutation(refuted, unrefutable);
     }
 

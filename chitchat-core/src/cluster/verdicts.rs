@@ -30,7 +30,7 @@ use crate::cluster::ClusterState;
 use crate::events::Event;
 use crate::failure_detector::ProbeWindow;
 use crate::identity::Fingerprint;
-use crate::membership::{NodeEntry, NodeStatus};
+use crate::membership::{NodeEntry, NodeStatus, Row, Summary};
 use crate::node_state::{NodeState, ValueStatus};
 use crate::time::Timestamp;
 
@@ -131,8 +131,8 @@ impl Accusations {
 impl ClusterState {
     /// Whether a node takes part in watching: vouched for and live in this
     /// node's eyes (this node itself included).
-    fn is_watchable(entry: &NodeEntry) -> bool {
-        entry.vouched && entry.status == NodeStatus::Live
+    fn is_watchable(summary: &Summary) -> bool {
+        summary.vouched && summary.status == NodeStatus::Live
     }
 
     /// Up to `observers` watchable nodes following `from` on the ring (or
@@ -142,9 +142,7 @@ impl ClusterState {
         let wanted = self.config.observers;
         let after = self.membership.range((Excluded(from), Unbounded));
         let before = self.membership.range((Unbounded, Excluded(from)));
-        let pick = |(fingerprint, entry): &(Fingerprint, Box<NodeEntry>)| {
-            Self::is_watchable(entry).then_some(*fingerprint)
-        };
+        let pick = |row: &Row| Self::is_watchable(row.summary()).then_some(row.fingerprint());
         if backwards {
             before.iter().rev().chain(after.iter().rev()).filter_map(pick).take(wanted).collect()
         } else {
@@ -165,13 +163,13 @@ impl ClusterState {
         let subjects = self.ring_neighbours(self.self_fingerprint(), false);
         for previous in std::mem::take(&mut self.subjects) {
             if !subjects.contains(&previous)
-                && let Some(entry) = self.membership.get_mut(&previous)
+                && let Some(mut entry) = self.membership.get_mut(&previous)
             {
                 entry.probe = None;
             }
         }
         for subject in &subjects {
-            if let Some(entry) = self.membership.get_mut(subject)
+            if let Some(mut entry) = self.membership.get_mut(subject)
                 && entry.probe.is_none()
             {
                 entry.probe = Some(Box::new(ProbeWindow::new(now)));
@@ -226,7 +224,7 @@ impl ClusterState {
         }
         let mut unrefuted = Vec::new();
         for subject in self.subjects.clone() {
-            let Some(entry) = self.membership.get_mut(&subject) else { continue };
+            let Some(mut entry) = self.membership.get_mut(&subject) else { continue };
             let heartbeat = entry.state.heartbeat();
             let Some(probe) = entry.probe.as_mut() else { continue };
             match (own.get(&subject), probe.accused_at) {
@@ -293,9 +291,11 @@ impl ClusterState {
 
     /// Checks that probe windows are kept for subjects only, at most
     /// `observers` of them, and that the accusation index says what the
-    /// tracked states hold.
+    /// tracked states hold, and that every row of the table summarizes its
+    /// entry.
     #[cfg_attr(not(feature = "sim"), allow(dead_code))]
     pub(crate) fn check_liveness(&self) -> Result<(), String> {
+        self.membership.check_summaries()?;
         let mut windows = 0;
         for (fingerprint, entry) in self.membership.iter() {
             if entry.probe.is_some() {
@@ -377,17 +377,18 @@ impl ClusterState {
             }
         }
         for (fingerprint, heartbeat) in newly_dead {
-            if let Some(entry) = self.membership.get_mut(&fingerprint)
-                && entry.status == NodeStatus::Live
-            {
-                entry.status = NodeStatus::Dead;
-                entry.status_since = now;
-                entry.dead_heartbeat = heartbeat;
-                entry.probe = None;
-                self.events.push(Event::NodeDead(entry.state.id().clone()));
-                self.update_ready(fingerprint);
-                self.peers_changed();
+            let Some(mut entry) = self.membership.get_mut(&fingerprint) else { continue };
+            if entry.status != NodeStatus::Live {
+                continue;
             }
+            entry.status = NodeStatus::Dead;
+            entry.status_since = now;
+            entry.dead_heartbeat = heartbeat;
+            entry.probe = None;
+            self.events.push(Event::NodeDead(entry.state.id().clone()));
+            drop(entry);
+            self.update_ready(fingerprint);
+            self.peers_changed();
         }
     }
 }

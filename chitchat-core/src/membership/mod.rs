@@ -21,9 +21,11 @@ use crate::failure_detector::ProbeWindow;
 use crate::identity::Fingerprint;
 use crate::node_state::NodeState;
 use crate::time::Timestamp;
+use crate::wire::DigestEntry;
 
 pub(crate) use removed::RemovedNodes;
 use table::NodeTable;
+pub(crate) use table::{EntryMut, Row, RowsMut, Summary};
 
 /// What this node thinks of a node's liveness.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -97,6 +99,16 @@ impl NodeEntry {
             provisional_left: false,
         }
     }
+
+    /// The node's entry in a digest, as this node holds it.
+    pub(crate) fn digest_entry(&self, fingerprint: Fingerprint) -> DigestEntry {
+        DigestEntry {
+            fingerprint,
+            heartbeat: self.state.heartbeat(),
+            last_gc_version: self.state.last_gc_version(),
+            max_version: self.state.max_version(),
+        }
+    }
 }
 
 /// The tracked nodes (this one included, at most `max_nodes`), their indexes,
@@ -143,7 +155,7 @@ impl Membership {
         &self.table[&self.self_fingerprint]
     }
 
-    pub(crate) fn self_entry_mut(&mut self) -> &mut NodeEntry {
+    pub(crate) fn self_entry_mut(&mut self) -> EntryMut<'_> {
         self.table.get_mut(&self.self_fingerprint).expect("this node is always tracked")
     }
 
@@ -151,8 +163,13 @@ impl Membership {
         self.table.get(fingerprint)
     }
 
-    pub(crate) fn get_mut(&mut self, fingerprint: &Fingerprint) -> Option<&mut NodeEntry> {
+    pub(crate) fn get_mut(&mut self, fingerprint: &Fingerprint) -> Option<EntryMut<'_>> {
         self.table.get_mut(fingerprint)
+    }
+
+    /// The probe window of a node this node watches.
+    pub(crate) fn probe_mut(&mut self, fingerprint: &Fingerprint) -> Option<&mut ProbeWindow> {
+        self.table.probe_mut(fingerprint)
     }
 
     pub(crate) fn contains(&self, fingerprint: &Fingerprint) -> bool {
@@ -169,25 +186,30 @@ impl Membership {
         self.table.iter()
     }
 
+    /// Every tracked node's row, in ring order.
+    pub(crate) fn rows(&self) -> &[Row] {
+        self.table.rows()
+    }
+
     /// Every tracked node's entry, in ring order.
     pub(crate) fn entries(&self) -> impl Iterator<Item = &NodeEntry> {
-        self.table.values()
+        self.table.rows().iter().map(Row::entry)
     }
 
     /// The tracked nodes within `bounds`, in ring order.
-    pub(crate) fn range(
-        &self,
-        bounds: (Bound<Fingerprint>, Bound<Fingerprint>),
-    ) -> &[(Fingerprint, Box<NodeEntry>)] {
+    pub(crate) fn range(&self, bounds: (Bound<Fingerprint>, Bound<Fingerprint>)) -> &[Row] {
         self.table.range(bounds)
     }
 
     /// The tracked nodes within `bounds`, in ring order, mutably.
-    pub(crate) fn range_mut(
-        &mut self,
-        bounds: (Bound<Fingerprint>, Bound<Fingerprint>),
-    ) -> &mut [(Fingerprint, Box<NodeEntry>)] {
+    pub(crate) fn range_mut(&mut self, bounds: (Bound<Fingerprint>, Bound<Fingerprint>)) -> RowsMut<'_> {
         self.table.range_mut(bounds)
+    }
+
+    /// Checks that every row's summary says what its entry holds.
+    #[cfg_attr(not(feature = "sim"), allow(dead_code))]
+    pub(crate) fn check_summaries(&self) -> Result<(), String> {
+        self.table.check_summaries()
     }
 
     /// The tracked incarnation named `name`.
@@ -210,7 +232,7 @@ impl Membership {
 
     /// Starts tracking a node, live as of `now`; the caller checked that its
     /// fingerprint is free and the table has room.
-    pub(crate) fn insert(&mut self, state: NodeState, now: Timestamp) -> &mut NodeEntry {
+    pub(crate) fn insert(&mut self, state: NodeState, now: Timestamp) -> EntryMut<'_> {
         let node_id = state.id();
         let fingerprint = node_id.fingerprint();
         debug_assert!(!self.table.contains_key(&fingerprint));

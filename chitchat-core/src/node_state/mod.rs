@@ -594,6 +594,11 @@ impl NodeState {
         collected
     }
 
+    /// Whether tombstones or expiring keys wait for garbage collection.
+    pub(crate) fn has_pending_gc(&self) -> bool {
+        !self.pending_gc.is_empty()
+    }
+
     /// Size of the garbage-collection queue (for bound checks).
     #[cfg(test)]
     pub(crate) fn pending_gc_len(&self) -> usize {
