@@ -125,17 +125,21 @@ pub struct NodeState {
     last_gc_version: u64,
     left: bool,
     log: Vec<Slot>,
-    holes: usize,
+    /// Counts fit 32 bits: the log's indexes do (see `by_key`).
+    holes: u32,
     /// Live records.
-    records: usize,
+    records: u32,
     /// Of which the protocol's (see [`RESERVED_PREFIX`]).
-    reserved: usize,
+    reserved: u32,
     /// Key → index in `log`, kept once there are more than `INDEX_THRESHOLD`
     /// records (below, a scan of the log is as fast and costs no memory).
-    by_key: HashTable<u32>,
-    indexed: bool,
-    /// Tombstones and expiring keys, in the order this node learned of them.
-    pending_gc: VecDeque<(Timestamp, u64)>,
+    /// Boxed, as the garbage-collection queue: a state of a few records (most
+    /// of a large cluster's) pays 8 bytes for each, not 32.
+    by_key: Option<Box<HashTable<u32>>>,
+    /// Tombstones and expiring keys, in the order this node learned of them
+    /// (`None` while there are none).
+    #[allow(clippy::box_collection, reason = "8 bytes in every state, 32 only in those with garbage")]
+    pending_gc: Option<Box<VecDeque<(Timestamp, u64)>>>,
     /// What the live records cost, by [`record_cost`].
     held_bytes: usize,
 }
@@ -152,9 +156,8 @@ impl NodeState {
             holes: 0,
             records: 0,
             reserved: 0,
-            by_key: HashTable::new(),
-            indexed: false,
-            pending_gc: VecDeque::new(),
+            by_key: None,
+            pending_gc: None,
             held_bytes: 0,
         }
     }
@@ -188,11 +191,11 @@ impl NodeState {
 
     fn find(&self, key: &str) -> Option<usize> {
         let log = &self.log;
-        if !self.indexed {
+        let Some(by_key) = &self.by_key else {
             return log.iter().position(|slot| slot.body.as_ref().is_some_and(|body| body.key() == key));
-        }
+        };
         let is_key = |index: &u32| log[*index as usize].body.as_ref().is_some_and(|body| body.key() == key);
-        self.by_key.find(hash_key(key), is_key).map(|index| *index as usize)
+        by_key.find(hash_key(key), is_key).map(|index| *index as usize)
     }
 
     fn body(&self, key: &str) -> Option<(u64, &Body)> {
@@ -309,7 +312,7 @@ impl NodeState {
 
     /// Number of the application's records, tombstones included.
     pub fn num_records(&self) -> usize {
-        self.records - self.reserved
+        (self.records - self.reserved) as usize
     }
 
     pub(crate) fn set_heartbeat(&mut self, heartbeat: u64) {
@@ -414,17 +417,17 @@ impl NodeState {
     ) -> Option<VersionedValue> {
         let previous = self.take(key);
         if status != ValueStatus::Set {
-            self.pending_gc.push_back((now, version));
+            self.pending_gc.get_or_insert_default().push_back((now, version));
         }
         let in_order = self.log.last().is_none_or(|last| last.version < version);
         let index = self.log.len() as u32;
         self.log.push(Slot { version, body: Some(Body::new(key, value, status)) });
         self.records += 1;
-        self.reserved += usize::from(is_reserved(key));
+        self.reserved += u32::from(is_reserved(key));
         self.held_bytes += record_cost(key.len() + value.len());
-        if self.indexed {
+        if let Some(by_key) = &mut self.by_key {
             let log = &self.log;
-            self.by_key.insert_unique(hash_key(key), index, |index| {
+            by_key.insert_unique(hash_key(key), index, |index| {
                 hash_key(log[*index as usize].body.as_ref().map_or("", |body| body.key()))
             });
         }
@@ -433,7 +436,9 @@ impl NodeState {
             // Only a reset applies records below ones already held.
             self.log.sort_by_key(|slot| slot.version);
             self.reindex();
-        } else if self.holes > self.log.len() / 2 + 8 || (!self.indexed && self.records > INDEX_THRESHOLD) {
+        } else if self.holes as usize > self.log.len() / 2 + 8
+            || (self.by_key.is_none() && self.records as usize > INDEX_THRESHOLD)
+        {
             // Keeps the log's order, sorted or not.
             self.reindex();
         }
@@ -447,19 +452,20 @@ impl NodeState {
     /// compacts the queue when they would outnumber the records. Needs the log
     /// sorted.
     fn compact_pending_gc(&mut self) {
-        if self.pending_gc.len() > 2 * self.records + 16 {
+        let Some(pending) = &mut self.pending_gc else { return };
+        if pending.len() > 2 * self.records as usize + 16 {
             let log = &self.log;
-            self.pending_gc.retain(|(_, version)| slot_at(log, *version).is_some());
+            pending.retain(|(_, version)| slot_at(log, *version).is_some());
         }
     }
 
     /// Removes the record of `key`, leaving a hole.
     fn take(&mut self, key: &str) -> Option<VersionedValue> {
-        let index = if self.indexed {
+        let index = if let Some(by_key) = &mut self.by_key {
             let log = &self.log;
             let is_key =
                 |index: &u32| log[*index as usize].body.as_ref().is_some_and(|body| body.key() == key);
-            let (index, _) = self.by_key.find_entry(hash_key(key), is_key).ok()?.remove();
+            let (index, _) = by_key.find_entry(hash_key(key), is_key).ok()?.remove();
             index as usize
         } else {
             self.find(key)?
@@ -468,7 +474,7 @@ impl NodeState {
         let body = slot.body.take()?;
         self.holes += 1;
         self.records -= 1;
-        self.reserved -= usize::from(is_reserved(body.key()));
+        self.reserved -= u32::from(is_reserved(body.key()));
         self.held_bytes -= record_cost(body.key_and_value.len());
         Some(body.to_versioned(slot.version))
     }
@@ -478,16 +484,16 @@ impl NodeState {
     fn reindex(&mut self) {
         self.log.retain(|slot| slot.body.is_some());
         self.holes = 0;
-        self.by_key.clear();
-        self.indexed = self.records > INDEX_THRESHOLD;
-        if !self.indexed {
-            self.by_key.shrink_to_fit(|_| 0);
+        if self.records as usize <= INDEX_THRESHOLD {
+            self.by_key = None;
             return;
         }
+        let by_key = self.by_key.get_or_insert_default();
+        by_key.clear();
         let log = &self.log;
         for (index, slot) in log.iter().enumerate() {
             let key = slot.body.as_ref().map_or("", |body| body.key());
-            self.by_key.insert_unique(hash_key(key), index as u32, |index| {
+            by_key.insert_unique(hash_key(key), index as u32, |index| {
                 hash_key(log[*index as usize].body.as_ref().map_or("", |body| body.key()))
             });
         }
@@ -543,11 +549,12 @@ impl NodeState {
         let renumber = |old: u64| {
             renumbered.binary_search_by_key(&old, |(old, _)| *old).ok().map(|index| renumbered[index].1)
         };
-        self.pending_gc = self
-            .pending_gc
-            .iter()
-            .filter_map(|(marked_at, version)| renumber(*version).map(|new| (*marked_at, new)))
-            .collect();
+        if let Some(pending) = &mut self.pending_gc {
+            **pending = pending
+                .iter()
+                .filter_map(|(marked_at, version)| renumber(*version).map(|new| (*marked_at, new)))
+                .collect();
+        }
         self.last_gc_version = above;
         self.max_version = above + (self.log.len() as u64).max(1);
     }
@@ -575,11 +582,11 @@ impl NodeState {
     /// before `now`.
     pub(crate) fn collect_garbage(&mut self, now: Timestamp, grace_period: Duration) -> Vec<Collected> {
         let mut collected = Vec::new();
-        while let Some(&(marked_at, version)) = self.pending_gc.front() {
-            if marked_at + grace_period > now {
-                break;
-            }
-            self.pending_gc.pop_front();
+        while let Some(pending) = self.pending_gc.as_deref_mut()
+            && let Some(&(marked_at, version)) = pending.front()
+            && marked_at + grace_period <= now
+        {
+            pending.pop_front();
             let Some(index) = slot_at(&self.log, version) else { continue };
             let Some(body) = &self.log[index].body else { continue };
             if body.status == ValueStatus::Set {
@@ -591,18 +598,21 @@ impl NodeState {
             self.last_gc_version = self.last_gc_version.max(version);
             collected.push(Collected { key, expired });
         }
+        if self.pending_gc.as_ref().is_some_and(|pending| pending.is_empty()) {
+            self.pending_gc = None;
+        }
         collected
     }
 
     /// Whether tombstones or expiring keys wait for garbage collection.
     pub(crate) fn has_pending_gc(&self) -> bool {
-        !self.pending_gc.is_empty()
+        self.pending_gc.as_ref().is_some_and(|pending| !pending.is_empty())
     }
 
     /// Size of the garbage-collection queue (for bound checks).
     #[cfg(test)]
     pub(crate) fn pending_gc_len(&self) -> usize {
-        self.pending_gc.len()
+        self.pending_gc.as_ref().map_or(0, |pending| pending.len())
     }
 }
 
