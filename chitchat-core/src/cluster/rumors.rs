@@ -3,7 +3,7 @@
 //! [`super::digest`]), and the nodes peers named that it does not know, which
 //! its `Syn`s ask for.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::identity::Fingerprint;
 
@@ -21,7 +21,11 @@ const MAX_NAMED: usize = 64;
 pub(crate) struct Rumors {
     /// Node → gossip rounds left to name it.
     rounds_left: HashMap<Fingerprint, u32>,
+    /// In the order peers named them.
     asks: Vec<Fingerprint>,
+    /// The same, to refuse a second ask in constant time (a newcomer's
+    /// first `SynAck`s name hundreds of nodes).
+    asked: HashSet<Fingerprint>,
 }
 
 impl Rumors {
@@ -33,7 +37,7 @@ impl Rumors {
 
     /// A peer named `fingerprint`, which this node does not know.
     pub(crate) fn ask(&mut self, fingerprint: Fingerprint) {
-        if self.asks.len() < MAX_ASKS && !self.asks.contains(&fingerprint) {
+        if self.asks.len() < MAX_ASKS && self.asked.insert(fingerprint) {
             self.asks.push(fingerprint);
         }
     }
@@ -54,6 +58,7 @@ impl Rumors {
     /// The nodes to ask for (they are asked once: a peer that knows them
     /// introduces them, and a node still unknown is named again by others).
     pub(crate) fn take_asks(&mut self) -> Vec<Fingerprint> {
+        self.asked.clear();
         std::mem::take(&mut self.asks)
     }
 
@@ -95,7 +100,11 @@ mod tests {
         for i in 0..10_000 {
             rumors.ask(Fingerprint(i % 3_000));
         }
-        assert_eq!(rumors.take_asks().len(), MAX_ASKS);
+        let asks = rumors.take_asks();
+        assert_eq!(asks.len(), MAX_ASKS);
+        assert_eq!(asks.iter().collect::<HashSet<_>>().len(), MAX_ASKS, "each asked once");
         assert!(rumors.take_asks().is_empty());
+        rumors.ask(Fingerprint(1));
+        assert_eq!(rumors.take_asks(), vec![Fingerprint(1)], "asked again once taken");
     }
 }

@@ -482,9 +482,15 @@ impl NodeState {
     /// Drops the holes and rebuilds the key index (if the state is large enough
     /// to need one).
     fn reindex(&mut self) {
+        self.reindex_for(0);
+    }
+
+    /// Drops the holes and rebuilds the key index if the state, with
+    /// `coming` more records, is large enough to need one.
+    fn reindex_for(&mut self, coming: usize) {
         self.log.retain(|slot| slot.body.is_some());
         self.holes = 0;
-        if self.records as usize <= INDEX_THRESHOLD {
+        if self.records as usize + coming <= INDEX_THRESHOLD {
             self.by_key = None;
             return;
         }
@@ -501,10 +507,15 @@ impl NodeState {
 
     /// Makes room for the first records of a state at once (a peer's first
     /// section), so that the log does not grow by doubling; later growth doubles,
-    /// as usual.
+    /// as usual. A state that the records will take past the index threshold
+    /// is indexed before they come, so that each is found by its hash rather
+    /// than by a scan of the log.
     pub(crate) fn reserve(&mut self, additional: usize) {
         if self.log.is_empty() {
             self.log.reserve_exact(additional);
+        }
+        if self.by_key.is_none() && self.records as usize + additional > INDEX_THRESHOLD {
+            self.reindex_for(additional);
         }
     }
 
