@@ -28,11 +28,15 @@ impl PeerSelector {
 
     /// A round's targets, sorted and distinct, among the `live` and `dead`
     /// peers' addresses and the seeds (never `self_addr`).
-    pub(crate) fn choose(
+    /// The addresses of a round's targets, among the `live` and `dead` peers
+    /// (named by whatever `address` turns into an address; one it cannot is
+    /// skipped).
+    pub(crate) fn choose<P: Copy>(
         &self,
         rng: &mut fastrand::Rng,
-        live: &[SocketAddr],
-        dead: &[SocketAddr],
+        live: &[P],
+        dead: &[P],
+        address: impl Fn(P) -> Option<SocketAddr>,
         self_addr: SocketAddr,
         fanout: usize,
     ) -> Vec<SocketAddr> {
@@ -43,7 +47,7 @@ impl PeerSelector {
             for i in 0..fanout.min(live.len()) {
                 let j = rng.usize(i..live.len());
                 live.swap(i, j);
-                targets.push(live[i]);
+                targets.extend(address(live[i]));
             }
         } else {
             // Few among many: distinct draws, without copying the list.
@@ -52,12 +56,12 @@ impl PeerSelector {
                 let index = rng.usize(..live.len());
                 if !picked.contains(&index) {
                     picked.push(index);
-                    targets.push(live[index]);
+                    targets.extend(address(live[index]));
                 }
             }
         }
         if !dead.is_empty() && rng.f64() < dead.len() as f64 / (live.len() + 1) as f64 {
-            targets.push(dead[rng.usize(..dead.len())]);
+            targets.extend(address(dead[rng.usize(..dead.len())]));
         }
         let seeds: Vec<SocketAddr> = self.seeds.iter().copied().filter(|seed| *seed != self_addr).collect();
         if live.is_empty() {
@@ -88,9 +92,24 @@ mod tests {
         let mut rng = fastrand::Rng::with_seed(7);
         let live: Vec<SocketAddr> = (1..=10).map(addr).collect();
         for _ in 0..100 {
-            let targets = selector.choose(&mut rng, &live, &[], addr(0), 3);
+            let targets = selector.choose(&mut rng, &live, &[], Some, addr(0), 3);
             assert_eq!(targets.len(), 3);
             assert!(targets.iter().all(|target| live.contains(target)));
+        }
+    }
+
+    /// Peers are named by anything that turns into an address: one that does
+    /// not (a node gone meanwhile) is never a target.
+    #[test]
+    fn peers_without_an_address_are_skipped() {
+        let selector = PeerSelector::default();
+        let mut rng = fastrand::Rng::with_seed(5);
+        let live: Vec<u16> = (1..=10).collect();
+        let address = |port: u16| (port != 4).then(|| addr(port));
+        for _ in 0..100 {
+            let targets = selector.choose(&mut rng, &live, &[], address, addr(0), 9);
+            assert!(!targets.contains(&addr(4)));
+            assert!(targets.len() >= 8, "{targets:?}");
         }
     }
 
@@ -99,7 +118,8 @@ mod tests {
         let mut selector = PeerSelector::default();
         selector.set_seeds([addr(9), addr(1), addr(9), addr(2)]);
         assert_eq!(selector.seeds(), [addr(1), addr(2), addr(9)]);
-        let targets = selector.choose(&mut fastrand::Rng::with_seed(1), &[], &[], addr(2), 3);
+        let targets =
+            selector.choose::<SocketAddr>(&mut fastrand::Rng::with_seed(1), &[], &[], Some, addr(2), 3);
         assert_eq!(targets, [addr(1), addr(9)]);
     }
 
@@ -111,7 +131,7 @@ mod tests {
         let live: Vec<SocketAddr> = (1..=4).map(addr).collect();
         let (mut dead_contacted, mut seed_contacted) = (0, 0);
         for _ in 0..1_000 {
-            let targets = selector.choose(&mut rng, &live, &[addr(50)], addr(0), 2);
+            let targets = selector.choose(&mut rng, &live, &[addr(50)], Some, addr(0), 2);
             dead_contacted += targets.contains(&addr(50)) as u32;
             seed_contacted += targets.contains(&addr(100)) as u32;
         }

@@ -394,8 +394,10 @@ impl Chitchat {
         self.probe_subjects();
         let self_addr = self.self_id().gossip_addr;
         let fanout = self.config().gossip_fanout;
-        let (live, dead) = self.cluster.peer_addresses();
-        let targets = self.peers.choose(&mut self.rng, live, dead, self_addr, fanout);
+        self.cluster.refresh_peers();
+        let (live, dead) = self.cluster.peers();
+        let address = |peer| self.cluster.gossip_addr(peer);
+        let targets = self.peers.choose(&mut self.rng, live, dead, address, self_addr, fanout);
         // A listing of the whole ring is the same for every target: built and
         // encoded once. Hashes rotate: the next ranges for each target.
         let asks = self.cluster.take_asks();

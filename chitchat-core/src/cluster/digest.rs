@@ -342,7 +342,9 @@ impl ClusterState {
         let fresh = self.is_fresh(now);
         let self_fingerprint = self.self_fingerprint();
         let mut claims_about_self = None;
-        for bounds in Self::ring_bounds(range) {
+        // A digest that hashes lists nothing: no walk.
+        let listed = if digest.entries.is_empty() { [].as_slice() } else { &Self::ring_bounds(range) };
+        for &bounds in listed {
             for (fingerprint, node) in self.membership.range_mut(bounds).iter_mut() {
                 let offset = range.offset(fingerprint);
                 while entries.next_if(|entry| range.offset(entry.fingerprint) < offset).is_some() {}

@@ -65,20 +65,21 @@ impl ClusterState {
     /// and proves the address. Returns whether it was.
     pub(crate) fn take_pong(&mut self, from: SocketAddr, echo: Option<Token>, now: Timestamp) -> bool {
         let window = self.config.phi_sampling_window;
-        let answered = match (echo, self.membership.at_addr(&from)) {
-            (Some(echo), Some(fingerprint)) => {
-                self.membership.probe_mut(&fingerprint).is_some_and(|probe| probe.answer(echo, now, window))
-            }
-            _ => false,
+        let answerer = match (echo, self.membership.at_addr(&from)) {
+            (Some(echo), Some(fingerprint)) => self
+                .membership
+                .probe_mut(&fingerprint)
+                .is_some_and(|probe| probe.answer(echo, now, window))
+                .then_some(fingerprint),
+            _ => None,
         };
-        if answered {
-            if let Some(mut entry) =
-                self.membership.at_addr(&from).and_then(|fp| self.membership.get_mut(&fp))
-            {
+        let answered = answerer.is_some();
+        if let Some(fingerprint) = answerer {
+            if let Some(mut entry) = self.membership.get_mut(&fingerprint) {
                 entry.confirmed_at = now;
             }
             self.metrics.pongs_received += 1;
-            self.validate_address(&from);
+            self.validate_node(fingerprint);
         } else {
             self.metrics.probes_ignored += 1;
         }

@@ -50,11 +50,11 @@ pub(crate) struct ClusterState {
     rumors: rumors::Rumors,
     /// Where the next round's maintenance window starts.
     sweep_cursor: Fingerprint,
-    /// The gossip addresses of the other vouched-for nodes, `Live` ones and
-    /// `Dead` ones, for choosing a round's targets; `None` once a node is
-    /// added, removed, vouched for or changes status (rebuilt when next
-    /// needed, so that a round costs no walk of the table).
-    peer_addresses: Option<(Vec<SocketAddr>, Vec<SocketAddr>)>,
+    /// The other vouched-for nodes, `Live` ones and `Dead` ones, for
+    /// choosing a round's targets; `None` once a node is added, removed,
+    /// vouched for or changes status (rebuilt when next needed, so that a
+    /// round costs no walk of the table).
+    peer_addresses: Option<(Vec<Fingerprint>, Vec<Fingerprint>)>,
     /// Until then, what arrives may be old news: this node came out of a pause
     /// (see [`ClusterState::forgive`]).
     doubtful_until: Timestamp,
@@ -245,27 +245,38 @@ impl ClusterState {
         unknown.len()
     }
 
-    /// The gossip addresses of the other vouched-for nodes (nodes heard of
-    /// only from addresses that proved nothing are left out): `Live` ones,
-    /// then `Dead` ones.
-    pub(crate) fn peer_addresses(&mut self) -> (&[SocketAddr], &[SocketAddr]) {
+    /// The other vouched-for nodes (nodes heard of only from addresses that
+    /// proved nothing are left out): `Live` ones, then `Dead` ones. Their
+    /// gossip addresses are [`ClusterState::gossip_addr`].
+    pub(crate) fn peers(&self) -> (&[Fingerprint], &[Fingerprint]) {
+        self.peer_addresses.as_ref().map_or((&[], &[]), |(live, dead)| (live, dead))
+    }
+
+    /// Rebuilds [`ClusterState::peers`] if a change since made it stale.
+    pub(crate) fn refresh_peers(&mut self) {
         if self.peer_addresses.is_none() {
             let self_fingerprint = self.self_fingerprint();
             let (mut live, mut dead) = (Vec::new(), Vec::new());
-            for (fingerprint, entry) in self.membership.iter() {
-                if *fingerprint == self_fingerprint || !entry.vouched {
+            for row in self.membership.rows() {
+                let summary = row.summary();
+                if row.fingerprint() == self_fingerprint || !summary.vouched {
                     continue;
                 }
-                match entry.status {
-                    NodeStatus::Live => live.push(entry.state.id().gossip_addr),
-                    NodeStatus::Dead => dead.push(entry.state.id().gossip_addr),
+                match summary.status {
+                    NodeStatus::Live => live.push(row.fingerprint()),
+                    NodeStatus::Dead => dead.push(row.fingerprint()),
                     NodeStatus::Left => {}
                 }
             }
+            live.shrink_to_fit();
+            dead.shrink_to_fit();
             self.peer_addresses = Some((live, dead));
         }
-        let (live, dead) = self.peer_addresses.as_ref().expect("just built");
-        (live, dead)
+    }
+
+    /// A tracked node's gossip address.
+    pub(crate) fn gossip_addr(&self, fingerprint: Fingerprint) -> Option<SocketAddr> {
+        self.membership.get(&fingerprint).map(|entry| entry.state.id().gossip_addr)
     }
 
     /// A node was added, removed, vouched for or changed status: the peer
@@ -317,7 +328,14 @@ impl ClusterState {
     /// A peer at `addr` answered a `Syn` of this node: if a node is tracked
     /// there, its address is validated.
     pub(crate) fn validate_address(&mut self, addr: &SocketAddr) {
-        let Some(fingerprint) = self.membership.at_addr(addr) else { return };
+        if let Some(fingerprint) = self.membership.at_addr(addr) {
+            self.validate_node(fingerprint);
+        }
+    }
+
+    /// The peer at a tracked node's gossip address answered a message of
+    /// this node: the address is validated, and the node vouched for.
+    pub(crate) fn validate_node(&mut self, fingerprint: Fingerprint) {
         if let Some(mut entry) = self.membership.get_mut(&fingerprint) {
             entry.address_validated = true;
             if !entry.vouched {

@@ -68,6 +68,10 @@ impl Rumors {
             *left -= 1;
             *left > 0
         });
+        // After a cold start (every node was news), the room goes back.
+        if self.rounds_left.capacity() > 4 * self.rounds_left.len() + 64 {
+            self.rounds_left.shrink_to_fit();
+        }
     }
 
     /// `fingerprint` is no longer tracked.
