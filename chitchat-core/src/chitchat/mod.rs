@@ -174,7 +174,7 @@ impl Chitchat {
         }
         let (plaintext, accepted) =
             self.encryption.open(bytes, &self.cluster.config().cluster_id, wire::MAX_DATAGRAM_SIZE)?;
-        let packet = wire::decode(plaintext)?;
+        let mut packet = wire::decode(plaintext)?;
         if packet.cluster_id != self.config().cluster_id {
             if matches!(packet.message, Message::Syn { .. }) {
                 // Answered, so accepted: a replay of it is refused.
@@ -207,16 +207,17 @@ impl Chitchat {
         }
         self.drive(now, None);
         self.cluster.pardon_sender(from, &packet.message, now);
-        self.dispatch(now, from, &packet, bytes.len());
+        self.dispatch(now, from, &mut packet, bytes.len());
         self.cluster.confirm_sender(from, &packet.message, now);
         self.encryption.note_accepted(accepted);
         Ok(())
     }
 
     /// Handles an accepted message of `received` bytes (as it came, sealed or
-    /// not) from `from`.
-    fn dispatch(&mut self, now: Timestamp, from: SocketAddr, packet: &Packet, received: usize) {
-        match &packet.message {
+    /// not) from `from`. The records of its delta are moved out into the
+    /// events they cause (keys and values are left empty).
+    fn dispatch(&mut self, now: Timestamp, from: SocketAddr, packet: &mut Packet, received: usize) {
+        match &mut packet.message {
             Message::Syn { digest } => {
                 self.cluster.metrics_mut().syns_received += 1;
                 self.cluster.absorb_digest(digest, now);

@@ -200,7 +200,7 @@ impl Chitchat {
                 self.cluster.drop_sections_from_future(&mut delta);
                 // A TCP connection proves its peer's address as an echoed
                 // token does: what it brings is vouched for.
-                self.cluster.apply_delta(&delta, peer, true, now);
+                self.cluster.apply_delta(&mut delta, peer, true, now);
             }
             Message::Done if session.outgoing && !session.received_done => session.received_done = true,
             _ => return Err(Violation::OutOfOrder.into()),

@@ -249,13 +249,15 @@ impl ClusterState {
     /// `from` is where the delta came from: a section introducing the node at
     /// that address comes first-hand. `vouched`: the sender proved its address
     /// (see [`NodeEntry::vouched`]), so the nodes the delta names are relayed.
-    pub(crate) fn apply_delta(&mut self, delta: &Delta, from: SocketAddr, vouched: bool, now: Timestamp) {
-        for section in &delta.nodes {
+    /// Applies a peer's delta. The keys and values of the records it takes
+    /// move into the events they cause: they are left empty in `delta`.
+    pub(crate) fn apply_delta(&mut self, delta: &mut Delta, from: SocketAddr, vouched: bool, now: Timestamp) {
+        for section in &mut delta.nodes {
             self.apply_section(section, from, vouched, now);
         }
     }
 
-    fn apply_section(&mut self, section: &NodeDelta, from: SocketAddr, vouched: bool, now: Timestamp) {
+    fn apply_section(&mut self, section: &mut NodeDelta, from: SocketAddr, vouched: bool, now: Timestamp) {
         let fingerprint = match self.resolve_section(section, from, vouched, now) {
             Ok(fingerprint) => fingerprint,
             Err(Skip::Ignored) => return self.metrics.sections_ignored += 1,
@@ -350,6 +352,9 @@ impl ClusterState {
             return;
         }
         let mut skipped = Skipped::default();
+        // Read before the records' keys move into events.
+        let reserved_records =
+            section.key_values.iter().any(|update| update.key.starts_with(RESERVED_PREFIX));
         if reset {
             let touched: Vec<String> = section.key_values.iter().map(|update| update.key.clone()).collect();
             let dropped = state.take_records_up_to(section.last_gc_version);
@@ -368,7 +373,7 @@ impl ClusterState {
             // Everything up to our max version is accounted for (held, superseded
             // or collected): a record at or below it could only resurrect a key.
             state.reserve(section.key_values.len());
-            for update in section.key_values.iter().filter(|update| update.version > max) {
+            for update in section.key_values.iter_mut().filter(|update| update.version > max) {
                 if let Some(refusal) = state.refusal(update, &limits) {
                     // Skipped, counted, and the node's later versions still
                     // flow: the section's max version is taken all the same.
@@ -382,15 +387,17 @@ impl ClusterState {
                     continue;
                 }
                 let Some(previous) = state.apply_record(update, now) else { continue };
-                match &update.value {
+                // The record is held: its strings move into the event.
+                let key = std::mem::take(&mut update.key);
+                match &mut update.value {
                     ValueUpdate::Set(value) | ValueUpdate::SetWithTtl(value) => events.push(Event::KeySet {
                         node: node_id.clone(),
-                        key: update.key.clone(),
-                        value: value.clone(),
+                        key,
+                        value: std::mem::take(value),
                         version: update.version,
                     }),
                     ValueUpdate::Deleted if previous.is_some_and(|previous| previous.is_visible()) => {
-                        events.push(Event::KeyDeleted { node: node_id.clone(), key: update.key.clone() })
+                        events.push(Event::KeyDeleted { node: node_id.clone(), key })
                     }
                     ValueUpdate::Deleted => {}
                 }
@@ -422,10 +429,7 @@ impl ClusterState {
             }
             self.events.push(event);
         }
-        if reset
-            || forgotten_any
-            || section.key_values.iter().any(|update| update.key.starts_with(RESERVED_PREFIX))
-        {
+        if reset || forgotten_any || reserved_records {
             self.reread_accusations(fingerprint);
         }
         if before != (state_versions.0, state_versions.1, has_left) {
