@@ -324,7 +324,7 @@ impl ClusterState {
             max_bytes: self.config.max_remote_state_bytes.saturating_sub(held_by_others),
         };
         let node_id = state.id().clone();
-        let mut events = Vec::new();
+        let mut events = Vec::with_capacity(section.key_values.len());
         let (max, gc) = (state.max_version(), state.last_gc_version());
         // Only a proven sender's farewell is written into the copy (and relayed).
         let left = section.left && vouched;

@@ -3,7 +3,7 @@
 //! [`super::digest`]), and the nodes peers named that it does not know, which
 //! its `Syn`s ask for.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use crate::identity::Fingerprint;
 
@@ -16,16 +16,16 @@ const MAX_ASKS: usize = 2_048;
 const MAX_NAMED: usize = 64;
 
 /// Rumors and asks. Bounded: one rumor per tracked node (`max_nodes`), and
-/// [`MAX_ASKS`] asks.
+/// twice [`MAX_ASKS`] asks (duplicates included) until they are taken.
 #[derive(Debug, Default)]
 pub(crate) struct Rumors {
     /// Node → gossip rounds left to name it.
     rounds_left: HashMap<Fingerprint, u32>,
-    /// In the order peers named them.
+    /// As peers named them, duplicates included (a newcomer's first
+    /// `SynAck`s name hundreds of nodes, each several times): sorted and
+    /// deduplicated when full and when taken, which costs less than a set
+    /// that would grow from empty every round.
     asks: Vec<Fingerprint>,
-    /// The same, to refuse a second ask in constant time (a newcomer's
-    /// first `SynAck`s name hundreds of nodes).
-    asked: HashSet<Fingerprint>,
 }
 
 impl Rumors {
@@ -37,9 +37,10 @@ impl Rumors {
 
     /// A peer named `fingerprint`, which this node does not know.
     pub(crate) fn ask(&mut self, fingerprint: Fingerprint) {
-        if self.asks.len() < MAX_ASKS && self.asked.insert(fingerprint) {
-            self.asks.push(fingerprint);
+        if self.asks.len() == 2 * MAX_ASKS {
+            self.compact_asks();
         }
+        self.asks.push(fingerprint);
     }
 
     /// The rumors to name now, freshest first: at most [`MAX_NAMED`] of them.
@@ -58,8 +59,15 @@ impl Rumors {
     /// The nodes to ask for (they are asked once: a peer that knows them
     /// introduces them, and a node still unknown is named again by others).
     pub(crate) fn take_asks(&mut self) -> Vec<Fingerprint> {
-        self.asked.clear();
+        self.compact_asks();
         std::mem::take(&mut self.asks)
+    }
+
+    /// Each ask once, at most [`MAX_ASKS`] of them (in fingerprint order).
+    fn compact_asks(&mut self) {
+        self.asks.sort_unstable();
+        self.asks.dedup();
+        self.asks.truncate(MAX_ASKS);
     }
 
     /// A round named the current rumors once more.
@@ -106,7 +114,7 @@ mod tests {
         }
         let asks = rumors.take_asks();
         assert_eq!(asks.len(), MAX_ASKS);
-        assert_eq!(asks.iter().collect::<HashSet<_>>().len(), MAX_ASKS, "each asked once");
+        assert!(asks.windows(2).all(|pair| pair[0] < pair[1]), "each asked once");
         assert!(rumors.take_asks().is_empty());
         rumors.ask(Fingerprint(1));
         assert_eq!(rumors.take_asks(), vec![Fingerprint(1)], "asked again once taken");
