@@ -467,4 +467,52 @@ mod tests {
         assert!(!digest.range.is_full(), "{digest:?}");
         assert!(cluster.membership.iter().all(|(fingerprint, _)| !digest.range.contains(*fingerprint)));
     }
+
+    /// The one walk that compares a peer's hashed ranges finds the same
+    /// differing span as hashing each range on its own, wherever the ranges
+    /// start and whichever of them differ.
+    #[test]
+    fn mismatches_match_a_range_by_range_comparison() {
+        let addr = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+        let now = Timestamp::ZERO;
+        let ids: Vec<NodeId> = (2..202).map(|port| NodeId::new(format!("n{port}"), 1, addr(port))).collect();
+        let cluster = |behind: &[usize]| {
+            let mut cluster =
+                ClusterState::new(Config::default(), NodeState::new(NodeId::new("me", 1, addr(1))), now);
+            for (index, id) in ids.iter().enumerate() {
+                let heartbeat = if behind.contains(&index) { 1 } else { 2 };
+                assert!(cluster.add_node(id.clone(), id.fingerprint(), heartbeat, false, true, now));
+            }
+            cluster
+        };
+        let mine = cluster(&[]);
+        let naive = |hashes: &RangeHashes| {
+            let hash_of = |range: RingRange| {
+                mine.nodes_in(range)
+                    .filter(|row| mine.relays(row.summary(), now))
+                    .fold(RangeHash::default(), |hash, row| {
+                        hash + RangeHash::of_entry(&row.entry().digest_entry(row.fingerprint()))
+                    })
+            };
+            let differing: Vec<RingRange> = hashes
+                .ranges()
+                .filter(|(range, hash)| hash_of(*range) != *hash)
+                .map(|(range, _)| range)
+                .collect();
+            Some(RingRange { start: differing.first()?.start, end: differing.last()?.end })
+        };
+        for (case, behind) in
+            [vec![], vec![0], vec![7, 150], vec![199], (0..200).collect()].iter().enumerate()
+        {
+            let theirs = cluster(behind);
+            for cursor in [Fingerprint(0), ids[case * 11].fingerprint(), Fingerprint(u64::MAX)] {
+                let (hashes, _) = theirs.range_hashes(now, cursor);
+                assert_eq!(
+                    mine.mismatches(now, &hashes),
+                    naive(&hashes),
+                    "behind {behind:?}, from {cursor:?}"
+                );
+            }
+        }
+    }
 }
