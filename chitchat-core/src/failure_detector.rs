@@ -4,7 +4,10 @@
 //! [`crate::cluster`]): once a gossip round it sends each a `Ping` that
 //! carries an unguessable token, and the subject answers with a `Pong` that
 //! echoes it. The detector of one subject remembers when it last answered and
-//! which of its recent probes went unanswered. Under a model where each probe
+//! which of its recent probes went unanswered. An answer counts even if it
+//! comes after later probes left (up to [`LATE_PROBES`] of them): a round
+//! trip longer than the gossip interval (a distant peer, a busy host) is
+//! slowness, not loss. Under a model where each probe
 //! is lost independently with the probability `p` measured over the window,
 //! the probability that an alive subject stays silent for `k` probe intervals
 //! is `p^k`, and
@@ -36,15 +39,20 @@ pub(crate) const MAX_LOSS: f64 = 0.5;
 /// `u64`.
 pub(crate) const MAX_WINDOW: usize = 64;
 
-/// The probes of one subject. Memory: 48 bytes, whatever the window.
+/// An answer counts if its probe is one of the last this many: a round trip
+/// of up to this many gossip intervals is slowness, not loss.
+pub(crate) const LATE_PROBES: usize = 8;
+
+/// The probes of one subject. Memory: 120 bytes, whatever the window.
 #[derive(Clone, Debug)]
 pub(crate) struct ProbeWindow {
     /// When the subject last answered (or became a subject).
     last_answer: Timestamp,
-    /// The token of the last probe, while it awaits its answer.
-    outstanding: Option<Token>,
-    /// The outcomes of the last `probes` probes answered or given up on,
-    /// newest in bit 0: 1 for answered.
+    /// The tokens of the last [`LATE_PROBES`] probes still unanswered, the
+    /// newest first (the `i`-th left `i` probes ago).
+    tokens: [Option<Token>; LATE_PROBES],
+    /// The outcomes of the last `probes` probes, newest in bit 0: 1 for
+    /// answered, 0 for unanswered so far.
     outcomes: u64,
     probes: u32,
     /// When this node accused the subject, if it stands.
@@ -54,33 +62,35 @@ pub(crate) struct ProbeWindow {
 impl ProbeWindow {
     /// A subject first watched at `now`: its silence counts from then.
     pub(crate) fn new(now: Timestamp) -> Self {
-        ProbeWindow { last_answer: now, outstanding: None, outcomes: 0, probes: 0, accused_at: None }
+        ProbeWindow {
+            last_answer: now,
+            tokens: [None; LATE_PROBES],
+            outcomes: 0,
+            probes: 0,
+            accused_at: None,
+        }
     }
 
-    /// A probe carrying `token` leaves now; the previous one, if unanswered,
-    /// is lost.
+    /// A probe carrying `token` leaves now: unanswered until its `Pong`
+    /// comes (the window holds the last `window` probes).
     pub(crate) fn probe(&mut self, token: Token, window: usize) {
-        if self.outstanding.is_some() {
-            self.record(false, window);
-        }
-        self.outstanding = Some(token);
+        self.tokens.rotate_right(1);
+        self.tokens[0] = Some(token);
+        self.outcomes <<= 1;
+        self.probes = (self.probes + 1).min(window.min(MAX_WINDOW) as u32);
     }
 
     /// A `Pong` echoing `echo` arrived at `now`. Returns whether it answers
-    /// the outstanding probe (a stale or forged echo changes nothing).
-    pub(crate) fn answer(&mut self, echo: Token, now: Timestamp, window: usize) -> bool {
-        if self.outstanding != Some(echo) {
+    /// one of the last [`LATE_PROBES`] probes, not answered before (an
+    /// older, repeated or forged echo changes nothing).
+    pub(crate) fn answer(&mut self, echo: Token, now: Timestamp) -> bool {
+        let Some(age) = self.tokens.iter().position(|token| *token == Some(echo)) else {
             return false;
-        }
-        self.outstanding = None;
-        self.record(true, window);
+        };
+        self.tokens[age] = None;
+        self.outcomes |= 1 << age;
         self.last_answer = self.last_answer.max(now);
         true
-    }
-
-    fn record(&mut self, answered: bool, window: usize) {
-        self.outcomes = (self.outcomes << 1) | u64::from(answered);
-        self.probes = (self.probes + 1).min(window.min(MAX_WINDOW) as u32);
     }
 
     /// Forgives `pause`, a stretch in which this node handled nothing: the
@@ -138,7 +148,7 @@ mod tests {
             let token = Token(second.to_le_bytes());
             window.probe(token, WINDOW);
             if answers(second) {
-                assert!(window.answer(token, at(second), WINDOW));
+                assert!(window.answer(token, at(second)));
             }
         }
         window
@@ -169,22 +179,41 @@ mod tests {
         let window = probed(40, |_| false);
         assert_eq!(window.loss(), MIN_LOSS, "its own silence does not excuse it");
         assert!(window.phi(at(40), SECOND) > 8.0);
-        let lossy = probed(40, |second| second < 20 && second % 2 == 0);
+        let lossy = probed(40, |second| second < 20 && second % 3 == 0);
         assert_eq!(lossy.loss(), MAX_LOSS);
         assert!(lossy.phi(at(60), SECOND) > 8.0);
     }
 
     #[test]
-    fn stale_and_forged_echoes_are_no_answer() {
+    fn old_repeated_and_forged_echoes_are_no_answer() {
         let mut window = ProbeWindow::new(at(0));
-        window.probe(Token([1; 8]), WINDOW);
-        window.probe(Token([2; 8]), WINDOW);
-        assert!(!window.answer(Token([1; 8]), at(1), WINDOW), "an answer to a lost probe");
-        assert!(!window.answer(Token([9; 8]), at(1), WINDOW));
+        for probe in 1..=LATE_PROBES as u8 + 1 {
+            window.probe(Token([probe; 8]), WINDOW);
+        }
+        assert!(!window.answer(Token([1; 8]), at(1)), "older than the last {LATE_PROBES} probes");
+        assert!(!window.answer(Token([99; 8]), at(1)), "never sent");
         assert_eq!(window.last_answer(), at(0));
-        assert!(window.answer(Token([2; 8]), at(2), WINDOW));
-        assert!(!window.answer(Token([2; 8]), at(3), WINDOW), "answered once");
+        assert!(window.answer(Token([2; 8]), at(2)), "late, but one of the last {LATE_PROBES}");
+        assert!(!window.answer(Token([2; 8]), at(3)), "answered once");
         assert_eq!(window.last_answer(), at(2));
+        assert!(window.answer(Token([9; 8]), at(3)));
+        assert_eq!(window.outcomes & 0xff, 0b1000_0001, "the two answered probes, by age (newest in bit 0)");
+    }
+
+    /// Answers that come a probe late, every time (a round trip longer than
+    /// the gossip interval), keep phi low and count no probe lost.
+    #[test]
+    fn answers_a_round_late_are_answers() {
+        let mut window = ProbeWindow::new(at(0));
+        for second in 0..40_u64 {
+            window.probe(Token(second.to_le_bytes()), WINDOW);
+            if second > 0 {
+                let late = Token((second - 1).to_le_bytes());
+                assert!(window.answer(late, at(second) + Duration::from_millis(200)));
+            }
+            assert!(window.phi(at(second) + Duration::from_millis(900), SECOND) < 1.0);
+        }
+        assert_eq!(window.loss(), MIN_LOSS);
     }
 
     #[test]

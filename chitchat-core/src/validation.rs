@@ -45,6 +45,16 @@ pub(crate) const AMPLIFICATION: usize = 3;
 /// intervals.
 const SOLICITATION_ROUNDS: u32 = 4;
 
+/// Questions remembered per address and kind: the last ones sent there, so
+/// that an answer still counts after a later question left for the same
+/// address (a round trip longer than the gossip interval, or a seed asked
+/// every round).
+const SOLICITATIONS_PER_ADDRESS: usize = SOLICITATION_ROUNDS as usize;
+
+/// The last questions of one kind sent to one address, newest first: when
+/// each left and the token it carried (`None` once answered).
+type Sent = [Option<(Timestamp, Token)>; SOLICITATIONS_PER_ADDRESS];
+
 /// What this node sent that solicits an answer: a `Syn` (answered by a
 /// `SynAck`, or a `BadCluster`), or a `SynAck` (answered by an `Ack`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -66,10 +76,12 @@ pub(crate) enum AnswerLimit {
 /// that are not validated.
 #[derive(Debug)]
 pub(crate) struct AddressValidation {
-    /// (Address, what was sent there) → when this node last sent it, and the
-    /// token it carried. At most `bound` entries; entries older than the
-    /// solicitation window are dropped when room is needed, then the oldest.
-    solicited: HashMap<(SocketAddr, Question), (Timestamp, Token)>,
+    /// (Address, what was sent there) → the last [`SOLICITATIONS_PER_ADDRESS`]
+    /// of them: when each left, and the token it carried. At most `bound`
+    /// entries; entries whose questions all left before the solicitation
+    /// window are dropped when room is needed, then the one sent to last
+    /// longest ago.
+    solicited: HashMap<(SocketAddr, Question), Sent>,
     bound: usize,
     window: Duration,
     budget: TokenBucket,
@@ -134,19 +146,39 @@ impl AddressValidation {
         let key = (to, question);
         if self.solicited.len() >= self.bound && !self.solicited.contains_key(&key) {
             let window = self.window;
-            self.solicited.retain(|_, (sent, _)| now.saturating_duration_since(*sent) < window);
+            self.solicited.retain(|_, sent| now.saturating_duration_since(last_sent(sent)) < window);
             if self.solicited.len() >= self.bound
                 && let Some(oldest) =
-                    self.solicited.iter().min_by_key(|(_, (sent, _))| *sent).map(|(addr, _)| *addr)
+                    self.solicited.iter().min_by_key(|(_, sent)| last_sent(sent)).map(|(addr, _)| *addr)
             {
                 self.solicited.remove(&oldest);
             }
         }
-        self.solicited.insert(key, (now, token));
+        let sent = self.solicited.entry(key).or_default();
+        sent.rotate_right(1);
+        sent[0] = Some((now, token));
+    }
+
+    /// Which of the questions sent to `from` a datagram echoing `echo` at
+    /// `now` answers, if any.
+    fn answered(
+        &self,
+        from: SocketAddr,
+        question: Question,
+        echo: Option<Token>,
+        now: Timestamp,
+    ) -> Option<usize> {
+        let sent = self.solicited.get(&(from, question))?;
+        sent.iter().position(|sent| {
+            sent.is_some_and(|(sent, token)| {
+                now.saturating_duration_since(sent) < self.window && Some(token) == echo
+            })
+        })
     }
 
     /// Whether a datagram from `from` at `now` echoing `echo` would answer
     /// the `question` this node sent there (nothing changes).
+    #[cfg(test)]
     pub(crate) fn is_answer(
         &self,
         from: SocketAddr,
@@ -154,10 +186,7 @@ impl AddressValidation {
         echo: Option<Token>,
         now: Timestamp,
     ) -> bool {
-        let sent = self.solicited.get(&(from, question));
-        sent.is_some_and(|(sent, token)| {
-            now.saturating_duration_since(*sent) < self.window && Some(*token) == echo
-        })
+        self.answered(from, question, echo, now).is_some()
     }
 
     /// Whether a datagram from `from` at `now` echoing `echo` answers the
@@ -171,11 +200,15 @@ impl AddressValidation {
         echo: Option<Token>,
         now: Timestamp,
     ) -> bool {
-        let answers = self.is_answer(from, question, echo, now);
-        if answers {
-            self.solicited.remove(&(from, question));
+        let Some(index) = self.answered(from, question, echo, now) else { return false };
+        let key = (from, question);
+        if let Some(sent) = self.solicited.get_mut(&key) {
+            sent[index] = None;
+            if sent.iter().all(Option::is_none) {
+                self.solicited.remove(&key);
+            }
         }
-        answers
+        true
     }
 
     /// Draws `bytes` sent to an unvalidated address on the budget at `now`;
@@ -184,6 +217,11 @@ impl AddressValidation {
     pub(crate) fn spend(&mut self, bytes: usize, now: Timestamp) -> bool {
         self.budget.take(bytes, now)
     }
+}
+
+/// When the last question of `sent` still unanswered left.
+fn last_sent(sent: &Sent) -> Timestamp {
+    sent.iter().flatten().map(|(sent, _)| *sent).max().unwrap_or(Timestamp::ZERO)
 }
 
 /// Bytes per second, with one second of burst. Fractions of a byte carry
@@ -244,6 +282,37 @@ mod tests {
         let token = validation.issue();
         validation.note_sent(addr(1), Question::Syn, token, at(100));
         assert!(!validation.take_answer(addr(1), Question::Syn, Some(token), at(100 + 4_000)), "too late");
+    }
+
+    /// Questions asked of one address round after round: an answer to any
+    /// of the last few counts once, even after later questions left; one
+    /// older than those, or than the window, does not.
+    #[test]
+    fn an_answer_to_an_earlier_question_still_counts() {
+        let mut validation = fresh(1_000);
+        let at = Timestamp::from_millis;
+        let tokens: Vec<Token> = (0..SOLICITATIONS_PER_ADDRESS as u64 + 1)
+            .map(|round| {
+                let token = validation.issue();
+                validation.note_sent(addr(1), Question::Syn, token, at(round * 500));
+                token
+            })
+            .collect();
+        let now = at(2_600);
+        assert!(
+            !validation.take_answer(addr(1), Question::Syn, Some(tokens[0]), now),
+            "no longer remembered"
+        );
+        assert!(validation.take_answer(addr(1), Question::Syn, Some(tokens[1]), now), "three questions late");
+        assert!(!validation.take_answer(addr(1), Question::Syn, Some(tokens[1]), now), "once");
+        assert!(validation.take_answer(addr(1), Question::Syn, Some(tokens[4]), now));
+        assert!(validation.take_answer(addr(1), Question::Syn, Some(tokens[2]), now));
+        assert!(
+            !validation.take_answer(addr(1), Question::Syn, Some(tokens[3]), at(1_500 + 4_000)),
+            "too late"
+        );
+        assert!(validation.take_answer(addr(1), Question::Syn, Some(tokens[3]), now));
+        assert!(validation.solicited.is_empty(), "every question answered: nothing held");
     }
 
     #[test]

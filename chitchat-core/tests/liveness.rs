@@ -104,6 +104,28 @@ fn a_crash_in_a_hundred_nodes_is_seen_by_all_with_no_false_dead() {
     assert_eq!(sim.stats().false_dead, 0);
 }
 
+/// A round trip of two and a half gossip intervals (a distant region, or a
+/// short interval): every answer comes after later questions left for the
+/// same peer. The cluster still forms (a newcomer's seed answers each round's
+/// `Syn` late), nobody is ever seen dead, and a crash is still found.
+#[test]
+fn answers_slower_than_the_gossip_interval_are_answers() {
+    let interval = Config::local_test().gossip_interval;
+    let mut sim = Simulation::new(24);
+    sim.set_network(NetworkConfig { latency: interval * 5 / 4, ..NetworkConfig::default() });
+    let nodes: Vec<NodeIndex> =
+        (0..30).map(|i| sim.add_node(&format!("node-{i}"), Config::local_test())).collect();
+    sim.set_seeds_all(&[nodes[0]]);
+    assert!(sim.run_until(rounds(60), |sim| sim.all_see_all_live()).unwrap());
+    sim.run_for(rounds(200)).unwrap();
+    assert_eq!(sim.stats().false_dead, 0);
+    let victim = nodes[11];
+    let victim_id = sim.node_id(victim).clone();
+    sim.crash(victim);
+    assert!(sim.run_until(rounds(60), |sim| sim.all_see(&victim_id, NodeStatus::Dead)).unwrap());
+    assert_eq!(sim.stats().false_dead, 0);
+}
+
 // ---- one node, crafted datagrams --------------------------------------------
 
 const CLUSTER: &str = "liveness";

@@ -50,8 +50,8 @@ impl ClusterState {
         }
     }
 
-    /// A `Ping` carrying `token` leaves for `subject`: the previous one, if
-    /// unanswered, is lost. Returns the subject's gossip address.
+    /// A `Ping` carrying `token` leaves for `subject` (unanswered until its
+    /// `Pong` comes). Returns the subject's gossip address.
     pub(crate) fn note_ping(&mut self, subject: Fingerprint, token: Token) -> Option<SocketAddr> {
         let window = self.config.phi_sampling_window;
         let mut entry = self.membership.get_mut(&subject)?;
@@ -60,16 +60,17 @@ impl ClusterState {
         Some(entry.state.id().gossip_addr)
     }
 
-    /// A `Pong` echoing `echo` came from `from`: if it answers the last
-    /// `Ping` to the subject there, it is an answer for the failure detector,
-    /// and proves the address. Returns whether it was.
+    /// A `Pong` echoing `echo` came from `from`: if it answers one of the
+    /// last `Ping`s to the subject there (see
+    /// [`crate::failure_detector::LATE_PROBES`]), it is an
+    /// answer for the failure detector, and proves the address. Returns
+    /// whether it was.
     pub(crate) fn take_pong(&mut self, from: SocketAddr, echo: Option<Token>, now: Timestamp) -> bool {
-        let window = self.config.phi_sampling_window;
         let answerer = match (echo, self.membership.at_addr(&from)) {
             (Some(echo), Some(fingerprint)) => self
                 .membership
                 .probe_mut(&fingerprint)
-                .is_some_and(|probe| probe.answer(echo, now, window))
+                .is_some_and(|probe| probe.answer(echo, now))
                 .then_some(fingerprint),
             _ => None,
         };
