@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the simulator's measurements behind BENCHMARKS.md, one JSON line each.
-# Usage: bash benchmarks/run-sim.sh [quick|soak|large|small-datagrams|scale|all] > benchmarks/sim-results.jsonl
+# Usage: bash benchmarks/run-sim.sh [quick|soak|large|small-datagrams|scale|latency|all] > benchmarks/sim-results.jsonl
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -q -p chitchat-core --features sim --example simulate
@@ -33,4 +33,10 @@ if [[ $what == scale || $what == all ]]; then
   $sim --json --nodes 1000 --soak-rounds 1000
   $sim --json --nodes 1000 --soak-rounds 1000 --loss 0.2
   $sim --json --nodes 3000 --max-datagram 1400 --soak-rounds 300
+fi
+if [[ $what == latency || $what == all ]]; then
+  # Round trips longer than the gossip interval (1 s rounds): answers come late.
+  for latency in 300 600 900 1500; do
+    $sim --json --nodes 100 --latency-ms "$latency" --soak-rounds 200
+  done
 fi
