@@ -43,7 +43,7 @@ pub(crate) const MAX_WINDOW: usize = 64;
 /// of up to this many gossip intervals is slowness, not loss.
 pub(crate) const LATE_PROBES: usize = 8;
 
-/// The probes of one subject. Memory: 120 bytes, whatever the window.
+/// The probes of one subject. Memory: 112 bytes, whatever the window.
 #[derive(Clone, Debug)]
 pub(crate) struct ProbeWindow {
     /// When the subject last answered (or became a subject).

@@ -17,9 +17,8 @@
 use crate::cluster::ClusterState;
 use crate::cluster::liveness::grow_heartbeat;
 use crate::identity::Fingerprint;
-use crate::membership::NodeEntry;
 use crate::time::Timestamp;
-use crate::wire::size::{digest_entry_len, empty_digest_len, encoded_len, varint_len};
+use crate::wire::size::{MIN_DIGEST_ENTRY_LEN, digest_entry_len, empty_digest_len, encoded_len, varint_len};
 use crate::wire::{Digest, DigestEntry, RangeHash, RangeHashes, RingRange, Segment};
 
 /// Nodes per hashed range: the listing of one fits half of the smallest
@@ -143,7 +142,7 @@ impl ClusterState {
     }
 
     fn own_digest_entry(&self) -> DigestEntry {
-        digest_entry(self.self_fingerprint(), self.self_entry())
+        self.self_entry().digest_entry(self.self_fingerprint())
     }
 
     /// A range naming no tracked node: the listing of a digest that lists
@@ -171,10 +170,10 @@ impl ClusterState {
         mut asks: Vec<Fingerprint>,
     ) -> (Digest, Fingerprint) {
         let room = budget.min(LISTING_ROOM);
-        // Every entry takes at least `MIN_ENTRY_LEN` bytes: past that many
+        // Every entry takes at least `MIN_DIGEST_ENTRY_LEN` bytes: past that many
         // relayed nodes, the listing cannot fit and is not tried.
         let relayed = self.membership.rows().iter().filter(|row| self.relays(row.summary(), now));
-        if relayed.take(room / MIN_ENTRY_LEN + 1).count() <= room / MIN_ENTRY_LEN {
+        if relayed.take(room / MIN_DIGEST_ENTRY_LEN + 1).count() <= room / MIN_DIGEST_ENTRY_LEN {
             let (listing, _) = self.build_digest(now, Fingerprint(0), asks.clone(), room);
             if listing.range.is_full() {
                 return (listing, cursor);
@@ -187,7 +186,7 @@ impl ClusterState {
             .filter(|fingerprint| **fingerprint != self.self_fingerprint())
             .filter_map(|fingerprint| {
                 let entry = self.membership.get(fingerprint)?;
-                self.is_relayed(entry, now).then(|| digest_entry(*fingerprint, entry))
+                self.is_relayed(entry, now).then(|| entry.digest_entry(*fingerprint))
             })
             .collect();
         keep_within(&mut rumor_entries, (budget / 2).min(RUMOR_ROOM));
@@ -270,7 +269,7 @@ impl ClusterState {
         let mut wanted: Vec<DigestEntry> = Vec::new();
         for theirs in &syn.rumors {
             if let Some(entry) = self.membership.get(&theirs.fingerprint) {
-                let mine = digest_entry(theirs.fingerprint, entry);
+                let mine = entry.digest_entry(theirs.fingerprint);
                 if is_behind(&mine, theirs) {
                     wanted.push(mine);
                 }
@@ -285,7 +284,7 @@ impl ClusterState {
             if let Some(entry) = self.membership.get(fingerprint)
                 && self.is_relayed(entry, now)
             {
-                wanted.push(digest_entry(*fingerprint, entry));
+                wanted.push(entry.digest_entry(*fingerprint));
             }
         }
         keep_within(&mut wanted, (budget / 3).min(RUMOR_ROOM));
@@ -326,7 +325,7 @@ impl ClusterState {
             .filter(|theirs| {
                 self.membership
                     .get(&theirs.fingerprint)
-                    .is_some_and(|entry| is_behind(&digest_entry(theirs.fingerprint, entry), theirs))
+                    .is_some_and(|entry| is_behind(&entry.digest_entry(theirs.fingerprint), theirs))
             })
             .map(|theirs| theirs.fingerprint)
             .collect()
@@ -411,15 +410,6 @@ impl ClusterState {
             .collect()
     }
 }
-
-/// A tracked node's entry as this node holds it.
-fn digest_entry(fingerprint: Fingerprint, entry: &NodeEntry) -> DigestEntry {
-    entry.digest_entry(fingerprint)
-}
-
-/// The fewest bytes a digest entry takes: a fingerprint and three one-byte
-/// varints.
-const MIN_ENTRY_LEN: usize = 8 + 3;
 
 /// Keeps the entries, in order, while their packed length stays within
 /// `room` bytes.

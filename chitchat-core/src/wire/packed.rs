@@ -44,9 +44,7 @@ pub(crate) mod entries {
 
     use crate::identity::Fingerprint;
     use crate::wire::message::DigestEntry;
-
-    /// Smallest packed entry: 8 bytes of fingerprint and three 1-byte varints.
-    const MIN_ENTRY_LEN: usize = 11;
+    use crate::wire::size::MIN_DIGEST_ENTRY_LEN;
 
     pub(crate) fn serialize<S: Serializer>(
         entries: &[DigestEntry],
@@ -79,7 +77,7 @@ pub(crate) mod entries {
 
         fn visit_bytes<E: Error>(self, mut bytes: &[u8]) -> Result<Vec<DigestEntry>, E> {
             // The bytes are really there: reserving for them is bounded by the datagram.
-            let mut entries = Vec::with_capacity(bytes.len() / MIN_ENTRY_LEN);
+            let mut entries = Vec::with_capacity(bytes.len() / MIN_DIGEST_ENTRY_LEN);
             while !bytes.is_empty() {
                 let (fingerprint, rest) =
                     bytes.split_first_chunk::<8>().ok_or_else(|| E::custom("short entry"))?;

@@ -19,6 +19,10 @@ pub(crate) fn encoded_len<T: Serialize + ?Sized>(value: &T) -> usize {
     postcard::experimental::serialized_size(value).unwrap_or(usize::MAX)
 }
 
+/// The fewest bytes a digest entry takes: the fingerprint and three one-byte
+/// varints.
+pub(crate) const MIN_DIGEST_ENTRY_LEN: usize = 8 + 3;
+
 /// Bytes of one digest entry: 8 for the fingerprint and three varints. Equal to
 /// what the encoder writes (a unit test checks it), without running it for each
 /// of thousands of entries.
