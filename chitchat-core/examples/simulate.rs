@@ -9,7 +9,9 @@
 //! Phases, each measured in gossip rounds (one round = one gossip interval):
 //! 1. cold start: every node knows only the seed node (node 0); rounds until every
 //!    node sees every node live (`membership_rounds`);
-//! 2. steady state: bytes sent per node per round (`bytes_per_node_round`);
+//! 2. steady state: once every node holds every key, 20 rounds for the cold
+//!    start's last rumors to die out, then the bytes sent per node per round
+//!    over 10 rounds (`bytes_per_node_round`);
 //! 3. a key set on one node: rounds until every node holds it (`key_spread_rounds`);
 //! 4. with `--crash`: one node crashes; rounds until every node sees it dead
 //!    (`detection_rounds`);
@@ -215,6 +217,9 @@ fn run(args: &Args, sim: &mut Simulation) -> Result<Report, String> {
     let memory_per_node = rss_before
         .zip(resident_bytes())
         .map(|(before, after)| after.saturating_sub(before) / args.nodes as u64);
+    // Settled: the cold start's rumors have run out (they last
+    // `2 + ⌈log10(n + 1)⌉` rounds, 7 at 10,000 nodes).
+    sim.run_for(interval * 20).map_err(err)?;
     let steady_rounds = 10;
     // Datagrams and streams (a laggard's pulls) alike.
     let sent = |sim: &Simulation| sim.stats().bytes_sent + sim.stats().stream_bytes;

@@ -17,7 +17,11 @@ pub struct Config {
     /// Time between two gossip rounds. Each round is jittered by up to 10 %
     /// (earlier only), so that nodes started together drift apart.
     pub gossip_interval: Duration,
-    /// How many random live peers a round talks to.
+    /// How many random live peers a round talks to while the node has news
+    /// to spread: a node's state that changed in its eyes in the last few
+    /// rounds (its own included), or nodes it heard of and does not know. A
+    /// round without news (a settled cluster's) talks to one live peer, enough
+    /// to check by the digest's hashes that nothing was missed.
     pub gossip_fanout: usize,
     /// The largest datagram the node sends, in bytes, envelope included. Every
     /// Syn, SynAck and Ack fits, whatever the cluster size. At least

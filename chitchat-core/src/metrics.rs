@@ -27,6 +27,9 @@ pub struct Metrics {
     pub bad_cluster_sent: u64,
     /// Gossip rounds run.
     pub gossip_rounds: u64,
+    /// Gossip rounds without news, which talked to one live peer instead of
+    /// `gossip_fanout` (see [`crate::Config::gossip_fanout`]).
+    pub quiet_rounds: u64,
     /// `Ping`s sent to this node's subjects (see [`crate::Config::observers`]).
     pub pings_sent: u64,
     /// `Pong`s received that answered the last `Ping` to a subject.

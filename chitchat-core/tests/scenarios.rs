@@ -311,6 +311,25 @@ fn a_paused_node_does_not_blame_its_peers_for_its_own_pause() {
     assert_eq!(sim.node(sleeper).metrics().pauses, 1);
 }
 
+/// After a short pause, a node of a large cluster (whose `Syn`s hash ranges
+/// and list nobody) confirms its peers by the hashes they share with it: it
+/// declares none of them dead for want of confirmation, although few of them
+/// talk to it directly in the rounds it waits.
+#[test]
+fn a_node_of_a_large_cluster_back_from_a_pause_confirms_its_peers_by_their_hashes() {
+    let config = Config { max_datagram_size: 1_400, ..Config::local_test() };
+    let (mut sim, nodes) = cluster(13, 100, config);
+    sim.set_record_events(false);
+    assert!(sim.run_until(rounds(40), |sim| sim.all_see_all_live()).unwrap());
+    sim.run_for(rounds(10)).unwrap();
+    let sleeper = nodes[40];
+    sim.stall(sleeper, rounds(3));
+    sim.run_for(rounds(45)).unwrap();
+    assert_eq!(sim.node(sleeper).metrics().pauses, 1);
+    assert_eq!(sim.live_names(sleeper).len(), 100, "the sleeper declared peers dead after its pause");
+    assert!(sim.all_see_all_live());
+}
+
 /// A forged identity at a running node's address, injected at another node,
 /// dies and is removed like any silent node, and never comes back: the node
 /// whose address it claims refuses to track it, so its gossip (from that
@@ -335,4 +354,39 @@ fn a_forged_identity_at_a_running_nodes_address_dies_and_stays_dead() {
     sim.run_for(config.dead_node_grace_period * 4).unwrap();
     assert!(sim.none_track(&impostor), "the impostor is gone everywhere");
     assert!(sim.all_see_all_live());
+}
+
+/// A settled cluster's rounds are quiet (one handshake each); a change makes
+/// the nodes that learn it push it at the full fanout, and it still spreads
+/// at epidemic speed.
+#[test]
+fn a_settled_cluster_gossips_quietly_and_news_still_spreads_fast() {
+    let config = Config { max_datagram_size: 1_400, ..Config::local_test() };
+    let (mut sim, nodes) = cluster(11, 100, config);
+    sim.set_record_events(false);
+    assert!(sim.run_until(rounds(40), |sim| sim.all_see_all_live()).unwrap());
+    // The cold start's rumors run out (2 + ⌈log10(101)⌉ = 5 rounds).
+    sim.run_for(rounds(10)).unwrap();
+    let syns =
+        |sim: &Simulation| -> u64 { nodes.iter().map(|node| sim.node(*node).metrics().syns_received).sum() };
+    let quiet =
+        |sim: &Simulation| -> u64 { nodes.iter().map(|node| sim.node(*node).metrics().quiet_rounds).sum() };
+    let (syns_before, quiet_before) = (syns(&sim), quiet(&sim));
+    sim.run_for(rounds(20)).unwrap();
+    let (syns_settled, quiet_settled) = (syns(&sim) - syns_before, quiet(&sim) - quiet_before);
+    let node_rounds = 100 * 20;
+    // Rounds are jittered earlier by up to 10 %: a little over 20 a node.
+    assert!(quiet_settled >= node_rounds, "quiet rounds: {quiet_settled} of about {node_rounds}");
+    assert!(syns_settled < node_rounds * 12 / 10, "about one Syn a node a round, not three: {syns_settled}");
+
+    let writer = nodes[77];
+    let owner = sim.node_id(writer).clone();
+    sim.with_node(writer, |node, now| node.set(now, "news", "fresh")).unwrap();
+    let (syns_before, quiet_before) = (syns(&sim), quiet(&sim));
+    assert!(
+        sim.run_until(rounds(8), |sim| sim.all_have_key(&owner, "news", "fresh")).unwrap(),
+        "a change reaches 100 nodes within 8 rounds"
+    );
+    assert!(quiet(&sim) - quiet_before < node_rounds / 20 * 8, "nodes that learned it were not quiet");
+    assert!(syns(&sim) > syns_before);
 }

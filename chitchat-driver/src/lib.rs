@@ -40,6 +40,7 @@
 //! | `chitchat_bad_cluster_received_total` | counter | `BadCluster` answers received |
 //! | `chitchat_bad_cluster_sent_total` | counter | `BadCluster` answers sent |
 //! | `chitchat_gossip_rounds_total` | counter | gossip rounds run |
+//! | `chitchat_quiet_rounds_total` | counter | gossip rounds without news (one handshake) |
 //! | `chitchat_pings_sent_total` | counter | pings sent to this node's subjects |
 //! | `chitchat_pongs_received_total` | counter | pongs that answered the last Ping to a subject |
 //! | `chitchat_pongs_sent_total` | counter | pings answered with a Pong |

@@ -29,6 +29,7 @@ pub(crate) const COUNTERS: &[CounterSource] = &[
     ("chitchat_bad_cluster_received_total", "BadCluster answers received.", |m, _| m.bad_cluster_received),
     ("chitchat_bad_cluster_sent_total", "BadCluster answers sent.", |m, _| m.bad_cluster_sent),
     ("chitchat_gossip_rounds_total", "Gossip rounds run.", |m, _| m.gossip_rounds),
+    ("chitchat_quiet_rounds_total", "Gossip rounds without news (one handshake).", |m, _| m.quiet_rounds),
     ("chitchat_pings_sent_total", "Pings sent to this node's subjects.", |m, _| m.pings_sent),
     ("chitchat_pongs_received_total", "Pongs that answered the last Ping to a subject.", |m, _| {
         m.pongs_received

@@ -200,6 +200,7 @@ async fn bench(options: Options) -> ExitCode {
     let detection = if crash { measure_crash(&nodes, timeout).await } else { None };
     // The crashed node (the last one) has already been shut down.
     let running = if crash { count - 1 } else { count };
+    let liveness = liveness_counts(&nodes[..running]).await;
     for node in &nodes[..running] {
         node.shutdown().await.expect("a clean shutdown");
     }
@@ -219,6 +220,7 @@ async fn bench(options: Options) -> ExitCode {
     );
     println!("false deads: {false_deads} ({steady_false_deads} in the steady window)");
     println!("socket errors: {driver_errors}");
+    println!("{liveness}");
     println!(
         "| {count} | {:.2} s | {:.2} s | {:.1} µs | {rss_per_node:.0} KiB | {} |",
         live_converged.as_secs_f64(),
@@ -290,4 +292,25 @@ async fn total_bytes_sent(nodes: &[ChitchatHandle]) -> u64 {
         total += node.metrics().await.expect("running").core.bytes_sent;
     }
     total
+}
+
+/// What the nodes' liveness machinery did over the whole run (their sums): a
+/// false dead is explained by accusations, by pauses (rounds that ran more
+/// than two intervals late), or by answers that came too late to count.
+async fn liveness_counts(nodes: &[ChitchatHandle]) -> String {
+    let (mut accusations, mut refuted, mut pauses, mut unsolicited, mut rounds, mut quiet) =
+        (0, 0, 0, 0, 0, 0);
+    for node in nodes {
+        let core = node.metrics().await.expect("running").core;
+        accusations += core.accusations;
+        refuted += core.accusations_refuted;
+        pauses += core.pauses;
+        unsolicited += core.unsolicited_syn_acks;
+        rounds += core.gossip_rounds;
+        quiet += core.quiet_rounds;
+    }
+    format!(
+        "liveness: {accusations} accusations ({refuted} refuted), {pauses} pauses, \
+         {unsolicited} unsolicited SynAcks, {quiet} of {rounds} rounds quiet"
+    )
 }

@@ -20,7 +20,7 @@ use crate::identity::{Fingerprint, NodeId};
 use crate::leave::Phase;
 use crate::node_state::NodeState;
 use crate::outbox::{Outbox, Transmit};
-use crate::peers::PeerSelector;
+use crate::peers::{PeerSelector, QUIET_FANOUT};
 use crate::stream::Streams;
 use crate::time::Timestamp;
 use crate::timers::{Timer, TimerTable};
@@ -394,7 +394,12 @@ impl Chitchat {
         self.cluster.choose_subjects(now);
         self.probe_subjects();
         let self_addr = self.self_id().gossip_addr;
-        let fanout = self.config().gossip_fanout;
+        let fanout = if self.cluster.has_news() {
+            self.config().gossip_fanout
+        } else {
+            self.cluster.metrics_mut().quiet_rounds += 1;
+            self.config().gossip_fanout.min(QUIET_FANOUT)
+        };
         self.cluster.refresh_peers();
         let (live, dead) = self.cluster.peers();
         let address = |peer| self.cluster.gossip_addr(peer);

@@ -235,8 +235,20 @@ impl ClusterState {
     /// The ranges go clockwise from their start (a rule of the wire), so one
     /// walk of the ring hashes them all.
     pub(crate) fn mismatches(&self, now: Timestamp, hashes: &RangeHashes) -> Option<RingRange> {
-        let mut rows = self.ring_from(hashes.start).peekable();
         let (mut first, mut last) = (None, None);
+        self.compare_ranges(now, hashes, |range, agree| {
+            if !agree {
+                first.get_or_insert(range);
+                last = Some(range);
+            }
+        });
+        Some(RingRange { start: first?.start, end: last?.end })
+    }
+
+    /// Calls `visit` with each of a peer's hashed ranges and whether this
+    /// node's hash of it is the same, in one walk (the ranges go clockwise).
+    fn compare_ranges(&self, now: Timestamp, hashes: &RangeHashes, mut visit: impl FnMut(RingRange, bool)) {
+        let mut rows = self.ring_from(hashes.start).peekable();
         for (range, theirs) in hashes.ranges() {
             let mut mine = RangeHash::default();
             while let Some(row) = rows.next_if(|row| range.contains(row.fingerprint())) {
@@ -244,12 +256,35 @@ impl ClusterState {
                     mine = mine + row.summary().hash;
                 }
             }
-            if mine != theirs {
-                first.get_or_insert(range);
-                last = Some(range);
+            visit(range, mine == theirs);
+        }
+    }
+
+    /// After a pause of this node, the nodes it relays in the ranges whose
+    /// hash a peer's `Syn` shares are confirmed: the peer holds them as this
+    /// node does, so the cluster did not remove them meanwhile. (A `Syn` of a
+    /// large cluster lists nobody: without this, a node would be confirmed
+    /// only by the few peers that talk to it or name it, and after a pause
+    /// most of a large cluster would be declared dead for want of it.)
+    fn confirm_agreeing(&mut self, hashes: &RangeHashes, now: Timestamp) {
+        let woke = self.doubtful_until;
+        let mut agreeing = Vec::new();
+        self.compare_ranges(now, hashes, |range, agree| {
+            if agree {
+                agreeing.push(range);
+            }
+        });
+        let unconfirmed: Vec<Fingerprint> = agreeing
+            .into_iter()
+            .flat_map(|range| self.nodes_in(range))
+            .filter(|row| self.relays(row.summary(), now) && row.entry().confirmed_at < woke)
+            .map(|row| row.fingerprint())
+            .collect();
+        for fingerprint in unconfirmed {
+            if let Some(mut node) = self.membership.get_mut(&fingerprint) {
+                node.confirmed_at = now;
             }
         }
-        Some(RingRange { start: first?.start, end: last?.end })
     }
 
     /// The digest answering a `Syn` that hashed instead of listing, in at most
@@ -391,6 +426,9 @@ impl ClusterState {
         }
         if let Some(claim) = claims_about_self {
             self.note_claim_about_self(claim.heartbeat, claim.max_version, claim.last_gc_version);
+        }
+        if fresh && !digest.hashes.segments.is_empty() && self.confirming(now) {
+            self.confirm_agreeing(&digest.hashes, now);
         }
     }
 

@@ -225,6 +225,17 @@ impl ClusterState {
         self.rumors.take_asks()
     }
 
+    /// Whether this round has news to spread (rumors, asks, or a change of
+    /// this node's own state in the last rumor rounds); a round without is
+    /// quiet (see [`crate::peers`]). Called once a round, before the asks are
+    /// taken.
+    pub(crate) fn has_news(&mut self) -> bool {
+        let own = self.self_entry().digest_entry(self.self_fingerprint());
+        let rounds = digest::rumor_rounds(self.membership.len());
+        self.rumors.note_own((own.heartbeat, own.max_version, own.last_gc_version), rounds);
+        self.rumors.has_news()
+    }
+
     /// A round named its rumors.
     pub(crate) fn end_rumor_round(&mut self) {
         self.rumors.end_round();

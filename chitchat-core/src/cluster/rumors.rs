@@ -1,7 +1,9 @@
 //! Rumors: the nodes whose state changed lately in this node's eyes, which its
 //! `Syn`s name for a few rounds so that the change spreads (see
 //! [`super::digest`]), and the nodes peers named that it does not know, which
-//! its `Syn`s ask for.
+//! its `Syn`s ask for. Rumors, asks and a recent change of this node's own
+//! state are its **news**: a round without news is quiet (one handshake, see
+//! [`crate::peers`]).
 
 use std::collections::HashMap;
 
@@ -26,6 +28,11 @@ pub(crate) struct Rumors {
     /// deduplicated when full and when taken, which costs less than a set
     /// that would grow from empty every round.
     asks: Vec<Fingerprint>,
+    /// This node's own (heartbeat, max version, last GC version) as the last
+    /// round saw it (`None` before the first round).
+    own_seen: Option<(u64, u64, u64)>,
+    /// Rounds left during which this node's own change is news.
+    own_rounds_left: u32,
 }
 
 impl Rumors {
@@ -70,8 +77,25 @@ impl Rumors {
         self.asks.truncate(MAX_ASKS);
     }
 
+    /// This node's own state is `own` (heartbeat, max version, last GC
+    /// version) this round: if it changed since the last round, it is news for
+    /// `rounds` rounds.
+    pub(crate) fn note_own(&mut self, own: (u64, u64, u64), rounds: u32) {
+        if self.own_seen != Some(own) {
+            self.own_seen = Some(own);
+            self.own_rounds_left = rounds;
+        }
+    }
+
+    /// Whether there is anything to spread or to ask for: rumors, asks, or a
+    /// recent change of this node's own state.
+    pub(crate) fn has_news(&self) -> bool {
+        !self.rounds_left.is_empty() || !self.asks.is_empty() || self.own_rounds_left > 0
+    }
+
     /// A round named the current rumors once more.
     pub(crate) fn end_round(&mut self) {
+        self.own_rounds_left = self.own_rounds_left.saturating_sub(1);
         self.rounds_left.retain(|_, left| {
             *left -= 1;
             *left > 0
@@ -104,6 +128,33 @@ mod tests {
         assert_eq!(rumors.current(), vec![Fingerprint(2)]);
         rumors.end_round();
         assert!(rumors.current().is_empty());
+    }
+
+    #[test]
+    fn news_is_rumors_asks_or_an_own_change_for_its_rounds() {
+        let mut rumors = Rumors::default();
+        assert!(!rumors.has_news());
+        rumors.note_own((0, 0, 0), 2);
+        assert!(rumors.has_news(), "the first round sees this node's state as new");
+        rumors.end_round();
+        rumors.note_own((0, 0, 0), 2);
+        assert!(rumors.has_news());
+        rumors.end_round();
+        rumors.note_own((0, 0, 0), 2);
+        assert!(!rumors.has_news(), "an unchanged state is news for its rounds only");
+        rumors.note_own((0, 1, 0), 2);
+        assert!(rumors.has_news(), "a new version is news");
+        rumors.end_round();
+        rumors.end_round();
+        assert!(!rumors.has_news());
+        rumors.ask(Fingerprint(9));
+        assert!(rumors.has_news(), "a node to ask for is news");
+        rumors.take_asks();
+        assert!(!rumors.has_news());
+        rumors.note(Fingerprint(3), 1);
+        assert!(rumors.has_news(), "a rumor is news");
+        rumors.end_round();
+        assert!(!rumors.has_news());
     }
 
     #[test]

@@ -273,6 +273,15 @@ impl ClusterState {
         self.declare_dead(now, unrefuted);
     }
 
+    /// Whether this node is within [`REFUTATION_ROUNDS`] gossip intervals
+    /// after waking from a pause: the nodes not confirmed since it woke are
+    /// declared dead when that time is over (see [`Self::is_forsaken`]).
+    pub(crate) fn confirming(&self, now: Timestamp) -> bool {
+        let woke = self.doubtful_until;
+        woke != Timestamp::ZERO
+            && now.saturating_duration_since(woke) < self.config.gossip_interval * REFUTATION_ROUNDS
+    }
+
     /// Whether `entry` is a live node nobody will accuse, dead after
     /// [`REFUTATION_ROUNDS`] gossip intervals: after a pause of this node,
     /// one no peer confirmed since it woke (the cluster may have removed it
