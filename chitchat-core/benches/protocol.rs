@@ -98,7 +98,8 @@ fn handshake(a: &mut Chitchat, b: &mut Chitchat) -> usize {
     bytes
 }
 
-/// Two nodes that know the same cluster and each other.
+/// Two nodes that know the same cluster and each other, settled: the news of
+/// what they learned has run out, as it does a few rounds after it came.
 fn synced_pair() -> (Chitchat, Chitchat) {
     let datagrams = cluster_datagrams();
     let mut a = node("a", 1, &datagrams);
@@ -107,6 +108,8 @@ fn synced_pair() -> (Chitchat, Chitchat) {
         handshake(&mut a, &mut b);
         handshake(&mut b, &mut a);
     }
+    chitchat_core::testing::let_rumors_run_out(&mut a);
+    chitchat_core::testing::let_rumors_run_out(&mut b);
     (a, b)
 }
 

@@ -158,4 +158,13 @@ impl Chitchat {
     pub(crate) fn is_validated(&self, addr: &SocketAddr) -> bool {
         self.cluster.is_validated(addr)
     }
+
+    /// Ends rumor rounds until no rumor is left, as gossip rounds would
+    /// (without their sends): the node's news has run out.
+    #[cfg(feature = "testing")]
+    pub(crate) fn let_rumors_run_out(&mut self) {
+        while !self.cluster.current_rumors().is_empty() {
+            self.cluster.end_rumor_round();
+        }
+    }
 }

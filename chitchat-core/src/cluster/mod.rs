@@ -216,8 +216,8 @@ impl ClusterState {
     }
 
     /// The rumors this node names now, freshest first.
-    pub(crate) fn current_rumors(&self) -> Vec<Fingerprint> {
-        self.rumors.current()
+    pub(crate) fn current_rumors(&mut self) -> Vec<Fingerprint> {
+        self.rumors.current().to_vec()
     }
 
     /// The nodes a round's `Syn`s ask for (once).

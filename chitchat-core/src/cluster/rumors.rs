@@ -33,13 +33,22 @@ pub(crate) struct Rumors {
     own_seen: Option<(u64, u64, u64)>,
     /// Rounds left during which this node's own change is news.
     own_rounds_left: u32,
+    /// The rumors to name, as [`Rumors::current`] last chose them (at most
+    /// [`MAX_NAMED`]), and whether `rounds_left` changed since: choosing
+    /// looks at every rumor (a cold start's are the whole cluster), and
+    /// every `Syn` sent or answered names them.
+    named: Vec<Fingerprint>,
+    named_stale: bool,
 }
 
 impl Rumors {
     /// `fingerprint` has news: name it for `rounds` more rounds.
     pub(crate) fn note(&mut self, fingerprint: Fingerprint, rounds: u32) {
         let left = self.rounds_left.entry(fingerprint).or_default();
-        *left = (*left).max(rounds);
+        if *left < rounds {
+            *left = rounds;
+            self.named_stale = true;
+        }
     }
 
     /// A peer named `fingerprint`, which this node does not know.
@@ -51,16 +60,25 @@ impl Rumors {
     }
 
     /// The rumors to name now, freshest first: at most [`MAX_NAMED`] of them.
-    pub(crate) fn current(&self) -> Vec<Fingerprint> {
-        let mut rumors: Vec<(Fingerprint, u32)> =
-            self.rounds_left.iter().map(|(f, left)| (*f, *left)).collect();
-        let order = |a: &(Fingerprint, u32), b: &(Fingerprint, u32)| b.1.cmp(&a.1).then(a.0.cmp(&b.0));
-        if rumors.len() > MAX_NAMED {
-            rumors.select_nth_unstable_by(MAX_NAMED, order);
-            rumors.truncate(MAX_NAMED);
+    /// Chosen again only when rumors changed.
+    pub(crate) fn current(&mut self) -> &[Fingerprint] {
+        if self.named_stale {
+            self.named_stale = false;
+            let mut rumors: Vec<(Fingerprint, u32)> =
+                self.rounds_left.iter().map(|(f, left)| (*f, *left)).collect();
+            let order = |a: &(Fingerprint, u32), b: &(Fingerprint, u32)| b.1.cmp(&a.1).then(a.0.cmp(&b.0));
+            if rumors.len() > MAX_NAMED {
+                rumors.select_nth_unstable_by(MAX_NAMED, order);
+                rumors.truncate(MAX_NAMED);
+            }
+            rumors.sort_unstable_by(order);
+            self.named.clear();
+            self.named.extend(rumors.into_iter().map(|(fingerprint, _)| fingerprint));
+            if self.named.is_empty() {
+                self.named.shrink_to_fit();
+            }
         }
-        rumors.sort_unstable_by(order);
-        rumors.into_iter().map(|(fingerprint, _)| fingerprint).collect()
+        &self.named
     }
 
     /// The nodes to ask for (they are asked once: a peer that knows them
@@ -96,6 +114,7 @@ impl Rumors {
     /// A round named the current rumors once more.
     pub(crate) fn end_round(&mut self) {
         self.own_rounds_left = self.own_rounds_left.saturating_sub(1);
+        self.named_stale |= !self.rounds_left.is_empty();
         self.rounds_left.retain(|_, left| {
             *left -= 1;
             *left > 0
@@ -108,7 +127,7 @@ impl Rumors {
 
     /// `fingerprint` is no longer tracked.
     pub(crate) fn forget(&mut self, fingerprint: Fingerprint) {
-        self.rounds_left.remove(&fingerprint);
+        self.named_stale |= self.rounds_left.remove(&fingerprint).is_some();
     }
 }
 
@@ -128,6 +147,13 @@ mod tests {
         assert_eq!(rumors.current(), vec![Fingerprint(2)]);
         rumors.end_round();
         assert!(rumors.current().is_empty());
+        rumors.note(Fingerprint(4), 2);
+        rumors.note(Fingerprint(5), 2);
+        assert_eq!(rumors.current(), vec![Fingerprint(4), Fingerprint(5)]);
+        rumors.forget(Fingerprint(4));
+        assert_eq!(rumors.current(), vec![Fingerprint(5)], "a forgotten node is named no more");
+        rumors.note(Fingerprint(6), 3);
+        assert_eq!(rumors.current(), vec![Fingerprint(6), Fingerprint(5)], "a fresher rumor comes first");
     }
 
     #[test]

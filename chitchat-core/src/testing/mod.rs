@@ -10,7 +10,7 @@
 //! - [`validate_peer`]: a peer whose address is validated, so that answers to
 //!   it are not limited by the amplification limit;
 //! - [`queue_lengths`], [`node_state_by_fingerprint`] and [`is_validated`]:
-//!   internal views;
+//!   internal views; [`let_rumors_run_out`], a settled node's news;
 //! - [`campaign`]: fault campaigns in the simulator.
 //!
 //! The messages and the codec themselves are in [`crate::wire`], public with
@@ -47,6 +47,13 @@ pub fn queue_lengths(node: &Chitchat) -> (usize, usize, usize) {
 /// `Ack` to an unsolicited `SynAck` to its size, validated or not). Read-only.
 pub fn is_validated(node: &Chitchat, addr: &SocketAddr) -> bool {
     node.is_validated(addr)
+}
+
+/// Lets `node`'s rumors run out, as they do after a few gossip rounds in
+/// which nothing changed (without running the rounds, whose probes would go
+/// unanswered): its `Syn`s then name no rumor, as a settled node's do.
+pub fn let_rumors_run_out(node: &mut Chitchat) {
+    node.let_rumors_run_out();
 }
 
 /// The state of a node tracked by `node`, by fingerprint.
