@@ -7,11 +7,16 @@
 //! catches up): the total of the steps back is a skew added to every reading,
 //! and deadlines handed out are converted back to the caller's clock.
 //!
-//! A node not driven (a timer fired, or a datagram accepted) for more than two
-//! gossip intervals was paused: a stopped process, a long garbage collection, a
-//! suspended machine, a clock jump. Short of that, a gossip round that runs
-//! after it was due ran late. Either way its peers' silence in that time is the
-//! node's own doing, which [`NodeClock::drive`] reports as a [`Forgiveness`].
+//! A node not driven (a timer fired, or a datagram accepted) for longer than
+//! its pause threshold was paused: a stopped process, a long garbage
+//! collection, a suspended machine, a clock jump. The threshold is a quarter
+//! of the shorter grace period, and at least two gossip intervals: within it
+//! the cluster cannot have stopped gossiping a node this one still holds, so
+//! nothing that arrives is more than late. Short of that,
+//! a gossip round that runs after it was due ran late (an overloaded process
+//! whose rounds all run late is late, not paused). Either way its peers'
+//! silence in that time is the node's own doing, which [`NodeClock::drive`]
+//! reports as a [`Forgiveness`].
 
 use std::time::Duration;
 
@@ -73,16 +78,18 @@ impl NodeClock {
     /// The node is driven at its time `now`, by its gossip round due at
     /// `round_due` or by a datagram (`None`). Returns the silence to forgive:
     /// the gap since it was last driven beyond one gossip interval, if the gap
-    /// exceeds two (a pause); otherwise the round's lateness, if it ran late.
+    /// exceeds `pause_threshold` (a pause); otherwise the round's lateness, if
+    /// it ran late.
     pub(crate) fn drive(
         &mut self,
         now: Timestamp,
         round_due: Option<Timestamp>,
         gossip_interval: Duration,
+        pause_threshold: Duration,
     ) -> Option<Forgiveness> {
         let gap = now.saturating_duration_since(self.driven_at);
         self.driven_at = self.driven_at.max(now);
-        if gap > gossip_interval * 2 {
+        if gap > pause_threshold {
             Some(Forgiveness::Pause(gap - gossip_interval))
         } else {
             let due = round_due?;
@@ -133,14 +140,20 @@ mod tests {
     fn long_gaps_are_pauses_and_late_rounds_are_lateness() {
         let mut clock = NodeClock::new(Timestamp::ZERO);
         let at = Timestamp::from_millis;
-        assert_eq!(clock.drive(at(1_000), Some(at(1_000)), INTERVAL), None);
+        let threshold = INTERVAL * 3;
+        assert_eq!(clock.drive(at(1_000), Some(at(1_000)), INTERVAL, threshold), None);
         assert_eq!(
-            clock.drive(at(2_300), Some(at(2_000)), INTERVAL),
+            clock.drive(at(2_300), Some(at(2_000)), INTERVAL, threshold),
             Some(Forgiveness::Lateness(Duration::from_millis(300)))
         );
-        assert_eq!(clock.drive(at(2_400), None, INTERVAL), None);
+        assert_eq!(clock.drive(at(2_400), None, INTERVAL, threshold), None);
+        // A gap of 2.5 intervals is within the threshold: the round was late.
         assert_eq!(
-            clock.drive(at(7_400), Some(at(3_400)), INTERVAL),
+            clock.drive(at(4_900), Some(at(3_400)), INTERVAL, threshold),
+            Some(Forgiveness::Lateness(Duration::from_millis(1_500)))
+        );
+        assert_eq!(
+            clock.drive(at(9_900), Some(at(5_900)), INTERVAL, threshold),
             Some(Forgiveness::Pause(Duration::from_secs(4)))
         );
     }

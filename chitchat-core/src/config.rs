@@ -204,6 +204,16 @@ impl Config {
     /// Checks that the largest key-value section still fits in half a datagram
     /// once the sealed envelope's overhead is reserved: run when encryption is
     /// installed.
+    /// How long a node may go without being driven before the gap counts as
+    /// a pause of its own (PROTOCOL.md §5.15): a quarter of the shorter grace
+    /// period, and at least two gossip intervals. Within it, the cluster
+    /// cannot have stopped gossiping a node this one still holds (that waits
+    /// half a grace period), so what arrives after the gap is late, not stale;
+    /// an overloaded process whose rounds all run late is not paused.
+    pub(crate) fn pause_threshold(&self) -> Duration {
+        (self.dead_node_grace_period.min(self.deletion_grace_period) / 4).max(self.gossip_interval * 2)
+    }
+
     pub(crate) fn validate_sealed(&self) -> Result<(), ConfigError> {
         self.check_one_key_fits(wire::SEAL_OVERHEAD)
     }

@@ -64,9 +64,9 @@
 //! clock steps back, the node counts the step as no time and carries on.
 //! Liveness is judged in the node's own rounds: when a gossip round runs late
 //! (the event loop was busy or starved), peers' silence during the lateness is
-//! forgiven. A node not driven for more than two gossip intervals (its process
-//! was stopped, garbage collection ran long, the machine slept, the clock
-//! jumped) takes the gap as its own pause: peers' silence during it is
+//! forgiven. A node not driven for longer than a quarter of the shorter grace
+//! period (its process was stopped, garbage collection ran long, the machine
+//! slept, the clock jumped) takes the gap as its own pause: peers' silence during it is
 //! forgiven, and for one gossip interval news that may have waited in the
 //! socket since before the pause revives no dead node, brings in no new node,
 //! and vouches for no node to peers. See [`Chitchat::handle_timeout`].

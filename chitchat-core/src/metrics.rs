@@ -86,8 +86,9 @@ pub struct Metrics {
     pub stale_sections: u64,
     /// Times a peer's state was replaced wholesale (reset) here.
     pub resets_applied: u64,
-    /// Pauses of this node: it was not driven for more than two gossip
-    /// intervals (see [`crate::Chitchat::handle_timeout`]).
+    /// Pauses of this node: it was not driven for longer than a quarter of
+    /// the shorter grace period, and at least two gossip intervals (see
+    /// [`crate::Chitchat::handle_timeout`]).
     pub pauses: u64,
     /// Answers sent to addresses not validated (each at most three times the
     /// datagram it answered; see [`crate::Config::max_unvalidated_bytes_per_sec`]).

@@ -311,8 +311,8 @@ fn a_paused_node_does_not_blame_its_peers_for_its_own_pause() {
     assert_eq!(sim.node(sleeper).metrics().pauses, 1);
 }
 
-/// After a short pause, a node of a large cluster (whose `Syn`s hash ranges
-/// and list nobody) confirms its peers by the hashes they share with it: it
+/// After a pause, a node of a large cluster (whose `Syn`s hash ranges and
+/// list nobody) confirms its peers by the hashes they share with it: it
 /// declares none of them dead for want of confirmation, although few of them
 /// talk to it directly in the rounds it waits.
 #[test]
@@ -323,10 +323,32 @@ fn a_node_of_a_large_cluster_back_from_a_pause_confirms_its_peers_by_their_hashe
     assert!(sim.run_until(rounds(40), |sim| sim.all_see_all_live()).unwrap());
     sim.run_for(rounds(10)).unwrap();
     let sleeper = nodes[40];
-    sim.stall(sleeper, rounds(3));
-    sim.run_for(rounds(45)).unwrap();
+    // Past the pause threshold: a quarter of the 5 s grace periods, 12.5 rounds.
+    sim.stall(sleeper, rounds(15));
+    sim.run_for(rounds(60)).unwrap();
     assert_eq!(sim.node(sleeper).metrics().pauses, 1);
     assert_eq!(sim.live_names(sleeper).len(), 100, "the sleeper declared peers dead after its pause");
+    assert!(sim.all_see_all_live());
+}
+
+/// A node of an overloaded process, whose event loop runs it 250 ms late
+/// again and again (2.5 gossip intervals), is late, not paused: it still
+/// takes in a newcomer. (Were such gaps pauses, it would doubt everything it
+/// handles, and track no new node.)
+#[test]
+fn a_node_always_late_is_not_paused_and_still_takes_in_newcomers() {
+    let (mut sim, nodes) = cluster(14, 10, Config::local_test());
+    assert!(sim.run_until(rounds(30), |sim| sim.all_see_all_live()).unwrap());
+    let busy = nodes[3];
+    let newcomer = sim.add_node("newcomer", Config::local_test());
+    sim.set_seeds(newcomer, &[nodes[0]]);
+    let newcomer_id = sim.node_id(newcomer).clone();
+    for _ in 0..40 {
+        sim.stall(busy, Duration::from_millis(250));
+        sim.run_for(Duration::from_millis(300)).unwrap();
+    }
+    assert_eq!(sim.node(busy).metrics().pauses, 0);
+    assert_eq!(sim.node(busy).node_status(&newcomer_id), Some(NodeStatus::Live));
     assert!(sim.all_see_all_live());
 }
 

@@ -143,8 +143,16 @@ async fn bench(options: Options) -> ExitCode {
     // Convergence: everyone live everywhere, then every key everywhere.
     while nodes.iter().any(|node| node.live_nodes().len() != count) {
         if start.elapsed() > timeout {
-            let min = nodes.iter().map(|node| node.live_nodes().len()).min().unwrap_or(0);
-            println!("did not converge within {timeout:?}: min live = {min}");
+            let mut live: Vec<usize> = nodes.iter().map(|node| node.live_nodes().len()).collect();
+            live.sort_unstable();
+            println!(
+                "did not converge within {timeout:?}: live nodes seen, min {} / 10th percentile {} / median {} / max {}",
+                live[0],
+                live[live.len() / 10],
+                live[live.len() / 2],
+                live[live.len() - 1]
+            );
+            println!("{}", liveness_counts(&nodes).await);
             return ExitCode::FAILURE;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -294,23 +302,47 @@ async fn total_bytes_sent(nodes: &[ChitchatHandle]) -> u64 {
     total
 }
 
-/// What the nodes' liveness machinery did over the whole run (their sums): a
-/// false dead is explained by accusations, by pauses (rounds that ran more
-/// than two intervals late), or by answers that came too late to count.
+/// What the nodes' liveness machinery and datagram path did over the whole
+/// run (their sums): a false dead is explained by accusations, by pauses
+/// (rounds that ran more than two intervals late), or by answers that came
+/// too late to count; a cluster that does not form, by answers dropped or
+/// refused.
 async fn liveness_counts(nodes: &[ChitchatHandle]) -> String {
-    let (mut accusations, mut refuted, mut pauses, mut unsolicited, mut rounds, mut quiet) =
-        (0, 0, 0, 0, 0, 0);
+    let mut totals = chitchat_tokio::Metrics::default();
+    let (mut socket_errors, mut rejected) = (0, 0);
     for node in nodes {
-        let core = node.metrics().await.expect("running").core;
-        accusations += core.accusations;
-        refuted += core.accusations_refuted;
-        pauses += core.pauses;
-        unsolicited += core.unsolicited_syn_acks;
-        rounds += core.gossip_rounds;
-        quiet += core.quiet_rounds;
+        let metrics = node.metrics().await.expect("running");
+        let core = metrics.core;
+        totals.accusations += core.accusations;
+        totals.accusations_refuted += core.accusations_refuted;
+        totals.pauses += core.pauses;
+        totals.unsolicited_syn_acks += core.unsolicited_syn_acks;
+        totals.gossip_rounds += core.gossip_rounds;
+        totals.quiet_rounds += core.quiet_rounds;
+        totals.datagrams_sent += core.datagrams_sent;
+        totals.datagrams_received += core.datagrams_received;
+        totals.transmits_dropped += core.transmits_dropped;
+        totals.unvalidated_answers_dropped += core.unvalidated_answers_dropped;
+        totals.sections_unproven += core.sections_unproven;
+        rejected += core.rejected.total;
+        socket_errors += metrics.driver.send_errors + metrics.driver.recv_errors;
     }
     format!(
-        "liveness: {accusations} accusations ({refuted} refuted), {pauses} pauses, \
-         {unsolicited} unsolicited SynAcks, {quiet} of {rounds} rounds quiet"
+        "liveness: {} accusations ({} refuted), {} pauses, {} unsolicited SynAcks, {} of {} rounds quiet\n\
+         datagrams: {} sent, {} received, {} rejected, {} dropped from the outbox, {} answers to unvalidated \
+         addresses dropped, {} sections unproven, {} socket errors",
+        totals.accusations,
+        totals.accusations_refuted,
+        totals.pauses,
+        totals.unsolicited_syn_acks,
+        totals.quiet_rounds,
+        totals.gossip_rounds,
+        totals.datagrams_sent,
+        totals.datagrams_received,
+        rejected,
+        totals.transmits_dropped,
+        totals.unvalidated_answers_dropped,
+        totals.sections_unproven,
+        socket_errors,
     )
 }

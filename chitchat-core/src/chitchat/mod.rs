@@ -355,12 +355,15 @@ impl Chitchat {
     /// Fires the timers due at `now`. Calling it early is harmless.
     ///
     /// Call it at [`Chitchat::poll_timeout`]. A node driven neither by its timer
-    /// nor by an accepted datagram for more than two gossip intervals takes the
-    /// gap as a pause of its own (a stopped process, a long garbage collection,
-    /// a suspended machine): it does not blame its peers' silence during the
-    /// pause on them, and for one gossip interval it doubts what arrives, which
-    /// may have waited in the socket since before the pause (counted in
-    /// [`crate::Metrics::pauses`]). Short of a pause, a gossip round that runs
+    /// nor by an accepted datagram for longer than a quarter of the shorter
+    /// grace period ([`crate::Config::dead_node_grace_period`],
+    /// [`crate::Config::deletion_grace_period`]; at least two gossip intervals)
+    /// takes the gap as a pause of its own (a stopped process, a long garbage
+    /// collection, a suspended machine): it does not blame its peers' silence
+    /// during the pause on them, and for one gossip interval it doubts what
+    /// arrives, which may have waited in the socket since before the pause
+    /// (counted in [`crate::Metrics::pauses`]). A shorter gap cannot hide the
+    /// removal of a node, so it is only lateness. Short of a pause, a gossip round that runs
     /// late (the caller's event loop was busy or starved) forgives its lateness
     /// the same way: liveness is judged in the node's own rounds, and an
     /// overloaded node does not blame its peers for its own slowness.
@@ -525,8 +528,8 @@ impl Chitchat {
     /// The node is driven at `now`, by its gossip round due at `round_due` or
     /// by a datagram: forgives its peers the silence of its own making.
     fn drive(&mut self, now: Timestamp, round_due: Option<Timestamp>) {
-        let interval = self.config().gossip_interval;
-        if let Some(forgiveness) = self.clock.drive(now, round_due, interval) {
+        let (interval, threshold) = (self.config().gossip_interval, self.config().pause_threshold());
+        if let Some(forgiveness) = self.clock.drive(now, round_due, interval, threshold) {
             self.cluster.forgive(forgiveness, now);
         }
     }
