@@ -4,7 +4,9 @@
 //! cargo run --release -p chitchat-tokio --example loopback_bench -- --nodes 100
 //! ```
 //!
-//! Every node gossips every 100 ms (`Config::local_test()`) and holds 20 keys. The
+//! Every node gossips every 100 ms (`Config::local_test()`; `--interval-ms`
+//! sets another interval, with grace periods of 50 intervals as there) and
+//! holds 20 keys. The
 //! bench reports:
 //!
 //! - time to converge: from the first node's start until every node sees N live
@@ -43,6 +45,7 @@ struct Options {
     steady: Duration,
     timeout: Duration,
     phi_window: Option<usize>,
+    interval: Duration,
     crash: bool,
     json: bool,
 }
@@ -54,6 +57,7 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Options, String> {
         steady: Duration::from_secs(10),
         timeout: Duration::from_secs(300),
         phi_window: None,
+        interval: Config::local_test().gossip_interval,
         crash: false,
         json: false,
     };
@@ -80,9 +84,11 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Options, String> {
             "--steady-secs" => options.steady = Duration::from_secs(value),
             "--timeout-secs" => options.timeout = Duration::from_secs(value),
             "--phi-window" => options.phi_window = Some(value as usize),
+            "--interval-ms" => options.interval = Duration::from_millis(value),
             _ => {
                 return Err(format!(
-                    "unknown argument {arg:?} (--nodes, --keys, --steady-secs, --timeout-secs, --phi-window, --crash, --json)"
+                    "unknown argument {arg:?} (--nodes, --keys, --steady-secs, --timeout-secs, --phi-window, \
+                     --interval-ms, --crash, --json)"
                 ));
             }
         }
@@ -107,13 +113,20 @@ fn main() -> ExitCode {
 }
 
 async fn bench(options: Options) -> ExitCode {
-    let Options { nodes: count, keys, steady, timeout, phi_window, crash, json } = options;
+    let Options { nodes: count, keys, steady, timeout, phi_window, interval, crash, json } = options;
     let rss_before = rss_kib();
     let false_deads = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let mut nodes: Vec<ChitchatHandle> = Vec::with_capacity(count);
     for i in 0..count {
-        let mut chitchat = Config { cluster_id: "bench".to_string(), ..Config::local_test() };
+        // `local_test`'s grace periods are 50 of its intervals: so at any interval.
+        let mut chitchat = Config {
+            cluster_id: "bench".to_string(),
+            gossip_interval: interval,
+            dead_node_grace_period: interval * 50,
+            deletion_grace_period: interval * 50,
+            ..Config::local_test()
+        };
         if let Some(window) = phi_window {
             chitchat.phi_sampling_window = window;
         }
@@ -205,7 +218,7 @@ async fn bench(options: Options) -> ExitCode {
     // Counted before any crash: the crashed node leaving live sets is expected.
     let false_deads = false_deads.load(Ordering::Relaxed);
     let steady_false_deads = false_deads - false_deads_before;
-    let detection = if crash { measure_crash(&nodes, timeout).await } else { None };
+    let detection = if crash { measure_crash(&nodes, interval, timeout).await } else { None };
     // The crashed node (the last one) has already been shut down.
     let running = if crash { count - 1 } else { count };
     let liveness = liveness_counts(&nodes[..running]).await;
@@ -252,10 +265,10 @@ async fn bench(options: Options) -> ExitCode {
 
 /// Stops the last node without a leave and waits until no other node has it in
 /// its live set. Returns the median and the largest detection time in seconds.
-async fn measure_crash(nodes: &[ChitchatHandle], timeout: Duration) -> Option<(f64, f64)> {
+async fn measure_crash(nodes: &[ChitchatHandle], interval: Duration, timeout: Duration) -> Option<(f64, f64)> {
     let (victim, observers) = nodes.split_last()?;
     let victim_id = victim.self_id().clone();
-    let interval = Config::local_test().gossip_interval.as_secs_f64();
+    let interval = interval.as_secs_f64();
     victim.shutdown().await.expect("a clean shutdown");
     let crashed = Instant::now();
     let mut seen: Vec<Option<f64>> = vec![None; observers.len()];
