@@ -265,7 +265,11 @@ async fn bench(options: Options) -> ExitCode {
 
 /// Stops the last node without a leave and waits until no other node has it in
 /// its live set. Returns the median and the largest detection time in seconds.
-async fn measure_crash(nodes: &[ChitchatHandle], interval: Duration, timeout: Duration) -> Option<(f64, f64)> {
+async fn measure_crash(
+    nodes: &[ChitchatHandle],
+    interval: Duration,
+    timeout: Duration,
+) -> Option<(f64, f64)> {
     let (victim, observers) = nodes.split_last()?;
     let victim_id = victim.self_id().clone();
     let interval = interval.as_secs_f64();
