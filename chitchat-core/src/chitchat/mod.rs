@@ -397,7 +397,7 @@ impl Chitchat {
         self.cluster.choose_subjects(now);
         self.probe_subjects();
         let self_addr = self.self_id().gossip_addr;
-        let fanout = if self.cluster.has_news() {
+        let fanout = if self.cluster.round_has_news() {
             self.config().gossip_fanout
         } else {
             self.cluster.metrics_mut().quiet_rounds += 1;

@@ -229,7 +229,7 @@ impl ClusterState {
     /// this node's own state in the last rumor rounds); a round without is
     /// quiet (see [`crate::peers`]). Called once a round, before the asks are
     /// taken.
-    pub(crate) fn has_news(&mut self) -> bool {
+    pub(crate) fn round_has_news(&mut self) -> bool {
         let own = self.self_entry().digest_entry(self.self_fingerprint());
         let rounds = digest::rumor_rounds(self.membership.len());
         self.rumors.note_own((own.heartbeat, own.max_version, own.last_gc_version), rounds);
