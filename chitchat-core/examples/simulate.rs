@@ -163,7 +163,7 @@ fn sim_network(args: &Args) -> NetworkConfig {
 type Rounds = Option<f64>;
 
 struct Report {
-    /// Live heap bytes per node once converged (all nodes' state, the network's
+    /// Live heap bytes per node once settled, 20 rounds after convergence (all nodes' state, the network's
     /// datagrams in flight included).
     memory_per_node: Option<u64>,
     membership_rounds: Rounds,
@@ -214,12 +214,13 @@ fn run(args: &Args, sim: &mut Simulation) -> Result<Report, String> {
     }
     // Let the initial keys settle, then measure a steady window.
     sim.run_until(limit, |sim| sim.converged()).map_err(err)?;
+    // Settled: the cold start's rumors have run out (they last
+    // `2 + ⌈log10(n + 1)⌉` rounds, 7 at 10,000 nodes), and what they held
+    // went back.
+    sim.run_for(interval * 20).map_err(err)?;
     let memory_per_node = rss_before
         .zip(resident_bytes())
         .map(|(before, after)| after.saturating_sub(before) / args.nodes as u64);
-    // Settled: the cold start's rumors have run out (they last
-    // `2 + ⌈log10(n + 1)⌉` rounds, 7 at 10,000 nodes).
-    sim.run_for(interval * 20).map_err(err)?;
     let steady_rounds = 10;
     // Datagrams and streams (a laggard's pulls) alike.
     let sent = |sim: &Simulation| sim.stats().bytes_sent + sim.stats().stream_bytes;

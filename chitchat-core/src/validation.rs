@@ -31,8 +31,8 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use chacha20poly1305::aead::{AeadInOut, KeyInit};
-use chacha20poly1305::{ChaCha20Poly1305, Nonce};
+use chacha20::ChaCha20;
+use chacha20::cipher::{KeyIvInit, StreamCipher};
 
 use crate::time::Timestamp;
 use crate::wire::Token;
@@ -94,25 +94,38 @@ impl std::fmt::Debug for TokenSource {
     }
 }
 
-/// Unguessable tokens: the ChaCha20 keystream under a secret key, one nonce
-/// per token.
+/// Unguessable tokens: consecutive 8-byte pieces of the ChaCha20 keystream
+/// under a secret key (8 tokens a 64-byte block; the stream cipher alone, with
+/// no authentication tag to compute).
 struct TokenSource {
-    cipher: ChaCha20Poly1305,
+    cipher: ChaCha20,
     issued: u64,
 }
 
 impl TokenSource {
+    fn new(secret: [u8; 32]) -> Self {
+        TokenSource { cipher: ChaCha20::new(&secret.into(), &[0; 12].into()), issued: 0 }
+    }
+
     fn next(&mut self) -> Token {
         self.issued += 1;
-        let mut nonce = [0; 12];
-        nonce[..8].copy_from_slice(&self.issued.to_le_bytes());
+        if self.issued.is_multiple_of(REKEY_EVERY) {
+            // Long before the keystream's 2^32 blocks run out, its next 32
+            // bytes key the next one.
+            let mut key = [0; 32];
+            self.cipher.apply_keystream(&mut key);
+            self.cipher = ChaCha20::new(&key.into(), &[0; 12].into());
+        }
         let mut token = [0; 8];
-        // The keystream XORed into zeros; the tag is not needed. Encrypting 8
-        // bytes cannot fail.
-        let _ = self.cipher.encrypt_inout_detached(&Nonce::from(nonce), b"", (&mut token[..]).into());
+        // The keystream XORed into zeros.
+        self.cipher.apply_keystream(&mut token);
         Token(token)
     }
 }
+
+/// Tokens drawn from one keystream before the next key (2^30 of the 2^35 it
+/// holds).
+const REKEY_EVERY: u64 = 1 << 30;
 
 impl AddressValidation {
     /// `gossip_interval` sets how long an answer counts as solicited;
@@ -131,7 +144,7 @@ impl AddressValidation {
             bound: bound.max(1),
             window: gossip_interval * SOLICITATION_ROUNDS,
             budget: TokenBucket::new(bytes_per_sec, now),
-            tokens: TokenSource { cipher: ChaCha20Poly1305::new(&secret.into()), issued: 0 },
+            tokens: TokenSource::new(secret),
         }
     }
 
@@ -157,6 +170,22 @@ impl AddressValidation {
         let sent = self.solicited.entry(key).or_default();
         sent.rotate_right(1);
         sent[0] = Some((now, token));
+    }
+
+    /// Forgets the questions sent before the solicitation window (their
+    /// answers would no longer count), and the room they took; once a round.
+    pub(crate) fn expire(&mut self, now: Timestamp) {
+        let window = self.window;
+        self.solicited.retain(|_, sent| now.saturating_duration_since(last_sent(sent)) < window);
+        if self.solicited.capacity() > 4 * self.solicited.len() + 16 {
+            self.solicited.shrink_to_fit();
+        }
+    }
+
+    /// How many addresses and kinds of question are remembered.
+    #[cfg(test)]
+    pub(crate) fn remembered(&self) -> usize {
+        self.solicited.len()
     }
 
     /// Which of the questions sent to `from` a datagram echoing `echo` at
@@ -313,6 +342,41 @@ mod tests {
         );
         assert!(validation.take_answer(addr(1), Question::Syn, Some(tokens[3]), now));
         assert!(validation.solicited.is_empty(), "every question answered: nothing held");
+    }
+
+    /// Questions left unanswered are forgotten once their answers could no
+    /// longer count, and the room they took goes back.
+    #[test]
+    fn unanswered_questions_expire() {
+        let mut validation = AddressValidation::new(INTERVAL, 1_000, 1_000, [7; 32], Timestamp::ZERO);
+        for port in 0..500 {
+            let token = validation.issue();
+            validation.note_sent(addr(port), Question::Syn, token, Timestamp::ZERO);
+        }
+        let token = validation.issue();
+        let late = Timestamp::ZERO + INTERVAL * SOLICITATION_ROUNDS;
+        validation.note_sent(addr(1), Question::SynAck, token, late);
+        validation.expire(late);
+        assert_eq!(validation.remembered(), 1);
+        assert!(validation.solicited.capacity() < 64);
+        assert!(validation.take_answer(addr(1), Question::SynAck, Some(token), late), "the recent one stays");
+    }
+
+    /// Across a change of key, tokens still differ and still follow from
+    /// the secret alone.
+    #[test]
+    fn tokens_go_on_past_a_change_of_key() {
+        let source = || {
+            let mut source = TokenSource::new([3; 32]);
+            source.issued = REKEY_EVERY - 4;
+            source
+        };
+        let mut one = source();
+        let tokens: Vec<Token> = (0..64).map(|_| one.next()).collect();
+        let distinct: std::collections::HashSet<&Token> = tokens.iter().collect();
+        assert_eq!(distinct.len(), tokens.len());
+        let mut again = source();
+        assert!(tokens.iter().all(|token| *token == again.next()), "one secret, one sequence");
     }
 
     #[test]

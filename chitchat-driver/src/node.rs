@@ -33,8 +33,10 @@ use crate::streams::Watch;
 const RECV_BATCH: usize = 64;
 /// Turns per poll before the task yields to its executor.
 const TURNS_PER_POLL: usize = 16;
-/// Commands waiting for the task, per node.
-const COMMAND_QUEUE: usize = 256;
+/// Commands waiting for the task, per node; a caller beyond them waits its
+/// turn. The queue's room is allocated up front (about 90 bytes a command):
+/// 32 of them, twice the turns the task takes per poll.
+const COMMAND_QUEUE: usize = 2 * TURNS_PER_POLL;
 /// A socket that fails this many receives in a row, without one success, is
 /// considered closed (it would otherwise spin).
 const MAX_CONSECUTIVE_RECV_ERRORS: u32 = 1_000;
