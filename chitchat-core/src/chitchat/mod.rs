@@ -175,6 +175,7 @@ impl Chitchat {
         let (plaintext, accepted) =
             self.encryption.open(bytes, &self.cluster.config().cluster_id, wire::MAX_DATAGRAM_SIZE)?;
         let mut packet = wire::decode(plaintext)?;
+        self.cluster.note_sender(from);
         if packet.cluster_id != self.config().cluster_id {
             if matches!(packet.message, Message::Syn { .. }) {
                 // Answered, so accepted: a replay of it is refused.

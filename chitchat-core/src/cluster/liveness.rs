@@ -109,9 +109,9 @@ impl ClusterState {
             return;
         }
         let Some(fingerprint) = self.membership.at_addr(&from) else { return };
-        let Some(mut entry) = self.membership.get_mut(&fingerprint) else { return };
+        let Some(entry) = self.membership.get(&fingerprint) else { return };
         // Nothing to learn of a node already heard from first-hand: spare the
-        // walk over the message.
+        // walk over the message (and the entry's loan).
         // Not on the farewell itself (an `Ack`): on a later word of the node.
         let revoke = entry.status == NodeStatus::Left
             && entry.provisional_left
@@ -119,8 +119,9 @@ impl ClusterState {
         if (entry.heard_first_hand && !revoke) || !mentions(message, fingerprint) {
             return;
         }
-        entry.heard_first_hand = true;
-        drop(entry);
+        if let Some(mut entry) = self.membership.get_mut(&fingerprint) {
+            entry.heard_first_hand = true;
+        }
         if revoke {
             self.revive(fingerprint, now);
         }

@@ -327,6 +327,12 @@ impl ClusterState {
         self.events.push(Event::NodeLeft(self_id));
     }
 
+    /// A datagram came from `from`: the node there is looked up once for
+    /// all the questions its handling asks of the address.
+    pub(crate) fn note_sender(&mut self, from: SocketAddr) {
+        self.membership.note_sender(from);
+    }
+
     /// Whether `addr` is validated: the gossip address of a live node whose
     /// peer there answered a `Syn` of this node.
     pub(crate) fn is_validated(&self, addr: &SocketAddr) -> bool {

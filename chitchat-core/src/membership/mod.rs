@@ -129,6 +129,10 @@ pub(crate) struct Membership {
     /// addresses come from the network).
     hasher: RandomState,
     removed: RemovedNodes,
+    /// The address a datagram being handled came from, and the node there:
+    /// [`Membership::at_addr`] is asked of it several times a datagram.
+    /// Forgotten whenever a node is added or removed.
+    sender: Option<(SocketAddr, Option<Fingerprint>)>,
 }
 
 impl Membership {
@@ -142,6 +146,7 @@ impl Membership {
             by_addr: HashTable::new(),
             hasher: RandomState::new(),
             removed: RemovedNodes::default(),
+            sender: None,
         };
         membership.insert(self_state, now).vouched = true;
         membership
@@ -223,6 +228,19 @@ impl Membership {
 
     /// The tracked node whose gossip address is `addr`.
     pub(crate) fn at_addr(&self, addr: &SocketAddr) -> Option<Fingerprint> {
+        match self.sender {
+            Some((sender, fingerprint)) if sender == *addr => fingerprint,
+            _ => self.look_up_addr(addr),
+        }
+    }
+
+    /// Looks up the node at `from` once for the datagram that came from there
+    /// (see [`Membership::at_addr`]).
+    pub(crate) fn note_sender(&mut self, from: SocketAddr) {
+        self.sender = Some((from, self.look_up_addr(&from)));
+    }
+
+    fn look_up_addr(&self, addr: &SocketAddr) -> Option<Fingerprint> {
         let table = &self.table;
         let at = |fingerprint: &Fingerprint| {
             table.get(fingerprint).is_some_and(|entry| entry.state.id().gossip_addr == *addr)
@@ -236,6 +254,7 @@ impl Membership {
         let node_id = state.id();
         let fingerprint = node_id.fingerprint();
         debug_assert!(!self.table.contains_key(&fingerprint));
+        self.sender = None;
         let (name_hash, addr_hash) =
             (self.hasher.hash_one(&node_id.name), self.hasher.hash_one(node_id.gossip_addr));
         let (name, addr) = (node_id.name.clone(), node_id.gossip_addr);
@@ -271,6 +290,7 @@ impl Membership {
             return None;
         }
         let entry = self.table.remove(&fingerprint)?;
+        self.sender = None;
         let node_id = entry.state.id();
         let is_it = |other: &Fingerprint| *other == fingerprint;
         if let Ok(found) = self.by_name.find_entry(self.hasher.hash_one(&node_id.name), is_it) {
@@ -309,5 +329,43 @@ fn index(
         None => {
             index.insert_unique(hash, fingerprint, rehash);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::NodeId;
+
+    fn state(name: &str, generation: u64, port: u16) -> NodeState {
+        NodeState::new(NodeId::new(name, generation, SocketAddr::from(([127, 0, 0, 1], port))))
+    }
+
+    /// The node at a datagram's address, looked up once, stays right while
+    /// nodes come and go at that address.
+    #[test]
+    fn the_sender_follows_nodes_added_and_removed() {
+        let now = Timestamp::ZERO;
+        let mut membership = Membership::new(state("self", 1, 1), now);
+        let from = SocketAddr::from(([127, 0, 0, 1], 2));
+        membership.note_sender(from);
+        assert_eq!(membership.at_addr(&from), None);
+        let first = state("peer", 1, 2).id().fingerprint();
+        drop(membership.insert(state("peer", 1, 2), now));
+        assert_eq!(membership.at_addr(&from), Some(first));
+        membership.note_sender(from);
+        let second = state("peer", 2, 2).id().fingerprint();
+        drop(membership.insert(state("peer", 2, 2), now));
+        assert_eq!(membership.at_addr(&from), Some(second), "the node tracked last at the address");
+        membership.note_sender(from);
+        membership.remove(second, now, 16);
+        membership.remove(first, now, 16);
+        assert_eq!(membership.at_addr(&from), None);
+        let other = SocketAddr::from(([127, 0, 0, 1], 3));
+        membership.note_sender(other);
+        assert_eq!(
+            membership.at_addr(&SocketAddr::from(([127, 0, 0, 1], 1))),
+            Some(membership.self_fingerprint())
+        );
     }
 }
