@@ -50,7 +50,6 @@ mod message;
 mod packed;
 pub(crate) mod size;
 
-use std::collections::HashSet;
 
 use crate::error::{DatagramError, Violation};
 use crate::identity::Fingerprint;
@@ -212,22 +211,33 @@ fn check_counters(counters: impl IntoIterator<Item = u64>) -> Result<(), Violati
     }
 }
 
+// Duplicates are found by sorting, not by a hash set: no hashing of what
+// the network sent (with a keyed hash, several times the cost), and no worst
+// case an attacker can choose.
 pub(crate) fn check_delta(delta: &Delta) -> Result<(), Violation> {
-    let mut seen = HashSet::with_capacity(delta.nodes.len());
+    let mut nodes: Vec<Fingerprint> = Vec::with_capacity(delta.nodes.len());
+    let mut keys: Vec<&str> = Vec::new();
     for section in &delta.nodes {
-        let fingerprint = match &section.node {
+        nodes.push(match &section.node {
             NodeRef::Known(fingerprint) => *fingerprint,
             NodeRef::Full(node_id) => node_id.fingerprint(),
-        };
-        if !seen.insert(fingerprint) {
-            return Err(Violation::DuplicateNodeSection);
-        }
-        check_node_delta(section)?;
+        });
+        check_node_delta(section, &mut keys)?;
+    }
+    if has_duplicates(&mut nodes) {
+        return Err(Violation::DuplicateNodeSection);
     }
     Ok(())
 }
 
-fn check_node_delta(section: &NodeDelta) -> Result<(), Violation> {
+/// Whether `items` holds an item twice (it is left sorted).
+fn has_duplicates<T: Ord>(items: &mut [T]) -> bool {
+    items.sort_unstable();
+    items.windows(2).any(|pair| pair[0] == pair[1])
+}
+
+/// `keys` is room for the section's keys, reused across sections.
+fn check_node_delta<'a>(section: &'a NodeDelta, keys: &mut Vec<&'a str>) -> Result<(), Violation> {
     check_counters([section.heartbeat, section.from_version, section.last_gc_version, section.max_version])?;
     check_counters(section.key_values.iter().map(|record| record.version))?;
     if let NodeRef::Full(node_id) = &section.node
@@ -243,7 +253,7 @@ fn check_node_delta(section: &NodeDelta) -> Result<(), Violation> {
     }
     let in_section = |version: u64| version > section.from_version && version <= section.max_version;
     let mut previous = section.from_version;
-    let mut keys = HashSet::with_capacity(section.key_values.len());
+    keys.clear();
     for record in &section.key_values {
         if !in_section(record.version) {
             return Err(Violation::VersionOutsideSection);
@@ -255,9 +265,10 @@ fn check_node_delta(section: &NodeDelta) -> Result<(), Violation> {
         if record.key.is_empty() {
             return Err(Violation::EmptyKey);
         }
-        if !keys.insert(record.key.as_str()) {
-            return Err(Violation::DuplicateKey);
-        }
+        keys.push(record.key.as_str());
+    }
+    if has_duplicates(keys) {
+        return Err(Violation::DuplicateKey);
     }
     Ok(())
 }
