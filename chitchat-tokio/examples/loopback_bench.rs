@@ -21,6 +21,10 @@
 //! `--phi-window N` sets `Config::phi_sampling_window` (default 1,000), whose
 //! per-peer history dominates memory once a cluster has run for a while.
 //!
+//! The nodes share a tokio runtime of 2 worker threads; `--workers N` sets
+//! another number, `--workers 0` a current-thread runtime (one thread: no
+//! wake-ups of one worker by another).
+//!
 //! `--crash` then stops the last node after the steady window (a shutdown
 //! without leave: its task ends and its socket closes, no farewell is sent) and
 //! measures how long until no other node has it in its live set. False deads
@@ -46,6 +50,8 @@ struct Options {
     timeout: Duration,
     phi_window: Option<usize>,
     interval: Duration,
+    /// Worker threads of the tokio runtime (0: a current-thread runtime).
+    workers: usize,
     crash: bool,
     json: bool,
 }
@@ -58,6 +64,7 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Options, String> {
         timeout: Duration::from_secs(300),
         phi_window: None,
         interval: Config::local_test().gossip_interval,
+        workers: 2,
         crash: false,
         json: false,
     };
@@ -85,10 +92,11 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Options, String> {
             "--timeout-secs" => options.timeout = Duration::from_secs(value),
             "--phi-window" => options.phi_window = Some(value as usize),
             "--interval-ms" => options.interval = Duration::from_millis(value),
+            "--workers" => options.workers = value as usize,
             _ => {
                 return Err(format!(
                     "unknown argument {arg:?} (--nodes, --keys, --steady-secs, --timeout-secs, --phi-window, \
-                     --interval-ms, --crash, --json)"
+                     --interval-ms, --workers, --crash, --json)"
                 ));
             }
         }
@@ -104,16 +112,20 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
+    let mut builder = match options.workers {
+        0 => tokio::runtime::Builder::new_current_thread(),
+        workers => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(workers);
+            builder
+        }
+    };
+    let runtime = builder.enable_all().build().expect("a tokio runtime");
     runtime.block_on(bench(options))
 }
 
 async fn bench(options: Options) -> ExitCode {
-    let Options { nodes: count, keys, steady, timeout, phi_window, interval, crash, json } = options;
+    let Options { nodes: count, keys, steady, timeout, phi_window, interval, crash, json, .. } = options;
     let rss_before = rss_kib();
     let false_deads = Arc::new(AtomicU64::new(0));
     let start = Instant::now();

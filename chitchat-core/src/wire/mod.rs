@@ -50,7 +50,6 @@ mod message;
 mod packed;
 pub(crate) mod size;
 
-
 use crate::error::{DatagramError, Violation};
 use crate::identity::Fingerprint;
 
