@@ -114,9 +114,11 @@ fn hash_key(key: &str) -> u64 {
 /// Records live in a log ordered by version (a delta reads only the slots it
 /// sends), indexed by key in a hash table. An overwritten record leaves a hole
 /// that is compacted away once holes outnumber records. Memory per record: a
-/// 32-byte slot, one allocation holding key and value, and about 6 bytes of
-/// index; bounded by [`crate::Config::max_keys_per_node`] records (twice that in
-/// slots, and a garbage-collection queue of the same order).
+/// 40-byte slot (key and value inline up to 24 bytes, else in one
+/// allocation) and about 6 bytes of index; bounded by
+/// [`crate::Config::max_keys_per_node`] records (twice that in slots, and a
+/// garbage-collection queue of the same order). A state without records (as
+/// most of a membership-only cluster's) holds no record store: 8 bytes.
 #[derive(Clone, Debug)]
 pub struct NodeState {
     id: NodeId,
@@ -124,6 +126,13 @@ pub struct NodeState {
     max_version: u64,
     last_gc_version: u64,
     left: bool,
+    /// `None` until the state's first record.
+    store: Option<Box<Store>>,
+}
+
+/// A state's records.
+#[derive(Clone, Debug, Default)]
+struct Store {
     log: Vec<Slot>,
     /// Counts fit 32 bits: the log's indexes do (see `by_key`).
     holes: u32,
@@ -133,33 +142,36 @@ pub struct NodeState {
     reserved: u32,
     /// Key → index in `log`, kept once there are more than `INDEX_THRESHOLD`
     /// records (below, a scan of the log is as fast and costs no memory).
-    /// Boxed, as the garbage-collection queue: a state of a few records (most
-    /// of a large cluster's) pays 8 bytes for each, not 32.
+    /// Boxed, as the garbage-collection queue: a store of a few records
+    /// pays 8 bytes for each, not 32.
     by_key: Option<Box<HashTable<u32>>>,
     /// Tombstones and expiring keys, in the order this node learned of them
     /// (`None` while there are none).
-    #[allow(clippy::box_collection, reason = "8 bytes in every state, 32 only in those with garbage")]
+    #[allow(clippy::box_collection, reason = "8 bytes in every store, 32 only in those with garbage")]
     pending_gc: Option<Box<VecDeque<(Timestamp, u64)>>>,
     /// What the live records cost, by [`record_cost`].
     held_bytes: usize,
 }
 
+/// The store of a state without records.
+static EMPTY_STORE: Store = Store {
+    log: Vec::new(),
+    holes: 0,
+    records: 0,
+    reserved: 0,
+    by_key: None,
+    pending_gc: None,
+    held_bytes: 0,
+};
+
 impl NodeState {
     pub(crate) fn new(id: NodeId) -> Self {
-        NodeState {
-            id,
-            heartbeat: 0,
-            max_version: 0,
-            last_gc_version: 0,
-            left: false,
-            log: Vec::new(),
-            holes: 0,
-            records: 0,
-            reserved: 0,
-            by_key: None,
-            pending_gc: None,
-            held_bytes: 0,
-        }
+        NodeState { id, heartbeat: 0, max_version: 0, last_gc_version: 0, left: false, store: None }
+    }
+
+    /// The records, read.
+    fn store(&self) -> &Store {
+        self.store.as_deref().unwrap_or(&EMPTY_STORE)
     }
 
     /// The node's identity.
@@ -189,18 +201,8 @@ impl NodeState {
         self.left
     }
 
-    fn find(&self, key: &str) -> Option<usize> {
-        let log = &self.log;
-        let Some(by_key) = &self.by_key else {
-            return log.iter().position(|slot| slot.body.as_ref().is_some_and(|body| body.key() == key));
-        };
-        let is_key = |index: &u32| log[*index as usize].body.as_ref().is_some_and(|body| body.key() == key);
-        by_key.find(hash_key(key), is_key).map(|index| *index as usize)
-    }
-
     fn body(&self, key: &str) -> Option<(u64, &Body)> {
-        let slot = &self.log[self.find(key)?];
-        slot.body.as_ref().map(|body| (slot.version, body))
+        self.store().body(key)
     }
 
     /// The value of `key`, unless absent or deleted.
@@ -215,7 +217,7 @@ impl NodeState {
     /// [`crate::Config::max_remote_state_bytes`]: for each record (tombstones
     /// included), its key and value bytes plus a fixed [`RECORD_OVERHEAD`].
     pub fn held_bytes(&self) -> usize {
-        self.held_bytes
+        self.store().held_bytes
     }
 
     /// Why this state cannot take `update` within `limits`, if it cannot: its
@@ -239,8 +241,9 @@ impl NodeState {
         {
             return Some(Refusal::OverLimit);
         }
-        let after = self.held_bytes - held.unwrap_or(0) + record_cost(update.key.len() + value_len);
-        (after > limits.max_bytes && after > self.held_bytes).then_some(Refusal::OverBudget)
+        let held_bytes = self.held_bytes();
+        let after = held_bytes - held.unwrap_or(0) + record_cost(update.key.len() + value_len);
+        (after > limits.max_bytes && after > held_bytes).then_some(Refusal::OverBudget)
     }
 
     /// Drops the record of `key` if it is older than `version` (no tombstone
@@ -248,12 +251,14 @@ impl NodeState {
     /// one must not pass for current. Returns what was dropped.
     pub(crate) fn drop_older(&mut self, key: &str, version: u64) -> Option<VersionedValue> {
         self.body(key).filter(|(held, _)| *held < version)?;
-        self.take(key)
+        let taken = self.store.as_mut()?.take(key);
+        self.release_if_empty();
+        taken
     }
 
     /// Whether `key` has a record (a tombstone counts).
     pub fn contains_key(&self, key: &str) -> bool {
-        !is_reserved(key) && self.find(key).is_some()
+        !is_reserved(key) && self.store().find(key).is_some()
     }
 
     /// The record of `key`, tombstones included (a copy).
@@ -266,7 +271,8 @@ impl NodeState {
 
     /// The application's records, in version order.
     fn bodies(&self) -> impl Iterator<Item = (u64, &Body)> {
-        self.log
+        self.store()
+            .log
             .iter()
             .filter_map(|slot| slot.body.as_ref().map(|body| (slot.version, body)))
             .filter(|(_, body)| !is_reserved(body.key()))
@@ -274,8 +280,10 @@ impl NodeState {
 
     /// The protocol's records (see [`RESERVED_PREFIX`]): key, status, value.
     pub(crate) fn reserved_records(&self) -> impl Iterator<Item = (&str, ValueStatus, &str)> {
-        let any = self.reserved > 0;
-        self.log
+        let store = self.store();
+        let any = store.reserved > 0;
+        store
+            .log
             .iter()
             .take_while(move |_| any)
             .filter_map(|slot| slot.body.as_ref())
@@ -312,7 +320,8 @@ impl NodeState {
 
     /// Number of the application's records, tombstones included.
     pub fn num_records(&self) -> usize {
-        (self.records - self.reserved) as usize
+        let store = self.store();
+        (store.records - store.reserved) as usize
     }
 
     pub(crate) fn set_heartbeat(&mut self, heartbeat: u64) {
@@ -374,16 +383,19 @@ impl NodeState {
                 skipped.count(refusal);
                 continue;
             }
-            let in_order = self.log.last().is_none_or(|last| last.version < update.version);
+            let in_order = self.store().log.last().is_none_or(|last| last.version < update.version);
             if self.apply_record_in(update, now, Order::Defer).is_some() && !in_order {
                 sorted = false;
             }
         }
-        if !sorted {
-            self.log.sort_by_key(|slot| slot.version);
-            self.reindex();
+        if let Some(store) = &mut self.store {
+            if !sorted {
+                store.log.sort_by_key(|slot| slot.version);
+                store.reindex();
+            }
+            store.compact_pending_gc();
         }
-        self.compact_pending_gc();
+        self.release_if_empty();
         skipped
     }
 
@@ -415,18 +427,19 @@ impl NodeState {
         now: Timestamp,
         order: Order,
     ) -> Option<VersionedValue> {
-        let previous = self.take(key);
+        let store = self.store.get_or_insert_default();
+        let previous = store.take(key);
         if status != ValueStatus::Set {
-            self.pending_gc.get_or_insert_default().push_back((now, version));
+            store.pending_gc.get_or_insert_default().push_back((now, version));
         }
-        let in_order = self.log.last().is_none_or(|last| last.version < version);
-        let index = self.log.len() as u32;
-        self.log.push(Slot { version, body: Some(Body::new(key, value, status)) });
-        self.records += 1;
-        self.reserved += u32::from(is_reserved(key));
-        self.held_bytes += record_cost(key.len() + value.len());
-        if let Some(by_key) = &mut self.by_key {
-            let log = &self.log;
+        let in_order = store.log.last().is_none_or(|last| last.version < version);
+        let index = store.log.len() as u32;
+        store.log.push(Slot { version, body: Some(Body::new(key, value, status)) });
+        store.records += 1;
+        store.reserved += u32::from(is_reserved(key));
+        store.held_bytes += record_cost(key.len() + value.len());
+        if let Some(by_key) = &mut store.by_key {
+            let log = &store.log;
             by_key.insert_unique(hash_key(key), index, |index| {
                 hash_key(log[*index as usize].body.as_ref().map_or("", |body| body.key()))
             });
@@ -434,18 +447,171 @@ impl NodeState {
         self.max_version = self.max_version.max(version);
         if !in_order && order == Order::Keep {
             // Only a reset applies records below ones already held.
-            self.log.sort_by_key(|slot| slot.version);
-            self.reindex();
-        } else if self.holes as usize > self.log.len() / 2 + 8
-            || (self.by_key.is_none() && self.records as usize > INDEX_THRESHOLD)
+            store.log.sort_by_key(|slot| slot.version);
+            store.reindex();
+        } else if store.holes as usize > store.log.len() / 2 + 8
+            || (store.by_key.is_none() && store.records as usize > INDEX_THRESHOLD)
         {
             // Keeps the log's order, sorted or not.
-            self.reindex();
+            store.reindex();
         }
         if order == Order::Keep {
-            self.compact_pending_gc();
+            store.compact_pending_gc();
         }
         previous
+    }
+
+    /// Drops the record store once it holds no record.
+    fn release_if_empty(&mut self) {
+        if self.store.as_ref().is_some_and(|store| store.records == 0) {
+            self.store = None;
+        }
+    }
+
+    /// Makes room for the first records of a state at once (a peer's first
+    /// section), so that the log does not grow by doubling; later growth doubles,
+    /// as usual. A state that the records will take past the index threshold
+    /// is indexed before they come, so that each is found by its hash rather
+    /// than by a scan of the log.
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        if additional == 0 {
+            return;
+        }
+        let store = self.store.get_or_insert_default();
+        if store.log.is_empty() {
+            store.log.reserve_exact(additional);
+        }
+        if store.by_key.is_none() && store.records as usize + additional > INDEX_THRESHOLD {
+            store.reindex_for(additional);
+        }
+    }
+
+    /// Ends a section received from a peer: the node is now held up to
+    /// `max_version`, and the peer's GC watermark and leave are recorded.
+    pub(crate) fn finish_section(&mut self, max_version: u64, last_gc_version: u64, left: bool) {
+        self.max_version = self.max_version.max(max_version);
+        self.last_gc_version = self.last_gc_version.max(last_gc_version);
+        self.left |= left;
+    }
+
+    /// Takes out every record with a version up to `version`, for a reset.
+    pub(crate) fn take_records_up_to(&mut self, version: u64) -> Vec<(String, VersionedValue)> {
+        let Some(store) = &mut self.store else { return Vec::new() };
+        let end = store.log.partition_point(|slot| slot.version <= version);
+        let keys: Vec<String> = store.log[..end]
+            .iter()
+            .filter_map(|slot| slot.body.as_ref().map(|body| body.key().to_string()))
+            .collect();
+        let taken: Vec<(String, VersionedValue)> =
+            keys.into_iter().filter_map(|key| store.take(&key).map(|record| (key, record))).collect();
+        store.reindex();
+        self.release_if_empty();
+        taken
+    }
+
+    /// The owner re-publishes its whole state above `above`, to refute a claim
+    /// that it holds versions (or collected garbage) it never had: every
+    /// record moves, in order, to a new version above `above`, and the GC
+    /// watermark becomes `above`, so that every peer holding this node at or
+    /// below the claim resets its copy from the owner's (dropping whatever was
+    /// forged there). Values, statuses and expiry times do not change.
+    pub(crate) fn republish_above(&mut self, above: u64) {
+        self.last_gc_version = above;
+        self.max_version = above + 1;
+        let Some(store) = &mut self.store else { return };
+        store.reindex();
+        let mut renumbered = Vec::with_capacity(store.log.len());
+        for (index, slot) in store.log.iter().enumerate() {
+            renumbered.push((slot.version, above + 1 + index as u64));
+        }
+        for (slot, (_, new)) in store.log.iter_mut().zip(&renumbered) {
+            slot.version = *new;
+        }
+        // The GC queue names records by version: follow them to the new ones
+        // (both lists are in version order; entries of records gone are dropped).
+        let renumber = |old: u64| {
+            renumbered.binary_search_by_key(&old, |(old, _)| *old).ok().map(|index| renumbered[index].1)
+        };
+        if let Some(pending) = &mut store.pending_gc {
+            **pending = pending
+                .iter()
+                .filter_map(|(marked_at, version)| renumber(*version).map(|new| (*marked_at, new)))
+                .collect();
+        }
+        self.max_version = above + (store.log.len() as u64).max(1);
+    }
+
+    /// Sets the versions after a reset: the max may go down (the reset was cut
+    /// short and versions above it must be fetched again).
+    pub(crate) fn set_versions(&mut self, max_version: u64, last_gc_version: u64) {
+        self.max_version = max_version;
+        self.last_gc_version = self.last_gc_version.max(last_gc_version);
+    }
+
+    /// Records with a version in `(from_version, max_version]`, in increasing
+    /// version order. After a reset cut short, records above the max version may
+    /// be held (they were above the sender's watermark, so still valid) while
+    /// versions below them are missing: they are not sent until the gap is filled.
+    pub(crate) fn records_since(&self, from_version: u64) -> impl Iterator<Item = KeyValueUpdate> + '_ {
+        let log = &self.store().log;
+        let start = log.partition_point(|slot| slot.version <= from_version);
+        let end = log.partition_point(|slot| slot.version <= self.max_version).max(start);
+        log[start..end].iter().filter_map(|slot| slot.body.as_ref().map(|body| to_update(body, slot.version)))
+    }
+
+    /// Removes the tombstones and expiring keys marked at least `grace_period`
+    /// before `now`.
+    pub(crate) fn collect_garbage(&mut self, now: Timestamp, grace_period: Duration) -> Vec<Collected> {
+        let mut collected = Vec::new();
+        let Some(store) = &mut self.store else { return collected };
+        while let Some(pending) = store.pending_gc.as_deref_mut()
+            && let Some(&(marked_at, version)) = pending.front()
+            && marked_at + grace_period <= now
+        {
+            pending.pop_front();
+            let Some(index) = slot_at(&store.log, version) else { continue };
+            let Some(body) = &store.log[index].body else { continue };
+            if body.status == ValueStatus::Set {
+                continue;
+            }
+            let expired = body.status == ValueStatus::SetWithTtl;
+            let key = body.key().to_string();
+            store.take(&key);
+            self.last_gc_version = self.last_gc_version.max(version);
+            collected.push(Collected { key, expired });
+        }
+        if store.pending_gc.as_ref().is_some_and(|pending| pending.is_empty()) {
+            store.pending_gc = None;
+        }
+        self.release_if_empty();
+        collected
+    }
+
+    /// Whether tombstones or expiring keys wait for garbage collection.
+    pub(crate) fn has_pending_gc(&self) -> bool {
+        self.store().pending_gc.as_ref().is_some_and(|pending| !pending.is_empty())
+    }
+
+    /// Size of the garbage-collection queue (for bound checks).
+    #[cfg(test)]
+    pub(crate) fn pending_gc_len(&self) -> usize {
+        self.store().pending_gc.as_ref().map_or(0, |pending| pending.len())
+    }
+}
+
+impl Store {
+    fn find(&self, key: &str) -> Option<usize> {
+        let log = &self.log;
+        let Some(by_key) = &self.by_key else {
+            return log.iter().position(|slot| slot.body.as_ref().is_some_and(|body| body.key() == key));
+        };
+        let is_key = |index: &u32| log[*index as usize].body.as_ref().is_some_and(|body| body.key() == key);
+        by_key.find(hash_key(key), is_key).map(|index| *index as usize)
+    }
+
+    fn body(&self, key: &str) -> Option<(u64, &Body)> {
+        let slot = &self.log[self.find(key)?];
+        slot.body.as_ref().map(|body| (slot.version, body))
     }
 
     /// Entries for overwritten records linger in the GC queue until collected;
@@ -479,13 +645,13 @@ impl NodeState {
         Some(body.to_versioned(slot.version))
     }
 
-    /// Drops the holes and rebuilds the key index (if the state is large enough
-    /// to need one).
+    /// Drops the holes and rebuilds the key index (if the store is large
+    /// enough to need one).
     fn reindex(&mut self) {
         self.reindex_for(0);
     }
 
-    /// Drops the holes and rebuilds the key index if the state, with
+    /// Drops the holes and rebuilds the key index if the store, with
     /// `coming` more records, is large enough to need one.
     fn reindex_for(&mut self, coming: usize) {
         self.log.retain(|slot| slot.body.is_some());
@@ -503,127 +669,6 @@ impl NodeState {
                 hash_key(log[*index as usize].body.as_ref().map_or("", |body| body.key()))
             });
         }
-    }
-
-    /// Makes room for the first records of a state at once (a peer's first
-    /// section), so that the log does not grow by doubling; later growth doubles,
-    /// as usual. A state that the records will take past the index threshold
-    /// is indexed before they come, so that each is found by its hash rather
-    /// than by a scan of the log.
-    pub(crate) fn reserve(&mut self, additional: usize) {
-        if self.log.is_empty() {
-            self.log.reserve_exact(additional);
-        }
-        if self.by_key.is_none() && self.records as usize + additional > INDEX_THRESHOLD {
-            self.reindex_for(additional);
-        }
-    }
-
-    /// Ends a section received from a peer: the node is now held up to
-    /// `max_version`, and the peer's GC watermark and leave are recorded.
-    pub(crate) fn finish_section(&mut self, max_version: u64, last_gc_version: u64, left: bool) {
-        self.max_version = self.max_version.max(max_version);
-        self.last_gc_version = self.last_gc_version.max(last_gc_version);
-        self.left |= left;
-    }
-
-    /// Takes out every record with a version up to `version`, for a reset.
-    pub(crate) fn take_records_up_to(&mut self, version: u64) -> Vec<(String, VersionedValue)> {
-        let end = self.log.partition_point(|slot| slot.version <= version);
-        let keys: Vec<String> = self.log[..end]
-            .iter()
-            .filter_map(|slot| slot.body.as_ref().map(|body| body.key().to_string()))
-            .collect();
-        let taken: Vec<(String, VersionedValue)> =
-            keys.into_iter().filter_map(|key| self.take(&key).map(|record| (key, record))).collect();
-        self.reindex();
-        taken
-    }
-
-    /// The owner re-publishes its whole state above `above`, to refute a claim
-    /// that it holds versions (or collected garbage) it never had: every
-    /// record moves, in order, to a new version above `above`, and the GC
-    /// watermark becomes `above`, so that every peer holding this node at or
-    /// below the claim resets its copy from the owner's (dropping whatever was
-    /// forged there). Values, statuses and expiry times do not change.
-    pub(crate) fn republish_above(&mut self, above: u64) {
-        self.reindex();
-        let mut renumbered = Vec::with_capacity(self.log.len());
-        for (index, slot) in self.log.iter().enumerate() {
-            renumbered.push((slot.version, above + 1 + index as u64));
-        }
-        for (slot, (_, new)) in self.log.iter_mut().zip(&renumbered) {
-            slot.version = *new;
-        }
-        // The GC queue names records by version: follow them to the new ones
-        // (both lists are in version order; entries of records gone are dropped).
-        let renumber = |old: u64| {
-            renumbered.binary_search_by_key(&old, |(old, _)| *old).ok().map(|index| renumbered[index].1)
-        };
-        if let Some(pending) = &mut self.pending_gc {
-            **pending = pending
-                .iter()
-                .filter_map(|(marked_at, version)| renumber(*version).map(|new| (*marked_at, new)))
-                .collect();
-        }
-        self.last_gc_version = above;
-        self.max_version = above + (self.log.len() as u64).max(1);
-    }
-
-    /// Sets the versions after a reset: the max may go down (the reset was cut
-    /// short and versions above it must be fetched again).
-    pub(crate) fn set_versions(&mut self, max_version: u64, last_gc_version: u64) {
-        self.max_version = max_version;
-        self.last_gc_version = self.last_gc_version.max(last_gc_version);
-    }
-
-    /// Records with a version in `(from_version, max_version]`, in increasing
-    /// version order. After a reset cut short, records above the max version may
-    /// be held (they were above the sender's watermark, so still valid) while
-    /// versions below them are missing: they are not sent until the gap is filled.
-    pub(crate) fn records_since(&self, from_version: u64) -> impl Iterator<Item = KeyValueUpdate> + '_ {
-        let start = self.log.partition_point(|slot| slot.version <= from_version);
-        let end = self.log.partition_point(|slot| slot.version <= self.max_version).max(start);
-        self.log[start..end]
-            .iter()
-            .filter_map(|slot| slot.body.as_ref().map(|body| to_update(body, slot.version)))
-    }
-
-    /// Removes the tombstones and expiring keys marked at least `grace_period`
-    /// before `now`.
-    pub(crate) fn collect_garbage(&mut self, now: Timestamp, grace_period: Duration) -> Vec<Collected> {
-        let mut collected = Vec::new();
-        while let Some(pending) = self.pending_gc.as_deref_mut()
-            && let Some(&(marked_at, version)) = pending.front()
-            && marked_at + grace_period <= now
-        {
-            pending.pop_front();
-            let Some(index) = slot_at(&self.log, version) else { continue };
-            let Some(body) = &self.log[index].body else { continue };
-            if body.status == ValueStatus::Set {
-                continue;
-            }
-            let expired = body.status == ValueStatus::SetWithTtl;
-            let key = body.key().to_string();
-            self.take(&key);
-            self.last_gc_version = self.last_gc_version.max(version);
-            collected.push(Collected { key, expired });
-        }
-        if self.pending_gc.as_ref().is_some_and(|pending| pending.is_empty()) {
-            self.pending_gc = None;
-        }
-        collected
-    }
-
-    /// Whether tombstones or expiring keys wait for garbage collection.
-    pub(crate) fn has_pending_gc(&self) -> bool {
-        self.pending_gc.as_ref().is_some_and(|pending| !pending.is_empty())
-    }
-
-    /// Size of the garbage-collection queue (for bound checks).
-    #[cfg(test)]
-    pub(crate) fn pending_gc_len(&self) -> usize {
-        self.pending_gc.as_ref().map_or(0, |pending| pending.len())
     }
 }
 

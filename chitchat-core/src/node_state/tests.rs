@@ -148,3 +148,26 @@ fn prefix_scan_handles_multi_byte_keys() {
     let found: Vec<_> = node.key_values_with_prefix("é/").collect();
     assert_eq!(found, vec![("é/1", "a"), ("é/2", "b")]);
 }
+
+/// A state holds a record store only while it has records: none at first,
+/// one once a record comes, none again once garbage collection took the
+/// last one; reads of a state without one see no records.
+#[test]
+fn the_record_store_comes_with_the_first_record_and_goes_with_the_last() {
+    let mut node = state();
+    assert!(node.store.is_none());
+    assert_eq!((node.num_records(), node.held_bytes(), node.records_since(0).count()), (0, 0, 0));
+    node.set_own("k", "v", ValueStatus::Set, T0);
+    assert!(node.store.is_some());
+    node.set_own("k", "", ValueStatus::Deleted, T0);
+    assert!(node.store.is_some(), "a tombstone is a record");
+    let later = T0 + Duration::from_secs(10);
+    let collected = node.collect_garbage(later, Duration::from_secs(1));
+    assert_eq!(collected.len(), 1);
+    assert!(node.store.is_none());
+    assert_eq!((node.num_records(), node.held_bytes(), node.last_gc_version()), (0, 0, 2));
+    node.republish_above(5);
+    assert_eq!((node.max_version(), node.last_gc_version()), (6, 5));
+    node.set_own("k", "w", ValueStatus::Set, T0);
+    assert_eq!(node.get_versioned("k").map(|record| record.version), Some(7));
+}
