@@ -80,8 +80,8 @@ impl Chitchat {
     /// of its subjects, see [`crate::Config::observers`]); `None` for the
     /// others, whose liveness this node learns from their watchers.
     pub fn phi(&self, node_id: &NodeId, now: Timestamp) -> Option<f64> {
-        let entry = self.cluster.membership().get(&node_id.fingerprint())?;
-        self.cluster.phi(entry, self.clock.read(now).now)
+        // Probe windows are kept for tracked subjects only.
+        self.cluster.phi(node_id.fingerprint(), self.clock.read(now).now)
     }
 
     /// The counters.

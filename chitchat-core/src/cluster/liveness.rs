@@ -54,10 +54,10 @@ impl ClusterState {
     /// `Pong` comes). Returns the subject's gossip address.
     pub(crate) fn note_ping(&mut self, subject: Fingerprint, token: Token) -> Option<SocketAddr> {
         let window = self.config.phi_sampling_window;
-        let mut entry = self.membership.get_mut(&subject)?;
-        entry.probe.as_mut()?.probe(token, window);
+        let addr = self.membership.get(&subject)?.state.id().gossip_addr;
+        self.probe_mut(subject)?.probe(token, window);
         self.metrics.pings_sent += 1;
-        Some(entry.state.id().gossip_addr)
+        Some(addr)
     }
 
     /// A `Pong` echoing `echo` came from `from`: if it answers one of the
@@ -68,8 +68,7 @@ impl ClusterState {
     pub(crate) fn take_pong(&mut self, from: SocketAddr, echo: Option<Token>, now: Timestamp) -> bool {
         let answerer = match (echo, self.membership.at_addr(&from)) {
             (Some(echo), Some(fingerprint)) => self
-                .membership
-                .probe_mut(&fingerprint)
+                .probe_mut(fingerprint)
                 .is_some_and(|probe| probe.answer(echo, now))
                 .then_some(fingerprint),
             _ => None,
@@ -189,10 +188,8 @@ impl ClusterState {
     /// does not blame its subjects for its own slowness. (Their silence still
     /// counts at least one gossip interval a round.)
     fn forgive_lateness(&mut self, lateness: Duration, now: Timestamp) {
-        for subject in self.subjects.clone() {
-            if let Some(probe) = self.membership.probe_mut(&subject) {
-                probe.forgive(lateness, now);
-            }
+        for (_, probe) in &mut self.probes {
+            probe.forgive(lateness, now);
         }
     }
 

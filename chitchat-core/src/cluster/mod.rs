@@ -21,6 +21,7 @@ use std::ops::Bound;
 
 use crate::config::Config;
 use crate::events::{Event, EventQueue};
+use crate::failure_detector::ProbeWindow;
 use crate::identity::{Fingerprint, NodeId};
 use crate::membership::{Membership, NodeEntry, NodeStatus, Row, Summary};
 use crate::metrics::Metrics;
@@ -42,8 +43,11 @@ pub(crate) struct ClusterState {
     metrics: Metrics,
     ready_predicate: Option<ReadyPredicate>,
     /// The nodes this node watches (at most `config.observers`), chosen once
-    /// a round; each has a probe window in its entry.
+    /// a round.
     subjects: Vec<Fingerprint>,
+    /// The probe windows of the subjects (at most one each): kept here, not
+    /// in every tracked node's entry, since only a few nodes have one.
+    probes: Vec<(Fingerprint, ProbeWindow)>,
     /// Every accusation the tracked nodes' states hold.
     accusations: verdicts::Accusations,
     /// The nodes this node's `Syn`s name, and ask for.
@@ -90,6 +94,7 @@ impl ClusterState {
             metrics: Metrics::default(),
             ready_predicate: None,
             subjects: Vec::new(),
+            probes: Vec::new(),
             accusations: verdicts::Accusations::default(),
             rumors: rumors::Rumors::default(),
             sweep_cursor: Fingerprint(0),
@@ -153,8 +158,18 @@ impl ClusterState {
 
     /// The failure detector's phi at `now` for a node this node watches
     /// (`None` for the others).
-    pub(crate) fn phi(&self, entry: &NodeEntry, now: Timestamp) -> Option<f64> {
-        entry.probe.as_ref().map(|probe| probe.phi(now, self.config.gossip_interval))
+    pub(crate) fn phi(&self, fingerprint: Fingerprint, now: Timestamp) -> Option<f64> {
+        self.probe(fingerprint).map(|probe| probe.phi(now, self.config.gossip_interval))
+    }
+
+    /// The probe window of a node this node watches.
+    pub(crate) fn probe(&self, fingerprint: Fingerprint) -> Option<&ProbeWindow> {
+        self.probes.iter().find(|(subject, _)| *subject == fingerprint).map(|(_, probe)| probe)
+    }
+
+    /// The probe window of a node this node watches, to change.
+    pub(crate) fn probe_mut(&mut self, fingerprint: Fingerprint) -> Option<&mut ProbeWindow> {
+        self.probes.iter_mut().find(|(subject, _)| *subject == fingerprint).map(|(_, probe)| probe)
     }
 
     /// Whether a node's state is no longer gossiped: dead or left for half the
@@ -435,6 +450,7 @@ impl ClusterState {
         self.remote_bytes -= entry.state.held_bytes();
         self.accusations.replace(fingerprint, Vec::new());
         self.subjects.retain(|subject| *subject != fingerprint);
+        self.probes.retain(|(subject, _)| *subject != fingerprint);
         self.rumors.forget(fingerprint);
         self.peers_changed();
         let node_id = entry.state.id().clone();

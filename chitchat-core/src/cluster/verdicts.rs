@@ -161,18 +161,10 @@ impl ClusterState {
     /// for those that are no longer.
     pub(crate) fn choose_subjects(&mut self, now: Timestamp) {
         let subjects = self.ring_neighbours(self.self_fingerprint(), false);
-        for previous in std::mem::take(&mut self.subjects) {
-            if !subjects.contains(&previous)
-                && let Some(mut entry) = self.membership.get_mut(&previous)
-            {
-                entry.probe = None;
-            }
-        }
+        self.probes.retain(|(previous, _)| subjects.contains(previous));
         for subject in &subjects {
-            if let Some(mut entry) = self.membership.get_mut(subject)
-                && entry.probe.is_none()
-            {
-                entry.probe = Some(Box::new(ProbeWindow::new(now)));
+            if self.membership.contains(subject) && self.probe(*subject).is_none() {
+                self.probes.push((*subject, ProbeWindow::new(now)));
             }
         }
         self.subjects = subjects;
@@ -223,15 +215,15 @@ impl ClusterState {
             }
         }
         let mut unrefuted = Vec::new();
-        for subject in self.subjects.clone() {
-            let Some(mut entry) = self.membership.get_mut(&subject) else { continue };
+        for (subject, probe) in &mut self.probes {
+            let subject = *subject;
+            let Some(entry) = self.membership.get(&subject) else { continue };
             let heartbeat = entry.state.heartbeat();
-            let Some(probe) = entry.probe.as_mut() else { continue };
             match (own.get(&subject), probe.accused_at) {
                 (Some(accused), _) if *accused < heartbeat => {
                     // It refuted this node's accusation: it gets a full
                     // detection period before the next one.
-                    **probe = ProbeWindow::new(now);
+                    *probe = ProbeWindow::new(now);
                 }
                 (Some(_), Some(accused_at)) if probe.last_answer() > accused_at => {
                     // It answered since: the silence was loss, not death.
@@ -303,14 +295,16 @@ impl ClusterState {
     #[cfg_attr(not(feature = "sim"), allow(dead_code))]
     pub(crate) fn check_liveness(&self) -> Result<(), String> {
         self.membership.check_summaries()?;
-        let mut windows = 0;
-        for (fingerprint, entry) in self.membership.iter() {
-            if entry.probe.is_some() {
-                windows += 1;
-                if !self.subjects.contains(fingerprint) {
-                    return Err(format!("a probe window for {} is no subject's", entry.state.id()));
-                }
+        for (subject, _) in &self.probes {
+            if !self.subjects.contains(subject) || !self.membership.contains(subject) {
+                return Err(format!("a probe window for {subject:?}, no tracked subject"));
             }
+            if self.probes.iter().filter(|(other, _)| other == subject).count() > 1 {
+                return Err(format!("two probe windows for {subject:?}"));
+            }
+        }
+        let windows = self.probes.len();
+        for (fingerprint, entry) in self.membership.iter() {
             let mut held = accusations_in(&entry.state);
             held.sort_unstable();
             let mut indexed: Vec<(Fingerprint, u64)> = self
@@ -391,7 +385,7 @@ impl ClusterState {
             entry.status = NodeStatus::Dead;
             entry.status_since = now;
             entry.dead_heartbeat = heartbeat;
-            entry.probe = None;
+            self.probes.retain(|(subject, _)| *subject != fingerprint);
             self.events.push(Event::NodeDead(entry.state.id().clone()));
             drop(entry);
             self.update_ready(fingerprint);

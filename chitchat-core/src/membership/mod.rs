@@ -17,7 +17,6 @@ use std::ops::Bound;
 
 use serde::{Deserialize, Serialize};
 
-use crate::failure_detector::ProbeWindow;
 use crate::identity::Fingerprint;
 use crate::node_state::NodeState;
 use crate::time::Timestamp;
@@ -48,9 +47,6 @@ pub(crate) struct NodeEntry {
     pub status: NodeStatus,
     /// When `status` last changed.
     pub status_since: Timestamp,
-    /// Its probes, while this node watches it (it is one of this node's
-    /// subjects): `None` for every other node.
-    pub probe: Option<Box<ProbeWindow>>,
     /// The node's heartbeat when it was declared dead: it is live again once
     /// its heartbeat goes past it (it refuted the verdict).
     pub dead_heartbeat: u64,
@@ -89,7 +85,6 @@ impl NodeEntry {
             state,
             status: NodeStatus::Live,
             status_since: now,
-            probe: None,
             dead_heartbeat: 0,
             confirmed_at: now,
             ready: false,
@@ -170,11 +165,6 @@ impl Membership {
 
     pub(crate) fn get_mut(&mut self, fingerprint: &Fingerprint) -> Option<EntryMut<'_>> {
         self.table.get_mut(fingerprint)
-    }
-
-    /// The probe window of a node this node watches.
-    pub(crate) fn probe_mut(&mut self, fingerprint: &Fingerprint) -> Option<&mut ProbeWindow> {
-        self.table.probe_mut(fingerprint)
     }
 
     pub(crate) fn contains(&self, fingerprint: &Fingerprint) -> bool {

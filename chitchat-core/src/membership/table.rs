@@ -12,7 +12,6 @@
 
 use std::ops::{Bound, Deref, DerefMut};
 
-use crate::failure_detector::ProbeWindow;
 use crate::identity::Fingerprint;
 use crate::membership::{NodeEntry, NodeStatus};
 use crate::time::Timestamp;
@@ -181,12 +180,6 @@ impl NodeTable {
     pub(super) fn get_mut(&mut self, fingerprint: &Fingerprint) -> Option<EntryMut<'_>> {
         let index = self.position(fingerprint).ok()?;
         Some(EntryMut { row: &mut self.rows[index] })
-    }
-
-    /// A node's probe window, which is no part of its summary.
-    pub(super) fn probe_mut(&mut self, fingerprint: &Fingerprint) -> Option<&mut ProbeWindow> {
-        let index = self.position(fingerprint).ok()?;
-        self.rows[index].entry.probe.as_deref_mut()
     }
 
     pub(super) fn contains_key(&self, fingerprint: &Fingerprint) -> bool {
