@@ -101,7 +101,7 @@ impl ClusterState {
                 bounded = true;
                 break;
             }
-            if !self.relays(row.summary(), now) {
+            if !self.relays(row, now) {
                 continue;
             }
             let digest_entry = row.entry().digest_entry(fingerprint);
@@ -172,7 +172,7 @@ impl ClusterState {
         let room = budget.min(LISTING_ROOM);
         // Every entry takes at least `MIN_DIGEST_ENTRY_LEN` bytes: past that many
         // relayed nodes, the listing cannot fit and is not tried.
-        let relayed = self.membership.rows().iter().filter(|row| self.relays(row.summary(), now));
+        let relayed = self.membership.rows().iter().filter(|row| self.relays(row, now));
         if relayed.take(room / MIN_DIGEST_ENTRY_LEN + 1).count() <= room / MIN_DIGEST_ENTRY_LEN {
             let (listing, _) = self.build_digest(now, Fingerprint(0), asks.clone(), room);
             if listing.range.is_full() {
@@ -211,7 +211,7 @@ impl ClusterState {
         let mut hash = RangeHash::default();
         let mut in_segment = 0;
         for row in self.ring_from(cursor) {
-            if !self.relays(row.summary(), now) {
+            if !self.relays(row, now) {
                 continue;
             }
             if in_segment == SEGMENT_NODES {
@@ -252,7 +252,7 @@ impl ClusterState {
         for (range, theirs) in hashes.ranges() {
             let mut mine = RangeHash::default();
             while let Some(row) = rows.next_if(|row| range.contains(row.fingerprint())) {
-                if self.relays(row.summary(), now) {
+                if self.relays(row, now) {
                     mine = mine + row.summary().hash;
                 }
             }
@@ -277,7 +277,7 @@ impl ClusterState {
         let unconfirmed: Vec<Fingerprint> = agreeing
             .into_iter()
             .flat_map(|range| self.nodes_in(range))
-            .filter(|row| self.relays(row.summary(), now) && row.entry().confirmed_at < woke)
+            .filter(|row| self.relays(row, now) && row.entry().confirmed_at < woke)
             .map(|row| row.fingerprint())
             .collect();
         for fingerprint in unconfirmed {
@@ -517,7 +517,7 @@ mod tests {
         let naive = |hashes: &RangeHashes| {
             let hash_of = |range: RingRange| {
                 mine.nodes_in(range)
-                    .filter(|row| mine.relays(row.summary(), now))
+                    .filter(|row| mine.relays(row, now))
                     .fold(RangeHash::default(), |hash, row| {
                         hash + RangeHash::of_entry(&row.entry().digest_entry(row.fingerprint()))
                     })

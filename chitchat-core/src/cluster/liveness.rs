@@ -255,7 +255,7 @@ impl ClusterState {
                 continue;
             }
             if matches!(summary.status, NodeStatus::Dead | NodeStatus::Left)
-                && now.saturating_duration_since(summary.status_since) >= grace
+                && now.saturating_duration_since(row.entry().status_since) >= grace
             {
                 sweep.expired.push(fingerprint);
             } else if summary.status == NodeStatus::Live

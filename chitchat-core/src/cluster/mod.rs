@@ -23,7 +23,7 @@ use crate::config::Config;
 use crate::events::{Event, EventQueue};
 use crate::failure_detector::ProbeWindow;
 use crate::identity::{Fingerprint, NodeId};
-use crate::membership::{Membership, NodeEntry, NodeStatus, Row, Summary};
+use crate::membership::{Membership, NodeEntry, NodeStatus, Row};
 use crate::metrics::Metrics;
 use crate::node_state::NodeState;
 use crate::time::Timestamp;
@@ -189,9 +189,13 @@ impl ClusterState {
         entry.vouched && !self.is_retired(entry, now)
     }
 
-    /// [`ClusterState::is_relayed`], from a row's summary.
-    pub(crate) fn relays(&self, summary: &Summary, now: Timestamp) -> bool {
-        summary.vouched && !self.retired(summary.status, summary.status_since, now)
+    /// [`ClusterState::is_relayed`], from a row's summary (and its entry,
+    /// for a node not `Live`).
+    pub(crate) fn relays(&self, row: &Row, now: Timestamp) -> bool {
+        let summary = row.summary();
+        summary.vouched
+            && (summary.status == NodeStatus::Live
+                || !self.retired(summary.status, row.entry().status_since, now))
     }
 
     /// The bounds of `range` on the ring as (at most) two ranges of the node map,
