@@ -145,6 +145,9 @@ pub(crate) struct Shared {
     pub counters: DriverCounters,
     pub stop_reason: Mutex<Option<StopReason>>,
     pub subscription_capacity: usize,
+    /// The core's count of dropped events when the sets were last published
+    /// (see [`crate::publish::publish_events`]).
+    pub events_dropped: AtomicU64,
 }
 
 impl Shared {

@@ -33,6 +33,10 @@ use crate::streams::Watch;
 const RECV_BATCH: usize = 64;
 /// Turns per poll before the task yields to its executor.
 const TURNS_PER_POLL: usize = 16;
+/// Events waiting in the core after which a turn hands them out (and
+/// republishes the live and ready sets) at once, rather than at the end of
+/// the poll: far below the core's bound on pending events.
+const PUBLISH_BACKLOG: usize = 4_096;
 /// Commands waiting for the task, per node; a caller beyond them waits its
 /// turn. The queue's room is allocated up front (about 90 bytes a command):
 /// 32 of them, twice the turns the task takes per poll.
@@ -102,6 +106,7 @@ pub async fn spawn(runtime: Arc<dyn Runtime>, config: NodeConfig) -> Result<Chit
         counters: DriverCounters::default(),
         stop_reason: Mutex::default(),
         subscription_capacity: config.subscription_capacity,
+        events_dropped: AtomicU64::new(0),
     });
 
     let mut seeds = Seeds::new(config.seeds, local_addr.is_ipv4(), config.seed_refresh_interval);
@@ -182,7 +187,20 @@ impl Driver {
         Timestamp::from_elapsed(self.start.elapsed())
     }
 
+    /// Runs turns until nothing is left to do (or the poll's share is used),
+    /// then hands the turns' events to the subscribers: the live and ready
+    /// sets are rebuilt once a poll, not once a turn (a cold start changes
+    /// membership at nearly every datagram, and each rebuild costs a copy of
+    /// the sets).
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<StopReason> {
+        let result = self.poll_turns(cx);
+        if result.is_pending() {
+            publish_events(&mut self.chitchat, &self.shared);
+        }
+        result
+    }
+
+    fn poll_turns(&mut self, cx: &mut Context<'_>) -> Poll<StopReason> {
         for _ in 0..TURNS_PER_POLL {
             let mut progress = false;
             match self.poll_commands(cx) {
@@ -203,7 +221,9 @@ impl Driver {
             }
             progress |= self.poll_seeds(cx);
             self.send(cx);
-            publish_events(&mut self.chitchat, &self.shared);
+            if self.chitchat.pending_events() > PUBLISH_BACKLOG {
+                publish_events(&mut self.chitchat, &self.shared);
+            }
             if self.chitchat.has_left() {
                 for reply in self.leave_replies.drain(..) {
                     let _ = reply.try_send(());

@@ -9,6 +9,7 @@
 //! takes its next input.
 
 use std::sync::PoisonError;
+use std::sync::atomic::Ordering;
 
 use async_broadcast::{Receiver, Sender};
 use chitchat_core::{Chitchat, Event, NodeId};
@@ -16,14 +17,18 @@ use chitchat_core::{Chitchat, Event, NodeId};
 use crate::handle::{KeySubscriber, Shared};
 use crate::streams::{KeyChange, ReadyChange, subscription_channel};
 
-/// Publishes the live and ready sets if membership may have changed, then hands
-/// the core's pending events to the subscribers.
+/// Publishes the live and ready sets if membership changed, then hands the
+/// core's pending events to the subscribers.
+///
+/// The sets follow the events: a node is live from its `NodeLive` until its
+/// `NodeDead`, `NodeLeft` or `NodeRemoved`, and ready as its `ReadyChanged`
+/// say, so a batch of events changes the sets by what it names (a cold start
+/// changes membership at nearly every datagram: rebuilding the sets from the
+/// core each time cost a copy of every identity). If the core dropped events
+/// (its queue was full), the sets are rebuilt from the core instead.
 pub(crate) fn publish_events(chitchat: &mut Chitchat, shared: &Shared) {
-    let mut membership_changed = false;
     let mut events = Vec::new();
     while let Some(event) = chitchat.poll_event() {
-        membership_changed |=
-            !matches!(event, Event::KeySet { .. } | Event::KeyDeleted { .. } | Event::KeyExpired { .. });
         events.push(event);
     }
     if events.is_empty() {
@@ -31,11 +36,34 @@ pub(crate) fn publish_events(chitchat: &mut Chitchat, shared: &Shared) {
     }
     // The sets first: a subscriber that receives an item and then reads
     // `live_nodes` or `ready_nodes` finds them up to date with it.
-    if membership_changed {
+    let dropped = chitchat.metrics().events_dropped;
+    if shared.events_dropped.swap(dropped, Ordering::Relaxed) != dropped {
         shared.live.publish(chitchat.live_nodes().cloned().collect());
         shared.ready.publish(chitchat.ready_nodes().cloned().collect());
+    } else {
+        shared.live.apply(events.iter().filter_map(|event| match event {
+            Event::NodeLive(node) => Some((node, true)),
+            Event::NodeDead(node) | Event::NodeLeft(node) | Event::NodeRemoved(node) => Some((node, false)),
+            _ => None,
+        }));
+        shared.ready.apply(events.iter().filter_map(|event| match event {
+            Event::ReadyChanged { node, ready } => Some((node, *ready)),
+            _ => None,
+        }));
     }
+    debug_assert!(
+        shared.live.get().iter().eq(sorted(chitchat.live_nodes()))
+            && shared.ready.get().iter().eq(sorted(chitchat.ready_nodes())),
+        "the published sets follow the core's"
+    );
     dispatch(chitchat, shared, &events);
+}
+
+/// Nodes in the sets' order.
+fn sorted<'a>(nodes: impl Iterator<Item = &'a NodeId>) -> impl Iterator<Item = &'a NodeId> {
+    let mut nodes: Vec<&NodeId> = nodes.collect();
+    nodes.sort_unstable();
+    nodes.into_iter()
 }
 
 fn dispatch(chitchat: &Chitchat, shared: &Shared, events: &[Event]) {

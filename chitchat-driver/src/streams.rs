@@ -160,6 +160,32 @@ impl Watch {
         self.current.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
+    /// Applies `changes` in order (a node inserted, or removed) and publishes
+    /// the result if any of them changes the set. The set is changed in place
+    /// unless a reader or a watcher still holds the current one: a change
+    /// costs its own insertions and removals, not a copy of the set.
+    pub(crate) fn apply<'a, I>(&self, changes: I)
+    where
+        I: Iterator<Item = (&'a NodeId, bool)> + Clone,
+    {
+        let value = {
+            let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+            if !changes.clone().any(|(node, insert)| current.contains(node) != insert) {
+                return;
+            }
+            let set = Arc::make_mut(&mut current);
+            for (node, insert) in changes {
+                if insert {
+                    set.insert(node.clone());
+                } else {
+                    set.remove(node);
+                }
+            }
+            current.clone()
+        };
+        let _ = self.sender.try_broadcast(value);
+    }
+
     /// Publishes `value` if it differs from the current one.
     pub(crate) fn publish(&self, value: NodeSet) {
         let value = {
@@ -219,5 +245,40 @@ impl Stream for WatchStream {
                 Poll::Pending => return Poll::Pending,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use futures_lite::StreamExt;
+
+    use super::*;
+
+    fn node(port: u16) -> NodeId {
+        NodeId::new(format!("n{port}"), 1, SocketAddr::from(([127, 0, 0, 1], port)))
+    }
+
+    /// Changes apply in order; a batch that changes nothing publishes
+    /// nothing; a set a reader holds is never changed under it.
+    #[test]
+    fn a_watch_applies_changes_without_touching_what_readers_hold() {
+        let watch = Watch::new(NodeSet::from([node(1)]));
+        let mut stream = watch.watch();
+        assert_eq!(futures_lite::future::block_on(stream.next()), Some(NodeSet::from([node(1)])));
+        let held = watch.get();
+        let (two, one) = (node(2), node(1));
+        watch.apply([(&two, true), (&one, false)].into_iter());
+        assert_eq!(*held, NodeSet::from([node(1)]), "a reader's snapshot stays");
+        assert_eq!(*watch.get(), NodeSet::from([node(2)]));
+        assert_eq!(futures_lite::future::block_on(stream.next()), Some(NodeSet::from([node(2)])));
+        // Already so: nothing published.
+        watch.apply([(&two, true), (&one, false)].into_iter());
+        watch.apply([(&one, true)].into_iter());
+        assert_eq!(futures_lite::future::block_on(stream.next()), Some(NodeSet::from([node(1), node(2)])));
+        drop(held);
+        watch.apply([(&one, true), (&one, false)].into_iter());
+        assert_eq!(*watch.get(), NodeSet::from([node(2)]), "in order: inserted, then removed");
     }
 }

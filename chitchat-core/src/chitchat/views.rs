@@ -84,6 +84,12 @@ impl Chitchat {
         self.cluster.phi(node_id.fingerprint(), self.clock.read(now).now)
     }
 
+    /// How many events wait for [`crate::Chitchat::poll_event`] (at most
+    /// [`crate::Config::max_pending_events`]).
+    pub fn pending_events(&self) -> usize {
+        self.cluster.pending_events()
+    }
+
     /// The counters.
     pub fn metrics(&self) -> Metrics {
         let mut metrics = self.cluster.metrics().clone();
