@@ -12,7 +12,12 @@ use crate::identity::NodeId;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum Event {
-    /// A node was heard of for the first time.
+    /// A node was vouched for: heard of from a sender that proved its address
+    /// (it echoed a token of this node, or wrote from a validated address),
+    /// or heard at its own address once validated. A node heard of only from
+    /// senders that proved nothing (a blind spoofer can name anything) is in
+    /// no view and raises no event until then; its status event and its keys
+    /// follow this one.
     NodeJoined(NodeId),
     /// A node became live: right after it joined, or when a node seen dead
     /// talked to this node again (hearsay does not revive the dead).

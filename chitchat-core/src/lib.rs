@@ -83,8 +83,9 @@
 //! [`Config::max_remote_state_bytes`]. Only a sender that proved its address
 //! (it echoed a token, or answered from a validated address) changes what a
 //! node holds of a node peers vouched for, and a node relays only nodes
-//! vouched for by such senders: a blind spoofer's forgeries stay where they
-//! land, and mostly do not land at all. A node refutes claims about
+//! vouched for by such senders, and shows its application only those: a
+//! blind spoofer's forgeries stay where they land, unseen, and mostly do not
+//! land at all. A node refutes claims about
 //! itself it never made (a heartbeat, versions or a watermark above its own)
 //! from its own state. `PROTOCOL.md` in the repository specifies all of it,
 //! and lists what an attacker without the key can still do.

@@ -9,6 +9,7 @@
 
 use std::net::SocketAddr;
 
+use chitchat_core::testing::Tracked;
 use chitchat_core::testing::datagrams::{ack, empty_digest, full, full_with, known, syn};
 use chitchat_core::testing::validate_peer;
 use chitchat_core::wire::{
@@ -88,7 +89,7 @@ fn teach(node: &mut Chitchat, id: &NodeId, key_values: Vec<KeyValueUpdate>) {
     node.handle_datagram(T0, addr(7001), &ack(CLUSTER, vec![section])).unwrap();
     node.handle_datagram(T0, addr(7001), &ack(CLUSTER, vec![known(id, max, max, &[])])).unwrap();
     drain(node);
-    assert_eq!(node.node_status(id), Some(NodeStatus::Live));
+    assert_eq!(node.tracked_status(id), Some(NodeStatus::Live));
 }
 
 /// What the peer holds, as its digest says it: everything `node` holds (its
@@ -97,7 +98,7 @@ fn teach(node: &mut Chitchat, id: &NodeId, key_values: Vec<KeyValueUpdate>) {
 /// does not know them).
 fn digest_of(node: &Chitchat, behind: &[(&NodeId, Option<u64>)]) -> Digest {
     let mut entries: Vec<DigestEntry> = node
-        .node_states()
+        .tracked_states()
         .filter_map(|state| {
             let (last_gc_version, max_version) = match behind.iter().find(|(id, _)| *id == state.id()) {
                 Some((_, held)) => (0, (*held)?),
@@ -173,7 +174,7 @@ fn ack_answer(node: &mut Chitchat, digest: Digest) -> Option<(Delta, usize)> {
 /// The record `node` holds of `id` right after `version`, as a delta carries it.
 fn next_record(node: &Chitchat, id: &NodeId, version: u64) -> Option<KeyValueUpdate> {
     let (key, record) = node
-        .node_state(id)?
+        .tracked_state(id)?
         .records()
         .filter(|(_, record)| record.version > version)
         .min_by_key(|(_, record)| record.version)?;
@@ -189,7 +190,7 @@ fn section_id<'a>(node: &'a Chitchat, section: &NodeDelta) -> &'a NodeId {
         NodeRef::Known(fingerprint) => *fingerprint,
         NodeRef::Full(id) => id.fingerprint(),
     };
-    node.node_states().map(|state| state.id()).find(|id| id.fingerprint() == fingerprint).unwrap()
+    node.tracked_states().map(|state| state.id()).find(|id| id.fingerprint() == fingerprint).unwrap()
 }
 
 /// What the peer holds of one peer node: nothing, some of it, or all of it.
@@ -245,7 +246,7 @@ proptest! {
         let Some((delta, len)) = ack_answer(&mut node, digest) else { return Ok(()) };
         let Some(last) = delta.nodes.last() else { return Ok(()) };
         let id = section_id(&node, last).clone();
-        if last.max_version < node.node_state(&id).unwrap().max_version() {
+        if last.max_version < node.tracked_state(&id).unwrap().max_version() {
             let next = next_record(&node, &id, last.max_version).expect("a record after the cut");
             let mut longer = delta.clone();
             let section = longer.nodes.last_mut().unwrap();
@@ -273,7 +274,7 @@ fn a_section_cut_in_the_middle_ends_at_its_last_record_and_the_receiver_advances
         .unwrap();
     let mut rounds = 0;
     loop {
-        let held = receiver.node_state(&writer).unwrap().max_version();
+        let held = receiver.tracked_state(&writer).unwrap().max_version();
         if held == 30 {
             break;
         }
@@ -295,13 +296,13 @@ fn a_section_cut_in_the_middle_ends_at_its_last_record_and_the_receiver_advances
 
         receiver.handle_datagram(T0, addr(7000), &bytes).unwrap();
         drain(&mut receiver);
-        let state = receiver.node_state(&writer).unwrap();
+        let state = receiver.tracked_state(&writer).unwrap();
         assert_eq!(state.max_version(), last, "the receiver advances exactly as far as it received");
         assert!(state.get(&format!("key-{last}")).is_some());
         assert_eq!(state.get(&format!("key-{}", last + 1)), None);
     }
     assert!(rounds >= 3, "the 25 missing records take several datagrams, took {rounds}");
-    let state = receiver.node_state(&writer).unwrap();
+    let state = receiver.tracked_state(&writer).unwrap();
     assert_eq!(state.records().count(), 30);
 }
 
@@ -404,8 +405,10 @@ fn a_node_whose_first_record_does_not_fit_is_left_out_not_sent_empty() {
 
     // The case is the one meant: the second node's section without records
     // would have fit, its first record would not.
-    let empty =
-        NodeDelta { heartbeat: node.node_state(&second).unwrap().heartbeat(), ..known(&second, 0, 0, &[]) };
+    let empty = NodeDelta {
+        heartbeat: node.tracked_state(&second).unwrap().heartbeat(),
+        ..known(&second, 0, 0, &[])
+    };
     let mut with_empty = delta.clone();
     with_empty.nodes.push(empty.clone());
     assert!(ack_datagram(with_empty).len() <= 512);
@@ -422,7 +425,7 @@ fn a_peer_behind_the_garbage_collection_gets_a_reset_from_version_0() {
     let collected =
         NodeDelta { last_gc_version: 5, ..full(writer.clone(), 1, &[("a", "1", 6), ("b", "2", 7)]) };
     node.handle_datagram(T0, addr(7001), &ack(CLUSTER, vec![collected])).unwrap();
-    let state = node.node_state(&writer).unwrap();
+    let state = node.tracked_state(&writer).unwrap();
     assert_eq!((state.last_gc_version(), state.max_version()), (5, 7));
     // The receiver holds versions 1 to 3, all since collected by the writer.
     let mut receiver = receiver();
@@ -442,7 +445,7 @@ fn a_peer_behind_the_garbage_collection_gets_a_reset_from_version_0() {
 
     receiver.handle_datagram(T0, addr(7000), &bytes).unwrap();
     assert_eq!(receiver.metrics().resets_applied, 1);
-    let state = receiver.node_state(&writer).unwrap();
+    let state = receiver.tracked_state(&writer).unwrap();
     assert_eq!((state.last_gc_version(), state.max_version()), (5, 7));
     let mut held: Vec<(&str, &str)> = state.key_values().collect();
     held.sort();

@@ -10,6 +10,7 @@
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
+use chitchat_core::testing::Tracked;
 use chitchat_core::testing::datagrams::{ack, datagram, empty_digest, full, known, syn};
 use chitchat_core::testing::{Probe, feed, validate_peer};
 use chitchat_core::wire::{Delta, Digest, DigestEntry, MAX_COUNTER, Message, NodeDelta, NodeRef, RingRange};
@@ -171,14 +172,14 @@ fn multi_byte_keys_and_values_are_stored_and_limited_in_bytes() {
     chitchat_core::testing::validate_peer(&mut node, T0, &writer);
     let fine = full(writer.clone(), 1, &[("🦀🦀", "ключ", 1), ("é", "ü", 2)]);
     node.handle_datagram(T0, addr(7002), &ack(CLUSTER, vec![fine])).unwrap();
-    let state = node.node_state(&writer).unwrap();
+    let state = node.tracked_state(&writer).unwrap();
     assert_eq!(state.get("🦀🦀"), Some("ключ"));
     assert_eq!(state.get("é"), Some("ü"));
     let over = known(&writer, 2, 3, &[("ééééé", "v", 3)]);
     node.handle_datagram(T0, addr(7002), &ack(CLUSTER, vec![over])).unwrap();
     assert_eq!(node.metrics().records_over_limit, 1);
-    assert_eq!(node.node_state(&writer).unwrap().get("ééééé"), None);
-    assert_eq!(node.node_state(&writer).unwrap().max_version(), 3, "the writer's versions still flow");
+    assert_eq!(node.tracked_state(&writer).unwrap().get("ééééé"), None);
+    assert_eq!(node.tracked_state(&writer).unwrap().max_version(), 3, "the writer's versions still flow");
     // Own keys: limits in bytes too, with a typed error.
     assert_eq!(node.set(T0, "ééééé", "v"), Err(KeyValueError::KeyTooLong { len: 10, max: 8 }));
     node.set(T0, "🦀🦀", "ü").unwrap();
@@ -207,7 +208,7 @@ fn a_key_starting_with_a_multi_byte_character_works() {
         &ack(CLUSTER, vec![full(writer.clone(), 1, &[("éa", "1", 1), ("🦀", "2", 2)])]),
     )
     .unwrap();
-    let state = node.node_state(&writer).unwrap();
+    let state = node.tracked_state(&writer).unwrap();
     assert_eq!(state.get("éa"), Some("1"));
     let prefixed: Vec<(&str, &str)> = state.key_values_with_prefix("é").collect();
     assert_eq!(prefixed, vec![("éa", "1")]);
@@ -231,20 +232,20 @@ fn records_over_the_limits_are_skipped_and_their_nodes_keep_flowing() {
     node.handle_datagram(T0, addr(9000), &ack(CLUSTER, vec![long_key, long_value, fine])).unwrap();
     assert_eq!(node.metrics().records_over_limit, 2);
     assert_eq!(node.metrics().sections_over_limit, 0);
-    assert_eq!(node.node_state(&a).unwrap().get("toolong"), None);
-    assert_eq!(node.node_state(&a).unwrap().get("k"), Some("ok"));
-    assert_eq!(node.node_state(&b).unwrap().get("k"), None);
-    assert_eq!(node.node_state(&c).unwrap().get("k"), Some("ok"));
+    assert_eq!(node.tracked_state(&a).unwrap().get("toolong"), None);
+    assert_eq!(node.tracked_state(&a).unwrap().get("k"), Some("ok"));
+    assert_eq!(node.tracked_state(&b).unwrap().get("k"), None);
+    assert_eq!(node.tracked_state(&c).unwrap().get("k"), Some("ok"));
     assert_eq!(node.set(T0, "k", "toolong"), Err(KeyValueError::ValueTooLong { len: 7, max: 4 }));
     // b's next version follows from where the skipped record left it.
     node.handle_datagram(T0, addr(7003), &ack(CLUSTER, vec![known(&b, 1, 2, &[("k", "fits", 2)])])).unwrap();
-    assert_eq!(node.node_state(&b).unwrap().get("k"), Some("fits"));
+    assert_eq!(node.tracked_state(&b).unwrap().get("k"), Some("fits"));
     // A newer value that does not fit replaces nothing: the older one is
     // dropped rather than passed off as current.
     node.handle_datagram(T0, addr(7003), &ack(CLUSTER, vec![known(&b, 2, 3, &[("k", "toolong", 3)])]))
         .unwrap();
-    assert_eq!(node.node_state(&b).unwrap().get("k"), None);
-    assert_eq!(node.node_state(&b).unwrap().max_version(), 3);
+    assert_eq!(node.tracked_state(&b).unwrap().get("k"), None);
+    assert_eq!(node.tracked_state(&b).unwrap().max_version(), 3);
     assert_eq!(node.metrics().records_over_limit, 3);
 }
 
@@ -273,14 +274,14 @@ fn a_flood_of_records_stops_at_the_memory_budget() {
     assert!(sent > 20 * budget, "the flood carried {sent} bytes");
     let metrics = node.metrics();
     let held: u64 =
-        node.node_states().filter(|s| s.id().name != "self").map(|s| s.num_records() as u64).sum();
+        node.tracked_states().filter(|s| s.id().name != "self").map(|s| s.num_records() as u64).sum();
     assert_eq!(held + metrics.records_over_budget, 1 + 200 * 10, "every record held or counted");
     assert!(metrics.records_over_budget > 1_900);
     // The peer's later versions flow: a new value of its key, no larger, is
     // taken; a new key that does not fit is skipped, its version taken all the same.
     let update = known(&peer(), 1, 3, &[("a", "2", 2), ("b", "new", 3)]);
     node.handle_datagram(T0, addr(7001), &ack(CLUSTER, vec![update])).unwrap();
-    let state = node.node_state(&peer()).unwrap();
+    let state = node.tracked_state(&peer()).unwrap();
     assert_eq!((state.get("a"), state.max_version()), (Some("2"), 3));
     assert!(node.remote_state_bytes() <= budget);
 }
@@ -400,12 +401,12 @@ fn a_delta_introducing_thousands_of_nodes_stays_within_max_nodes() {
     let sections: Vec<NodeDelta> =
         (0..2_000u16).map(|i| full(NodeId::new(format!("n{i}"), 1, addr(10_000 + i)), 1, &[])).collect();
     node.handle_datagram(T0, addr(9000), &ack(CLUSTER, sections)).unwrap();
-    assert_eq!(node.node_states().count(), 100);
+    assert_eq!(node.tracked_states().count(), 100);
     assert_eq!(node.metrics().nodes_refused, 2_000 - 98);
     // First come, kept: the node itself, the peer, and the delta's first 98.
-    assert!(node.node_state(&peer()).is_some());
-    assert!(node.node_state(&NodeId::new("n97", 1, addr(10_097))).is_some());
-    assert!(node.node_state(&NodeId::new("n98", 1, addr(10_098))).is_none());
+    assert!(node.tracked_state(&peer()).is_some());
+    assert!(node.tracked_state(&NodeId::new("n97", 1, addr(10_097))).is_some());
+    assert!(node.tracked_state(&NodeId::new("n98", 1, addr(10_098))).is_none());
 }
 
 /// A flood of forged introductions fills the table with nodes only heard of;
@@ -421,19 +422,19 @@ fn a_newcomer_introducing_itself_gets_into_a_table_full_of_rumors() {
     let rumors: Vec<NodeDelta> =
         (0..20).map(|i| full(NodeId::new(format!("rumor-{i}"), 1, addr(8_000 + i)), 1, &[])).collect();
     node.handle_datagram(T0, relay.gossip_addr, &ack(CLUSTER, rumors)).unwrap();
-    assert_eq!(node.node_states().count(), 10);
+    assert_eq!(node.tracked_states().count(), 10);
     // The first took the place of `peer()`, which nobody vouched for.
     assert_eq!(node.metrics().nodes_refused, 12);
     assert_eq!(node.metrics().nodes_evicted, 1);
-    assert!(node.node_state(&peer()).is_none());
+    assert!(node.tracked_state(&peer()).is_none());
     drain(&mut node);
     // Introduced by an address that proved nothing, first-hand or not: refused.
     let second_hand = NodeId::new("second-hand", 1, addr(7_100));
     node.handle_datagram(T0, addr(9_001), &ack(CLUSTER, vec![full(second_hand.clone(), 1, &[])])).unwrap();
-    assert!(node.node_state(&second_hand).is_none());
+    assert!(node.tracked_state(&second_hand).is_none());
     let spoofed = NodeId::new("spoofed", 1, addr(7_099));
     node.handle_datagram(T0, addr(7_099), &ack(CLUSTER, vec![full(spoofed.clone(), 1, &[])])).unwrap();
-    assert!(node.node_state(&spoofed).is_none());
+    assert!(node.tracked_state(&spoofed).is_none());
     // A newcomer that answers the node's SynAck (a Syn, the short SynAck, its
     // Ack echoing the token): in, in place of the first rumor.
     let newcomer = NodeId::new("newcomer", 1, addr(7_101));
@@ -449,10 +450,10 @@ fn a_newcomer_introducing_itself_gets_into_a_table_full_of_rumors() {
         node.handle_datagram(T0, id.gossip_addr, &introduction).unwrap();
     };
     join(&mut node, &newcomer);
-    assert!(node.node_state(&newcomer).is_some(), "the newcomer got in");
-    assert_eq!(node.node_states().count(), 10);
+    assert!(node.tracked_state(&newcomer).is_some(), "the newcomer got in");
+    assert_eq!(node.tracked_states().count(), 10);
     assert_eq!(node.metrics().nodes_evicted, 2);
-    assert!(node.node_state(&relay).is_some(), "a node heard from first-hand and vouched for stays");
+    assert!(node.tracked_state(&relay).is_some(), "a node heard from first-hand and vouched for stays");
     let events: Vec<Event> = std::iter::from_fn(|| node.poll_event()).collect();
     assert!(
         events.iter().any(|event| matches!(event, Event::NodeRemoved(id) if id.name.starts_with("rumor-")))
@@ -462,7 +463,7 @@ fn a_newcomer_introducing_itself_gets_into_a_table_full_of_rumors() {
         join(&mut node, &NodeId::new(format!("first-hand-{i}"), 1, addr(7_200 + i)));
     }
     assert_eq!(node.metrics().nodes_evicted, 9, "the rumors left, then no more");
-    assert!(node.node_states().all(|state| !state.id().name.starts_with("rumor-")));
+    assert!(node.tracked_states().all(|state| !state.id().name.starts_with("rumor-")));
 }
 
 #[test]
@@ -477,8 +478,8 @@ fn a_full_table_keeps_the_first_comers_and_frees_room_as_dead_nodes_go() {
     for i in 0..5 {
         introduce(&mut node, T0, i);
     }
-    assert_eq!(node.node_states().count(), 4);
-    assert!(node.node_state(&newcomer(2)).is_none(), "the table was full");
+    assert_eq!(node.tracked_states().count(), 4);
+    assert!(node.tracked_state(&newcomer(2)).is_none(), "the table was full");
     assert_eq!(node.metrics().nodes_refused, 3);
     // Nobody beats: all die, are removed after the grace period, and room comes back.
     let mut now = T0;
@@ -487,9 +488,9 @@ fn a_full_table_keeps_the_first_comers_and_frees_room_as_dead_nodes_go() {
         node.handle_timeout(now);
         drain(&mut node);
     }
-    assert_eq!(node.node_states().count(), 1, "only the node itself is left");
+    assert_eq!(node.tracked_states().count(), 1, "only the node itself is left");
     introduce(&mut node, now, 3);
-    assert_eq!(node.node_status(&newcomer(3)), Some(NodeStatus::Live));
+    assert_eq!(node.tracked_status(&newcomer(3)), Some(NodeStatus::Live));
 }
 
 // ---- identities ---------------------------------------------------------------
@@ -504,8 +505,8 @@ fn generations_heartbeats_and_versions_at_0_and_their_largest() {
         full(max.clone(), MAX_COUNTER - 1, &[("b", "2", 1)]),
     ];
     node.handle_datagram(T0, addr(7002), &ack(CLUSTER, sections)).unwrap();
-    assert_eq!(node.node_state(&zero).unwrap().max_version(), MAX_COUNTER - 1);
-    assert_eq!(node.node_state(&max).unwrap().heartbeat(), MAX_COUNTER - 1);
+    assert_eq!(node.tracked_state(&zero).unwrap().max_version(), MAX_COUNTER - 1);
+    assert_eq!(node.tracked_state(&max).unwrap().heartbeat(), MAX_COUNTER - 1);
     // Nothing can follow the largest counter: news at it changes nothing, and nothing overflows.
     let again = known(&max, 1, MAX_COUNTER - 1, &[("c", "3", MAX_COUNTER - 1)]);
     node.handle_datagram(
@@ -516,7 +517,7 @@ fn generations_heartbeats_and_versions_at_0_and_their_largest() {
     .unwrap();
     let older = NodeId::new("max", u64::MAX - 1, addr(7003));
     node.handle_datagram(T0, addr(7003), &ack(CLUSTER, vec![full(older.clone(), 9, &[])])).unwrap();
-    assert!(node.node_state(&older).is_none(), "an older incarnation is ignored");
+    assert!(node.tracked_state(&older).is_none(), "an older incarnation is ignored");
     // A digest at the extremes is answered, and a gossip round works.
     let entry = DigestEntry {
         fingerprint: max.fingerprint(),
@@ -576,7 +577,7 @@ fn unusual_addresses_are_tracked_and_gossiped_to() {
         // Introduced, and heard from at that address (the source is just as odd).
         node.handle_datagram(T0, gossip_addr, &ack(CLUSTER, vec![full(id.clone(), 1, &[("k", "v", 1)])]))
             .unwrap();
-        assert_eq!(node.node_status(&id), Some(NodeStatus::Live));
+        assert_eq!(node.tracked_status(&id), Some(NodeStatus::Live));
     }
     for round in 1..=5 {
         node.handle_timeout(T0 + Duration::from_millis(100 * round));
@@ -651,7 +652,7 @@ fn a_reset_cannot_exceed_max_keys_per_node() {
         ..known(&writer, 0, 13, &[("e", "5", 6), ("f", "6", 7), ("g", "7", 8), ("h", "8", 9)])
     };
     let _ = node.handle_datagram(T0, addr(7002), &ack(CLUSTER, vec![reset]));
-    let held = node.node_state(&writer).map_or(0, |state| state.num_records());
+    let held = node.tracked_state(&writer).map_or(0, |state| state.num_records());
     assert!(held <= 4, "{held} records held, max_keys_per_node is 4");
 }
 
@@ -695,7 +696,7 @@ fn an_identity_claiming_our_address_is_not_tracked() {
     )
     .unwrap();
     drain(&mut node);
-    assert_eq!(node.node_state(&impostor).map(|state| state.heartbeat()), None);
+    assert_eq!(node.tracked_state(&impostor).map(|state| state.heartbeat()), None);
     assert_eq!(node.snapshot(), before);
     assert_eq!(node.metrics().sections_ignored, 1);
 }

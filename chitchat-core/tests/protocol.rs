@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use chitchat_core::testing::Tracked;
 use chitchat_core::testing::datagrams::{ack, datagram, empty_digest, full, known, syn};
 use chitchat_core::testing::feed;
 use chitchat_core::wire::{MAX_COUNTER, Message, NodeDelta, NodeRef};
@@ -40,7 +41,7 @@ fn node() -> Chitchat {
 fn introduce_live(node: &mut Chitchat, id: &NodeId) {
     chitchat_core::testing::validate_peer(node, T0, id);
     node.handle_datagram(T0, id.gossip_addr, &ack(CLUSTER, vec![known(id, 0, 0, &[])])).unwrap();
-    assert_eq!(node.node_status(id), Some(NodeStatus::Live));
+    assert_eq!(node.tracked_status(id), Some(NodeStatus::Live));
 }
 
 fn peer(name: &str, generation: u64, port: u16) -> NodeId {
@@ -145,20 +146,23 @@ fn a_newer_generation_supersedes_and_an_older_one_is_ignored() {
     let mut node = node();
     let old = peer("p", 7, 7001);
     let new = peer("p", 8, 7001);
+    // The old incarnation answered this node: its address is validated, and
+    // what comes from there is vouched for.
+    chitchat_core::testing::validate_peer(&mut node, T0, &old);
     node.handle_datagram(T0, addr(7001), &ack(CLUSTER, vec![full(old.clone(), 1, &[("a", "old", 1)])]))
         .unwrap();
     node.handle_datagram(T0, addr(7001), &ack(CLUSTER, vec![full(new.clone(), 1, &[("a", "new", 1)])]))
         .unwrap();
-    assert!(node.node_state(&old).is_none());
-    assert_eq!(node.node_state(&new).unwrap().get("a"), Some("new"));
+    assert!(node.tracked_state(&old).is_none());
+    assert_eq!(node.tracked_state(&new).unwrap().get("a"), Some("new"));
     let events: Vec<Event> = std::iter::from_fn(|| node.poll_event()).collect();
     assert!(events.contains(&Event::NodeRemoved(old.clone())));
     assert!(events.contains(&Event::NodeRestarted { previous: old.clone(), current: new.clone() }));
     // Stale gossip of the old incarnation changes nothing.
     node.handle_datagram(T0, addr(7001), &ack(CLUSTER, vec![full(old.clone(), 9, &[("a", "stale", 9)])]))
         .unwrap();
-    assert!(node.node_state(&old).is_none());
-    assert_eq!(node.node_state(&new).unwrap().get("a"), Some("new"));
+    assert!(node.tracked_state(&old).is_none());
+    assert_eq!(node.tracked_state(&new).unwrap().get("a"), Some("new"));
 }
 
 #[test]
@@ -178,8 +182,8 @@ fn generations_and_heartbeats_at_the_extremes_work() {
         &ack(CLUSTER, vec![full(max.clone(), MAX_COUNTER - 1, &[("b", "2", 1)])]),
     )
     .unwrap();
-    assert_eq!(node.node_state(&zero).unwrap().max_version(), MAX_COUNTER - 1);
-    assert_eq!(node.node_state(&max).unwrap().heartbeat(), MAX_COUNTER - 1);
+    assert_eq!(node.tracked_state(&zero).unwrap().max_version(), MAX_COUNTER - 1);
+    assert_eq!(node.tracked_state(&max).unwrap().heartbeat(), MAX_COUNTER - 1);
     node.handle_timeout(T0 + Duration::from_millis(200));
     while let Some(transmit) = node.poll_transmit() {
         assert!(wire::decode(&transmit.bytes).is_ok());
@@ -191,7 +195,7 @@ fn tracked_nodes_stay_within_max_nodes() {
     let mut node = node_with(Config { max_nodes: 3, ..config() });
     let sections = (0..10).map(|i| full(peer(&format!("p{i}"), 1, 7100 + i), 1, &[])).collect();
     node.handle_datagram(T0, addr(9000), &ack(CLUSTER, sections)).unwrap();
-    assert_eq!(node.node_states().count(), 3);
+    assert_eq!(node.tracked_states().count(), 3);
     assert_eq!(node.metrics().nodes_refused, 8);
 }
 
@@ -203,9 +207,9 @@ fn records_over_a_local_limit_are_skipped_and_the_rest_applies() {
     let fine = full(peer("c", 1, 7003), 1, &[("k", "ok", 1)]);
     node.handle_datagram(T0, addr(9000), &ack(CLUSTER, vec![long_value, too_many, fine])).unwrap();
     assert_eq!(node.metrics().records_over_limit, 2);
-    assert_eq!(node.node_state(&peer("c", 1, 7003)).unwrap().get("k"), Some("ok"));
-    assert_eq!(node.node_state(&peer("a", 1, 7001)).unwrap().num_records(), 0);
-    let b = node.node_state(&peer("b", 1, 7002)).unwrap();
+    assert_eq!(node.tracked_state(&peer("c", 1, 7003)).unwrap().get("k"), Some("ok"));
+    assert_eq!(node.tracked_state(&peer("a", 1, 7001)).unwrap().num_records(), 0);
+    let b = node.tracked_state(&peer("b", 1, 7002)).unwrap();
     assert_eq!((b.get("x"), b.get("y"), b.get("z")), (Some("1"), Some("2"), None));
     assert_eq!(b.max_version(), 3);
 }
@@ -247,18 +251,18 @@ fn a_farewell_marks_the_sender_left_at_once() {
     farewell.left = true;
     // Forged, from an address that proved nothing: only the heartbeat counts.
     node.handle_datagram(T0, addr(7999), &ack(CLUSTER, vec![farewell.clone()])).unwrap();
-    assert_eq!(node.node_status(&other), Some(NodeStatus::Live));
+    assert_eq!(node.tracked_status(&other), Some(NodeStatus::Live));
     assert_eq!(node.metrics().sections_unproven, 1);
-    assert_eq!(node.node_state(&other).unwrap().heartbeat(), 2);
+    assert_eq!(node.tracked_state(&other).unwrap().heartbeat(), 2);
     // From the node itself, whose address is validated: left at once.
     node.handle_datagram(T0, addr(7001), &ack(CLUSTER, vec![farewell.clone()])).unwrap();
-    assert_eq!(node.node_status(&other), Some(NodeStatus::Left));
+    assert_eq!(node.tracked_status(&other), Some(NodeStatus::Left));
     assert!(std::iter::from_fn(|| node.poll_event()).any(|event| event == Event::NodeLeft(other.clone())));
     // A farewell from a node never met adds nothing.
     let mut stranger = full(peer("stranger", 1, 7002), 1, &[]);
     stranger.left = true;
     node.handle_datagram(T0, addr(7002), &ack(CLUSTER, vec![stranger])).unwrap();
-    assert!(node.node_state(&peer("stranger", 1, 7002)).is_none());
+    assert!(node.tracked_state(&peer("stranger", 1, 7002)).is_none());
 }
 
 /// A farewell from the node's own address, which never proved itself to this
@@ -277,18 +281,19 @@ fn an_unproven_farewell_is_taken_provisionally_and_revoked_by_a_heartbeat() {
     farewell.left = true;
     farewell.heartbeat = 5;
     node.handle_datagram(T0, addr(7002), &ack(CLUSTER, vec![farewell])).unwrap();
-    assert_eq!(node.node_status(&other), Some(NodeStatus::Left));
-    assert!(!node.node_state(&other).unwrap().has_left(), "not passed on as left");
+    assert_eq!(node.tracked_status(&other), Some(NodeStatus::Left));
+    assert!(!node.tracked_state(&other).unwrap().has_left(), "not passed on as left");
     while node.poll_event().is_some() {}
     let beat = NodeDelta { heartbeat: 6, ..known(&other, 1, 1, &[]) };
     node.handle_datagram(T0 + Duration::from_millis(100), addr(7001), &ack(CLUSTER, vec![beat])).unwrap();
-    assert_eq!(node.node_status(&other), Some(NodeStatus::Live));
+    assert_eq!(node.tracked_status(&other), Some(NodeStatus::Live));
     assert!(std::iter::from_fn(|| node.poll_event()).any(|event| event == Event::NodeLive(other.clone())));
 }
 
 /// What unproven datagrams said of a node no proven sender vouched for yet is
-/// dropped at the first whole section from a proven one, with key events for
-/// the difference.
+/// held, out of the application's sight (no view, no event), and dropped at
+/// the first whole section from a proven one: the application then hears
+/// that the node joined, is live, and holds what the proven sender said.
 #[test]
 fn the_first_proven_news_of_a_node_replaces_what_unproven_ones_said() {
     let mut node = node();
@@ -297,15 +302,23 @@ fn the_first_proven_news_of_a_node_replaces_what_unproven_ones_said() {
     let other = peer("other", 1, 7002);
     node.handle_datagram(T0, addr(7002), &ack(CLUSTER, vec![full(other.clone(), 1, &[("evil", "x", 1)])]))
         .unwrap();
-    assert_eq!(node.node_state(&other).unwrap().get("evil"), Some("x"), "held here, not relayed");
-    while node.poll_event().is_some() {}
+    assert_eq!(node.tracked_state(&other).unwrap().get("evil"), Some("x"), "held here, not relayed");
+    let unproven: Vec<Event> = std::iter::from_fn(|| node.poll_event()).collect();
+    assert!(!format!("{unproven:?}").contains("other"), "unseen: {unproven:?}");
+    assert!(node.node_state(&other).is_none() && !node.live_nodes().any(|id| *id == other));
     node.handle_datagram(T0, addr(7001), &ack(CLUSTER, vec![full(other.clone(), 1, &[("good", "y", 1)])]))
         .unwrap();
-    let state = node.node_state(&other).unwrap();
+    let state = node.node_state(&other).expect("vouched for: seen");
     assert_eq!((state.get("evil"), state.get("good"), state.max_version()), (None, Some("y"), 1));
     let events: Vec<Event> = std::iter::from_fn(|| node.poll_event()).collect();
-    assert!(events.contains(&Event::NodeReset(other.clone())));
-    assert!(events.contains(&Event::KeyDeleted { node: other.clone(), key: "evil".into() }), "{events:?}");
+    let set = Event::KeySet { node: other.clone(), key: "good".into(), value: "y".into(), version: 1 };
+    assert_eq!(
+        events[..3],
+        [Event::NodeJoined(other.clone()), Event::NodeLive(other.clone()), set],
+        "{events:?}"
+    );
+    assert!(!events.iter().any(|event| matches!(event, Event::NodeReset(_) | Event::KeyDeleted { .. })));
+    assert!(node.live_nodes().any(|id| *id == other));
 }
 
 #[test]
@@ -354,7 +367,7 @@ fn syns_hash_the_ring_in_a_few_hundred_bytes_and_rotate_over_every_node() {
     let config = Config { max_datagram_size: 1_400, ..Config::lan() };
     let config = Config { cluster_id: CLUSTER.into(), gossip_interval: Duration::from_millis(100), ..config };
     let mut node = node_knowing(1_000, 0, config);
-    let fingerprints: Vec<_> = node.node_states().map(|state| state.id().fingerprint()).collect();
+    let fingerprints: Vec<_> = node.tracked_states().map(|state| state.id().fingerprint()).collect();
     let mut covered = BTreeSet::new();
     let mut now = T0;
     let mut rounds = 0;
@@ -424,7 +437,7 @@ fn a_node_running_late_counts_silence_in_its_own_rounds() {
         let now = due + interval.mul_f64(0.9);
         node.handle_timeout(now);
         rounds += 1;
-        if node.node_status(&silent) == Some(NodeStatus::Dead) {
+        if node.tracked_status(&silent) == Some(NodeStatus::Dead) {
             break (rounds, now);
         }
         assert!(rounds < 40, "never declared dead");
@@ -463,7 +476,7 @@ fn a_clock_stepping_back_does_not_freeze_the_node() {
     assert!(node.metrics().gossip_rounds >= rounds_before + 19, "it kept gossiping");
     // And its failure detector kept time: the silent peer is dead (and
     // watched no more).
-    assert_eq!(node.node_status(&silent), Some(NodeStatus::Dead));
+    assert_eq!(node.tracked_status(&silent), Some(NodeStatus::Dead));
     assert_eq!(node.phi(&silent, now), None);
 }
 
@@ -497,7 +510,7 @@ fn a_jump_ahead_does_not_cut_the_memory_of_a_removal_short() {
     let gone = peer("gone", 1, 7001);
     introduce_live(&mut node, &gone);
     let mut now = T0;
-    while node.node_state(&gone).is_some() {
+    while node.tracked_state(&gone).is_some() {
         now = node.poll_timeout().expect("a deadline");
         node.handle_timeout(now);
         assert!(now < T0 + Duration::from_secs(600), "the silent peer was never removed");
@@ -512,7 +525,7 @@ fn a_jump_ahead_does_not_cut_the_memory_of_a_removal_short() {
     // Stale gossip of it, with the heartbeat it was removed with, from a peer.
     let stale = full(gone.clone(), 2, &[]);
     node.handle_datagram(now, addr(7002), &ack(CLUSTER, vec![stale])).unwrap();
-    assert!(node.node_state(&gone).is_none(), "stale gossip brought a removed node back after the jump");
+    assert!(node.tracked_state(&gone).is_none(), "stale gossip brought a removed node back after the jump");
 }
 
 /// Every input returns at the largest timestamp, and the node keeps working:
@@ -537,7 +550,7 @@ fn every_input_returns_at_the_largest_timestamp() {
     node.gossip_with(max, addr(7001));
     let beat = full(other.clone(), 9, &[("k", "v", 1)]);
     node.handle_datagram(max, addr(7001), &ack(CLUSTER, vec![beat])).unwrap();
-    assert_eq!(node.node_state(&other).unwrap().get("k"), Some("v"));
+    assert_eq!(node.tracked_state(&other).unwrap().get("k"), Some("v"));
     let _ = node.phi(&other, max);
     while node.poll_transmit().is_some() {}
     while node.poll_event().is_some() {}

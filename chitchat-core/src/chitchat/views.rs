@@ -33,27 +33,36 @@ impl Chitchat {
         &self.cluster.self_entry().state
     }
 
-    /// The state of a tracked node.
+    /// The tracked nodes the application sees: those vouched for (named by a
+    /// sender that proved its address, or heard at their own address). A
+    /// node heard of only from senders that proved nothing is in no view and
+    /// no event until then.
+    fn visible(&self) -> impl Iterator<Item = &crate::membership::NodeEntry> {
+        self.cluster.membership().entries().filter(|entry| entry.vouched)
+    }
+
+    fn visible_entry(&self, node_id: &NodeId) -> Option<&crate::membership::NodeEntry> {
+        self.cluster.membership().get(&node_id.fingerprint()).filter(|entry| entry.vouched)
+    }
+
+    /// The state of a tracked node (one vouched for).
     pub fn node_state(&self, node_id: &NodeId) -> Option<&NodeState> {
-        self.cluster.membership().get(&node_id.fingerprint()).map(|entry| &entry.state)
+        self.visible_entry(node_id).map(|entry| &entry.state)
     }
 
-    /// What this node thinks of a tracked node's liveness.
+    /// What this node thinks of a tracked node's liveness (one vouched for).
     pub fn node_status(&self, node_id: &NodeId) -> Option<NodeStatus> {
-        self.cluster.membership().get(&node_id.fingerprint()).map(|entry| entry.status)
+        self.visible_entry(node_id).map(|entry| entry.status)
     }
 
-    /// Every tracked node's state (this node included), in fingerprint order.
+    /// Every tracked node's state (this node included, and every node
+    /// vouched for), in fingerprint order.
     pub fn node_states(&self) -> impl Iterator<Item = &NodeState> {
-        self.cluster.membership().entries().map(|entry| &entry.state)
+        self.visible().map(|entry| &entry.state)
     }
 
     fn nodes_with(&self, status: NodeStatus) -> impl Iterator<Item = &NodeId> {
-        self.cluster
-            .membership()
-            .entries()
-            .filter(move |entry| entry.status == status)
-            .map(|entry| entry.state.id())
+        self.visible().filter(move |entry| entry.status == status).map(|entry| entry.state.id())
     }
 
     /// Live nodes, this one included (until it leaves).
@@ -115,9 +124,7 @@ impl Chitchat {
             self_id: self.self_id().clone(),
             seed_addrs: self.peers.seeds().to_vec(),
             nodes: self
-                .cluster
-                .membership()
-                .entries()
+                .visible()
                 .map(|entry| NodeSnapshot {
                     id: entry.state.id().clone(),
                     status: entry.status,
@@ -142,6 +149,26 @@ impl Chitchat {
     #[cfg_attr(not(any(feature = "sim", feature = "testing")), allow(dead_code))]
     pub(crate) fn node_state_by_fingerprint(&self, fingerprint: Fingerprint) -> Option<&NodeState> {
         self.cluster.membership().get(&fingerprint).map(|entry| &entry.state)
+    }
+
+    /// The status of a tracked node, vouched for or not.
+    #[cfg_attr(not(any(feature = "sim", feature = "testing")), allow(dead_code))]
+    pub(crate) fn tracked_status_of(&self, fingerprint: Fingerprint) -> Option<NodeStatus> {
+        self.cluster.membership().get(&fingerprint).map(|entry| entry.status)
+    }
+
+    /// Every tracked node's state, vouched for or not (with whether it is),
+    /// for the simulator's checks.
+    #[cfg_attr(not(any(feature = "sim", feature = "testing")), allow(dead_code))]
+    pub(crate) fn tracked_states(&self) -> impl Iterator<Item = (&NodeState, bool)> {
+        self.cluster.membership().entries().map(|entry| (&entry.state, entry.vouched))
+    }
+
+    /// How many nodes are tracked, this one included, vouched for or not
+    /// (the views show only those vouched for).
+    #[cfg_attr(not(any(feature = "sim", feature = "testing")), allow(dead_code))]
+    pub(crate) fn tracked_nodes(&self) -> usize {
+        self.cluster.membership().len()
     }
 
     /// The lengths of the bounded queues (datagrams, events, removed

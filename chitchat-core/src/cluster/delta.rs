@@ -264,7 +264,9 @@ impl ClusterState {
             Err(Skip::OverLimit) => return self.metrics.sections_over_limit += 1,
             Err(Skip::Refused) => return,
         };
-        let mut forgotten: Option<NodeState> = None;
+        // An unproven state dropped when the node is vouched for (it may
+        // have held accusations).
+        let mut dropped_unproven = false;
         let fresh = self.is_fresh(now);
         let mut entry = self.membership.get_mut(&fingerprint).expect("resolved nodes are tracked");
         let before = (entry.state.max_version(), entry.state.last_gc_version(), entry.state.has_left());
@@ -299,21 +301,24 @@ impl ClusterState {
             // The first news of the node from a proven sender: what unproven
             // ones said of it is dropped, and this section (from version 0:
             // peers saw the node missing from this node's digests) is taken
-            // from scratch.
+            // from scratch. The application, which heard nothing of the node
+            // until now, hears of it: joined, its status, then the section's
+            // keys.
             let heartbeat = entry.state.heartbeat();
             let fresh = NodeState::new(entry.state.id().clone());
             let dropped = std::mem::replace(&mut entry.state, fresh);
             entry.state.set_heartbeat(heartbeat);
             self.remote_bytes -= dropped.held_bytes();
-            if dropped.max_version() > 0 {
-                self.events.push(Event::NodeReset(dropped.id().clone()));
-                forgotten = Some(dropped);
-            }
-        }
-        if vouched && !entry.vouched {
+            dropped_unproven = dropped.max_version() > 0;
             entry.vouched = true;
             self.peer_addresses = None;
+            for event in super::appearance(&entry) {
+                self.events.push(event);
+            }
         }
+        // What the application hears of the node: nothing until it is
+        // vouched for.
+        let visible = entry.vouched;
         let state = &mut entry.state;
         let held_before = state.held_bytes();
         let held_by_others = self.remote_bytes - held_before;
@@ -407,20 +412,10 @@ impl ClusterState {
         self.metrics.records_over_limit += skipped.over_limit;
         self.metrics.records_over_budget += skipped.over_budget;
         self.remote_bytes = held_by_others + state.held_bytes();
-        let forgotten_any = forgotten.is_some();
-        if let Some(forgotten) = forgotten {
-            // Key events for the difference follow a `NodeReset`: the section's
-            // records were reported as set; what it did not bring back is gone.
-            for (key, _) in forgotten.key_values() {
-                if state.get(key).is_none() {
-                    events.push(Event::KeyDeleted { node: node_id.clone(), key: key.to_string() });
-                }
-            }
-        }
         let has_left = state.has_left();
         let state_versions = (state.max_version(), state.last_gc_version());
         drop(entry);
-        for event in events {
+        for event in events.into_iter().filter(|_| visible) {
             // The protocol's records are none of the application's business.
             if let Event::KeySet { key, .. } | Event::KeyDeleted { key, .. } = &event
                 && key.starts_with(RESERVED_PREFIX)
@@ -429,7 +424,7 @@ impl ClusterState {
             }
             self.events.push(event);
         }
-        if reset || forgotten_any || reserved_records {
+        if reset || dropped_unproven || reserved_records {
             self.reread_accusations(fingerprint);
         }
         if before != (state_versions.0, state_versions.1, has_left) {
@@ -519,11 +514,14 @@ impl ClusterState {
         match superseded {
             Some(previous) => {
                 // The new incarnation takes the old one's place.
+                let was_visible = self.membership.get(&previous).is_some_and(|entry| entry.vouched);
                 let previous = self.remove_node(previous, now).ok_or(Skip::Ignored)?;
                 if !self.add_node(node_id.clone(), fingerprint, section.heartbeat, first_hand, vouched, now) {
                     return Err(Skip::Refused);
                 }
-                self.events.push(Event::NodeRestarted { previous, current: node_id.clone() });
+                if was_visible && vouched {
+                    self.events.push(Event::NodeRestarted { previous, current: node_id.clone() });
+                }
             }
             None if !self.add_node(
                 node_id.clone(),

@@ -133,7 +133,9 @@ impl ClusterState {
         entry.status_since = now;
         entry.provisional_left = false;
         self.peer_addresses = None;
-        self.events.push(Event::NodeLive(entry.state.id().clone()));
+        if entry.vouched {
+            self.events.push(Event::NodeLive(entry.state.id().clone()));
+        }
         drop(entry);
         self.update_ready(fingerprint);
     }
@@ -223,7 +225,7 @@ impl ClusterState {
                 self.remote_bytes -= held_before - entry.state.held_bytes();
             }
             for key in collected {
-                if key.expired && !key.key.starts_with(crate::node_state::RESERVED_PREFIX) {
+                if key.expired && entry.vouched && !key.key.starts_with(crate::node_state::RESERVED_PREFIX) {
                     self.events.push(Event::KeyExpired { node: entry.state.id().clone(), key: key.key });
                 }
             }

@@ -29,6 +29,21 @@ use crate::node_state::NodeState;
 use crate::time::Timestamp;
 use crate::wire::RingRange;
 
+/// What the application hears when a node is vouched for, having heard
+/// nothing of it before: that it joined, and its status. A node heard of only
+/// from senders that proved nothing (a blind spoofer can name anything) stays
+/// out of the views and the events until a proven sender names it or it
+/// answers from its own address; if nobody does, it is dropped unseen.
+pub(crate) fn appearance(entry: &NodeEntry) -> [Event; 2] {
+    let node = entry.state.id().clone();
+    let status = match entry.status {
+        NodeStatus::Live => Event::NodeLive(node.clone()),
+        NodeStatus::Dead => Event::NodeDead(node.clone()),
+        NodeStatus::Left => Event::NodeLeft(node.clone()),
+    };
+    [Event::NodeJoined(node), status]
+}
+
 /// A predicate on a live node's state that says whether it is ready.
 pub type ReadyPredicate = Box<dyn Fn(&NodeState) -> bool + Send + Sync>;
 
@@ -370,15 +385,26 @@ impl ClusterState {
     }
 
     /// The peer at a tracked node's gossip address answered a message of
-    /// this node: the address is validated, and the node vouched for.
+    /// this node: the address is validated, and the node vouched for (the
+    /// application hears of it now, and of the keys it holds).
     pub(crate) fn validate_node(&mut self, fingerprint: Fingerprint) {
-        if let Some(mut entry) = self.membership.get_mut(&fingerprint) {
-            entry.address_validated = true;
-            if !entry.vouched {
-                entry.vouched = true;
-                self.peer_addresses = None;
-            }
+        let Some(mut entry) = self.membership.get_mut(&fingerprint) else { return };
+        entry.address_validated = true;
+        if entry.vouched {
+            return;
         }
+        entry.vouched = true;
+        self.peer_addresses = None;
+        for event in appearance(&entry) {
+            self.events.push(event);
+        }
+        let node = entry.state.id().clone();
+        for (key, record) in entry.state.records().filter(|(_, record)| record.is_visible()) {
+            let (key, value, version) = (key.to_string(), record.value, record.version);
+            self.events.push(Event::KeySet { node: node.clone(), key, value, version });
+        }
+        drop(entry);
+        self.update_ready(fingerprint);
     }
 
     // ---- lifecycle of other nodes -----------------------------------------
@@ -420,8 +446,12 @@ impl ClusterState {
         drop(entry);
         self.note_news(fingerprint);
         self.peers_changed();
-        self.events.push(Event::NodeJoined(node_id.clone()));
-        self.events.push(Event::NodeLive(node_id));
+        // The application hears of a node once it is vouched for (see
+        // `appearance`).
+        if vouched {
+            self.events.push(Event::NodeJoined(node_id.clone()));
+            self.events.push(Event::NodeLive(node_id));
+        }
         true
     }
 
@@ -461,7 +491,9 @@ impl ClusterState {
         if entry.ready {
             self.events.push(Event::ReadyChanged { node: node_id.clone(), ready: false });
         }
-        self.events.push(Event::NodeRemoved(node_id.clone()));
+        if entry.vouched {
+            self.events.push(Event::NodeRemoved(node_id.clone()));
+        }
         Some(node_id)
     }
 
@@ -474,7 +506,9 @@ impl ClusterState {
         }
         entry.status = NodeStatus::Left;
         entry.status_since = now;
-        self.events.push(Event::NodeLeft(entry.state.id().clone()));
+        if entry.vouched {
+            self.events.push(Event::NodeLeft(entry.state.id().clone()));
+        }
         drop(entry);
         self.update_ready(fingerprint);
         self.peers_changed();
@@ -494,6 +528,7 @@ impl ClusterState {
     pub(crate) fn update_ready(&mut self, fingerprint: Fingerprint) {
         let Some(mut entry) = self.membership.get_mut(&fingerprint) else { return };
         let ready = entry.status == NodeStatus::Live
+            && entry.vouched
             && self.ready_predicate.as_ref().is_none_or(|predicate| predicate(&entry.state));
         if ready != entry.ready {
             entry.ready = ready;

@@ -386,7 +386,9 @@ impl ClusterState {
             entry.status_since = now;
             entry.dead_heartbeat = heartbeat;
             self.probes.retain(|(subject, _)| *subject != fingerprint);
-            self.events.push(Event::NodeDead(entry.state.id().clone()));
+            if entry.vouched {
+                self.events.push(Event::NodeDead(entry.state.id().clone()));
+            }
             drop(entry);
             self.update_ready(fingerprint);
             self.peers_changed();

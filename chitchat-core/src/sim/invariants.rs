@@ -115,7 +115,7 @@ impl ObserverRecord {
         let mut count = 0;
         let mut remote_bytes = 0;
         let self_fingerprint = observer.self_id().fingerprint();
-        for state in observer.node_states() {
+        for (state, visible) in observer.tracked_states() {
             count += 1;
             let fingerprint = state.id().fingerprint();
             if fingerprint != self_fingerprint {
@@ -140,6 +140,11 @@ impl ObserverRecord {
                     state.num_records(),
                     state.id()
                 ));
+            }
+            if !visible {
+                // Unproven, and unseen by the application: dropped wholesale
+                // once a proven sender names the node.
+                continue;
             }
             let seen = self.versions.entry(fingerprint).or_insert(0);
             if state.max_version() < *seen {

@@ -56,6 +56,39 @@ pub fn let_rumors_run_out(node: &mut Chitchat) {
     node.let_rumors_run_out();
 }
 
+/// What a node tracks, vouched for or not. [`Chitchat`]'s views show the
+/// application only the nodes vouched for; tests of tracking itself (what a
+/// datagram from an address that proved nothing does to the table) read past
+/// that.
+pub trait Tracked {
+    /// The state of a tracked node.
+    fn tracked_state(&self, node_id: &NodeId) -> Option<&NodeState>;
+    /// Every tracked node's state.
+    fn tracked_states(&self) -> impl Iterator<Item = &NodeState>;
+    /// What this node thinks of a tracked node's liveness.
+    fn tracked_status(&self, node_id: &NodeId) -> Option<crate::NodeStatus>;
+}
+
+impl Tracked for Chitchat {
+    fn tracked_state(&self, node_id: &NodeId) -> Option<&NodeState> {
+        self.node_state_by_fingerprint(node_id.fingerprint())
+    }
+
+    fn tracked_states(&self) -> impl Iterator<Item = &NodeState> {
+        self.tracked_states().map(|(state, _)| state)
+    }
+
+    fn tracked_status(&self, node_id: &NodeId) -> Option<crate::NodeStatus> {
+        self.tracked_status_of(node_id.fingerprint())
+    }
+}
+
+/// How many nodes `node` tracks, itself included, vouched for or not (its
+/// views show only those vouched for).
+pub fn tracked_nodes(node: &Chitchat) -> usize {
+    node.tracked_nodes()
+}
+
 /// The state of a node tracked by `node`, by fingerprint.
 pub fn node_state_by_fingerprint(node: &Chitchat, fingerprint: Fingerprint) -> Option<&NodeState> {
     node.node_state_by_fingerprint(fingerprint)
