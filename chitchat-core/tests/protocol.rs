@@ -321,6 +321,35 @@ fn the_first_proven_news_of_a_node_replaces_what_unproven_ones_said() {
     assert!(node.live_nodes().any(|id| *id == other));
 }
 
+/// A node heard of only from its own address, before that address proved
+/// anything, is vouched for once the address answers a `Syn` of this node
+/// (echoing its token); what it said before that is dropped, as from any
+/// unproven sender: the application hears that it joined and is live, and
+/// none of the earlier records.
+#[test]
+fn a_validated_address_vouches_for_its_node_and_drops_what_came_unproven() {
+    let mut node = node();
+    let other = peer("other", 1, 7002);
+    node.handle_datagram(T0, addr(7002), &ack(CLUSTER, vec![full(other.clone(), 3, &[("evil", "x", 1)])]))
+        .unwrap();
+    assert!(node.node_state(&other).is_none(), "unseen before it is vouched for");
+    while node.poll_event().is_some() {}
+    node.gossip_with(T0, addr(7002));
+    let syn = std::iter::from_fn(|| node.poll_transmit()).find(|transmit| transmit.to == addr(7002)).unwrap();
+    let answer = chitchat_core::testing::datagrams::answering(
+        CLUSTER,
+        &syn.bytes,
+        Message::SynAck { digest: empty_digest(), delta: Default::default() },
+    );
+    node.handle_datagram(T0, addr(7002), &answer).unwrap();
+    let state = node.node_state(&other).expect("vouched for: seen");
+    assert_eq!((state.get("evil"), state.max_version(), state.heartbeat()), (None, 0, 3));
+    assert_eq!(node.remote_state_bytes(), 0);
+    let events: Vec<Event> = std::iter::from_fn(|| node.poll_event()).collect();
+    let ready = Event::ReadyChanged { node: other.clone(), ready: true };
+    assert_eq!(events, [Event::NodeJoined(other.clone()), Event::NodeLive(other.clone()), ready]);
+}
+
 #[test]
 fn leaving_sends_farewells_then_emits_left() {
     let mut node = node();

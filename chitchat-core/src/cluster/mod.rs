@@ -386,7 +386,7 @@ impl ClusterState {
 
     /// The peer at a tracked node's gossip address answered a message of
     /// this node: the address is validated, and the node vouched for (the
-    /// application hears of it now, and of the keys it holds).
+    /// application hears of it now).
     pub(crate) fn validate_node(&mut self, fingerprint: Fingerprint) {
         let Some(mut entry) = self.membership.get_mut(&fingerprint) else { return };
         entry.address_validated = true;
@@ -395,15 +395,21 @@ impl ClusterState {
         }
         entry.vouched = true;
         self.peer_addresses = None;
+        // What unproven senders said of it is dropped, as when a proven
+        // section first names it (see `delta`): its records come again from
+        // peers, whose digests now show this node behind.
+        let heartbeat = entry.state.heartbeat();
+        let fresh = NodeState::new(entry.state.id().clone());
+        let dropped = std::mem::replace(&mut entry.state, fresh);
+        entry.state.set_heartbeat(heartbeat);
+        self.remote_bytes -= dropped.held_bytes();
         for event in appearance(&entry) {
             self.events.push(event);
         }
-        let node = entry.state.id().clone();
-        for (key, record) in entry.state.records().filter(|(_, record)| record.is_visible()) {
-            let (key, value, version) = (key.to_string(), record.value, record.version);
-            self.events.push(Event::KeySet { node: node.clone(), key, value, version });
-        }
         drop(entry);
+        if dropped.max_version() > 0 {
+            self.reread_accusations(fingerprint);
+        }
         self.update_ready(fingerprint);
     }
 
