@@ -201,9 +201,6 @@ impl Config {
 }
 
 impl Config {
-    /// Checks that the largest key-value section still fits in half a datagram
-    /// once the sealed envelope's overhead is reserved: run when encryption is
-    /// installed.
     /// How long a node may go without being driven before the gap counts as
     /// a pause of its own (PROTOCOL.md §5.15): a quarter of the shorter grace
     /// period, and at least two gossip intervals. Within it, the cluster
@@ -214,6 +211,9 @@ impl Config {
         (self.dead_node_grace_period.min(self.deletion_grace_period) / 4).max(self.gossip_interval * 2)
     }
 
+    /// Checks that the largest key-value section still fits in half a datagram
+    /// once the sealed envelope's overhead is reserved: run when encryption is
+    /// installed.
     pub(crate) fn validate_sealed(&self) -> Result<(), ConfigError> {
         self.check_one_key_fits(wire::SEAL_OVERHEAD)
     }

@@ -73,6 +73,29 @@ pub enum Event {
     },
 }
 
+impl Event {
+    /// How this event changes [`crate::Chitchat::live_nodes`]: the node it
+    /// adds (`true`: `NodeLive`) or removes (`false`: `NodeDead`, `NodeLeft`,
+    /// `NodeRemoved`). A node's events, folded in order from its start, give
+    /// its live set, unless some were dropped (`Metrics::events_dropped`).
+    pub fn live_change(&self) -> Option<(&NodeId, bool)> {
+        match self {
+            Event::NodeLive(node) => Some((node, true)),
+            Event::NodeDead(node) | Event::NodeLeft(node) | Event::NodeRemoved(node) => Some((node, false)),
+            _ => None,
+        }
+    }
+
+    /// How this event changes [`crate::Chitchat::ready_nodes`], as
+    /// [`Event::live_change`] does the live set (`ReadyChanged`).
+    pub fn ready_change(&self) -> Option<(&NodeId, bool)> {
+        match self {
+            Event::ReadyChanged { node, ready } => Some((node, *ready)),
+            _ => None,
+        }
+    }
+}
+
 /// Events not yet polled, bounded by [`crate::Config::max_pending_events`]: past
 /// the bound the oldest is dropped and counted.
 #[derive(Debug)]

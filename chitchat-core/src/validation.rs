@@ -158,8 +158,7 @@ impl AddressValidation {
     pub(crate) fn note_sent(&mut self, to: SocketAddr, question: Question, token: Token, now: Timestamp) {
         let key = (to, question);
         if self.solicited.len() >= self.bound && !self.solicited.contains_key(&key) {
-            let window = self.window;
-            self.solicited.retain(|_, sent| now.saturating_duration_since(last_sent(sent)) < window);
+            self.expire(now);
             if self.solicited.len() >= self.bound
                 && let Some(oldest) =
                     self.solicited.iter().min_by_key(|(_, sent)| last_sent(sent)).map(|(addr, _)| *addr)

@@ -20,9 +20,8 @@ use crate::streams::{KeyChange, ReadyChange, subscription_channel};
 /// Publishes the live and ready sets if membership changed, then hands the
 /// core's pending events to the subscribers.
 ///
-/// The sets follow the events: a node is live from its `NodeLive` until its
-/// `NodeDead`, `NodeLeft` or `NodeRemoved`, and ready as its `ReadyChanged`
-/// say, so a batch of events changes the sets by what it names (a cold start
+/// The sets follow the events ([`Event::live_change`],
+/// [`Event::ready_change`]): a batch of events changes them by what it names (a cold start
 /// changes membership at nearly every datagram: rebuilding the sets from the
 /// core each time cost a copy of every identity). If the core dropped events
 /// (its queue was full), the sets are rebuilt from the core instead.
@@ -41,15 +40,8 @@ pub(crate) fn publish_events(chitchat: &mut Chitchat, shared: &Shared) {
         shared.live.publish(chitchat.live_nodes().cloned().collect());
         shared.ready.publish(chitchat.ready_nodes().cloned().collect());
     } else {
-        shared.live.apply(events.iter().filter_map(|event| match event {
-            Event::NodeLive(node) => Some((node, true)),
-            Event::NodeDead(node) | Event::NodeLeft(node) | Event::NodeRemoved(node) => Some((node, false)),
-            _ => None,
-        }));
-        shared.ready.apply(events.iter().filter_map(|event| match event {
-            Event::ReadyChanged { node, ready } => Some((node, *ready)),
-            _ => None,
-        }));
+        shared.live.apply(events.iter().filter_map(Event::live_change));
+        shared.ready.apply(events.iter().filter_map(Event::ready_change));
     }
     debug_assert!(
         shared.live.get().iter().eq(sorted(chitchat.live_nodes()))

@@ -432,7 +432,7 @@ impl Chitchat {
 
     /// Sends each subject its `Ping` of the round.
     fn probe_subjects(&mut self) {
-        for subject in self.cluster.subjects().to_vec() {
+        for subject in self.cluster.subjects() {
             let token = self.validation.issue();
             let Some(addr) = self.cluster.note_ping(subject, token) else { continue };
             let ping = self.packet(Some(token), None, Message::Ping { target: subject });

@@ -301,20 +301,12 @@ impl ClusterState {
             // The first news of the node from a proven sender: what unproven
             // ones said of it is dropped, and this section (from version 0:
             // peers saw the node missing from this node's digests) is taken
-            // from scratch. The application, which heard nothing of the node
-            // until now, hears of it: joined, its status, then the section's
-            // keys.
-            let heartbeat = entry.state.heartbeat();
-            let fresh = NodeState::new(entry.state.id().clone());
-            let dropped = std::mem::replace(&mut entry.state, fresh);
-            entry.state.set_heartbeat(heartbeat);
+            // from scratch; the application hears of the node, then of the
+            // section's keys.
+            let dropped = super::vouch_for(&mut entry, &mut self.events);
             self.remote_bytes -= dropped.held_bytes();
             dropped_unproven = dropped.max_version() > 0;
-            entry.vouched = true;
             self.peer_addresses = None;
-            for event in super::appearance(&entry) {
-                self.events.push(event);
-            }
         }
         // What the application hears of the node: nothing until it is
         // vouched for.

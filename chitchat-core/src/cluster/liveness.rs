@@ -190,7 +190,7 @@ impl ClusterState {
     /// does not blame its subjects for its own slowness. (Their silence still
     /// counts at least one gossip interval a round.)
     fn forgive_lateness(&mut self, lateness: Duration, now: Timestamp) {
-        for (_, probe) in &mut self.probes {
+        for (_, probe) in &mut self.subjects {
             probe.forgive(lateness, now);
         }
     }

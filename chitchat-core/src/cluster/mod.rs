@@ -29,19 +29,29 @@ use crate::node_state::NodeState;
 use crate::time::Timestamp;
 use crate::wire::RingRange;
 
-/// What the application hears when a node is vouched for, having heard
-/// nothing of it before: that it joined, and its status. A node heard of only
-/// from senders that proved nothing (a blind spoofer can name anything) stays
-/// out of the views and the events until a proven sender names it or it
-/// answers from its own address; if nobody does, it is dropped unseen.
-pub(crate) fn appearance(entry: &NodeEntry) -> [Event; 2] {
+/// Vouches for a node not vouched for yet (a proven sender named it, or its
+/// own address answered): what unproven senders said of it is dropped (its
+/// state starts afresh, heartbeat kept) and returned, and the application,
+/// which heard nothing of the node until now, hears that it joined and its
+/// status. A node heard of only from senders that proved nothing (a blind
+/// spoofer can name anything) stays out of the views and the events; if
+/// nobody vouches for it, it is dropped unseen. The caller accounts for the
+/// dropped state's bytes and accusations.
+fn vouch_for(entry: &mut NodeEntry, events: &mut EventQueue) -> NodeState {
+    debug_assert!(!entry.vouched);
+    entry.vouched = true;
+    let heartbeat = entry.state.heartbeat();
+    let fresh = NodeState::new(entry.state.id().clone());
+    let dropped = std::mem::replace(&mut entry.state, fresh);
+    entry.state.set_heartbeat(heartbeat);
     let node = entry.state.id().clone();
-    let status = match entry.status {
-        NodeStatus::Live => Event::NodeLive(node.clone()),
-        NodeStatus::Dead => Event::NodeDead(node.clone()),
-        NodeStatus::Left => Event::NodeLeft(node.clone()),
-    };
-    [Event::NodeJoined(node), status]
+    events.push(Event::NodeJoined(node.clone()));
+    events.push(match entry.status {
+        NodeStatus::Live => Event::NodeLive(node),
+        NodeStatus::Dead => Event::NodeDead(node),
+        NodeStatus::Left => Event::NodeLeft(node),
+    });
+    dropped
 }
 
 /// A predicate on a live node's state that says whether it is ready.
@@ -57,12 +67,11 @@ pub(crate) struct ClusterState {
     events: EventQueue,
     metrics: Metrics,
     ready_predicate: Option<ReadyPredicate>,
-    /// The nodes this node watches (at most `config.observers`), chosen once
-    /// a round.
-    subjects: Vec<Fingerprint>,
-    /// The probe windows of the subjects (at most one each): kept here, not
-    /// in every tracked node's entry, since only a few nodes have one.
-    probes: Vec<(Fingerprint, ProbeWindow)>,
+    /// The nodes this node watches (at most `config.observers`, chosen once
+    /// a round), each with its probe window: kept here, not in every tracked
+    /// node's entry, since only a few nodes have one. A subject declared dead
+    /// or removed leaves the list at once.
+    subjects: Vec<(Fingerprint, ProbeWindow)>,
     /// Every accusation the tracked nodes' states hold.
     accusations: verdicts::Accusations,
     /// The nodes this node's `Syn`s name, and ask for.
@@ -109,7 +118,6 @@ impl ClusterState {
             metrics: Metrics::default(),
             ready_predicate: None,
             subjects: Vec::new(),
-            probes: Vec::new(),
             accusations: verdicts::Accusations::default(),
             rumors: rumors::Rumors::default(),
             sweep_cursor: Fingerprint(0),
@@ -179,12 +187,12 @@ impl ClusterState {
 
     /// The probe window of a node this node watches.
     pub(crate) fn probe(&self, fingerprint: Fingerprint) -> Option<&ProbeWindow> {
-        self.probes.iter().find(|(subject, _)| *subject == fingerprint).map(|(_, probe)| probe)
+        self.subjects.iter().find(|(subject, _)| *subject == fingerprint).map(|(_, probe)| probe)
     }
 
     /// The probe window of a node this node watches, to change.
     pub(crate) fn probe_mut(&mut self, fingerprint: Fingerprint) -> Option<&mut ProbeWindow> {
-        self.probes.iter_mut().find(|(subject, _)| *subject == fingerprint).map(|(_, probe)| probe)
+        self.subjects.iter_mut().find(|(subject, _)| *subject == fingerprint).map(|(_, probe)| probe)
     }
 
     /// Whether a node's state is no longer gossiped: dead or left for half the
@@ -393,20 +401,12 @@ impl ClusterState {
         if entry.vouched {
             return;
         }
-        entry.vouched = true;
-        self.peer_addresses = None;
-        // What unproven senders said of it is dropped, as when a proven
-        // section first names it (see `delta`): its records come again from
-        // peers, whose digests now show this node behind.
-        let heartbeat = entry.state.heartbeat();
-        let fresh = NodeState::new(entry.state.id().clone());
-        let dropped = std::mem::replace(&mut entry.state, fresh);
-        entry.state.set_heartbeat(heartbeat);
-        self.remote_bytes -= dropped.held_bytes();
-        for event in appearance(&entry) {
-            self.events.push(event);
-        }
+        // Its records come again from peers, whose digests now show this node
+        // behind.
+        let dropped = vouch_for(&mut entry, &mut self.events);
         drop(entry);
+        self.remote_bytes -= dropped.held_bytes();
+        self.peer_addresses = None;
         if dropped.max_version() > 0 {
             self.reread_accusations(fingerprint);
         }
@@ -489,8 +489,7 @@ impl ClusterState {
         let entry = self.membership.remove(fingerprint, now + memory, self.config.max_nodes)?;
         self.remote_bytes -= entry.state.held_bytes();
         self.accusations.replace(fingerprint, Vec::new());
-        self.subjects.retain(|subject| *subject != fingerprint);
-        self.probes.retain(|(subject, _)| *subject != fingerprint);
+        self.subjects.retain(|(subject, _)| *subject != fingerprint);
         self.rumors.forget(fingerprint);
         self.peers_changed();
         let node_id = entry.state.id().clone();

@@ -160,19 +160,22 @@ impl ClusterState {
     /// Chooses this round's subjects: a probe window for each new one, none
     /// for those that are no longer.
     pub(crate) fn choose_subjects(&mut self, now: Timestamp) {
-        let subjects = self.ring_neighbours(self.self_fingerprint(), false);
-        self.probes.retain(|(previous, _)| subjects.contains(previous));
-        for subject in &subjects {
-            if self.membership.contains(subject) && self.probe(*subject).is_none() {
-                self.probes.push((*subject, ProbeWindow::new(now)));
+        let mut previous = std::mem::take(&mut self.subjects);
+        for subject in self.ring_neighbours(self.self_fingerprint(), false) {
+            if !self.membership.contains(&subject) {
+                continue;
             }
+            let probe = match previous.iter().position(|(kept, _)| *kept == subject) {
+                Some(index) => previous.swap_remove(index).1,
+                None => ProbeWindow::new(now),
+            };
+            self.subjects.push((subject, probe));
         }
-        self.subjects = subjects;
     }
 
     /// This round's subjects.
-    pub(crate) fn subjects(&self) -> &[Fingerprint] {
-        &self.subjects
+    pub(crate) fn subjects(&self) -> Vec<Fingerprint> {
+        self.subjects.iter().map(|(subject, _)| *subject).collect()
     }
 
     /// Re-reads the accusations in `fingerprint`'s state (it changed, or the
@@ -215,7 +218,7 @@ impl ClusterState {
             }
         }
         let mut unrefuted = Vec::new();
-        for (subject, probe) in &mut self.probes {
+        for (subject, probe) in &mut self.subjects {
             let subject = *subject;
             let Some(entry) = self.membership.get(&subject) else { continue };
             let heartbeat = entry.state.heartbeat();
@@ -288,22 +291,21 @@ impl ClusterState {
                 || (!entry.vouched && now.saturating_duration_since(entry.status_since) >= patience))
     }
 
-    /// Checks that probe windows are kept for subjects only, at most
-    /// `observers` of them, and that the accusation index says what the
+    /// Checks that the subjects (each with its probe window) are tracked,
+    /// distinct and at most `observers`, and that the accusation index says what the
     /// tracked states hold, and that every row of the table summarizes its
     /// entry.
     #[cfg_attr(not(feature = "sim"), allow(dead_code))]
     pub(crate) fn check_liveness(&self) -> Result<(), String> {
         self.membership.check_summaries()?;
-        for (subject, _) in &self.probes {
-            if !self.subjects.contains(subject) || !self.membership.contains(subject) {
-                return Err(format!("a probe window for {subject:?}, no tracked subject"));
+        for (subject, _) in &self.subjects {
+            if !self.membership.contains(subject) {
+                return Err(format!("a probe window for {subject:?}, which is not tracked"));
             }
-            if self.probes.iter().filter(|(other, _)| other == subject).count() > 1 {
+            if self.subjects.iter().filter(|(other, _)| other == subject).count() > 1 {
                 return Err(format!("two probe windows for {subject:?}"));
             }
         }
-        let windows = self.probes.len();
         for (fingerprint, entry) in self.membership.iter() {
             let mut held = accusations_in(&entry.state);
             held.sort_unstable();
@@ -334,8 +336,8 @@ impl ClusterState {
         if let Some(stray) = self.accusations.by.keys().find(|accuser| !self.membership.contains(accuser)) {
             return Err(format!("accusations indexed for {stray:?}, which is not tracked"));
         }
-        if windows > self.config.observers || self.subjects.len() > self.config.observers {
-            return Err(format!("{windows} probe windows, {} subjects", self.subjects.len()));
+        if self.subjects.len() > self.config.observers {
+            return Err(format!("{} subjects", self.subjects.len()));
         }
         Ok(())
     }
@@ -385,7 +387,7 @@ impl ClusterState {
             entry.status = NodeStatus::Dead;
             entry.status_since = now;
             entry.dead_heartbeat = heartbeat;
-            self.probes.retain(|(subject, _)| *subject != fingerprint);
+            self.subjects.retain(|(subject, _)| *subject != fingerprint);
             if entry.vouched {
                 self.events.push(Event::NodeDead(entry.state.id().clone()));
             }

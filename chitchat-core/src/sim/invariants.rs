@@ -1,6 +1,6 @@
 //! Invariants checked after every step of a simulation.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use crate::chitchat::Chitchat;
@@ -39,6 +39,10 @@ pub(crate) struct ObserverRecord {
     removed_for_good: BTreeMap<Fingerprint, u64>,
     /// Keys seen deleted or expired: (node, key) → version of the deletion.
     deleted: BTreeMap<(Fingerprint, String), u64>,
+    /// The live and ready sets as the events tell them ([`Event::live_change`],
+    /// [`Event::ready_change`]): the adapters publish them so.
+    live: BTreeSet<NodeId>,
+    ready: BTreeSet<NodeId>,
 }
 
 impl ObserverRecord {
@@ -50,6 +54,14 @@ impl ObserverRecord {
         event: &Event,
         gone_for_good: impl Fn(&NodeId) -> bool,
     ) {
+        for (set, change) in [(&mut self.live, event.live_change()), (&mut self.ready, event.ready_change())]
+        {
+            match change {
+                Some((node, true)) => set.insert(node.clone()),
+                Some((node, false)) => set.remove(node),
+                None => false,
+            };
+        }
         match event {
             Event::NodeReset(node) => {
                 self.versions.remove(&node.fingerprint());
@@ -102,6 +114,18 @@ impl ObserverRecord {
     ) -> Result<(), String> {
         let config = observer.config();
         observer.check_liveness().map_err(|error| format!("{}: {error}", observer.self_id()))?;
+        if observer.metrics().events_dropped == 0 {
+            let live: BTreeSet<NodeId> = observer.live_nodes().cloned().collect();
+            let ready: BTreeSet<NodeId> = observer.ready_nodes().cloned().collect();
+            if live != self.live || ready != self.ready {
+                return Err(format!(
+                    "{}'s events tell live {:?} and ready {:?}, its views say {live:?} and {ready:?}",
+                    observer.self_id(),
+                    self.live,
+                    self.ready
+                ));
+            }
+        }
         let (transmits, events, removed) = observer.queue_lengths();
         if transmits > config.max_pending_transmits
             || events > config.max_pending_events
