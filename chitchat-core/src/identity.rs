@@ -1,7 +1,10 @@
 //! Who a node is: its name, its generation and the address peers gossip to.
 
+use std::borrow::Borrow;
 use std::fmt;
 use std::net::SocketAddr;
+use std::ops::Deref;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::Xxh3;
@@ -16,7 +19,7 @@ use xxhash_rust::xxh3::Xxh3;
 pub struct NodeId {
     /// The node's name, unique in the cluster. Any UTF-8, at most
     /// [`crate::Config::max_node_name_len`] bytes.
-    pub name: String,
+    pub name: NodeName,
     /// Grows every time the node restarts.
     pub generation: u64,
     /// The address peers send gossip to.
@@ -25,7 +28,7 @@ pub struct NodeId {
 
 impl NodeId {
     /// An identity from its three parts.
-    pub fn new(name: impl Into<String>, generation: u64, gossip_addr: SocketAddr) -> Self {
+    pub fn new(name: impl Into<NodeName>, generation: u64, gossip_addr: SocketAddr) -> Self {
         NodeId { name: name.into(), generation, gossip_addr }
     }
 
@@ -36,6 +39,143 @@ impl NodeId {
         // allocation (this runs for every identity a datagram carries).
         let hasher = HashFlavor(Xxh3::new());
         Fingerprint(postcard::serialize_with_flavor(self, hasher).unwrap_or_else(|_| Xxh3::new().digest()))
+    }
+}
+
+/// A node's name: UTF-8 text, shared rather than copied. A [`NodeId`] is
+/// cloned into every event, view and set that names the node; cloning its name
+/// counts a reference instead of copying the text. It reads as a `&str`
+/// (`Deref`), compares with strings, and is encoded as a string.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NodeName(Arc<str>);
+
+impl NodeName {
+    /// The name as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Deref for NodeName {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for NodeName {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Borrow<str> for NodeName {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for NodeName {
+    fn from(name: &str) -> Self {
+        NodeName(Arc::from(name))
+    }
+}
+
+impl From<&String> for NodeName {
+    fn from(name: &String) -> Self {
+        NodeName(Arc::from(name.as_str()))
+    }
+}
+
+impl From<String> for NodeName {
+    fn from(name: String) -> Self {
+        NodeName(Arc::from(name))
+    }
+}
+
+impl From<Arc<str>> for NodeName {
+    fn from(name: Arc<str>) -> Self {
+        NodeName(name)
+    }
+}
+
+impl From<NodeName> for String {
+    fn from(name: NodeName) -> Self {
+        name.0.to_string()
+    }
+}
+
+impl PartialEq<str> for NodeName {
+    fn eq(&self, other: &str) -> bool {
+        &*self.0 == other
+    }
+}
+
+impl PartialEq<&str> for NodeName {
+    fn eq(&self, other: &&str) -> bool {
+        &*self.0 == *other
+    }
+}
+
+impl PartialEq<String> for NodeName {
+    fn eq(&self, other: &String) -> bool {
+        *self.0 == **other
+    }
+}
+
+impl PartialEq<NodeName> for str {
+    fn eq(&self, other: &NodeName) -> bool {
+        self == &*other.0
+    }
+}
+
+impl PartialEq<NodeName> for &str {
+    fn eq(&self, other: &NodeName) -> bool {
+        *self == &*other.0
+    }
+}
+
+impl PartialEq<NodeName> for String {
+    fn eq(&self, other: &NodeName) -> bool {
+        **self == *other.0
+    }
+}
+
+impl fmt::Debug for NodeName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for NodeName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for NodeName {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for NodeName {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = NodeName;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a node name")
+            }
+
+            // Borrowed or not, the text is copied once, into the shared name.
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<NodeName, E> {
+                Ok(NodeName::from(name))
+            }
+        }
+        deserializer.deserialize_str(Visitor)
     }
 }
 
@@ -139,6 +279,19 @@ mod tests {
             let encoded = postcard::to_stdvec(&node).unwrap();
             assert_eq!(node.fingerprint(), Fingerprint(xxhash_rust::xxh3::xxh3_64(&encoded)));
         }
+    }
+
+    #[test]
+    fn names_are_shared_and_read_as_strings() {
+        let node = id("node-7", 1);
+        let copy = node.clone();
+        assert!(std::ptr::eq(node.name.as_str(), copy.name.as_str()), "a clone shares the text");
+        assert!(node.name == "node-7" && "node-7" == node.name && node.name == *"node-7");
+        assert_eq!(node.name.len(), 6);
+        assert_eq!(format!("{}", node.name), "node-7");
+        assert_eq!(format!("{:?}", node.name), "\"node-7\"");
+        // Encoded exactly as the string it holds.
+        assert_eq!(postcard::to_stdvec(&node.name).unwrap(), postcard::to_stdvec("node-7").unwrap());
     }
 
     #[test]

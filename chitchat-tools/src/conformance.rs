@@ -118,12 +118,12 @@ pub async fn start_cluster(runtime: &Arc<dyn Runtime>, count: usize) -> Vec<Chit
 
 /// The names of the nodes `node` sees live.
 pub fn live_names(node: &ChitchatHandle) -> BTreeSet<String> {
-    node.live_nodes().into_iter().map(|id| id.name).collect()
+    node.live_nodes().into_iter().map(|id| id.name.to_string()).collect()
 }
 
 /// Waits until every node sees exactly `names` live.
 pub async fn wait_converged(runtime: &Arc<dyn Runtime>, nodes: &[ChitchatHandle]) {
-    let names: BTreeSet<String> = nodes.iter().map(|node| node.self_id().name.clone()).collect();
+    let names: BTreeSet<String> = nodes.iter().map(|node| node.self_id().name.to_string()).collect();
     wait_until(runtime, "every node sees every node live", || {
         nodes.iter().all(|node| live_names(node) == names)
     })
@@ -612,7 +612,7 @@ pub async fn keyed_nodes_form_a_cluster_that_strangers_never_join(runtime: Arc<d
     }
     for node in &keyed {
         let names: Vec<String> =
-            node.snapshot().await.expect("running").nodes.into_iter().map(|node| node.id.name).collect();
+            node.snapshot().await.expect("running").nodes.into_iter().map(|node| node.id.name.to_string()).collect();
         assert_eq!(names.len(), 2, "a stranger joined: {names:?}");
     }
     shutdown_all(&[first, second, other_key, no_key]).await;
@@ -830,7 +830,7 @@ pub async fn five_nodes_subscribed_as_the_cli_does_see_every_key(runtime: Arc<dy
         within(&runtime, "every node's keys", async {
             while seen != expected {
                 match subscription.next().await.expect("running").expect("no lag") {
-                    KeyChange::Set { node, key, .. } => seen.insert((node.name, key)),
+                    KeyChange::Set { node, key, .. } => seen.insert((node.name.to_string(), key)),
                     other => panic!("unexpected {other:?}"),
                 };
             }

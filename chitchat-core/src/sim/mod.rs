@@ -634,7 +634,7 @@ impl Simulation {
 
     /// Names of the nodes `observer` sees live, sorted.
     pub fn live_names(&self, observer: NodeIndex) -> Vec<String> {
-        let mut names: Vec<String> = self.node(observer).live_nodes().map(|id| id.name.clone()).collect();
+        let mut names: Vec<String> = self.node(observer).live_nodes().map(|id| id.name.to_string()).collect();
         names.sort();
         names
     }
