@@ -286,7 +286,9 @@ mod tests {
         let node = id("node-7", 1);
         let copy = node.clone();
         assert!(std::ptr::eq(node.name.as_str(), copy.name.as_str()), "a clone shares the text");
-        assert!(node.name == "node-7" && "node-7" == node.name && node.name == *"node-7");
+        assert_eq!(node.name, "node-7");
+        assert_eq!("node-7".to_string(), node.name);
+        assert_eq!(*"node-7", node.name);
         assert_eq!(node.name.len(), 6);
         assert_eq!(format!("{}", node.name), "node-7");
         assert_eq!(format!("{:?}", node.name), "\"node-7\"");

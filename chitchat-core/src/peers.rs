@@ -5,6 +5,14 @@
 //! and to the seeds when no peer is live, or now and then otherwise, so that
 //! newcomers join and split clusters find each other.
 //!
+//! A node with no live peer asks its seeds with a **backoff**: a seed asked
+//! in vain is asked again 1, 2, 4, then every [`MAX_SEED_WAIT`] rounds, until
+//! some peer is live. When a whole cluster starts at once, every newcomer
+//! asks the same few seeds; asking every round piles `Syn`s on them faster
+//! than they answer, their answers come too late to count as solicited
+//! ([`crate::validation`]), and the newcomers ask again: a collapse the
+//! backoff prevents.
+//!
 //! A **quiet** round, one in which the node has no news (no rumor to name, no
 //! node to ask for, no change of its own state in the last rumor rounds: see
 //! [`crate::cluster`]), talks to [`QUIET_FANOUT`] live peer instead of
@@ -20,32 +28,61 @@ use std::net::SocketAddr;
 /// Live peers a quiet round (one without news) talks to.
 pub(crate) const QUIET_FANOUT: usize = 1;
 
+/// The most rounds a node with no live peer waits before asking a seed again.
+pub(crate) const MAX_SEED_WAIT: u64 = 8;
+
 /// The seeds, and the choice of a round's targets.
 #[derive(Debug, Default)]
 pub(crate) struct PeerSelector {
     /// Sorted, without duplicates.
     seeds: Vec<SocketAddr>,
+    /// For each seed (same order), the backoff while no peer is live.
+    backoff: Vec<Backoff>,
+    /// Rounds chosen so far.
+    round: u64,
+}
+
+/// How a seed is asked while no peer is live.
+#[derive(Clone, Copy, Debug, Default)]
+struct Backoff {
+    /// Times asked since a peer was last live.
+    asked: u32,
+    /// The first round it may be asked again.
+    next_round: u64,
+}
+
+impl Backoff {
+    /// Whether the seed may be asked in `round`; if so, notes that it is.
+    fn ask(&mut self, round: u64) -> bool {
+        if round < self.next_round {
+            return false;
+        }
+        let wait = 1u64.checked_shl(self.asked).unwrap_or(u64::MAX).min(MAX_SEED_WAIT);
+        self.asked = self.asked.saturating_add(1);
+        self.next_round = round + wait;
+        true
+    }
 }
 
 impl PeerSelector {
-    /// Replaces the seed addresses.
+    /// Replaces the seed addresses (and forgets their backoff).
     pub(crate) fn set_seeds(&mut self, seeds: impl IntoIterator<Item = SocketAddr>) {
         self.seeds = seeds.into_iter().collect();
         self.seeds.sort_unstable();
         self.seeds.dedup();
+        self.backoff = vec![Backoff::default(); self.seeds.len()];
     }
 
     pub(crate) fn seeds(&self) -> &[SocketAddr] {
         &self.seeds
     }
 
-    /// A round's targets, sorted and distinct, among the `live` and `dead`
-    /// peers' addresses and the seeds (never `self_addr`).
-    /// The addresses of a round's targets, among the `live` and `dead` peers
-    /// (named by whatever `address` turns into an address; one it cannot is
-    /// skipped).
+    /// The addresses of a round's targets, sorted and distinct, among the
+    /// `live` and `dead` peers (named by whatever `address` turns into an
+    /// address; one it cannot is skipped) and the seeds (never `self_addr`).
+    /// Called once a round: it counts the rounds of the seeds' backoff.
     pub(crate) fn choose<P: Copy>(
-        &self,
+        &mut self,
         rng: &mut fastrand::Rng,
         live: &[P],
         dead: &[P],
@@ -76,10 +113,21 @@ impl PeerSelector {
         if !dead.is_empty() && rng.f64() < dead.len() as f64 / (live.len() + 1) as f64 {
             targets.extend(address(dead[rng.usize(..dead.len())]));
         }
-        let seeds: Vec<SocketAddr> = self.seeds.iter().copied().filter(|seed| *seed != self_addr).collect();
+        let round = self.round;
+        self.round += 1;
         if live.is_empty() {
-            targets.extend(seeds.iter().copied());
-        } else if !seeds.is_empty()
+            for (seed, backoff) in self.seeds.iter().zip(&mut self.backoff) {
+                if *seed != self_addr && backoff.ask(round) {
+                    targets.push(*seed);
+                }
+            }
+            targets.sort_unstable();
+            targets.dedup();
+            return targets;
+        }
+        self.backoff.fill(Backoff::default());
+        let seeds: Vec<SocketAddr> = self.seeds.iter().copied().filter(|seed| *seed != self_addr).collect();
+        if !seeds.is_empty()
             && !targets.iter().any(|target| seeds.contains(target))
             && rng.f64() < seeds.len() as f64 / (live.len() + seeds.len()) as f64
         {
@@ -101,7 +149,7 @@ mod tests {
 
     #[test]
     fn a_round_talks_to_fanout_distinct_live_peers() {
-        let selector = PeerSelector::default();
+        let mut selector = PeerSelector::default();
         let mut rng = fastrand::Rng::with_seed(7);
         let live: Vec<SocketAddr> = (1..=10).map(addr).collect();
         for _ in 0..100 {
@@ -115,7 +163,7 @@ mod tests {
     /// not (a node gone meanwhile) is never a target.
     #[test]
     fn peers_without_an_address_are_skipped() {
-        let selector = PeerSelector::default();
+        let mut selector = PeerSelector::default();
         let mut rng = fastrand::Rng::with_seed(5);
         let live: Vec<u16> = (1..=10).collect();
         let address = |port: u16| (port != 4).then(|| addr(port));
@@ -134,6 +182,29 @@ mod tests {
         let targets =
             selector.choose::<SocketAddr>(&mut fastrand::Rng::with_seed(1), &[], &[], Some, addr(2), 3);
         assert_eq!(targets, [addr(1), addr(9)]);
+    }
+
+    /// Seeds asked in vain are asked again after 1, 2, 4, then every
+    /// `MAX_SEED_WAIT` rounds; once a peer is live, the backoff starts over.
+    #[test]
+    fn seeds_are_asked_with_a_backoff_while_no_peer_is_live() {
+        let mut selector = PeerSelector::default();
+        selector.set_seeds([addr(1)]);
+        let mut rng = fastrand::Rng::with_seed(1);
+        let mut asked = Vec::new();
+        for round in 0..40 {
+            if !selector.choose::<SocketAddr>(&mut rng, &[], &[], Some, addr(0), 3).is_empty() {
+                asked.push(round);
+            }
+        }
+        assert_eq!(asked, [0, 1, 3, 7, 15, 23, 31, 39]);
+        // A live peer resets the backoff: lonely rounds ask again at once,
+        // then after 1 round, then after 2.
+        selector.choose(&mut rng, &[addr(5)], &[], Some, addr(0), 3);
+        let asked: Vec<bool> = (0..4)
+            .map(|_| !selector.choose::<SocketAddr>(&mut rng, &[], &[], Some, addr(0), 3).is_empty())
+            .collect();
+        assert_eq!(asked, [true, true, false, true]);
     }
 
     #[test]

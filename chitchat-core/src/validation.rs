@@ -27,7 +27,7 @@
 //! they are not answers and are not limited here. Everything is counted in
 //! [`crate::Metrics`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -42,14 +42,17 @@ use crate::wire::Token;
 pub(crate) const AMPLIFICATION: usize = 3;
 
 /// How long after a `Syn` is sent its answer counts as solicited, in gossip
-/// intervals.
-const SOLICITATION_ROUNDS: u32 = 4;
+/// intervals (or in this node's own rounds, if those took longer): as long
+/// as a node with no live peer waits to ask a seed again
+/// ([`crate::peers::MAX_SEED_WAIT`]), so that a slow seed's answer to the
+/// last question still counts.
+const SOLICITATION_ROUNDS: u32 = crate::peers::MAX_SEED_WAIT as u32;
 
 /// Questions remembered per address and kind: the last ones sent there, so
 /// that an answer still counts after a later question left for the same
 /// address (a round trip longer than the gossip interval, or a seed asked
-/// every round).
-const SOLICITATIONS_PER_ADDRESS: usize = SOLICITATION_ROUNDS as usize;
+/// while its answer is on the way).
+const SOLICITATIONS_PER_ADDRESS: usize = 4;
 
 /// The last questions of one kind sent to one address, newest first: when
 /// each left and the token it carried (`None` once answered).
@@ -84,6 +87,11 @@ pub(crate) struct AddressValidation {
     solicited: HashMap<(SocketAddr, Question), Sent>,
     bound: usize,
     window: Duration,
+    /// When this node's last [`SOLICITATION_ROUNDS`] gossip rounds ran
+    /// (oldest first): an answer also counts while the question is within
+    /// that many of the node's own rounds, so that a node whose event loop
+    /// runs late does not refuse answers for its own slowness.
+    rounds: VecDeque<Timestamp>,
     budget: TokenBucket,
     tokens: TokenSource,
 }
@@ -143,6 +151,7 @@ impl AddressValidation {
             solicited: HashMap::new(),
             bound: bound.max(1),
             window: gossip_interval * SOLICITATION_ROUNDS,
+            rounds: VecDeque::with_capacity(SOLICITATION_ROUNDS as usize),
             budget: TokenBucket::new(bytes_per_sec, now),
             tokens: TokenSource::new(secret),
         }
@@ -171,11 +180,26 @@ impl AddressValidation {
         sent[0] = Some((now, token));
     }
 
-    /// Forgets the questions sent before the solicitation window (their
-    /// answers would no longer count), and the room they took; once a round.
+    /// Whether a question sent at `sent` is still within the solicitation
+    /// window at `now`: [`SOLICITATION_ROUNDS`] gossip intervals, or as many
+    /// of this node's own rounds if they took longer.
+    fn within_window(&self, sent: Timestamp, now: Timestamp) -> bool {
+        now.saturating_duration_since(sent) < self.window
+            || (self.rounds.len() == SOLICITATION_ROUNDS as usize
+                && self.rounds.front().is_some_and(|oldest| sent >= *oldest))
+    }
+
+    /// A gossip round runs at `now`: forgets the questions sent before the
+    /// solicitation window (their answers would no longer count), and the
+    /// room they took.
     pub(crate) fn expire(&mut self, now: Timestamp) {
-        let window = self.window;
-        self.solicited.retain(|_, sent| now.saturating_duration_since(last_sent(sent)) < window);
+        if self.rounds.len() == SOLICITATION_ROUNDS as usize {
+            self.rounds.pop_front();
+        }
+        self.rounds.push_back(now);
+        let mut solicited = std::mem::take(&mut self.solicited);
+        solicited.retain(|_, sent| self.within_window(last_sent(sent), now));
+        self.solicited = solicited;
         if self.solicited.capacity() > 4 * self.solicited.len() + 16 {
             self.solicited.shrink_to_fit();
         }
@@ -198,9 +222,7 @@ impl AddressValidation {
     ) -> Option<usize> {
         let sent = self.solicited.get(&(from, question))?;
         sent.iter().position(|sent| {
-            sent.is_some_and(|(sent, token)| {
-                now.saturating_duration_since(sent) < self.window && Some(token) == echo
-            })
+            sent.is_some_and(|(sent, token)| Some(token) == echo && self.within_window(sent, now))
         })
     }
 
@@ -309,7 +331,15 @@ mod tests {
         assert!(!validation.take_answer(addr(1), Question::Syn, echo, at(20)), "one answer per Syn");
         let token = validation.issue();
         validation.note_sent(addr(1), Question::Syn, token, at(100));
-        assert!(!validation.take_answer(addr(1), Question::Syn, Some(token), at(100 + 4_000)), "too late");
+        assert!(
+            !validation.take_answer(
+                addr(1),
+                Question::Syn,
+                Some(token),
+                at(100) + INTERVAL * SOLICITATION_ROUNDS
+            ),
+            "too late"
+        );
     }
 
     /// Questions asked of one address round after round: an answer to any
@@ -336,7 +366,12 @@ mod tests {
         assert!(validation.take_answer(addr(1), Question::Syn, Some(tokens[4]), now));
         assert!(validation.take_answer(addr(1), Question::Syn, Some(tokens[2]), now));
         assert!(
-            !validation.take_answer(addr(1), Question::Syn, Some(tokens[3]), at(1_500 + 4_000)),
+            !validation.take_answer(
+                addr(1),
+                Question::Syn,
+                Some(tokens[3]),
+                at(1_500) + INTERVAL * SOLICITATION_ROUNDS
+            ),
             "too late"
         );
         assert!(validation.take_answer(addr(1), Question::Syn, Some(tokens[3]), now));
@@ -359,6 +394,30 @@ mod tests {
         assert_eq!(validation.remembered(), 1);
         assert!(validation.solicited.capacity() < 64);
         assert!(validation.take_answer(addr(1), Question::SynAck, Some(token), late), "the recent one stays");
+    }
+
+    /// A node whose rounds run late (its event loop is starved) still takes
+    /// an answer that comes within as many of its own rounds as the window
+    /// has intervals; past those, it does not.
+    #[test]
+    fn the_window_stretches_with_the_nodes_own_late_rounds() {
+        let mut validation = fresh(1_000);
+        let round = INTERVAL * 3;
+        let at = |rounds: u32| Timestamp::ZERO + round * rounds;
+        for r in 0..SOLICITATION_ROUNDS {
+            validation.expire(at(r));
+        }
+        let token = validation.issue();
+        validation.note_sent(addr(1), Question::Syn, token, at(SOLICITATION_ROUNDS));
+        for r in SOLICITATION_ROUNDS..2 * SOLICITATION_ROUNDS {
+            validation.expire(at(r));
+        }
+        // `SOLICITATION_ROUNDS` of its rounds later, three times the window.
+        let late = at(2 * SOLICITATION_ROUNDS);
+        assert!(validation.is_answer(addr(1), Question::Syn, Some(token), late));
+        validation.expire(late);
+        assert_eq!(validation.remembered(), 0, "one round more: forgotten");
+        assert!(!validation.take_answer(addr(1), Question::Syn, Some(token), late));
     }
 
     /// Across a change of key, tokens still differ and still follow from

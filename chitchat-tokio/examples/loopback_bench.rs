@@ -25,6 +25,9 @@
 //! another number, `--workers 0` a current-thread runtime (one thread: no
 //! wake-ups of one worker by another).
 //!
+//! `--progress` prints the spread of the live counts every 5 s until every
+//! node sees every other (for cold starts that take a while).
+//!
 //! `--crash` then stops the last node after the steady window (a shutdown
 //! without leave: its task ends and its socket closes, no farewell is sent) and
 //! measures how long until no other node has it in its live set. False deads
@@ -54,6 +57,8 @@ struct Options {
     workers: usize,
     crash: bool,
     json: bool,
+    /// Print the live counts every 5 s until convergence.
+    progress: bool,
 }
 
 fn parse(args: impl Iterator<Item = String>) -> Result<Options, String> {
@@ -67,6 +72,7 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Options, String> {
         workers: 2,
         crash: false,
         json: false,
+        progress: false,
     };
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -77,6 +83,10 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Options, String> {
             }
             "--json" => {
                 options.json = true;
+                continue;
+            }
+            "--progress" => {
+                options.progress = true;
                 continue;
             }
             _ => {}
@@ -96,7 +106,7 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Options, String> {
             _ => {
                 return Err(format!(
                     "unknown argument {arg:?} (--nodes, --keys, --steady-secs, --timeout-secs, --phi-window, \
-                     --interval-ms, --workers, --crash, --json)"
+                     --interval-ms, --workers, --crash, --json, --progress)"
                 ));
             }
         }
@@ -124,8 +134,22 @@ fn main() -> ExitCode {
     runtime.block_on(bench(options))
 }
 
+/// The spread of the live counts the nodes see.
+fn live_spread(nodes: &[ChitchatHandle]) -> String {
+    let mut live: Vec<usize> = nodes.iter().map(|node| node.live_nodes().len()).collect();
+    live.sort_unstable();
+    format!(
+        "min {} / 10th percentile {} / median {} / max {}",
+        live[0],
+        live[live.len() / 10],
+        live[live.len() / 2],
+        live[live.len() - 1]
+    )
+}
+
 async fn bench(options: Options) -> ExitCode {
-    let Options { nodes: count, keys, steady, timeout, phi_window, interval, crash, json, .. } = options;
+    let Options { nodes: count, keys, steady, timeout, phi_window, interval, crash, json, progress, .. } =
+        options;
     let rss_before = rss_kib();
     let false_deads = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
@@ -166,19 +190,37 @@ async fn bench(options: Options) -> ExitCode {
     println!("started {count} nodes with {keys} keys each in {started:.2?} (VmRSS {} KiB)", rss_kib());
 
     // Convergence: everyone live everywhere, then every key everywhere.
+    let mut next_report = Duration::from_secs(5);
     while nodes.iter().any(|node| node.live_nodes().len() != count) {
         if start.elapsed() > timeout {
-            let mut live: Vec<usize> = nodes.iter().map(|node| node.live_nodes().len()).collect();
-            live.sort_unstable();
-            println!(
-                "did not converge within {timeout:?}: live nodes seen, min {} / 10th percentile {} / median {} / max {}",
-                live[0],
-                live[live.len() / 10],
-                live[live.len() / 2],
-                live[live.len() - 1]
-            );
+            println!("did not converge within {timeout:?}: live nodes seen, {}", live_spread(&nodes));
             println!("{}", liveness_counts(&nodes).await);
             return ExitCode::FAILURE;
+        }
+        if progress && start.elapsed() >= next_report {
+            println!(
+                "{:>5.1} s: live nodes seen, {}; CPU {:.1} s",
+                start.elapsed().as_secs_f64(),
+                live_spread(&nodes),
+                cpu_seconds()
+            );
+            if let Some(lonely) = nodes.iter().find(|node| node.live_nodes().len() == 1) {
+                let m = lonely.metrics().await.expect("running").core;
+                println!(
+                    "        a lonely node: {} rounds, {} sent, {} received, {} SynAcks ({} unsolicited), {} Syns, {} Acks, {} unproven, {} rejected, {} pauses",
+                    m.gossip_rounds,
+                    m.datagrams_sent,
+                    m.datagrams_received,
+                    m.syn_acks_received,
+                    m.unsolicited_syn_acks,
+                    m.syns_received,
+                    m.acks_received,
+                    m.sections_unproven,
+                    m.rejected.total,
+                    m.pauses
+                );
+            }
+            next_report += Duration::from_secs(5);
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -611,8 +611,14 @@ pub async fn keyed_nodes_form_a_cluster_that_strangers_never_join(runtime: Arc<d
         assert_eq!(metrics.syn_acks_received + metrics.acks_received, 0, "a stranger was answered");
     }
     for node in &keyed {
-        let names: Vec<String> =
-            node.snapshot().await.expect("running").nodes.into_iter().map(|node| node.id.name.to_string()).collect();
+        let names: Vec<String> = node
+            .snapshot()
+            .await
+            .expect("running")
+            .nodes
+            .into_iter()
+            .map(|node| node.id.name.to_string())
+            .collect();
         assert_eq!(names.len(), 2, "a stranger joined: {names:?}");
     }
     shutdown_all(&[first, second, other_key, no_key]).await;
