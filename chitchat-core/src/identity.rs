@@ -42,17 +42,61 @@ impl NodeId {
     }
 }
 
-/// A node's name: UTF-8 text, shared rather than copied. A [`NodeId`] is
-/// cloned into every event, view and set that names the node; cloning its name
-/// counts a reference instead of copying the text. It reads as a `&str`
-/// (`Deref`), compares with strings, and is encoded as a string.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct NodeName(Arc<str>);
+/// A node's name: UTF-8 text, held inline up to [`NodeName::INLINE_LEN`]
+/// bytes and shared beyond. A [`NodeId`] is cloned into every event, view and
+/// set that names the node: cloning a short name copies 24 bytes, a long one
+/// counts a reference; neither allocates. It reads as a `&str` (`Deref`),
+/// compares with strings, and is encoded as a string.
+#[derive(Clone)]
+pub struct NodeName(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    /// The first `len` bytes are the name.
+    Inline {
+        len: u8,
+        bytes: [u8; NodeName::INLINE_LEN],
+    },
+    Shared(Arc<str>),
+}
 
 impl NodeName {
+    /// The longest name held inline, without an allocation.
+    pub const INLINE_LEN: usize = 22;
+
     /// The name as a string slice.
     pub fn as_str(&self) -> &str {
-        &self.0
+        match &self.0 {
+            // Always whole UTF-8: copied from a `&str` (`From<&str>`).
+            Repr::Inline { len, bytes } => std::str::from_utf8(&bytes[..*len as usize]).unwrap_or_default(),
+            Repr::Shared(name) => name,
+        }
+    }
+}
+
+impl PartialEq for NodeName {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for NodeName {}
+
+impl PartialOrd for NodeName {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for NodeName {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl std::hash::Hash for NodeName {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
     }
 }
 
@@ -60,103 +104,103 @@ impl Deref for NodeName {
     type Target = str;
 
     fn deref(&self) -> &str {
-        &self.0
+        self.as_str()
     }
 }
 
 impl AsRef<str> for NodeName {
     fn as_ref(&self) -> &str {
-        &self.0
+        self.as_str()
     }
 }
 
 impl Borrow<str> for NodeName {
     fn borrow(&self) -> &str {
-        &self.0
+        self.as_str()
     }
 }
 
 impl From<&str> for NodeName {
     fn from(name: &str) -> Self {
-        NodeName(Arc::from(name))
+        if name.len() <= NodeName::INLINE_LEN {
+            let mut bytes = [0; NodeName::INLINE_LEN];
+            bytes[..name.len()].copy_from_slice(name.as_bytes());
+            NodeName(Repr::Inline { len: name.len() as u8, bytes })
+        } else {
+            NodeName(Repr::Shared(Arc::from(name)))
+        }
     }
 }
 
 impl From<&String> for NodeName {
     fn from(name: &String) -> Self {
-        NodeName(Arc::from(name.as_str()))
+        NodeName::from(name.as_str())
     }
 }
 
 impl From<String> for NodeName {
     fn from(name: String) -> Self {
-        NodeName(Arc::from(name))
-    }
-}
-
-impl From<Arc<str>> for NodeName {
-    fn from(name: Arc<str>) -> Self {
-        NodeName(name)
+        NodeName::from(name.as_str())
     }
 }
 
 impl From<NodeName> for String {
     fn from(name: NodeName) -> Self {
-        name.0.to_string()
+        name.as_str().to_string()
     }
 }
 
 impl PartialEq<str> for NodeName {
     fn eq(&self, other: &str) -> bool {
-        &*self.0 == other
+        self.as_str() == other
     }
 }
 
 impl PartialEq<&str> for NodeName {
     fn eq(&self, other: &&str) -> bool {
-        &*self.0 == *other
+        self.as_str() == *other
     }
 }
 
 impl PartialEq<String> for NodeName {
     fn eq(&self, other: &String) -> bool {
-        *self.0 == **other
+        self.as_str() == other.as_str()
     }
 }
 
 impl PartialEq<NodeName> for str {
     fn eq(&self, other: &NodeName) -> bool {
-        self == &*other.0
+        self == other.as_str()
     }
 }
 
 impl PartialEq<NodeName> for &str {
     fn eq(&self, other: &NodeName) -> bool {
-        *self == &*other.0
+        *self == other.as_str()
     }
 }
 
 impl PartialEq<NodeName> for String {
     fn eq(&self, other: &NodeName) -> bool {
-        **self == *other.0
+        self.as_str() == other.as_str()
     }
 }
 
 impl fmt::Debug for NodeName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&*self.0, f)
+        fmt::Debug::fmt(self.as_str(), f)
     }
 }
 
 impl fmt::Display for NodeName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
 impl Serialize for NodeName {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.0)
+        serializer.serialize_str(self.as_str())
     }
 }
 
@@ -170,7 +214,7 @@ impl<'de> Deserialize<'de> for NodeName {
                 f.write_str("a node name")
             }
 
-            // Borrowed or not, the text is copied once, into the shared name.
+            // Borrowed or not, the text is copied once, into the name.
             fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<NodeName, E> {
                 Ok(NodeName::from(name))
             }
@@ -282,10 +326,26 @@ mod tests {
     }
 
     #[test]
-    fn names_are_shared_and_read_as_strings() {
+    fn names_are_inline_or_shared_and_read_as_strings() {
         let node = id("node-7", 1);
-        let copy = node.clone();
-        assert!(std::ptr::eq(node.name.as_str(), copy.name.as_str()), "a clone shares the text");
+        assert!(matches!(node.name.0, Repr::Inline { .. }), "a short name is held inline");
+        let long = id("indexer-7b1f3c2e-9d4a-4f6e-8a1b", 1);
+        assert!(std::ptr::eq(long.name.as_str(), long.clone().name.as_str()), "a long one is shared");
+        assert_eq!(long.name, "indexer-7b1f3c2e-9d4a-4f6e-8a1b");
+        assert_eq!(std::mem::size_of::<NodeName>(), 24);
+        // Equality, order and hashing are the text's, whatever the holding.
+        let max_inline = "x".repeat(NodeName::INLINE_LEN);
+        let (inline, shared) =
+            (NodeName::from(max_inline.as_str()), NodeName::from(format!("{max_inline}x")));
+        assert!(matches!(inline.0, Repr::Inline { .. }) && matches!(shared.0, Repr::Shared(_)));
+        assert!(inline < shared);
+        assert_ne!(inline, shared);
+        let hasher = std::hash::RandomState::new();
+        assert_eq!(
+            std::hash::BuildHasher::hash_one(&hasher, &shared),
+            std::hash::BuildHasher::hash_one(&hasher, format!("{max_inline}x").as_str()),
+            "hashed as its text (Borrow<str>)"
+        );
         assert_eq!(node.name, "node-7");
         assert_eq!("node-7".to_string(), node.name);
         assert_eq!(*"node-7", node.name);
