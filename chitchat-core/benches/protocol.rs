@@ -48,9 +48,9 @@ fn cluster_datagrams() -> Vec<Vec<u8>> {
         .map(|i| {
             let key_values = (1..=KEYS)
                 .map(|k| KeyValueUpdate {
-                    key: format!("service-{k:02}"),
+                    key: format!("service-{k:02}").into(),
                     version: k,
-                    value: ValueUpdate::Set(format!("10.0.{}.{}:{}", i / 256, i % 256, 7000 + k)),
+                    value: ValueUpdate::Set(format!("10.0.{}.{}:{}", i / 256, i % 256, 7000 + k).into()),
                 })
                 .collect();
             let id = NodeId::new(format!("node-{i:04}"), 1, addr(10_000 + i));

@@ -69,7 +69,7 @@ fn reflection(count: u16, keys: usize) {
 fn records(versions: std::ops::RangeInclusive<u64>, prefix: &str) -> Vec<KeyValueUpdate> {
     versions
         .map(|version| KeyValueUpdate {
-            key: format!("{prefix}{version}"),
+            key: format!("{prefix}{version}").into(),
             version,
             value: ValueUpdate::Deleted,
         })

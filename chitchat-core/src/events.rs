@@ -2,6 +2,7 @@
 
 use std::collections::VecDeque;
 
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 use crate::identity::NodeId;
@@ -9,6 +10,11 @@ use crate::identity::NodeId;
 /// Something the application may want to react to, pulled with
 /// [`crate::Chitchat::poll_event`]. Key events are emitted for this node's own keys
 /// as well as for remote ones.
+///
+/// Keys and values are [`CompactString`]s: held inline up to 24 bytes, so
+/// that the thousands of key events of a catch-up mostly allocate nothing.
+/// They read as `&str` and compare with strings; `to_string()` or
+/// `String::from` gives a `String`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum Event {
@@ -51,9 +57,9 @@ pub enum Event {
         /// The key's owner.
         node: NodeId,
         /// The key.
-        key: String,
+        key: CompactString,
         /// Its new value.
-        value: String,
+        value: CompactString,
         /// The owner's version of it.
         version: u64,
     },
@@ -62,14 +68,14 @@ pub enum Event {
         /// The key's owner.
         node: NodeId,
         /// The key.
-        key: String,
+        key: CompactString,
     },
     /// A key set with a time to live expired.
     KeyExpired {
         /// The key's owner.
         node: NodeId,
         /// The key.
-        key: String,
+        key: CompactString,
     },
 }
 

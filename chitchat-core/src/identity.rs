@@ -35,8 +35,13 @@ impl NodeId {
     /// The compact name of this identity used in digests (see [`Fingerprint`]).
     pub fn fingerprint(&self) -> Fingerprint {
         // The postcard encoding of an identity is canonical, so every node computes
-        // the same fingerprint on any platform. It streams into the hash: no
-        // allocation (this runs for every identity a datagram carries).
+        // the same fingerprint on any platform. No allocation (this runs for every
+        // identity a datagram carries): encoded on the stack and hashed at once,
+        // or, for a long name, streamed into the hash (the same hash).
+        let mut buffer = [0; 96];
+        if let Ok(encoded) = postcard::to_slice(self, &mut buffer) {
+            return Fingerprint(xxhash_rust::xxh3::xxh3_64(encoded));
+        }
         let hasher = HashFlavor(Xxh3::new());
         Fingerprint(postcard::serialize_with_flavor(self, hasher).unwrap_or_else(|_| Xxh3::new().digest()))
     }
@@ -318,8 +323,13 @@ mod tests {
         let bytes = postcard::to_stdvec(&id("a", 1).fingerprint()).unwrap();
         assert_eq!(bytes.len(), 8);
         // The streamed hash is the hash of the identity's encoding.
-        for node in [id("a", 1), id("ñødé-🦀", u64::MAX), NodeId::new("v6", 0, "[::1]:0".parse().unwrap())]
-        {
+        let long = "n".repeat(200);
+        for node in [
+            id("a", 1),
+            id("ñødé-🦀", u64::MAX),
+            NodeId::new("v6", 0, "[::1]:0".parse().unwrap()),
+            id(&long, 3),
+        ] {
             let encoded = postcard::to_stdvec(&node).unwrap();
             assert_eq!(node.fingerprint(), Fingerprint(xxhash_rust::xxh3::xxh3_64(&encoded)));
         }

@@ -150,6 +150,9 @@ mod wire;
 
 pub use chitchat::Chitchat;
 pub use cluster::ReadyPredicate;
+/// The string of [`Event`]'s keys and values: inline up to 24 bytes (from
+/// the `compact_str` crate).
+pub use compact_str::CompactString;
 pub use config::{Config, ConfigError};
 pub use crypto::EncryptionMode;
 pub use error::{DatagramError, KeyValueError, Violation};

@@ -73,9 +73,9 @@ fn drain(node: &mut Chitchat) {
 fn filler(count: u64, value_len: usize) -> Vec<KeyValueUpdate> {
     (1..=count)
         .map(|version| KeyValueUpdate {
-            key: format!("key-{version}"),
+            key: format!("key-{version}").into(),
             version,
-            value: ValueUpdate::Set("v".repeat(value_len)),
+            value: ValueUpdate::Set("v".repeat(value_len).into()),
         })
         .collect()
 }
@@ -179,9 +179,9 @@ fn next_record(node: &Chitchat, id: &NodeId, version: u64) -> Option<KeyValueUpd
         .filter(|(_, record)| record.version > version)
         .min_by_key(|(_, record)| record.version)?;
     Some(KeyValueUpdate {
-        key: key.to_string(),
+        key: key.into(),
         version: record.version,
-        value: ValueUpdate::Set(record.value),
+        value: ValueUpdate::Set(record.value.into()),
     })
 }
 

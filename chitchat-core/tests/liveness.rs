@@ -150,9 +150,9 @@ fn accusing(accuser: &NodeId, accused: &[(&NodeId, u64)]) -> NodeDelta {
         .iter()
         .enumerate()
         .map(|(i, (id, heartbeat))| KeyValueUpdate {
-            key: format!("\0dead:{:016x}", id.fingerprint().as_u64()),
+            key: format!("\0dead:{:016x}", id.fingerprint().as_u64()).into(),
             version: i as u64 + 1,
-            value: ValueUpdate::Set(heartbeat.to_string()),
+            value: ValueUpdate::Set(heartbeat.to_string().into()),
         })
         .collect();
     let max = records.len() as u64;

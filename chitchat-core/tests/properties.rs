@@ -75,8 +75,8 @@ fn digest() -> impl Strategy<Value = Digest> {
 
 fn value_update() -> impl Strategy<Value = ValueUpdate> {
     prop_oneof![
-        text().prop_map(ValueUpdate::Set),
-        text().prop_map(ValueUpdate::SetWithTtl),
+        text().prop_map(|value| ValueUpdate::Set(value.into())),
+        text().prop_map(|value| ValueUpdate::SetWithTtl(value.into())),
         Just(ValueUpdate::Deleted)
     ]
 }
@@ -103,7 +103,7 @@ fn node_delta() -> impl Strategy<Value = NodeDelta> {
                 left,
                 key_values: records
                     .into_iter()
-                    .map(|(key, version, value)| KeyValueUpdate { key, version, value })
+                    .map(|(key, version, value)| KeyValueUpdate { key: key.into(), version, value })
                     .collect(),
             },
         )

@@ -127,8 +127,8 @@ pub(crate) fn subscribe_keys_with_current(
     for state in states {
         for (key, record) in state.records() {
             if record.is_visible() && key.starts_with(prefix.as_str()) {
-                let (node, key) = (state.id().clone(), key.to_string());
-                current.push(KeyChange::Set { node, key, value: record.value, version: record.version });
+                let (node, key, value) = (state.id().clone(), key.into(), record.value.into());
+                current.push(KeyChange::Set { node, key, value, version: record.version });
             }
         }
     }

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use async_broadcast::{InactiveReceiver, Receiver, RecvError, Sender};
-use chitchat_core::{Event, NodeId, NodeStatus};
+use chitchat_core::{CompactString, Event, NodeId, NodeStatus};
 use futures_lite::Stream;
 use thiserror::Error;
 
@@ -32,9 +32,9 @@ pub enum KeyChange {
         /// The key's owner.
         node: NodeId,
         /// The key.
-        key: String,
+        key: CompactString,
         /// Its new value.
-        value: String,
+        value: CompactString,
         /// The owner's version of it.
         version: u64,
     },
@@ -43,14 +43,14 @@ pub enum KeyChange {
         /// The key's owner.
         node: NodeId,
         /// The key.
-        key: String,
+        key: CompactString,
     },
     /// The key's time to live ran out.
     Expired {
         /// The key's owner.
         node: NodeId,
         /// The key.
-        key: String,
+        key: CompactString,
     },
 }
 

@@ -804,7 +804,7 @@ pub async fn subscription_with_current_values_misses_nothing(runtime: Arc<dyn Ru
         for node in snapshot.nodes {
             for (key, value) in node.key_values {
                 if key.starts_with("app/") && value.is_visible() {
-                    expected.insert((node.id.name.clone(), key), value.value);
+                    expected.insert((node.id.name.clone(), key.into()), value.value.into());
                 }
             }
         }
@@ -836,7 +836,7 @@ pub async fn five_nodes_subscribed_as_the_cli_does_see_every_key(runtime: Arc<dy
         within(&runtime, "every node's keys", async {
             while seen != expected {
                 match subscription.next().await.expect("running").expect("no lag") {
-                    KeyChange::Set { node, key, .. } => seen.insert((node.name.to_string(), key)),
+                    KeyChange::Set { node, key, .. } => seen.insert((node.name.to_string(), key.to_string())),
                     other => panic!("unexpected {other:?}"),
                 };
             }

@@ -73,14 +73,14 @@ fn key(i: u16, k: u64) -> String {
 fn peer_section(i: u16, heartbeat: u64) -> NodeDelta {
     let key_values = (1..=KEYS)
         .map(|version| KeyValueUpdate {
-            key: key(i, version),
+            key: key(i, version).into(),
             version,
             value: if version == KEYS && i % 2 == 1 {
                 ValueUpdate::Deleted
             } else if version == 1 && i % 5 == 0 {
-                ValueUpdate::SetWithTtl(format!("ttl-{i}"))
+                ValueUpdate::SetWithTtl(format!("ttl-{i}").into())
             } else {
-                ValueUpdate::Set(format!("value-{i}-{version}-ñ"))
+                ValueUpdate::Set(format!("value-{i}-{version}-ñ").into())
             },
         })
         .collect();
@@ -97,7 +97,7 @@ fn accusations(i: u16, accused: std::ops::Range<u16>) -> NodeDelta {
     let key_values: Vec<KeyValueUpdate> = accused
         .enumerate()
         .map(|(n, j)| KeyValueUpdate {
-            key: format!("\0dead:{:016x}", peer_id(j).fingerprint().as_u64()),
+            key: format!("\0dead:{:016x}", peer_id(j).fingerprint().as_u64()).into(),
             version: KEYS + 1 + n as u64,
             value: ValueUpdate::Set("1".into()),
         })

@@ -346,11 +346,11 @@ impl ArbSection {
             .records
             .iter()
             .map(|record| KeyValueUpdate {
-                key: record.key.get(),
+                key: record.key.get().into(),
                 version: record.version.get(),
                 value: match &record.value {
-                    ArbValue::Set(value) => ValueUpdate::Set(value.get()),
-                    ArbValue::SetWithTtl(value) => ValueUpdate::SetWithTtl(value.get()),
+                    ArbValue::Set(value) => ValueUpdate::Set(value.get().into()),
+                    ArbValue::SetWithTtl(value) => ValueUpdate::SetWithTtl(value.get().into()),
                     ArbValue::Deleted => ValueUpdate::Deleted,
                 },
             })

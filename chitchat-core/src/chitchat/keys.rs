@@ -88,13 +88,10 @@ impl Chitchat {
             }
             let node = state.id().clone();
             Some(match status {
-                ValueStatus::Deleted => Event::KeyDeleted { node, key: key.to_string() },
-                _ => Event::KeySet {
-                    node,
-                    key: key.to_string(),
-                    value: value.to_string(),
-                    version: state.max_version(),
-                },
+                ValueStatus::Deleted => Event::KeyDeleted { node, key: key.into() },
+                _ => {
+                    Event::KeySet { node, key: key.into(), value: value.into(), version: state.max_version() }
+                }
             })
         });
         Ok(())

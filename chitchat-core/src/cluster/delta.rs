@@ -353,7 +353,8 @@ impl ClusterState {
         let reserved_records =
             section.key_values.iter().any(|update| update.key.starts_with(RESERVED_PREFIX));
         if reset {
-            let touched: Vec<String> = section.key_values.iter().map(|update| update.key.clone()).collect();
+            let touched: Vec<String> =
+                section.key_values.iter().map(|update| update.key.to_string()).collect();
             let dropped = state.take_records_up_to(section.last_gc_version);
             skipped = state.apply_reset_records(&section.key_values, now, &limits);
             // Complete up to the section's end; beyond it too if the section was
@@ -560,11 +561,13 @@ fn reset_events(
             Some(new) if old.is_none_or(|old| old.value != new.value || old.status != new.status) => events
                 .push(Event::KeySet {
                     node: node_id.clone(),
-                    key: key.clone(),
-                    value: new.value.clone(),
+                    key: key.as_str().into(),
+                    value: new.value.as_str().into(),
                     version: new.version,
                 }),
-            None if old.is_some() => events.push(Event::KeyDeleted { node: node_id.clone(), key }),
+            None if old.is_some() => {
+                events.push(Event::KeyDeleted { node: node_id.clone(), key: key.into() })
+            }
             _ => {}
         }
     }

@@ -226,7 +226,8 @@ impl ClusterState {
             }
             for key in collected {
                 if key.expired && entry.vouched && !key.key.starts_with(crate::node_state::RESERVED_PREFIX) {
-                    self.events.push(Event::KeyExpired { node: entry.state.id().clone(), key: key.key });
+                    self.events
+                        .push(Event::KeyExpired { node: entry.state.id().clone(), key: key.key.into() });
                 }
             }
             drop(entry);

@@ -742,11 +742,11 @@ fn slot_at(log: &[Slot], version: u64) -> Option<usize> {
 /// A record as a wire record.
 fn to_update(body: &Body, version: u64) -> KeyValueUpdate {
     let value = match body.status {
-        ValueStatus::Set => ValueUpdate::Set(body.value().to_string()),
-        ValueStatus::SetWithTtl => ValueUpdate::SetWithTtl(body.value().to_string()),
+        ValueStatus::Set => ValueUpdate::Set(body.value().into()),
+        ValueStatus::SetWithTtl => ValueUpdate::SetWithTtl(body.value().into()),
         ValueStatus::Deleted => ValueUpdate::Deleted,
     };
-    KeyValueUpdate { key: body.key().to_string(), version, value }
+    KeyValueUpdate { key: body.key().into(), version, value }
 }
 
 #[cfg(test)]

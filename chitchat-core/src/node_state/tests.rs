@@ -26,7 +26,8 @@ fn records_since_reads_only_newer_records_in_version_order() {
     node.set_own("a", "1", ValueStatus::Set, T0);
     node.set_own("b", "1", ValueStatus::Set, T0);
     node.set_own("a", "2", ValueStatus::Set, T0);
-    let since: Vec<_> = node.records_since(1).map(|record| (record.key, record.version)).collect();
+    let since: Vec<_> =
+        node.records_since(1).map(|record| (record.key.to_string(), record.version)).collect();
     assert_eq!(since, vec![("b".to_string(), 2), ("a".to_string(), 3)]);
     assert_eq!(node.records_since(3).count(), 0);
 }
@@ -39,7 +40,7 @@ fn a_reset_below_held_records_is_applied_in_one_sort_and_stays_consistent() {
     let mut node = state();
     let held: Vec<KeyValueUpdate> = (3_001..=3_300)
         .map(|version| KeyValueUpdate {
-            key: format!("held-{version}"),
+            key: format!("held-{version}").into(),
             version,
             value: if version % 2 == 0 {
                 ValueUpdate::SetWithTtl("t".into())
@@ -54,7 +55,7 @@ fn a_reset_below_held_records_is_applied_in_one_sort_and_stays_consistent() {
     node.finish_section(3_300, 0, false);
     let mut reset: Vec<KeyValueUpdate> = (1..=2_000)
         .map(|version| KeyValueUpdate {
-            key: format!("r-{version}"),
+            key: format!("r-{version}").into(),
             version,
             value: ValueUpdate::Set("v".into()),
         })
@@ -86,7 +87,7 @@ fn republishing_moves_every_record_above_the_claim_and_keeps_expiry() {
     node.republish_above(1_000);
     assert_eq!(node.last_gc_version(), 1_000);
     let records: Vec<(String, u64)> =
-        node.records_since(0).map(|record| (record.key, record.version)).collect();
+        node.records_since(0).map(|record| (record.key.to_string(), record.version)).collect();
     assert_eq!(records, [("b".to_string(), 1_001), ("a".to_string(), 1_002), ("c".to_string(), 1_003)]);
     assert_eq!(node.max_version(), 1_003);
     assert_eq!((node.get("a"), node.get("b"), node.get("c")), (Some("3"), Some("2"), None));

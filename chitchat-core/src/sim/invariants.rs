@@ -92,7 +92,7 @@ impl ObserverRecord {
                         || observer.node_state(node).map_or(0, |state| state.last_gc_version()),
                         |record| record.version,
                     );
-                self.deleted.insert((node.fingerprint(), key.clone()), version);
+                self.deleted.insert((node.fingerprint(), key.to_string()), version);
             }
             _ => {}
         }

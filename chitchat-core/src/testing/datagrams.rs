@@ -43,9 +43,9 @@ pub fn records(records: &[(&str, &str, u64)]) -> Vec<KeyValueUpdate> {
     records
         .iter()
         .map(|(key, value, version)| KeyValueUpdate {
-            key: key.to_string(),
+            key: (*key).into(),
             version: *version,
-            value: ValueUpdate::Set(value.to_string()),
+            value: ValueUpdate::Set((*value).into()),
         })
         .collect()
 }

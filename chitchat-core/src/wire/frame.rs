@@ -120,9 +120,9 @@ mod tests {
                 left: false,
                 key_values: (1..=values)
                     .map(|version| KeyValueUpdate {
-                        key: format!("key-{version}"),
+                        key: format!("key-{version}").into(),
                         version: version as u64,
-                        value: ValueUpdate::Set("v".repeat(len)),
+                        value: ValueUpdate::Set("v".repeat(len).into()),
                     })
                     .collect(),
             }],

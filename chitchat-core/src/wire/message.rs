@@ -11,6 +11,7 @@
 //! frames of what the digest lacks, then `Done`. Stream messages are refused
 //! in a datagram and datagram messages on a stream.
 
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 use crate::identity::{Fingerprint, NodeId};
@@ -329,8 +330,9 @@ pub struct NodeDelta {
 /// One versioned record of a node's state.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyValueUpdate {
-    /// The key.
-    pub key: String,
+    /// The key (inline up to 24 bytes: most records decode and encode
+    /// without an allocation).
+    pub key: CompactString,
     /// The version the owner gave this record.
     pub version: u64,
     /// The record.
@@ -341,10 +343,10 @@ pub struct KeyValueUpdate {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ValueUpdate {
     /// The key holds this value.
-    Set(String),
+    Set(CompactString),
     /// The key holds this value until a grace period after the receiver learns
     /// of it; then it expires.
-    SetWithTtl(String),
+    SetWithTtl(CompactString),
     /// The key was deleted (a tombstone).
     Deleted,
 }

@@ -84,9 +84,9 @@ pub(crate) fn worst_case_key_section_len(
         max_version: u64::MAX,
         left: true,
         key_values: vec![KeyValueUpdate {
-            key: "k".repeat(max_key_len),
+            key: "k".repeat(max_key_len).into(),
             version: u64::MAX,
-            value: ValueUpdate::SetWithTtl("v".repeat(max_value_len)),
+            value: ValueUpdate::SetWithTtl("v".repeat(max_value_len).into()),
         }],
     };
     encoded_len(&section)

@@ -57,7 +57,7 @@ fn section(from_version: u64, max_version: u64, versions: &[u64]) -> NodeDelta {
         key_values: versions
             .iter()
             .map(|version| KeyValueUpdate {
-                key: format!("k{version}"),
+                key: format!("k{version}").into(),
                 version: *version,
                 value: ValueUpdate::Set("v".into()),
             })
