@@ -262,14 +262,16 @@ impl ChitchatHandle {
         Ok(self.snapshot().await?.nodes)
     }
 
-    /// The nodes seen live now (this one included, until it leaves).
-    pub fn live_nodes(&self) -> NodeSet {
-        (*self.inner.shared.live.get()).clone()
+    /// The nodes seen live now (this one included, until it leaves): the
+    /// set the node published last, shared, not copied (`(*set).clone()`
+    /// gives a copy to keep or change).
+    pub fn live_nodes(&self) -> Arc<NodeSet> {
+        self.inner.shared.live.get()
     }
 
-    /// The nodes seen ready now.
-    pub fn ready_nodes(&self) -> NodeSet {
-        (*self.inner.shared.ready.get()).clone()
+    /// The nodes seen ready now, shared as [`ChitchatHandle::live_nodes`].
+    pub fn ready_nodes(&self) -> Arc<NodeSet> {
+        self.inner.shared.ready.get()
     }
 
     /// The live nodes now, then after each change.

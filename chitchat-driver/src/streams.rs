@@ -214,6 +214,7 @@ impl Watch {
 
 /// The current set of nodes, then each change of it: a watch. A slow watcher
 /// skips intermediate values and sees the latest. It ends when the node stops.
+/// Each item is the set the node published, shared, not copied.
 #[derive(Debug)]
 pub struct WatchStream {
     first: Option<Arc<NodeSet>>,
@@ -222,14 +223,13 @@ pub struct WatchStream {
 }
 
 impl Stream for WatchStream {
-    type Item = NodeSet;
+    type Item = Arc<NodeSet>;
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<NodeSet>> {
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Arc<NodeSet>>> {
         let this = &mut *self;
         if let Some(first) = this.first.take() {
-            let item = (*first).clone();
-            this.last = Some(first);
-            return Poll::Ready(Some(item));
+            this.last = Some(first.clone());
+            return Poll::Ready(Some(first));
         }
         loop {
             match Pin::new(&mut this.receiver).poll_next(cx) {
@@ -237,9 +237,8 @@ impl Stream for WatchStream {
                     if this.last.as_ref().is_some_and(|last| **last == *value) {
                         continue;
                     }
-                    let item = (*value).clone();
-                    this.last = Some(value);
-                    return Poll::Ready(Some(item));
+                    this.last = Some(value.clone());
+                    return Poll::Ready(Some(value));
                 }
                 Poll::Ready(None) => return Poll::Ready(None),
                 Poll::Pending => return Poll::Pending,
@@ -266,17 +265,20 @@ mod tests {
     fn a_watch_applies_changes_without_touching_what_readers_hold() {
         let watch = Watch::new(NodeSet::from([node(1)]));
         let mut stream = watch.watch();
-        assert_eq!(futures_lite::future::block_on(stream.next()), Some(NodeSet::from([node(1)])));
+        assert_eq!(futures_lite::future::block_on(stream.next()).as_deref(), Some(&NodeSet::from([node(1)])));
         let held = watch.get();
         let (two, one) = (node(2), node(1));
         watch.apply([(&two, true), (&one, false)].into_iter());
         assert_eq!(*held, NodeSet::from([node(1)]), "a reader's snapshot stays");
         assert_eq!(*watch.get(), NodeSet::from([node(2)]));
-        assert_eq!(futures_lite::future::block_on(stream.next()), Some(NodeSet::from([node(2)])));
+        assert_eq!(futures_lite::future::block_on(stream.next()).as_deref(), Some(&NodeSet::from([node(2)])));
         // Already so: nothing published.
         watch.apply([(&two, true), (&one, false)].into_iter());
         watch.apply([(&one, true)].into_iter());
-        assert_eq!(futures_lite::future::block_on(stream.next()), Some(NodeSet::from([node(1), node(2)])));
+        assert_eq!(
+            futures_lite::future::block_on(stream.next()).as_deref(),
+            Some(&NodeSet::from([node(1), node(2)]))
+        );
         drop(held);
         watch.apply([(&one, true), (&one, false)].into_iter());
         assert_eq!(*watch.get(), NodeSet::from([node(2)]), "in order: inserted, then removed");

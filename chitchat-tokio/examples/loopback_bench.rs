@@ -177,7 +177,7 @@ async fn bench(options: Options) -> ExitCode {
         let mut live = node.watch_live_nodes();
         let false_deads = false_deads.clone();
         tokio::spawn(async move {
-            let mut previous = NodeSet::new();
+            let mut previous = Arc::new(NodeSet::new());
             while let Some(current) = live.next().await {
                 let lost = previous.difference(&current).count() as u64;
                 false_deads.fetch_add(lost, Ordering::Relaxed);

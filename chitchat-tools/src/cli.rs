@@ -232,7 +232,7 @@ pub async fn run(runtime: Arc<dyn Runtime>, args: impl IntoIterator<Item = Strin
 
 /// What the printer waits for.
 enum Output {
-    Live(NodeSet),
+    Live(Arc<NodeSet>),
     KeyChange(Result<KeyChange, Lagged>),
     Event(Result<Event, Lagged>),
     Signal,

@@ -118,7 +118,7 @@ pub async fn start_cluster(runtime: &Arc<dyn Runtime>, count: usize) -> Vec<Chit
 
 /// The names of the nodes `node` sees live.
 pub fn live_names(node: &ChitchatHandle) -> BTreeSet<String> {
-    node.live_nodes().into_iter().map(|id| id.name.to_string()).collect()
+    node.live_nodes().iter().map(|id| id.name.to_string()).collect()
 }
 
 /// Waits until every node sees exactly `names` live.
