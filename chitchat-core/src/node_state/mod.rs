@@ -673,7 +673,7 @@ impl Store {
 }
 
 /// What one record costs against [`crate::Config::max_remote_state_bytes`],
-/// beyond its key and value bytes: its log slot (32 bytes), its share of the
+/// beyond its key and value bytes: its log slot (40 bytes), its share of the
 /// key index and of the garbage-collection queue, and the allocator's
 /// rounding. A round figure that makes many tiny records count too.
 pub const RECORD_OVERHEAD: usize = 64;

@@ -172,3 +172,10 @@ fn the_record_store_comes_with_the_first_record_and_goes_with_the_last() {
     node.set_own("k", "w", ValueStatus::Set, T0);
     assert_eq!(node.get_versioned("k").map(|record| record.version), Some(7));
 }
+
+/// `RECORD_OVERHEAD`'s documentation counts a 40-byte slot: keep them in step.
+#[test]
+fn a_log_slot_is_40_bytes() {
+    assert_eq!(std::mem::size_of::<Slot>(), 40);
+    const { assert!(RECORD_OVERHEAD >= 40) };
+}
