@@ -167,7 +167,7 @@ impl AddressValidation {
     pub(crate) fn note_sent(&mut self, to: SocketAddr, question: Question, token: Token, now: Timestamp) {
         let key = (to, question);
         if self.solicited.len() >= self.bound && !self.solicited.contains_key(&key) {
-            self.expire(now);
+            self.forget_expired(now);
             if self.solicited.len() >= self.bound
                 && let Some(oldest) =
                     self.solicited.iter().min_by_key(|(_, sent)| last_sent(sent)).map(|(addr, _)| *addr)
@@ -185,21 +185,34 @@ impl AddressValidation {
     /// of this node's own rounds if they took longer.
     fn within_window(&self, sent: Timestamp, now: Timestamp) -> bool {
         now.saturating_duration_since(sent) < self.window
-            || (self.rounds.len() == SOLICITATION_ROUNDS as usize
-                && self.rounds.front().is_some_and(|oldest| sent >= *oldest))
+            || self.oldest_round().is_some_and(|oldest| sent >= oldest)
     }
 
-    /// A gossip round runs at `now`: forgets the questions sent before the
-    /// solicitation window (their answers would no longer count), and the
-    /// room they took.
-    pub(crate) fn expire(&mut self, now: Timestamp) {
+    /// When the first of this node's last [`SOLICITATION_ROUNDS`] gossip
+    /// rounds ran (`None` before it has run that many).
+    fn oldest_round(&self) -> Option<Timestamp> {
+        self.rounds.front().copied().filter(|_| self.rounds.len() == SOLICITATION_ROUNDS as usize)
+    }
+
+    /// A gossip round runs at `now` (only a round counts in the window:
+    /// nothing a peer sends moves it): notes it, then forgets the questions
+    /// whose answers would no longer count.
+    pub(crate) fn note_round(&mut self, now: Timestamp) {
         if self.rounds.len() == SOLICITATION_ROUNDS as usize {
             self.rounds.pop_front();
         }
         self.rounds.push_back(now);
-        let mut solicited = std::mem::take(&mut self.solicited);
-        solicited.retain(|_, sent| self.within_window(last_sent(sent), now));
-        self.solicited = solicited;
+        self.forget_expired(now);
+    }
+
+    /// Forgets the questions sent before the solicitation window (their
+    /// answers would no longer count), and the room they took.
+    fn forget_expired(&mut self, now: Timestamp) {
+        let (window, oldest) = (self.window, self.oldest_round());
+        self.solicited.retain(|_, sent| {
+            let sent = last_sent(sent);
+            now.saturating_duration_since(sent) < window || oldest.is_some_and(|oldest| sent >= oldest)
+        });
         if self.solicited.capacity() > 4 * self.solicited.len() + 16 {
             self.solicited.shrink_to_fit();
         }
@@ -390,7 +403,7 @@ mod tests {
         let token = validation.issue();
         let late = Timestamp::ZERO + INTERVAL * SOLICITATION_ROUNDS;
         validation.note_sent(addr(1), Question::SynAck, token, late);
-        validation.expire(late);
+        validation.note_round(late);
         assert_eq!(validation.remembered(), 1);
         assert!(validation.solicited.capacity() < 64);
         assert!(validation.take_answer(addr(1), Question::SynAck, Some(token), late), "the recent one stays");
@@ -405,19 +418,43 @@ mod tests {
         let round = INTERVAL * 3;
         let at = |rounds: u32| Timestamp::ZERO + round * rounds;
         for r in 0..SOLICITATION_ROUNDS {
-            validation.expire(at(r));
+            validation.note_round(at(r));
         }
         let token = validation.issue();
         validation.note_sent(addr(1), Question::Syn, token, at(SOLICITATION_ROUNDS));
         for r in SOLICITATION_ROUNDS..2 * SOLICITATION_ROUNDS {
-            validation.expire(at(r));
+            validation.note_round(at(r));
         }
         // `SOLICITATION_ROUNDS` of its rounds later, three times the window.
         let late = at(2 * SOLICITATION_ROUNDS);
         assert!(validation.is_answer(addr(1), Question::Syn, Some(token), late));
-        validation.expire(late);
+        validation.note_round(late);
         assert_eq!(validation.remembered(), 0, "one round more: forgotten");
         assert!(!validation.take_answer(addr(1), Question::Syn, Some(token), late));
+    }
+
+    /// Making room in a full table (which a flood of spoofed `Syn`s, each
+    /// answered, can force) forgets expired questions but is not a round of
+    /// this node: it does not shorten the window its late rounds stretched.
+    #[test]
+    fn only_a_round_moves_the_window() {
+        let mut validation = fresh(2);
+        let round = INTERVAL * 3;
+        let at = |rounds: u32| Timestamp::ZERO + round * rounds;
+        for r in 0..SOLICITATION_ROUNDS {
+            validation.note_round(at(r));
+        }
+        let token = validation.issue();
+        validation.note_sent(addr(1), Question::Syn, token, at(SOLICITATION_ROUNDS - 1));
+        let late = at(SOLICITATION_ROUNDS + 2);
+        for port in 2..100 {
+            let flood = validation.issue();
+            validation.note_sent(addr(port), Question::SynAck, flood, late);
+        }
+        assert_eq!(validation.oldest_round(), Some(at(0)), "no round was added");
+        // The flood evicts the oldest entries when the table is full, but the
+        // window itself did not move.
+        assert!(validation.within_window(at(SOLICITATION_ROUNDS - 1), late));
     }
 
     /// Across a change of key, tokens still differ and still follow from

@@ -394,7 +394,7 @@ impl Chitchat {
         // before targets are chosen, so that they are chosen on fresh liveness
         // (after a stall, say).
         self.cluster.maintain(now);
-        self.validation.expire(now);
+        self.validation.note_round(now);
         self.cluster.refute_claims(now);
         self.cluster.choose_subjects(now);
         self.probe_subjects();
