@@ -42,11 +42,13 @@ use crate::wire::Token;
 pub(crate) const AMPLIFICATION: usize = 3;
 
 /// How long after a `Syn` is sent its answer counts as solicited, in gossip
-/// intervals (or in this node's own rounds, if those took longer): as long
-/// as a node with no live peer waits to ask a seed again
-/// ([`crate::peers::MAX_SEED_WAIT`]), so that a slow seed's answer to the
-/// last question still counts.
-const SOLICITATION_ROUNDS: u32 = crate::peers::MAX_SEED_WAIT as u32;
+/// intervals (or in this node's own rounds, if those took longer). A seed
+/// that falls behind when a whole cluster starts at once answers seconds
+/// late; an answer it still sends must count, or the newcomer asks again
+/// and the seed falls further behind. At least as long as a node with no
+/// live peer waits to ask a seed again ([`crate::peers::MAX_SEED_WAIT`]).
+const SOLICITATION_ROUNDS: u32 = 8;
+const _: () = assert!(SOLICITATION_ROUNDS as u64 >= crate::peers::MAX_SEED_WAIT);
 
 /// Questions remembered per address and kind: the last ones sent there, so
 /// that an answer still counts after a later question left for the same
