@@ -21,7 +21,13 @@ use crate::time::Timestamp;
 use crate::wire::size::{encoded_len, varint_len};
 use crate::wire::{Delta, Digest, DigestEntry, NodeDelta, NodeRef, ValueUpdate};
 
-/// A node the peer lacks something of.
+/// The fewest bytes an encoded record takes (key length, version, status):
+/// bounds how many fit in a budget.
+const MIN_RECORD_LEN: usize = 3;
+
+/// A node the peer lacks something of. Ordered by need: unknown nodes
+/// first, then the largest gap, then a random tiebreak.
+#[derive(PartialEq, Eq)]
 struct Candidate {
     fingerprint: Fingerprint,
     /// The peer does not know the node: name it in full.
@@ -30,6 +36,23 @@ struct Candidate {
     from_version: u64,
     gap: u64,
     tiebreak: u64,
+}
+
+impl Ord for Candidate {
+    /// The most needed is the greatest.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.unknown
+            .cmp(&other.unknown)
+            .then(self.gap.cmp(&other.gap))
+            .then(other.tiebreak.cmp(&self.tiebreak))
+            .then(other.fingerprint.cmp(&self.fingerprint))
+    }
+}
+
+impl PartialOrd for Candidate {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
 impl ClusterState {
@@ -97,11 +120,20 @@ impl ClusterState {
         for candidate in &mut candidates {
             candidate.tiebreak = rng.u64(..);
         }
-        candidates.sort_unstable_by(|a, b| {
-            b.unknown.cmp(&a.unknown).then(b.gap.cmp(&a.gap)).then(a.tiebreak.cmp(&b.tiebreak))
-        });
-
         let share = if fair { budget / candidates.len().max(1) } else { usize::MAX };
+        // Most needed first. A stream frame goes through every candidate: sort
+        // them. A datagram stops at the first cut, after a few of many (a
+        // hundred of a thousand unknown nodes fill 64 KB): a heap orders only
+        // those it takes.
+        let mut sorted = Vec::new();
+        let mut heap = std::collections::BinaryHeap::new();
+        if fair {
+            candidates.sort_unstable_by(|a, b| b.cmp(a));
+            sorted = candidates;
+        } else {
+            heap = std::collections::BinaryHeap::from(candidates);
+        }
+        let candidates = sorted.into_iter().chain(std::iter::from_fn(|| heap.pop()));
         let mut delta = Delta::default();
         // The section count, and the `more` flag.
         let mut len = varint_len(0) + 1;
@@ -133,7 +165,11 @@ impl ClusterState {
             let mut section_len = header_len;
             let mut cut = false;
             let mut at_share = false;
-            for update in state.records_since(candidate.from_version) {
+            let records = state.records_since(candidate.from_version);
+            // As many as fit, at most: a section grows once, not by doubling.
+            let fit = budget.saturating_sub(len + header_len) / MIN_RECORD_LEN;
+            section.key_values.reserve_exact(records.size_hint().1.unwrap_or(0).min(fit));
+            for update in records {
                 let record_len = encoded_len(&update);
                 let records = section.key_values.len() as u64;
                 let growth = varint_len(records + 1) - varint_len(records);
@@ -372,19 +408,22 @@ impl ClusterState {
             // or collected): a record at or below it could only resurrect a key.
             state.reserve(section.key_values.len());
             for update in section.key_values.iter_mut().filter(|update| update.version > max) {
-                if let Some(refusal) = state.refusal(update, &limits) {
-                    // Skipped, counted, and the node's later versions still
-                    // flow: the section's max version is taken all the same.
-                    skipped.count(refusal);
-                    if state
-                        .drop_older(&update.key, update.version)
-                        .is_some_and(|dropped| dropped.is_visible())
-                    {
-                        events.push(Event::KeyDeleted { node: node_id.clone(), key: update.key.clone() });
+                let previous = match state.apply_record_within(update, now, &limits) {
+                    Ok(Some(previous)) => previous,
+                    Ok(None) => continue, // old news
+                    Err(refusal) => {
+                        // Skipped, counted, and the node's later versions still
+                        // flow: the section's max version is taken all the same.
+                        skipped.count(refusal);
+                        if state
+                            .drop_older(&update.key, update.version)
+                            .is_some_and(|dropped| dropped.is_visible())
+                        {
+                            events.push(Event::KeyDeleted { node: node_id.clone(), key: update.key.clone() });
+                        }
+                        continue;
                     }
-                    continue;
-                }
-                let Some(previous) = state.apply_record(update, now) else { continue };
+                };
                 // The record is held: its strings move into the event.
                 let key = std::mem::take(&mut update.key);
                 match &mut update.value {

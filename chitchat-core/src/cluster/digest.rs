@@ -129,8 +129,12 @@ impl ClusterState {
             }
             Some(end) => RingRange { start, end },
             None => {
-                // Everything fits: the whole ring, in plain order.
-                entries.sort_unstable_by_key(|entry| entry.fingerprint);
+                // Everything fits: the whole ring, in plain order. The walk
+                // went from `start` to the top of the ring, then from its
+                // bottom up to `start`: two sorted runs, swapped.
+                let wrap = entries.partition_point(|entry| entry.fingerprint >= start);
+                entries.rotate_left(wrap);
+                debug_assert!(entries.is_sorted_by_key(|entry| entry.fingerprint));
                 RingRange::FULL
             }
         };

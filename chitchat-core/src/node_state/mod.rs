@@ -225,11 +225,21 @@ impl NodeState {
     /// more (`OverLimit`); or the record would grow the state past
     /// `limits.max_bytes` (`OverBudget`).
     pub(crate) fn refusal(&self, update: &KeyValueUpdate, limits: &RecordLimits) -> Option<Refusal> {
+        let held = self.body(&update.key).map(|(_, body)| record_cost(body.key_and_value.len()));
+        self.refusal_given(update, limits, held)
+    }
+
+    /// [`NodeState::refusal`], given what the key's record held costs.
+    fn refusal_given(
+        &self,
+        update: &KeyValueUpdate,
+        limits: &RecordLimits,
+        held: Option<usize>,
+    ) -> Option<Refusal> {
         let value_len = match &update.value {
             ValueUpdate::Set(value) | ValueUpdate::SetWithTtl(value) => value.len(),
             ValueUpdate::Deleted => 0,
         };
-        let held = self.body(&update.key).map(|(_, body)| record_cost(body.key_and_value.len()));
         // The protocol's records are short and few: exempt from the count of
         // keys, and from a key length set below theirs.
         let reserved = is_reserved(&update.key);
@@ -354,6 +364,7 @@ impl NodeState {
 
     /// Applies one received record. Returns the previous record of the key if the
     /// received one is newer, `None` if it was ignored as old.
+    #[cfg(test)]
     pub(crate) fn apply_record(
         &mut self,
         update: &KeyValueUpdate,
@@ -399,23 +410,55 @@ impl NodeState {
         skipped
     }
 
+    /// [`NodeState::refusal`], then [`NodeState::apply_record`] if there is
+    /// none, with one lookup of the key for both (the path of every record
+    /// a peer sends).
+    pub(crate) fn apply_record_within(
+        &mut self,
+        update: &KeyValueUpdate,
+        now: Timestamp,
+        limits: &RecordLimits,
+    ) -> Result<Option<Option<VersionedValue>>, Refusal> {
+        let hash = hash_key(&update.key);
+        let found = self.store().find_hashed(&update.key, hash);
+        let held = found.and_then(|index| {
+            let slot = &self.store().log[index];
+            slot.body.as_ref().map(|body| (slot.version, record_cost(body.key_and_value.len())))
+        });
+        if let Some(refusal) = self.refusal_given(update, limits, held.map(|(_, cost)| cost)) {
+            return Err(refusal);
+        }
+        if held.is_some_and(|(version, _)| version >= update.version) {
+            return Ok(None);
+        }
+        let (value, status) = update_value(update);
+        Ok(Some(self.insert_record_found(
+            &update.key,
+            hash,
+            found,
+            value,
+            update.version,
+            status,
+            now,
+            Order::Keep,
+        )))
+    }
+
     fn apply_record_in(
         &mut self,
         update: &KeyValueUpdate,
         now: Timestamp,
         order: Order,
     ) -> Option<Option<VersionedValue>> {
-        if let Some((version, _)) = self.body(&update.key)
-            && version >= update.version
+        let hash = hash_key(&update.key);
+        let found = self.store().find_hashed(&update.key, hash);
+        if let Some(index) = found
+            && self.store().log[index].version >= update.version
         {
             return None;
         }
-        let (value, status) = match &update.value {
-            ValueUpdate::Set(value) => (value.as_str(), ValueStatus::Set),
-            ValueUpdate::SetWithTtl(value) => (value.as_str(), ValueStatus::SetWithTtl),
-            ValueUpdate::Deleted => ("", ValueStatus::Deleted),
-        };
-        Some(self.insert_record(&update.key, value, update.version, status, now, order))
+        let (value, status) = update_value(update);
+        Some(self.insert_record_found(&update.key, hash, found, value, update.version, status, now, order))
     }
 
     fn insert_record(
@@ -427,8 +470,27 @@ impl NodeState {
         now: Timestamp,
         order: Order,
     ) -> Option<VersionedValue> {
+        let hash = hash_key(key);
+        let found = self.store().find_hashed(key, hash);
+        self.insert_record_found(key, hash, found, value, version, status, now, order)
+    }
+
+    /// Inserts a record of `key` (hashed `hash`), whose record held is in the
+    /// log at `found`, if any.
+    #[allow(clippy::too_many_arguments, reason = "the parts of one record, looked up once")]
+    fn insert_record_found(
+        &mut self,
+        key: &str,
+        hash: u64,
+        found: Option<usize>,
+        value: &str,
+        version: u64,
+        status: ValueStatus,
+        now: Timestamp,
+        order: Order,
+    ) -> Option<VersionedValue> {
         let store = self.store.get_or_insert_default();
-        let previous = store.take(key);
+        let previous = found.and_then(|index| store.take_at(index, hash));
         if status != ValueStatus::Set {
             store.pending_gc.get_or_insert_default().push_back((now, version));
         }
@@ -440,7 +502,7 @@ impl NodeState {
         store.held_bytes += record_cost(key.len() + value.len());
         if let Some(by_key) = &mut store.by_key {
             let log = &store.log;
-            by_key.insert_unique(hash_key(key), index, |index| {
+            by_key.insert_unique(hash, index, |index| {
                 hash_key(log[*index as usize].body.as_ref().map_or("", |body| body.key()))
             });
         }
@@ -601,12 +663,23 @@ impl NodeState {
 
 impl Store {
     fn find(&self, key: &str) -> Option<usize> {
+        if self.by_key.is_none() {
+            return self.scan(key);
+        }
+        self.find_hashed(key, hash_key(key))
+    }
+
+    /// The slot holding `key`'s record, by the log (a short one, not indexed).
+    fn scan(&self, key: &str) -> Option<usize> {
+        self.log.iter().position(|slot| slot.body.as_ref().is_some_and(|body| body.key() == key))
+    }
+
+    /// [`Store::find`], given `key`'s [`hash_key`].
+    fn find_hashed(&self, key: &str, hash: u64) -> Option<usize> {
         let log = &self.log;
-        let Some(by_key) = &self.by_key else {
-            return log.iter().position(|slot| slot.body.as_ref().is_some_and(|body| body.key() == key));
-        };
+        let Some(by_key) = &self.by_key else { return self.scan(key) };
         let is_key = |index: &u32| log[*index as usize].body.as_ref().is_some_and(|body| body.key() == key);
-        by_key.find(hash_key(key), is_key).map(|index| *index as usize)
+        by_key.find(hash, is_key).map(|index| *index as usize)
     }
 
     fn body(&self, key: &str) -> Option<(u64, &Body)> {
@@ -627,15 +700,19 @@ impl Store {
 
     /// Removes the record of `key`, leaving a hole.
     fn take(&mut self, key: &str) -> Option<VersionedValue> {
-        let index = if let Some(by_key) = &mut self.by_key {
-            let log = &self.log;
-            let is_key =
-                |index: &u32| log[*index as usize].body.as_ref().is_some_and(|body| body.key() == key);
-            let (index, _) = by_key.find_entry(hash_key(key), is_key).ok()?.remove();
-            index as usize
-        } else {
-            self.find(key)?
-        };
+        let hash = hash_key(key);
+        let index = self.find_hashed(key, hash)?;
+        self.take_at(index, hash)
+    }
+
+    /// Removes the record at `index` of the log, whose key hashes to `hash`,
+    /// leaving a hole.
+    fn take_at(&mut self, index: usize, hash: u64) -> Option<VersionedValue> {
+        if let Some(by_key) = &mut self.by_key
+            && let Ok(found) = by_key.find_entry(hash, |at| *at as usize == index)
+        {
+            found.remove();
+        }
         let slot = &mut self.log[index];
         let body = slot.body.take()?;
         self.holes += 1;
@@ -663,6 +740,10 @@ impl Store {
         let by_key = self.by_key.get_or_insert_default();
         by_key.clear();
         let log = &self.log;
+        // Room for the records coming too: a section of a peer's state fills
+        // the index at once, not by doubling it.
+        let key_of = |index: &u32| hash_key(log[*index as usize].body.as_ref().map_or("", |body| body.key()));
+        by_key.reserve(self.records as usize + coming, key_of);
         for (index, slot) in log.iter().enumerate() {
             let key = slot.body.as_ref().map_or("", |body| body.key());
             by_key.insert_unique(hash_key(key), index as u32, |index| {
@@ -737,6 +818,15 @@ enum Order {
 fn slot_at(log: &[Slot], version: u64) -> Option<usize> {
     let index = log.binary_search_by_key(&version, |slot| slot.version).ok()?;
     log[index].body.is_some().then_some(index)
+}
+
+/// A wire record's value and status.
+fn update_value(update: &KeyValueUpdate) -> (&str, ValueStatus) {
+    match &update.value {
+        ValueUpdate::Set(value) => (value.as_str(), ValueStatus::Set),
+        ValueUpdate::SetWithTtl(value) => (value.as_str(), ValueStatus::SetWithTtl),
+        ValueUpdate::Deleted => ("", ValueStatus::Deleted),
+    }
 }
 
 /// A record as a wire record.

@@ -179,3 +179,44 @@ fn a_log_slot_is_40_bytes() {
     assert_eq!(std::mem::size_of::<Slot>(), 40);
     const { assert!(RECORD_OVERHEAD >= 40) };
 }
+
+/// The path of a peer's records, which looks each key up once, takes the
+/// same records, refuses the same ones and leaves the same state as asking
+/// for a refusal and then applying: on any sequence of records, across the
+/// index threshold, overwrites, deletions, old versions and limits.
+mod one_lookup {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn update() -> impl Strategy<Value = KeyValueUpdate> {
+        (0..40u8, 1..200u64, 0..4u8, 0..12usize).prop_map(|(key, version, kind, len)| KeyValueUpdate {
+            key: format!("key-{key}").into(),
+            version,
+            value: match kind {
+                0 => ValueUpdate::Deleted,
+                1 => ValueUpdate::SetWithTtl("t".repeat(len).into()),
+                _ => ValueUpdate::Set("v".repeat(len).into()),
+            },
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn agrees_with_refusal_then_apply(updates in prop::collection::vec(update(), 0..120), max_keys in 1..50usize, max_bytes in 500..4_000usize) {
+            let limits = RecordLimits { max_key_len: 64, max_value_len: 10, max_keys, max_bytes };
+            let (mut one, mut two) = (state(), state());
+            for update in &updates {
+                let got = one.apply_record_within(update, T0, &limits);
+                let expected = match two.refusal(update, &limits) {
+                    Some(refusal) => Err(refusal),
+                    None => Ok(two.apply_record(update, T0)),
+                };
+                prop_assert_eq!(&got, &expected);
+                prop_assert_eq!(one.records().collect::<Vec<_>>(), two.records().collect::<Vec<_>>());
+                prop_assert_eq!(one.held_bytes(), two.held_bytes());
+                prop_assert_eq!(one.max_version(), two.max_version());
+                prop_assert_eq!(one.pending_gc_len(), two.pending_gc_len());
+            }
+        }
+    }
+}
