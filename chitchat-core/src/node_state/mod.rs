@@ -62,9 +62,19 @@ struct Body {
 
 impl Body {
     fn new(key: &str, value: &str, status: ValueStatus) -> Self {
-        let mut key_and_value = CompactString::with_capacity(key.len() + value.len());
-        key_and_value.push_str(key);
-        key_and_value.push_str(value);
+        let len = key.len() + value.len();
+        let key_and_value = if len <= INLINE_LEN {
+            let mut inline = CompactString::new(key);
+            inline.push_str(value);
+            inline
+        } else {
+            // Built as a `String` and handed over as it is: one allocation of
+            // exactly the record, and plain copies into it.
+            let mut packed = String::with_capacity(len);
+            packed.push_str(key);
+            packed.push_str(value);
+            CompactString::from_string_buffer(packed)
+        };
         Body { key_and_value, key_len: key.len() as u32, status }
     }
 
@@ -80,6 +90,9 @@ impl Body {
         VersionedValue { value: self.value().to_string(), version, status: self.status }
     }
 }
+
+/// The longest record a [`CompactString`] holds inline (on 64-bit targets).
+const INLINE_LEN: usize = 3 * std::mem::size_of::<usize>();
 
 /// A slot of the version log: a record, or a hole it left when overwritten.
 #[derive(Clone, Debug)]
