@@ -48,6 +48,11 @@ fn peer(name: &str, generation: u64, port: u16) -> NodeId {
     NodeId::new(name, generation, addr(port))
 }
 
+fn syn_digest(bytes: &[u8]) -> chitchat_core::wire::Digest {
+    let Message::Syn { digest } = decode(bytes) else { panic!("not a Syn") };
+    digest
+}
+
 fn decode(bytes: &[u8]) -> Message {
     wire::decode(bytes).unwrap().message
 }
@@ -105,6 +110,50 @@ fn a_syn_gets_a_syn_ack_with_what_the_peer_lacks() {
     assert_eq!(section.node, NodeRef::Full(node.self_id().clone()));
     let keys: Vec<&str> = section.key_values.iter().map(|record| record.key.as_str()).collect();
     assert_eq!(keys, vec!["k", "color"]);
+}
+
+/// A `SynAck` carries a token (for the `Ack` to echo, proving the peer's
+/// address) only to an address not proven yet; a proven peer then sends no
+/// empty `Ack`: a settled handshake is two datagrams.
+#[test]
+fn only_an_unproven_address_is_asked_to_prove_itself() {
+    let mut node = node();
+    let stranger = addr(9000);
+    node.handle_datagram(T0, stranger, &syn(CLUSTER, empty_digest())).unwrap();
+    let answer = wire::decode(&node.poll_transmit().unwrap().bytes).unwrap();
+    assert!(matches!(answer.message, Message::SynAck { .. }));
+    assert!(answer.token.is_some(), "a stranger's Ack must prove its address");
+
+    let friend = peer("friend", 1, 9001);
+    introduce_live(&mut node, &friend);
+    while node.poll_transmit().is_some() {}
+    node.handle_datagram(T0, friend.gossip_addr, &syn(CLUSTER, empty_digest())).unwrap();
+    let answer = wire::decode(&node.poll_transmit().unwrap().bytes).unwrap();
+    assert!(matches!(answer.message, Message::SynAck { .. }));
+    assert_eq!(answer.token, None, "a proven address has nothing to prove");
+
+    // The other side: a solicited SynAck with no token and nothing to send
+    // gets no Ack; with a token, an empty Ack echoes it.
+    for (token, acked) in [(None, false), (Some(wire::Token([7; 8])), true)] {
+        node.gossip_with(T0, friend.gossip_addr);
+        let syn = node.poll_transmit().unwrap();
+        while node.poll_transmit().is_some() {}
+        let mut syn_ack = wire::decode(&chitchat_core::testing::datagrams::answering(
+            CLUSTER,
+            &syn.bytes,
+            // The peer holds what the node holds: its digest is the node's own.
+            Message::SynAck { digest: syn_digest(&syn.bytes), delta: Default::default() },
+        ))
+        .unwrap();
+        syn_ack.token = token;
+        node.handle_datagram(T0, friend.gossip_addr, &wire::encode(&syn_ack)).unwrap();
+        let ack = node.poll_transmit().map(|transmit| wire::decode(&transmit.bytes).unwrap());
+        assert_eq!(ack.is_some(), acked, "token {token:?}");
+        if let Some(ack) = ack {
+            assert!(matches!(&ack.message, Message::Ack { delta } if delta.nodes.is_empty()));
+            assert_eq!(ack.echo, token);
+        }
+    }
 }
 
 #[test]

@@ -311,7 +311,12 @@ impl Chitchat {
         echo: Option<Token>,
         limit: AnswerLimit,
     ) {
-        let Some(payload) = self.answer_payload_budget(limit, 1 + usize::from(echo.is_some())) else {
+        // The peer's `Ack` echoes a token to prove its address; one proven
+        // already has nothing to prove: no token, and no empty `Ack` (a
+        // datagram less in a settled cluster's every handshake).
+        let proven = self.cluster.is_validated(&from);
+        let tokens = usize::from(!proven) + usize::from(echo.is_some());
+        let Some(payload) = self.answer_payload_budget(limit, tokens) else {
             self.cluster.metrics_mut().unvalidated_answers_dropped += 1;
             return;
         };
@@ -346,9 +351,11 @@ impl Chitchat {
                 self.digest_cursor = digest.range.end;
             }
         }
-        let token = self.validation.issue();
-        let syn_ack = self.packet(Some(token), echo, Message::SynAck { digest, delta });
-        if self.queue_answer(now, from, syn_ack, limit) {
+        let token = (!proven).then(|| self.validation.issue());
+        let syn_ack = self.packet(token, echo, Message::SynAck { digest, delta });
+        if self.queue_answer(now, from, syn_ack, limit)
+            && let Some(token) = token
+        {
             self.validation.note_sent(from, Question::SynAck, token, now);
         }
     }
