@@ -156,6 +156,38 @@ fn only_an_unproven_address_is_asked_to_prove_itself() {
     }
 }
 
+/// A reset takes the records its sender holds below its watermark, but not
+/// those that were expiring or deleted there: the owner collected them (it
+/// collects its records in version order), and a sender that learned of one
+/// later, and still holds it, must not hand back a key the receiver expired.
+#[test]
+fn a_reset_does_not_hand_back_expiring_records_below_the_watermark() {
+    use chitchat_core::wire::{KeyValueUpdate, ValueUpdate};
+    let mut node = node();
+    let owner = peer("owner", 1, 9100);
+    introduce_live(&mut node, &owner);
+    let record = |key: &str, version, value| KeyValueUpdate { key: key.into(), version, value };
+    let mut section = chitchat_core::testing::datagrams::full_with(
+        owner.clone(),
+        3,
+        vec![
+            record("expiring", 1, ValueUpdate::SetWithTtl("x".into())),
+            record("deleted", 2, ValueUpdate::Deleted),
+            record("kept", 3, ValueUpdate::Set("k".into())),
+            record("fresh", 6, ValueUpdate::SetWithTtl("f".into())),
+        ],
+    );
+    section.node = NodeRef::Known(owner.fingerprint());
+    section.last_gc_version = 5;
+    node.handle_datagram(T0, owner.gossip_addr, &ack(CLUSTER, vec![section])).unwrap();
+    let state = node.node_state(&owner).unwrap();
+    assert_eq!((state.max_version(), state.last_gc_version()), (6, 5));
+    assert_eq!(state.get("kept"), Some("k"));
+    assert_eq!(state.get("fresh"), Some("f"));
+    assert_eq!(state.get_versioned("expiring"), None);
+    assert_eq!(state.get_versioned("deleted"), None);
+}
+
 #[test]
 fn a_delta_from_the_future_is_refused() {
     let mut node = node();

@@ -389,6 +389,15 @@ impl ClusterState {
         let reserved_records =
             section.key_values.iter().any(|update| update.key.starts_with(RESERVED_PREFIX));
         if reset {
+            // Records below the watermark that were expiring or deleted are
+            // gone at the owner, which marks its records in version order and
+            // collects them after one grace period: a sender that learned of
+            // one later may still hold it, and this node, having expired it
+            // already, would take it back.
+            let watermark = section.last_gc_version;
+            section
+                .key_values
+                .retain(|update| update.version > watermark || matches!(update.value, ValueUpdate::Set(_)));
             let touched: Vec<String> =
                 section.key_values.iter().map(|update| update.key.to_string()).collect();
             let dropped = state.take_records_up_to(section.last_gc_version);
