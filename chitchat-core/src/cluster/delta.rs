@@ -27,7 +27,6 @@ const MIN_RECORD_LEN: usize = 3;
 
 /// A node the peer lacks something of. Ordered by need: unknown nodes
 /// first, then the largest gap, then a random tiebreak.
-#[derive(PartialEq, Eq)]
 struct Candidate {
     fingerprint: Fingerprint,
     /// The peer does not know the node: name it in full.
@@ -48,6 +47,14 @@ impl Ord for Candidate {
             .then(other.fingerprint.cmp(&self.fingerprint))
     }
 }
+
+impl PartialEq for Candidate {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
+impl Eq for Candidate {}
 
 impl PartialOrd for Candidate {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
