@@ -186,8 +186,7 @@ impl AddressValidation {
     /// window at `now`: [`SOLICITATION_ROUNDS`] gossip intervals, or as many
     /// of this node's own rounds if they took longer.
     fn within_window(&self, sent: Timestamp, now: Timestamp) -> bool {
-        now.saturating_duration_since(sent) < self.window
-            || self.oldest_round().is_some_and(|oldest| sent >= oldest)
+        in_window(self.window, self.oldest_round(), sent, now)
     }
 
     /// When the first of this node's last [`SOLICITATION_ROUNDS`] gossip
@@ -211,10 +210,7 @@ impl AddressValidation {
     /// answers would no longer count), and the room they took.
     fn forget_expired(&mut self, now: Timestamp) {
         let (window, oldest) = (self.window, self.oldest_round());
-        self.solicited.retain(|_, sent| {
-            let sent = last_sent(sent);
-            now.saturating_duration_since(sent) < window || oldest.is_some_and(|oldest| sent >= oldest)
-        });
+        self.solicited.retain(|_, sent| in_window(window, oldest, last_sent(sent), now));
         if self.solicited.capacity() > 4 * self.solicited.len() + 16 {
             self.solicited.shrink_to_fit();
         }
@@ -315,6 +311,13 @@ impl TokenBucket {
     }
 }
 
+/// Whether a question sent at `sent` is within the solicitation window at
+/// `now`: less than `window` ago, or since `oldest_round`, the first of the
+/// node's last [`SOLICITATION_ROUNDS`] rounds.
+fn in_window(window: Duration, oldest_round: Option<Timestamp>, sent: Timestamp, now: Timestamp) -> bool {
+    now.saturating_duration_since(sent) < window || oldest_round.is_some_and(|oldest| sent >= oldest)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -411,22 +414,28 @@ mod tests {
         assert!(validation.take_answer(addr(1), Question::SynAck, Some(token), late), "the recent one stays");
     }
 
+    /// When the `rounds`-th round of a node running late (every 3 intervals) starts.
+    fn at(rounds: u32) -> Timestamp {
+        Timestamp::ZERO + INTERVAL * 3 * rounds
+    }
+
+    /// Runs the `rounds` of a node running late.
+    fn late_rounds(validation: &mut AddressValidation, rounds: std::ops::Range<u32>) {
+        for round in rounds {
+            validation.note_round(at(round));
+        }
+    }
+
     /// A node whose rounds run late (its event loop is starved) still takes
     /// an answer that comes within as many of its own rounds as the window
     /// has intervals; past those, it does not.
     #[test]
     fn the_window_stretches_with_the_nodes_own_late_rounds() {
         let mut validation = fresh(1_000);
-        let round = INTERVAL * 3;
-        let at = |rounds: u32| Timestamp::ZERO + round * rounds;
-        for r in 0..SOLICITATION_ROUNDS {
-            validation.note_round(at(r));
-        }
+        late_rounds(&mut validation, 0..SOLICITATION_ROUNDS);
         let token = validation.issue();
         validation.note_sent(addr(1), Question::Syn, token, at(SOLICITATION_ROUNDS));
-        for r in SOLICITATION_ROUNDS..2 * SOLICITATION_ROUNDS {
-            validation.note_round(at(r));
-        }
+        late_rounds(&mut validation, SOLICITATION_ROUNDS..2 * SOLICITATION_ROUNDS);
         // `SOLICITATION_ROUNDS` of its rounds later, three times the window.
         let late = at(2 * SOLICITATION_ROUNDS);
         assert!(validation.is_answer(addr(1), Question::Syn, Some(token), late));
@@ -441,11 +450,7 @@ mod tests {
     #[test]
     fn only_a_round_moves_the_window() {
         let mut validation = fresh(2);
-        let round = INTERVAL * 3;
-        let at = |rounds: u32| Timestamp::ZERO + round * rounds;
-        for r in 0..SOLICITATION_ROUNDS {
-            validation.note_round(at(r));
-        }
+        late_rounds(&mut validation, 0..SOLICITATION_ROUNDS);
         let token = validation.issue();
         validation.note_sent(addr(1), Question::Syn, token, at(SOLICITATION_ROUNDS - 1));
         let late = at(SOLICITATION_ROUNDS + 2);

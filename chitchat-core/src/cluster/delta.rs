@@ -21,10 +21,6 @@ use crate::time::Timestamp;
 use crate::wire::size::{encoded_len, varint_len};
 use crate::wire::{Delta, Digest, DigestEntry, NodeDelta, NodeRef, ValueUpdate};
 
-/// The fewest bytes an encoded record takes (key length, version, status):
-/// bounds how many fit in a budget.
-const MIN_RECORD_LEN: usize = 3;
-
 /// A node the peer lacks something of. Ordered by need: unknown nodes
 /// first, then the largest gap, then a random tiebreak.
 struct Candidate {
@@ -128,19 +124,11 @@ impl ClusterState {
             candidate.tiebreak = rng.u64(..);
         }
         let share = if fair { budget / candidates.len().max(1) } else { usize::MAX };
-        // Most needed first. A stream frame goes through every candidate: sort
-        // them. A datagram stops at the first cut, after a few of many (a
-        // hundred of a thousand unknown nodes fill 64 KB): a heap orders only
-        // those it takes.
-        let mut sorted = Vec::new();
-        let mut heap = std::collections::BinaryHeap::new();
-        if fair {
-            candidates.sort_unstable_by(|a, b| b.cmp(a));
-            sorted = candidates;
-        } else {
-            heap = std::collections::BinaryHeap::from(candidates);
-        }
-        let candidates = sorted.into_iter().chain(std::iter::from_fn(|| heap.pop()));
+        // Most needed first, from a heap: a datagram stops at the first cut,
+        // after a few of many (a hundred of a thousand unknown nodes fill
+        // 64 KB), and orders only those it takes.
+        let mut heap = std::collections::BinaryHeap::from(candidates);
+        let candidates = std::iter::from_fn(|| heap.pop());
         let mut delta = Delta::default();
         // The section count, and the `more` flag.
         let mut len = varint_len(0) + 1;
@@ -172,11 +160,7 @@ impl ClusterState {
             let mut section_len = header_len;
             let mut cut = false;
             let mut at_share = false;
-            let records = state.records_since(candidate.from_version);
-            // As many as fit, at most: a section grows once, not by doubling.
-            let fit = budget.saturating_sub(len + header_len) / MIN_RECORD_LEN;
-            section.key_values.reserve_exact(records.size_hint().1.unwrap_or(0).min(fit));
-            for update in records {
+            for update in state.records_since(candidate.from_version) {
                 let record_len = encoded_len(&update);
                 let records = section.key_values.len() as u64;
                 let growth = varint_len(records + 1) - varint_len(records);
