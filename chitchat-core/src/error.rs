@@ -161,6 +161,15 @@ pub enum KeyValueError {
         /// The limit.
         max: usize,
     },
+    /// The record would take the node's state past the most one state may
+    /// hold (2 GiB of keys and values, counted as
+    /// [`crate::NodeState::held_bytes`] counts them), whatever the
+    /// configuration allows.
+    #[error("the node's state would hold more than {max} bytes")]
+    StateTooLarge {
+        /// The limit.
+        max: usize,
+    },
     /// The node has left the cluster; its state is frozen.
     #[error("the node has left the cluster")]
     NotRunning,

@@ -22,7 +22,10 @@
 //! - `cpu_secs`: the process's user and system CPU time meanwhile;
 //! - `rss_over_raw`: before the restart, how much the process's resident
 //!   memory grew over the key and value bytes all nodes hold (N × N × K ×
-//!   (9 + V)).
+//!   (9 + V));
+//! - `heap_over_raw`: the same for the heap bytes the process holds (counted
+//!   by a counting global allocator): what the nodes keep alive, without the
+//!   allocator's slack and the freed pages it retains.
 //!
 //! `--max-datagram B` sets `Config::max_datagram_size` (default 65,507). With
 //! `CATCHUP_DEBUG=1` in the environment, every node's stream counters are printed.
@@ -33,7 +36,11 @@ use std::time::{Duration, Instant};
 
 use chitchat_tokio::chitchat_core::testing::workload::{key, value};
 use chitchat_tokio::{ChitchatHandle, Config, NodeConfig, NodeId};
+use chitchat_tools::alloc::{CountingAllocator, live_heap_bytes};
 use chitchat_tools::process::{cpu_seconds, rss_kib};
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
 
 /// One gossip round.
 const ROUND: Duration = Duration::from_millis(100);
@@ -179,6 +186,7 @@ async fn bench(options: Options) -> ExitCode {
     let mut rng = fastrand::Rng::with_seed(1);
     let count = options.nodes;
     let rss_before = rss_kib();
+    let heap_before = live_heap_bytes();
     let mut nodes: Vec<ChitchatHandle> = Vec::with_capacity(count);
     let mut seeds = Vec::new();
     for i in 0..count {
@@ -200,8 +208,10 @@ async fn bench(options: Options) -> ExitCode {
     // nodes hold (each holds every node's state, its own included).
     let raw_held = (count * count * options.keys * (key(0).len() + options.value_bytes)) as f64;
     let rss_over_raw = (rss_kib().saturating_sub(rss_before) * 1_024) as f64 / raw_held;
+    let heap_over_raw = live_heap_bytes().saturating_sub(heap_before) as f64 / raw_held;
     println!(
-        "{count} nodes with {} keys of {} bytes converged in {:.2?}; memory {rss_over_raw:.2}x the key and value bytes held",
+        "{count} nodes with {} keys of {} bytes converged in {:.2?}; memory {rss_over_raw:.2}x (heap \
+         {heap_over_raw:.2}x) the key and value bytes held",
         options.keys,
         options.value_bytes,
         start_time.elapsed()
@@ -261,7 +271,7 @@ async fn bench(options: Options) -> ExitCode {
             "{{\"impl\":\"chitchat\",\"nodes\":{count},\"keys\":{},\"value_bytes\":{},\"compressible\":{},\
              \"max_datagram\":{},\"first_keys_rounds\":{first_rounds:.1},\"rounds\":{rounds:.1},\
              \"bytes_sent\":{sent},\"bytes_to_move\":{to_move},\"bytes_ratio\":{ratio:.2},\"cpu_secs\":{cpu:.2},\
-             \"rss_over_raw\":{rss_over_raw:.2}}}",
+             \"rss_over_raw\":{rss_over_raw:.2},\"heap_over_raw\":{heap_over_raw:.2}}}",
             options.keys, options.value_bytes, options.compressible, options.max_datagram
         );
     }

@@ -15,6 +15,11 @@
 //!   steady-state window, divided by the gossip rounds all nodes ran in it;
 //! - resident memory per node: VmRSS after convergence minus VmRSS before the
 //!   first node started, divided by N;
+//! - heap per node: the heap bytes the process holds after the steady window
+//!   (counted by a counting global allocator) less those before the first
+//!   node started, divided by N: what the nodes keep alive, without the
+//!   allocator's slack and retained free pages that VmRSS includes (which vary
+//!   from run to run by tens of KiB a node);
 //! - false deads: nodes that dropped out of some node's live set (no node is ever
 //!   stopped or leaves, so every one is wrong).
 //!
@@ -44,7 +49,11 @@ use std::time::{Duration, Instant};
 use chitchat_tokio::Config;
 use chitchat_tokio::futures_lite::StreamExt;
 use chitchat_tokio::{ChitchatHandle, NodeConfig, NodeSet};
+use chitchat_tools::alloc::{CountingAllocator, live_heap_bytes};
 use chitchat_tools::process::{cpu_seconds, rss_kib};
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
 
 struct Options {
     nodes: usize,
@@ -151,6 +160,7 @@ async fn bench(options: Options) -> ExitCode {
     let Options { nodes: count, keys, steady, timeout, phi_window, interval, crash, json, progress, .. } =
         options;
     let rss_before = rss_kib();
+    let heap_before = live_heap_bytes();
     let false_deads = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let mut nodes: Vec<ChitchatHandle> = Vec::with_capacity(count);
@@ -260,6 +270,7 @@ async fn bench(options: Options) -> ExitCode {
     tokio::time::sleep(steady).await;
     let cpu = cpu_seconds() - cpu_before;
     let rss_steady = rss_kib();
+    let heap_per_node = live_heap_bytes().saturating_sub(heap_before) as f64 / 1_024.0 / count as f64;
     let rounds = total_rounds(&nodes).await - rounds_before;
     let bytes = total_bytes_sent(&nodes).await - bytes_before;
     let cpu_per_round = cpu / rounds.max(1) as f64;
@@ -293,6 +304,7 @@ async fn bench(options: Options) -> ExitCode {
         "resident memory per node after the steady window: {:.0} KiB",
         rss_steady.saturating_sub(rss_before) as f64 / count as f64
     );
+    println!("heap per node after the steady window: {heap_per_node:.1} KiB");
     println!("false deads: {false_deads} ({steady_false_deads} in the steady window)");
     println!("socket errors: {driver_errors}");
     println!("{liveness}");
@@ -305,7 +317,7 @@ async fn bench(options: Options) -> ExitCode {
     );
     if json {
         println!(
-            "{{\"lib\":\"chitchat-tokio\",\"nodes\":{count},\"keys\":{keys},\"all_live_s\":{:.3},\"all_keys_s\":{:.3},\"cpu_us_per_node_round\":{:.1},\"bytes_per_node_round\":{:.0},\"rss_kib_per_node\":{rss_per_node:.0},\"rss_kib_per_node_steady\":{:.0},\"false_deads\":{false_deads},\"false_deads_steady\":{steady_false_deads},\"detection_s\":{}}}",
+            "{{\"lib\":\"chitchat-tokio\",\"nodes\":{count},\"keys\":{keys},\"all_live_s\":{:.3},\"all_keys_s\":{:.3},\"cpu_us_per_node_round\":{:.1},\"bytes_per_node_round\":{:.0},\"rss_kib_per_node\":{rss_per_node:.0},\"rss_kib_per_node_steady\":{:.0},\"heap_kib_per_node\":{heap_per_node:.1},\"false_deads\":{false_deads},\"false_deads_steady\":{steady_false_deads},\"detection_s\":{}}}",
             live_converged.as_secs_f64(),
             converged.as_secs_f64(),
             cpu_per_round * 1e6,

@@ -5,7 +5,7 @@ use crate::error::KeyValueError;
 use crate::events::Event;
 use crate::leave::{self, MAX_FAREWELLS, Phase};
 use crate::membership::NodeStatus;
-use crate::node_state::{RESERVED_PREFIX, ValueStatus};
+use crate::node_state::{MAX_STATE_BYTES, RESERVED_PREFIX, ValueStatus};
 use crate::time::Timestamp;
 
 impl Chitchat {
@@ -81,6 +81,9 @@ impl Chitchat {
         let state = &self.cluster.self_entry().state;
         if !state.contains_key(key) && state.num_records() >= max_keys {
             return Err(KeyValueError::TooManyKeys { max: max_keys });
+        }
+        if !state.has_room_for(key, value.len()) {
+            return Err(KeyValueError::StateTooLarge { max: MAX_STATE_BYTES });
         }
         self.cluster.change_own_state(|state| {
             if !state.set_own(key, value, status, now) {

@@ -3,7 +3,6 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use compact_str::CompactString;
 use hashbrown::HashTable;
 use serde::{Deserialize, Serialize};
 
@@ -50,55 +49,97 @@ pub(crate) struct Collected {
     pub expired: bool,
 }
 
-/// One record, packed: key and value side by side in one string, stored inline
-/// up to 24 bytes (most membership keys and values are short) and in one
-/// allocation beyond.
-#[derive(Clone, Debug)]
-struct Body {
-    key_and_value: CompactString,
-    key_len: u32,
+/// A slot of the version log: a record's version, status and where its key
+/// and value lie in [`Store::bytes`], or a hole a record left when it was
+/// overwritten or removed (its bytes stay until the store is compacted).
+/// 16 bytes.
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    version: u64,
+    /// Where the record's key starts in [`Store::bytes`]. Its value follows
+    /// the key and ends where the next slot's record starts (the last one's
+    /// at the end of the bytes).
+    start: u32,
+    /// The key's length (low 24 bits) and the record's status (high 8 bits:
+    /// 0 for a hole, else `ValueStatus` as `status_code` numbers it).
+    key_len_and_status: u32,
+}
+
+/// The longest key a slot can say (24 bits). Longer ones cannot be
+/// configured: a key with its value must fit a stream frame (1 MiB).
+const MAX_SLOT_KEY_LEN: usize = (1 << 24) - 1;
+
+/// The most [`NodeState::held_bytes`] one state may reach, whatever the
+/// configuration allows: its bytes are addressed by 32-bit offsets, and the
+/// holes a store tolerates (a quarter of its records' bytes, plus one
+/// record) keep it under 4 GiB. A peer's record past it is refused as over
+/// budget; the owner's own, with [`crate::KeyValueError::StateTooLarge`].
+pub(crate) const MAX_STATE_BYTES: usize = 1 << 31;
+
+fn status_code(status: ValueStatus) -> u32 {
+    match status {
+        ValueStatus::Set => 1,
+        ValueStatus::SetWithTtl => 2,
+        ValueStatus::Deleted => 3,
+    }
+}
+
+impl Slot {
+    fn new(version: u64, start: usize, key_len: usize, status: ValueStatus) -> Self {
+        debug_assert!(key_len <= MAX_SLOT_KEY_LEN);
+        Slot {
+            version,
+            start: u32::try_from(start).expect("a store's bytes stay under 4 GiB (MAX_STATE_BYTES)"),
+            key_len_and_status: key_len as u32 | (status_code(status) << 24),
+        }
+    }
+
+    fn key_len(&self) -> usize {
+        (self.key_len_and_status & MAX_SLOT_KEY_LEN as u32) as usize
+    }
+
+    /// The record's status; `None` for a hole.
+    fn status(&self) -> Option<ValueStatus> {
+        match self.key_len_and_status >> 24 {
+            1 => Some(ValueStatus::Set),
+            2 => Some(ValueStatus::SetWithTtl),
+            3 => Some(ValueStatus::Deleted),
+            _ => None,
+        }
+    }
+
+    fn is_live(&self) -> bool {
+        self.key_len_and_status >> 24 != 0
+    }
+
+    fn make_hole(&mut self) {
+        self.key_len_and_status &= MAX_SLOT_KEY_LEN as u32;
+    }
+}
+
+/// A live record of a store, read in place.
+#[derive(Clone, Copy, Debug)]
+struct RecordRef<'a> {
+    version: u64,
+    key: &'a str,
+    value: &'a str,
     status: ValueStatus,
 }
 
-impl Body {
-    fn new(key: &str, value: &str, status: ValueStatus) -> Self {
-        let len = key.len() + value.len();
-        let key_and_value = if len <= INLINE_LEN {
-            let mut inline = CompactString::new(key);
-            inline.push_str(value);
-            inline
-        } else {
-            // Built as a `String` and handed over as it is: one allocation of
-            // exactly the record, and plain copies into it.
-            let mut packed = String::with_capacity(len);
-            packed.push_str(key);
-            packed.push_str(value);
-            CompactString::from_string_buffer(packed)
+impl RecordRef<'_> {
+    fn to_versioned(self) -> VersionedValue {
+        VersionedValue { value: self.value.to_string(), version: self.version, status: self.status }
+    }
+
+    /// The record as a wire record.
+    fn to_update(self) -> KeyValueUpdate {
+        let value = match self.status {
+            ValueStatus::Set => ValueUpdate::Set(self.value.into()),
+            ValueStatus::SetWithTtl => ValueUpdate::SetWithTtl(self.value.into()),
+            ValueStatus::Deleted => ValueUpdate::Deleted,
         };
-        Body { key_and_value, key_len: key.len() as u32, status }
+        KeyValueUpdate { key: self.key.into(), version: self.version, value }
     }
-
-    fn key(&self) -> &str {
-        &self.key_and_value[..self.key_len as usize]
-    }
-
-    fn value(&self) -> &str {
-        &self.key_and_value[self.key_len as usize..]
-    }
-
-    fn to_versioned(&self, version: u64) -> VersionedValue {
-        VersionedValue { value: self.value().to_string(), version, status: self.status }
-    }
-}
-
-/// The longest record a [`CompactString`] holds inline (on 64-bit targets).
-const INLINE_LEN: usize = 3 * std::mem::size_of::<usize>();
-
-/// A slot of the version log: a record, or a hole it left when overwritten.
-#[derive(Clone, Debug)]
-struct Slot {
-    version: u64,
-    body: Option<Body>,
 }
 
 /// Keys starting with this character are the protocol's own records
@@ -116,7 +157,7 @@ fn is_reserved(key: &str) -> bool {
 }
 
 /// Records above which a state keeps a hash index by key.
-const INDEX_THRESHOLD: usize = 16;
+const INDEX_THRESHOLD: usize = 32;
 
 fn hash_key(key: &str) -> u64 {
     xxhash_rust::xxh3::xxh3_64(key.as_bytes())
@@ -125,10 +166,12 @@ fn hash_key(key: &str) -> u64 {
 /// The state of one node: identity, heartbeat and versioned keys.
 ///
 /// Records live in a log ordered by version (a delta reads only the slots it
-/// sends), indexed by key in a hash table. An overwritten record leaves a hole
-/// that is compacted away once holes outnumber records. Memory per record: a
-/// 40-byte slot (key and value inline up to 24 bytes, else in one
-/// allocation) and about 6 bytes of index; bounded by
+/// sends), their keys and values back to back in one string in the same
+/// order, indexed by key in a hash table once there are more than a few. An
+/// overwritten record leaves a hole that is compacted away once holes
+/// outnumber records or their bytes pass a quarter of the records'. Memory
+/// per record: its key and value bytes, a 16-byte slot and, in an indexed
+/// store, about 6 bytes of index; bounded by
 /// [`crate::Config::max_keys_per_node`] records (twice that in slots, and a
 /// garbage-collection queue of the same order). A state without records (as
 /// most of a membership-only cluster's) holds no record store: 8 bytes.
@@ -147,6 +190,11 @@ pub struct NodeState {
 #[derive(Clone, Debug, Default)]
 struct Store {
     log: Vec<Slot>,
+    /// The keys and values of the log's slots, holes included, back to back
+    /// in log order.
+    bytes: String,
+    /// Of which the holes'.
+    garbage: usize,
     /// Counts fit 32 bits: the log's indexes do (see `by_key`).
     holes: u32,
     /// Live records.
@@ -169,6 +217,8 @@ struct Store {
 /// The store of a state without records.
 static EMPTY_STORE: Store = Store {
     log: Vec::new(),
+    bytes: String::new(),
+    garbage: 0,
     holes: 0,
     records: 0,
     reserved: 0,
@@ -214,8 +264,8 @@ impl NodeState {
         self.left
     }
 
-    fn body(&self, key: &str) -> Option<(u64, &Body)> {
-        self.store().body(key)
+    fn record(&self, key: &str) -> Option<RecordRef<'_>> {
+        self.store().record(key)
     }
 
     /// The value of `key`, unless absent or deleted.
@@ -223,7 +273,7 @@ impl NodeState {
         if is_reserved(key) {
             return None;
         }
-        self.body(key).filter(|(_, body)| body.status != ValueStatus::Deleted).map(|(_, body)| body.value())
+        self.record(key).filter(|record| record.status != ValueStatus::Deleted).map(|record| record.value)
     }
 
     /// What this state's records cost in memory, as counted against
@@ -233,12 +283,19 @@ impl NodeState {
         self.store().held_bytes
     }
 
+    /// Whether setting `key` to a value of `value_len` bytes keeps this state
+    /// within [`MAX_STATE_BYTES`].
+    pub(crate) fn has_room_for(&self, key: &str, value_len: usize) -> bool {
+        let held = self.record(key).map_or(0, |record| record_cost(record.len()));
+        self.held_bytes() - held + record_cost(key.len() + value_len) <= MAX_STATE_BYTES
+    }
+
     /// Why this state cannot take `update` within `limits`, if it cannot: its
     /// key or value over their lengths, or its key new and no room for one
     /// more (`OverLimit`); or the record would grow the state past
-    /// `limits.max_bytes` (`OverBudget`).
+    /// `limits.max_bytes` or [`MAX_STATE_BYTES`] (`OverBudget`).
     pub(crate) fn refusal(&self, update: &KeyValueUpdate, limits: &RecordLimits) -> Option<Refusal> {
-        let held = self.body(&update.key).map(|(_, body)| record_cost(body.key_and_value.len()));
+        let held = self.record(&update.key).map(|record| record_cost(record.len()));
         self.refusal_given(update, limits, held)
     }
 
@@ -258,7 +315,7 @@ impl NodeState {
         let reserved = is_reserved(&update.key);
         let max_key_len =
             if reserved { limits.max_key_len.max(RESERVED_KEY_LEN) } else { limits.max_key_len };
-        if update.key.len() > max_key_len
+        if update.key.len() > max_key_len.min(MAX_SLOT_KEY_LEN)
             || value_len > limits.max_value_len
             || (held.is_none() && !reserved && self.num_records() >= limits.max_keys)
         {
@@ -266,14 +323,15 @@ impl NodeState {
         }
         let held_bytes = self.held_bytes();
         let after = held_bytes - held.unwrap_or(0) + record_cost(update.key.len() + value_len);
-        (after > limits.max_bytes && after > held_bytes).then_some(Refusal::OverBudget)
+        ((after > limits.max_bytes || after > MAX_STATE_BYTES) && after > held_bytes)
+            .then_some(Refusal::OverBudget)
     }
 
     /// Drops the record of `key` if it is older than `version` (no tombstone
     /// is left): a newer record of the key could not be held, and the older
     /// one must not pass for current. Returns what was dropped.
     pub(crate) fn drop_older(&mut self, key: &str, version: u64) -> Option<VersionedValue> {
-        self.body(key).filter(|(held, _)| *held < version)?;
+        self.record(key).filter(|record| record.version < version)?;
         let taken = self.store.as_mut()?.take(key);
         self.release_if_empty();
         taken
@@ -289,16 +347,12 @@ impl NodeState {
         if is_reserved(key) {
             return None;
         }
-        self.body(key).map(|(version, body)| body.to_versioned(version))
+        self.record(key).map(RecordRef::to_versioned)
     }
 
     /// The application's records, in version order.
-    fn bodies(&self) -> impl Iterator<Item = (u64, &Body)> {
-        self.store()
-            .log
-            .iter()
-            .filter_map(|slot| slot.body.as_ref().map(|body| (slot.version, body)))
-            .filter(|(_, body)| !is_reserved(body.key()))
+    fn app_records(&self) -> impl Iterator<Item = RecordRef<'_>> {
+        self.store().live().filter(|record| !is_reserved(record.key))
     }
 
     /// The protocol's records (see [`RESERVED_PREFIX`]): key, status, value.
@@ -306,20 +360,18 @@ impl NodeState {
         let store = self.store();
         let any = store.reserved > 0;
         store
-            .log
-            .iter()
+            .live()
             .take_while(move |_| any)
-            .filter_map(|slot| slot.body.as_ref())
-            .filter(|body| is_reserved(body.key()))
-            .map(|body| (body.key(), body.status, body.value()))
+            .filter(|record| is_reserved(record.key))
+            .map(|record| (record.key, record.status, record.value))
     }
 
     /// The visible keys and values, in key order.
     pub fn key_values(&self) -> impl Iterator<Item = (&str, &str)> {
         let mut visible: Vec<(&str, &str)> = self
-            .bodies()
-            .filter(|(_, body)| body.status != ValueStatus::Deleted)
-            .map(|(_, body)| (body.key(), body.value()))
+            .app_records()
+            .filter(|record| record.status != ValueStatus::Deleted)
+            .map(|record| (record.key, record.value))
             .collect();
         visible.sort_unstable_by_key(|(key, _)| *key);
         visible.into_iter()
@@ -328,7 +380,7 @@ impl NodeState {
     /// Every record, tombstones included, in key order.
     pub fn records(&self) -> impl Iterator<Item = (&str, VersionedValue)> {
         let mut records: Vec<(&str, VersionedValue)> =
-            self.bodies().map(|(version, body)| (body.key(), body.to_versioned(version))).collect();
+            self.app_records().map(|record| (record.key, record.to_versioned())).collect();
         records.sort_unstable_by_key(|(key, _)| *key);
         records.into_iter()
     }
@@ -354,9 +406,9 @@ impl NodeState {
     /// The owner changes a key. Returns whether anything changed (setting the same
     /// value with the same status again bumps no version).
     pub(crate) fn set_own(&mut self, key: &str, value: &str, status: ValueStatus, now: Timestamp) -> bool {
-        if let Some((_, body)) = self.body(key) {
-            let same_value = status == ValueStatus::Deleted || body.value() == value;
-            if body.status == status && same_value {
+        if let Some(record) = self.record(key) {
+            let same_value = status == ValueStatus::Deleted || record.value == value;
+            if record.status == status && same_value {
                 return false;
             }
         }
@@ -414,8 +466,7 @@ impl NodeState {
         }
         if let Some(store) = &mut self.store {
             if !sorted {
-                store.log.sort_by_key(|slot| slot.version);
-                store.reindex();
+                store.sort_by_version();
             }
             store.compact_pending_gc();
         }
@@ -433,11 +484,9 @@ impl NodeState {
         limits: &RecordLimits,
     ) -> Result<Option<Option<VersionedValue>>, Refusal> {
         let hash = hash_key(&update.key);
-        let found = self.store().find_hashed(&update.key, hash);
-        let held = found.and_then(|index| {
-            let slot = &self.store().log[index];
-            slot.body.as_ref().map(|body| (slot.version, record_cost(body.key_and_value.len())))
-        });
+        let store = self.store();
+        let found = store.find_hashed(&update.key, hash);
+        let held = found.map(|index| (store.log[index].version, record_cost(store.record_len(index))));
         if let Some(refusal) = self.refusal_given(update, limits, held.map(|(_, cost)| cost)) {
             return Err(refusal);
         }
@@ -508,27 +557,14 @@ impl NodeState {
             store.pending_gc.get_or_insert_default().push_back((now, version));
         }
         let in_order = store.log.last().is_none_or(|last| last.version < version);
-        let index = store.log.len() as u32;
-        store.log.push(Slot { version, body: Some(Body::new(key, value, status)) });
-        store.records += 1;
-        store.reserved += u32::from(is_reserved(key));
-        store.held_bytes += record_cost(key.len() + value.len());
-        if let Some(by_key) = &mut store.by_key {
-            let log = &store.log;
-            by_key.insert_unique(hash, index, |index| {
-                hash_key(log[*index as usize].body.as_ref().map_or("", |body| body.key()))
-            });
-        }
+        store.push(key, value, version, status, hash);
         self.max_version = self.max_version.max(version);
         if !in_order && order == Order::Keep {
             // Only a reset applies records below ones already held.
-            store.log.sort_by_key(|slot| slot.version);
-            store.reindex();
-        } else if store.holes as usize > store.log.len() / 2 + 8
-            || (store.by_key.is_none() && store.records as usize > INDEX_THRESHOLD)
-        {
+            store.sort_by_version();
+        } else if store.needs_compaction() {
             // Keeps the log's order, sorted or not.
-            store.reindex();
+            store.compact();
         }
         if order == Order::Keep {
             store.compact_pending_gc();
@@ -543,21 +579,29 @@ impl NodeState {
         }
     }
 
-    /// Makes room for the first records of a state at once (a peer's first
-    /// section), so that the log does not grow by doubling; later growth doubles,
-    /// as usual. A state that the records will take past the index threshold
-    /// is indexed before they come, so that each is found by its hash rather
-    /// than by a scan of the log.
-    pub(crate) fn reserve(&mut self, additional: usize) {
-        if additional == 0 {
+    /// Makes room for the records of a peer's section (`updates`) at once,
+    /// those above `held` (the ones it will apply), so that the log and its
+    /// bytes do not grow record by record: exactly
+    /// for a large section (a state's first one, or a stream frame's part of
+    /// it), by a quarter at least for small ones (see [`grow`]). A state
+    /// that the records will take past the index threshold is indexed before
+    /// they come, so that each is found by its hash rather than by a scan of
+    /// the log.
+    pub(crate) fn reserve(&mut self, updates: &[KeyValueUpdate], held: u64) {
+        let coming = || updates.iter().filter(|update| update.version > held);
+        let records = coming().count();
+        if records == 0 {
             return;
         }
         let store = self.store.get_or_insert_default();
-        if store.log.is_empty() {
-            store.log.reserve_exact(additional);
+        grow(&mut store.log, records);
+        let bytes = coming().map(|update| update.key.len() + update_value(update).0.len()).sum();
+        let bytes_len = store.bytes.len();
+        if store.bytes.capacity() - bytes_len < bytes {
+            store.bytes.reserve_exact(bytes.max(bytes_len / 4).max(64));
         }
-        if store.by_key.is_none() && store.records as usize + additional > INDEX_THRESHOLD {
-            store.reindex_for(additional);
+        if store.by_key.is_none() && store.records as usize + records > INDEX_THRESHOLD {
+            store.reindex_for(records);
         }
     }
 
@@ -573,13 +617,15 @@ impl NodeState {
     pub(crate) fn take_records_up_to(&mut self, version: u64) -> Vec<(String, VersionedValue)> {
         let Some(store) = &mut self.store else { return Vec::new() };
         let end = store.log.partition_point(|slot| slot.version <= version);
-        let keys: Vec<String> = store.log[..end]
-            .iter()
-            .filter_map(|slot| slot.body.as_ref().map(|body| body.key().to_string()))
-            .collect();
-        let taken: Vec<(String, VersionedValue)> =
-            keys.into_iter().filter_map(|key| store.take(&key).map(|record| (key, record))).collect();
-        store.reindex();
+        let mut taken = Vec::new();
+        for index in 0..end {
+            let Some(record) = store.record_at(index) else { continue };
+            let key = record.key.to_string();
+            if let Some(record) = store.take_at(index, hash_key(&key)) {
+                taken.push((key, record));
+            }
+        }
+        store.compact();
         self.release_if_empty();
         taken
     }
@@ -594,7 +640,7 @@ impl NodeState {
         self.last_gc_version = above;
         self.max_version = above + 1;
         let Some(store) = &mut self.store else { return };
-        store.reindex();
+        store.compact();
         let mut renumbered = Vec::with_capacity(store.log.len());
         for (index, slot) in store.log.iter().enumerate() {
             renumbered.push((slot.version, above + 1 + index as u64));
@@ -628,10 +674,11 @@ impl NodeState {
     /// be held (they were above the sender's watermark, so still valid) while
     /// versions below them are missing: they are not sent until the gap is filled.
     pub(crate) fn records_since(&self, from_version: u64) -> impl Iterator<Item = KeyValueUpdate> + '_ {
-        let log = &self.store().log;
+        let store = self.store();
+        let log = &store.log;
         let start = log.partition_point(|slot| slot.version <= from_version);
         let end = log.partition_point(|slot| slot.version <= self.max_version).max(start);
-        log[start..end].iter().filter_map(|slot| slot.body.as_ref().map(|body| to_update(body, slot.version)))
+        (start..end).filter_map(|index| store.record_at(index)).map(RecordRef::to_update)
     }
 
     /// Removes the tombstones and expiring keys marked at least `grace_period`
@@ -645,18 +692,21 @@ impl NodeState {
         {
             pending.pop_front();
             let Some(index) = slot_at(&store.log, version) else { continue };
-            let Some(body) = &store.log[index].body else { continue };
-            if body.status == ValueStatus::Set {
+            let Some(record) = store.record_at(index) else { continue };
+            if record.status == ValueStatus::Set {
                 continue;
             }
-            let expired = body.status == ValueStatus::SetWithTtl;
-            let key = body.key().to_string();
-            store.take(&key);
+            let expired = record.status == ValueStatus::SetWithTtl;
+            let key = record.key.to_string();
+            store.take_at(index, hash_key(&key));
             self.last_gc_version = self.last_gc_version.max(version);
             collected.push(Collected { key, expired });
         }
         if store.pending_gc.as_ref().is_some_and(|pending| pending.is_empty()) {
             store.pending_gc = None;
+        }
+        if store.needs_compaction() {
+            store.compact();
         }
         self.release_if_empty();
         collected
@@ -674,7 +724,54 @@ impl NodeState {
     }
 }
 
+impl RecordRef<'_> {
+    /// The record's key and value bytes.
+    fn len(&self) -> usize {
+        self.key.len() + self.value.len()
+    }
+}
+
 impl Store {
+    /// Where the record of the slot at `index` ends in `bytes`.
+    fn end(&self, index: usize) -> usize {
+        self.log.get(index + 1).map_or(self.bytes.len(), |next| next.start as usize)
+    }
+
+    /// The key and value bytes of the slot at `index` (a hole's too).
+    fn record_len(&self, index: usize) -> usize {
+        self.end(index) - self.log[index].start as usize
+    }
+
+    /// The key of the slot at `index`, as bytes (a hole's too).
+    fn key_bytes(&self, index: usize) -> &[u8] {
+        let slot = &self.log[index];
+        let start = slot.start as usize;
+        &self.bytes.as_bytes()[start..start + slot.key_len()]
+    }
+
+    /// The live record at `index`; `None` for a hole.
+    fn record_at(&self, index: usize) -> Option<RecordRef<'_>> {
+        let slot = &self.log[index];
+        let status = slot.status()?;
+        let start = slot.start as usize;
+        let key_end = start + slot.key_len();
+        Some(RecordRef {
+            version: slot.version,
+            key: &self.bytes[start..key_end],
+            value: &self.bytes[key_end..self.end(index)],
+            status,
+        })
+    }
+
+    /// The live records, in log order.
+    fn live(&self) -> impl Iterator<Item = RecordRef<'_>> {
+        (0..self.log.len()).filter_map(|index| self.record_at(index))
+    }
+
+    fn record(&self, key: &str) -> Option<RecordRef<'_>> {
+        self.record_at(self.find(key)?)
+    }
+
     fn find(&self, key: &str) -> Option<usize> {
         if self.by_key.is_none() {
             return self.scan(key);
@@ -684,20 +781,48 @@ impl Store {
 
     /// The slot holding `key`'s record, by the log (a short one, not indexed).
     fn scan(&self, key: &str) -> Option<usize> {
-        self.log.iter().position(|slot| slot.body.as_ref().is_some_and(|body| body.key() == key))
+        (0..self.log.len()).find(|&index| self.holds(index, key))
+    }
+
+    /// Whether the slot at `index` holds a record of `key`.
+    fn holds(&self, index: usize, key: &str) -> bool {
+        let slot = &self.log[index];
+        slot.is_live() && slot.key_len() == key.len() && self.key_bytes(index) == key.as_bytes()
     }
 
     /// [`Store::find`], given `key`'s [`hash_key`].
     fn find_hashed(&self, key: &str, hash: u64) -> Option<usize> {
-        let log = &self.log;
         let Some(by_key) = &self.by_key else { return self.scan(key) };
-        let is_key = |index: &u32| log[*index as usize].body.as_ref().is_some_and(|body| body.key() == key);
-        by_key.find(hash, is_key).map(|index| *index as usize)
+        by_key.find(hash, |index| self.holds(*index as usize, key)).map(|index| *index as usize)
     }
 
-    fn body(&self, key: &str) -> Option<(u64, &Body)> {
-        let slot = &self.log[self.find(key)?];
-        slot.body.as_ref().map(|body| (slot.version, body))
+    /// Appends a record to the log and its bytes, and indexes it.
+    fn push(&mut self, key: &str, value: &str, version: u64, status: ValueStatus, hash: u64) {
+        let len = key.len() + value.len();
+        if self.bytes.capacity() - self.bytes.len() < len {
+            // By a quarter, as `grow`.
+            self.bytes.reserve_exact(len.max(self.bytes.len() / 4).max(64));
+        }
+        grow(&mut self.log, 1);
+        let index = self.log.len() as u32;
+        self.log.push(Slot::new(version, self.bytes.len(), key.len(), status));
+        self.bytes.push_str(key);
+        self.bytes.push_str(value);
+        self.records += 1;
+        self.reserved += u32::from(is_reserved(key));
+        self.held_bytes += record_cost(len);
+        if let Some(by_key) = &mut self.by_key {
+            let (log, bytes) = (&self.log, &self.bytes);
+            by_key.insert_unique(hash, index, |index| hash_key_at(log, bytes, *index as usize));
+        }
+    }
+
+    /// Whether holes, or their bytes, are numerous enough to compact the log,
+    /// or the store large enough to need an index it lacks.
+    fn needs_compaction(&self) -> bool {
+        self.holes as usize > self.log.len() / 2 + 8
+            || self.garbage > (self.bytes.len() - self.garbage) / 4 + 256
+            || (self.by_key.is_none() && self.records as usize > INDEX_THRESHOLD)
     }
 
     /// Entries for overwritten records linger in the GC queue until collected;
@@ -721,49 +846,96 @@ impl Store {
     /// Removes the record at `index` of the log, whose key hashes to `hash`,
     /// leaving a hole.
     fn take_at(&mut self, index: usize, hash: u64) -> Option<VersionedValue> {
+        let record = self.record_at(index)?;
+        let (versioned, len, reserved) = (record.to_versioned(), record.len(), is_reserved(record.key));
         if let Some(by_key) = &mut self.by_key
             && let Ok(found) = by_key.find_entry(hash, |at| *at as usize == index)
         {
             found.remove();
         }
-        let slot = &mut self.log[index];
-        let body = slot.body.take()?;
+        self.log[index].make_hole();
         self.holes += 1;
+        self.garbage += len;
         self.records -= 1;
-        self.reserved -= u32::from(is_reserved(body.key()));
-        self.held_bytes -= record_cost(body.key_and_value.len());
-        Some(body.to_versioned(slot.version))
+        self.reserved -= u32::from(reserved);
+        self.held_bytes -= record_cost(len);
+        Some(versioned)
     }
 
-    /// Drops the holes and rebuilds the key index (if the store is large
-    /// enough to need one).
-    fn reindex(&mut self) {
+    /// Drops the holes and their bytes, and rebuilds the key index (if the
+    /// store is large enough to need one).
+    fn compact(&mut self) {
         self.reindex_for(0);
     }
 
-    /// Drops the holes and rebuilds the key index if the store, with
-    /// `coming` more records, is large enough to need one.
-    fn reindex_for(&mut self, coming: usize) {
-        self.log.retain(|slot| slot.body.is_some());
+    /// Puts the log in version order (a reset applied records below ones
+    /// held), its bytes with it, dropping the holes; rebuilds the index.
+    fn sort_by_version(&mut self) {
+        let mut order: Vec<u32> =
+            (0..self.log.len() as u32).filter(|&index| self.log[index as usize].is_live()).collect();
+        order.sort_by_key(|&index| self.log[index as usize].version);
+        self.relay(&order);
+        self.reindex_for(0);
+    }
+
+    /// Rebuilds the log and its bytes from the slots at `order`, in that order.
+    fn relay(&mut self, order: &[u32]) {
+        let mut log = Vec::with_capacity(order.len());
+        let mut bytes = String::with_capacity(self.bytes.len() - self.garbage);
+        for &index in order {
+            let index = index as usize;
+            let slot = self.log[index];
+            let record = &self.bytes[slot.start as usize..self.end(index)];
+            log.push(Slot { start: bytes.len() as u32, ..slot });
+            bytes.push_str(record);
+        }
+        self.log = log;
+        self.bytes = bytes;
         self.holes = 0;
+        self.garbage = 0;
+    }
+
+    /// Drops the holes and their bytes, and rebuilds the key index if the
+    /// store, with `coming` more records, is large enough to need one.
+    fn reindex_for(&mut self, coming: usize) {
+        if self.holes > 0 || self.garbage > 0 {
+            let live: Vec<u32> =
+                (0..self.log.len() as u32).filter(|&index| self.log[index as usize].is_live()).collect();
+            self.relay(&live);
+        }
         if self.records as usize + coming <= INDEX_THRESHOLD {
             self.by_key = None;
             return;
         }
         let by_key = self.by_key.get_or_insert_default();
         by_key.clear();
-        let log = &self.log;
+        let (log, bytes) = (&self.log, &self.bytes);
         // Room for the records coming too: a section of a peer's state fills
         // the index at once, not by doubling it.
-        let key_of = |index: &u32| hash_key(log[*index as usize].body.as_ref().map_or("", |body| body.key()));
+        let key_of = |index: &u32| hash_key_at(log, bytes, *index as usize);
         by_key.reserve(self.records as usize + coming, key_of);
-        for (index, slot) in log.iter().enumerate() {
-            let key = slot.body.as_ref().map_or("", |body| body.key());
-            by_key.insert_unique(hash_key(key), index as u32, |index| {
-                hash_key(log[*index as usize].body.as_ref().map_or("", |body| body.key()))
-            });
+        for index in 0..log.len() {
+            by_key.insert_unique(hash_key_at(log, bytes, index), index as u32, key_of);
         }
     }
+}
+
+/// Makes room in `vec` for `additional` more items: exactly that many if
+/// they are at least a quarter of what it holds, else a quarter more (at
+/// least 4). A store's log and bytes grow by a quarter, not by doubling: a
+/// large state wastes at most a fifth of what it holds, for a copy of each
+/// item five times over on average while it grows one record at a time.
+fn grow<T>(vec: &mut Vec<T>, additional: usize) {
+    if vec.capacity() - vec.len() < additional {
+        vec.reserve_exact(additional.max(vec.len() / 4).max(4));
+    }
+}
+
+/// [`hash_key`] of the key of the slot at `index` (the index's rehash).
+fn hash_key_at(log: &[Slot], bytes: &str, index: usize) -> u64 {
+    let slot = &log[index];
+    let start = slot.start as usize;
+    xxhash_rust::xxh3::xxh3_64(&bytes.as_bytes()[start..start + slot.key_len()])
 }
 
 /// What one record costs against [`crate::Config::max_remote_state_bytes`],
@@ -830,7 +1002,7 @@ enum Order {
 /// The index of the live slot holding `version`.
 fn slot_at(log: &[Slot], version: u64) -> Option<usize> {
     let index = log.binary_search_by_key(&version, |slot| slot.version).ok()?;
-    log[index].body.is_some().then_some(index)
+    log[index].is_live().then_some(index)
 }
 
 /// A wire record's value and status.
@@ -840,16 +1012,6 @@ fn update_value(update: &KeyValueUpdate) -> (&str, ValueStatus) {
         ValueUpdate::SetWithTtl(value) => (value.as_str(), ValueStatus::SetWithTtl),
         ValueUpdate::Deleted => ("", ValueStatus::Deleted),
     }
-}
-
-/// A record as a wire record.
-fn to_update(body: &Body, version: u64) -> KeyValueUpdate {
-    let value = match body.status {
-        ValueStatus::Set => ValueUpdate::Set(body.value().into()),
-        ValueStatus::SetWithTtl => ValueUpdate::SetWithTtl(body.value().into()),
-        ValueStatus::Deleted => ValueUpdate::Deleted,
-    };
-    KeyValueUpdate { key: body.key().into(), version, value }
 }
 
 #[cfg(test)]

@@ -173,11 +173,182 @@ fn the_record_store_comes_with_the_first_record_and_goes_with_the_last() {
     assert_eq!(node.get_versioned("k").map(|record| record.version), Some(7));
 }
 
-/// `RECORD_OVERHEAD`'s documentation counts a 40-byte slot: keep them in step.
+/// `NodeState`'s documentation counts a 16-byte slot, and
+/// `RECORD_OVERHEAD` covers it with its share of index and GC queue: keep
+/// them in step.
 #[test]
-fn a_log_slot_is_40_bytes() {
-    assert_eq!(std::mem::size_of::<Slot>(), 40);
-    const { assert!(RECORD_OVERHEAD >= 40) };
+fn a_log_slot_is_16_bytes() {
+    assert_eq!(std::mem::size_of::<Slot>(), 16);
+    const { assert!(RECORD_OVERHEAD >= 16 + 16) };
+}
+
+/// A state never grows past `MAX_STATE_BYTES` (its bytes are addressed by
+/// 32-bit offsets): a peer's record that would take it there is refused as
+/// over budget whatever the budget, and the owner is told it has no room.
+#[test]
+fn a_state_stops_at_its_hard_cap_whatever_the_budget() {
+    let mut node = state();
+    node.set_own("k", "v", ValueStatus::Set, T0);
+    let held = node.held_bytes();
+    node.store.as_mut().unwrap().held_bytes = MAX_STATE_BYTES - 100;
+    assert!(!node.has_room_for("big", 100));
+    assert!(node.has_room_for("k", 1), "replacing a record by one of its size fits");
+    let limits = RecordLimits { max_key_len: 64, max_value_len: 1_000, max_keys: 10, max_bytes: usize::MAX };
+    let update =
+        KeyValueUpdate { key: "big".into(), version: 9, value: ValueUpdate::Set("x".repeat(100).into()) };
+    assert_eq!(node.refusal(&update, &limits), Some(Refusal::OverBudget));
+    assert_eq!(node.apply_record_within(&update, T0, &limits), Err(Refusal::OverBudget));
+    node.store.as_mut().unwrap().held_bytes = held;
+    assert_eq!(node.refusal(&update, &limits), None);
+}
+
+/// The record store (a log of slots over one string of keys and values,
+/// with holes, compaction, an index past a threshold, and a sort after a
+/// reset) holds exactly what a plain map of key to record would, and keeps
+/// its own books: on any sequence of records, overwrites, deletions,
+/// collections, resets and re-publications.
+mod against_a_model {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Set { key: u8, len: usize, kind: u8 },
+        Apply { key: u8, version: u64, len: usize, kind: u8 },
+        Collect,
+        TakeUpTo(u64),
+        Republish,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            6 => (0..60u8, 0..40usize, 0..4u8).prop_map(|(key, len, kind)| Op::Set { key, len, kind }),
+            4 => (0..60u8, 1..400u64, 0..40usize, 0..4u8)
+                .prop_map(|(key, version, len, kind)| Op::Apply { key, version, len, kind }),
+            1 => Just(Op::Collect),
+            1 => (0..400u64).prop_map(Op::TakeUpTo),
+            1 => Just(Op::Republish),
+        ]
+    }
+
+    fn key(key: u8) -> String {
+        // Keys of several lengths, some multi-byte.
+        format!("{}{key}", "é".repeat(usize::from(key % 3)))
+    }
+
+    fn value(len: usize, kind: u8) -> (String, ValueStatus) {
+        match kind {
+            0 => (String::new(), ValueStatus::Deleted),
+            1 => ("t".repeat(len), ValueStatus::SetWithTtl),
+            _ => ("v".repeat(len), ValueStatus::Set),
+        }
+    }
+
+    /// The store's own books: slots tile its bytes in order, holes and their
+    /// bytes are counted, counts and held bytes add up, the index finds every
+    /// live record, and the log is in version order.
+    fn check_books(node: &NodeState) {
+        let Some(store) = &node.store else { return };
+        assert!(store.records > 0, "an empty store is dropped");
+        let mut next = 0;
+        let (mut holes, mut garbage, mut records, mut held) = (0, 0, 0, 0);
+        for (index, slot) in store.log.iter().enumerate() {
+            assert_eq!(slot.start as usize, next, "slot {index} starts where the previous ends");
+            let len = store.record_len(index);
+            assert!(slot.key_len() <= len);
+            next += len;
+            if slot.is_live() {
+                records += 1;
+                held += record_cost(len);
+                assert_eq!(store.find(store.record_at(index).unwrap().key), Some(index));
+            } else {
+                holes += 1;
+                garbage += len;
+            }
+        }
+        assert_eq!(next, store.bytes.len());
+        assert_eq!(
+            (holes, garbage, records, held),
+            (store.holes, store.garbage, store.records, store.held_bytes)
+        );
+        assert!(store.log.windows(2).all(|pair| pair[0].version < pair[1].version));
+        match &store.by_key {
+            Some(by_key) => assert_eq!(by_key.len(), records as usize),
+            None => assert!(records as usize <= INDEX_THRESHOLD, "a store past the threshold is indexed"),
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn holds_what_a_map_holds(ops in prop::collection::vec(op(), 0..150)) {
+            let mut node = state();
+            let mut model: BTreeMap<String, (String, ValueStatus)> = BTreeMap::new();
+            let mut now = T0;
+            // A version names one record of its owner: a record received
+            // never reuses one.
+            let mut used = std::collections::BTreeSet::new();
+            for op in ops {
+                match op {
+                    Op::Set { key: k, len, kind } => {
+                        let (v, status) = value(len, kind);
+                        if status == ValueStatus::Deleted && !model.contains_key(&key(k)) {
+                            continue;
+                        }
+                        node.set_own(&key(k), &v, status, now);
+                        used.insert(node.max_version());
+                        model.insert(key(k), (v, status));
+                    }
+                    Op::Apply { key: k, version, len, kind } => {
+                        if !used.insert(version) {
+                            continue;
+                        }
+                        let (v, status) = value(len, kind);
+                        let update = KeyValueUpdate {
+                            key: key(k).into(),
+                            version,
+                            value: match status {
+                                ValueStatus::Set => ValueUpdate::Set(v.clone().into()),
+                                ValueStatus::SetWithTtl => ValueUpdate::SetWithTtl(v.clone().into()),
+                                ValueStatus::Deleted => ValueUpdate::Deleted,
+                            },
+                        };
+                        let newer = node.get_versioned(&key(k)).is_none_or(|held| held.version < version);
+                        let outcome = node.apply_record(&update, now);
+                        prop_assert_eq!(outcome.is_some(), newer);
+                        if newer {
+                            model.insert(key(k), (v, status));
+                        }
+                    }
+                    Op::Collect => {
+                        now += Duration::from_secs(10);
+                        for collected in node.collect_garbage(now, Duration::from_secs(5)) {
+                            prop_assert!(model.remove(&collected.key).is_some());
+                        }
+                    }
+                    Op::TakeUpTo(version) => {
+                        for (key, _) in node.take_records_up_to(version) {
+                            prop_assert!(model.remove(&key).is_some());
+                        }
+                    }
+                    Op::Republish => {
+                        let above = node.max_version() + 3;
+                        node.republish_above(above);
+                        used.extend(above..=node.max_version());
+                    }
+                }
+                check_books(&node);
+                let held: Vec<(String, String, ValueStatus)> = node
+                    .records()
+                    .map(|(key, record)| (key.to_string(), record.value, record.status))
+                    .collect();
+                let expected: Vec<(String, String, ValueStatus)> =
+                    model.iter().map(|(key, (value, status))| (key.clone(), value.clone(), *status)).collect();
+                prop_assert_eq!(held, expected);
+            }
+        }
+    }
 }
 
 /// The path of a peer's records, which looks each key up once, takes the
