@@ -206,6 +206,11 @@ struct Store {
     /// Boxed, as the garbage-collection queue: a store of a few records
     /// pays 8 bytes for each, not 32.
     by_key: Option<Box<HashTable<u32>>>,
+    /// While there is no index: a bit for each key held (see [`key_bit`]),
+    /// so that a key looked up by its hash that has none is known absent
+    /// without a scan (a peer's new records, most of what arrives). Bits of
+    /// keys removed stay until the log is compacted.
+    key_filter: u64,
     /// Tombstones and expiring keys, in the order this node learned of them
     /// (`None` while there are none).
     #[allow(clippy::box_collection, reason = "8 bytes in every store, 32 only in those with garbage")]
@@ -223,6 +228,7 @@ static EMPTY_STORE: Store = Store {
     records: 0,
     reserved: 0,
     by_key: None,
+    key_filter: 0,
     pending_gc: None,
     held_bytes: 0,
 };
@@ -780,8 +786,20 @@ impl Store {
     }
 
     /// The slot holding `key`'s record, by the log (a short one, not indexed).
+    /// Keys of one state often share their length and a prefix
+    /// (`shard-07`, `shard-08`): their last bytes are compared before the
+    /// whole keys.
     fn scan(&self, key: &str) -> Option<usize> {
-        (0..self.log.len()).find(|&index| self.holds(index, key))
+        let key = key.as_bytes();
+        let last = key.last();
+        let bytes = self.bytes.as_bytes();
+        self.log.iter().position(|slot| {
+            let start = slot.start as usize;
+            slot.is_live() && slot.key_len() == key.len() && {
+                let held = &bytes[start..start + key.len()];
+                held.last() == last && held == key
+            }
+        })
     }
 
     /// Whether the slot at `index` holds a record of `key`.
@@ -792,7 +810,9 @@ impl Store {
 
     /// [`Store::find`], given `key`'s [`hash_key`].
     fn find_hashed(&self, key: &str, hash: u64) -> Option<usize> {
-        let Some(by_key) = &self.by_key else { return self.scan(key) };
+        let Some(by_key) = &self.by_key else {
+            return (self.key_filter & key_bit(hash) != 0).then(|| self.scan(key)).flatten();
+        };
         by_key.find(hash, |index| self.holds(*index as usize, key)).map(|index| *index as usize)
     }
 
@@ -814,6 +834,8 @@ impl Store {
         if let Some(by_key) = &mut self.by_key {
             let (log, bytes) = (&self.log, &self.bytes);
             by_key.insert_unique(hash, index, |index| hash_key_at(log, bytes, *index as usize));
+        } else {
+            self.key_filter |= key_bit(hash);
         }
     }
 
@@ -905,8 +927,11 @@ impl Store {
         }
         if self.records as usize + coming <= INDEX_THRESHOLD {
             self.by_key = None;
+            self.key_filter = (0..self.log.len())
+                .fold(0, |filter, index| filter | key_bit(hash_key_at(&self.log, &self.bytes, index)));
             return;
         }
+        self.key_filter = 0;
         let by_key = self.by_key.get_or_insert_default();
         by_key.clear();
         let (log, bytes) = (&self.log, &self.bytes);
@@ -929,6 +954,12 @@ fn grow<T>(vec: &mut Vec<T>, additional: usize) {
     if vec.capacity() - vec.len() < additional {
         vec.reserve_exact(additional.max(vec.len() / 4).max(4));
     }
+}
+
+/// The bit of [`Store::key_filter`] of a key hashed `hash` (by its top six
+/// bits: the index's buckets use the low ones).
+fn key_bit(hash: u64) -> u64 {
+    1 << (hash >> 58)
 }
 
 /// [`hash_key`] of the key of the slot at `index` (the index's rehash).

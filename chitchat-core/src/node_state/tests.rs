@@ -262,7 +262,9 @@ mod against_a_model {
             if slot.is_live() {
                 records += 1;
                 held += record_cost(len);
-                assert_eq!(store.find(store.record_at(index).unwrap().key), Some(index));
+                let key = store.record_at(index).unwrap().key;
+                assert_eq!(store.find(key), Some(index));
+                assert_eq!(store.find_hashed(key, hash_key(key)), Some(index));
             } else {
                 holes += 1;
                 garbage += len;
