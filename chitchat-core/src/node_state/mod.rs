@@ -970,9 +970,11 @@ fn hash_key_at(log: &[Slot], bytes: &str, index: usize) -> u64 {
 }
 
 /// What one record costs against [`crate::Config::max_remote_state_bytes`],
-/// beyond its key and value bytes: its log slot (40 bytes), its share of the
-/// key index and of the garbage-collection queue, and the allocator's
-/// rounding. A round figure that makes many tiny records count too.
+/// beyond its key and value bytes: its log slot (16 bytes), its share of the
+/// key index and of the garbage-collection queue, and of the room a store
+/// keeps to grow and the holes it tolerates before compacting (a quarter of
+/// its bytes each, at most). A round figure that makes many tiny records
+/// count too.
 pub const RECORD_OVERHEAD: usize = 64;
 
 /// What a record of `key_and_value_len` bytes of key and value costs.
