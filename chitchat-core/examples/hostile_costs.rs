@@ -76,6 +76,15 @@ fn records(versions: std::ops::RangeInclusive<u64>, prefix: &str) -> Vec<KeyValu
         .collect()
 }
 
+/// `records`, set to an empty value (a reset drops the tombstones below
+/// its watermark, which the owner collected).
+fn set_records(versions: std::ops::RangeInclusive<u64>) -> Vec<KeyValueUpdate> {
+    records(versions, "")
+        .into_iter()
+        .map(|record| KeyValueUpdate { value: ValueUpdate::Set("".into()), ..record })
+        .collect()
+}
+
 fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
     samples[samples.len() / 2]
@@ -83,6 +92,8 @@ fn median(mut samples: Vec<Duration>) -> Duration {
 
 fn reset_cost() {
     let writer = NodeId::new("writer", 1, addr(7001));
+    // The reset comes from a third node, which relays the writer's state.
+    let relay = NodeId::new("relay", 1, addr(7002));
     let mut below = Vec::new();
     let mut in_order = Vec::new();
     let mut bytes_len = 0;
@@ -90,6 +101,9 @@ fn reset_cost() {
         // Held: 3,000 records above the reset's watermark; the reset brings
         // 7,000 records below all of them.
         let mut node = victim();
+        // Sections count only from proven senders.
+        validate_peer(&mut node, T0, &writer);
+        validate_peer(&mut node, T0, &relay);
         let mut held = full(writer.clone(), 1, &[]);
         held.max_version = 13_000;
         held.key_values = records(10_001..=13_000, "b");
@@ -102,7 +116,7 @@ fn reset_cost() {
             last_gc_version: 7_000,
             max_version: 7_000,
             left: false,
-            key_values: records(1..=7_000, ""),
+            key_values: set_records(1..=7_000),
         };
         let bytes = ack(CLUSTER, vec![reset]);
         bytes_len = bytes.len();
@@ -112,9 +126,10 @@ fn reset_cost() {
         assert_eq!(node.node_state(&writer).map(|state| state.num_records()), Some(10_000));
         // The same records, in order, introducing a node to a fresh one.
         let mut fresh = victim();
+        validate_peer(&mut fresh, T0, &relay);
         let mut intro = full(writer.clone(), 1, &[]);
         intro.max_version = 7_000;
-        intro.key_values = records(1..=7_000, "");
+        intro.key_values = set_records(1..=7_000);
         let bytes = ack(CLUSTER, vec![intro]);
         let start = Instant::now();
         fresh.handle_datagram(T0, addr(7002), &bytes).expect("accepted");

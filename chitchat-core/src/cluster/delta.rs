@@ -406,7 +406,7 @@ impl ClusterState {
         } else {
             // Everything up to our max version is accounted for (held, superseded
             // or collected): a record at or below it could only resurrect a key.
-            state.reserve(&section.key_values, max);
+            state.reserve(&section.key_values, max, &limits);
             for update in section.key_values.iter_mut().filter(|update| update.version > max) {
                 let previous = match state.apply_record_within(update, now, &limits) {
                     Ok(Some(previous)) => previous,

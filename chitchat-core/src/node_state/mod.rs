@@ -587,21 +587,27 @@ impl NodeState {
 
     /// Makes room for the records of a peer's section (`updates`) at once,
     /// those above `held` (the ones it will apply), so that the log and its
-    /// bytes do not grow record by record: exactly
-    /// for a large section (a state's first one, or a stream frame's part of
-    /// it), by a quarter at least for small ones (see [`grow`]). A state
-    /// that the records will take past the index threshold is indexed before
-    /// they come, so that each is found by its hash rather than by a scan of
-    /// the log.
-    pub(crate) fn reserve(&mut self, updates: &[KeyValueUpdate], held: u64) {
+    /// bytes do not grow record by record: exactly for a large section (a
+    /// state's first one, or a stream frame's part of it), by a quarter at
+    /// least for small ones (see [`grow`]). A state that the records will
+    /// take past the index threshold is indexed before they come, so that
+    /// each is found by its hash rather than by a scan of the log.
+    ///
+    /// Only if they all fit `limits` (as new keys): room is never made for
+    /// records that will be refused, so that what a state holds in memory
+    /// stays within what its budget counts (and a quarter more).
+    pub(crate) fn reserve(&mut self, updates: &[KeyValueUpdate], held: u64, limits: &RecordLimits) {
         let coming = || updates.iter().filter(|update| update.version > held);
-        let records = coming().count();
-        if records == 0 {
+        let (records, bytes) = coming().fold((0, 0), |(records, bytes), update| {
+            (records + 1, bytes + update.key.len() + update_value(update).0.len())
+        });
+        let fits = self.num_records() + records <= limits.max_keys
+            && self.held_bytes() + bytes + records * RECORD_OVERHEAD <= limits.max_bytes.min(MAX_STATE_BYTES);
+        if records == 0 || !fits {
             return;
         }
         let store = self.store.get_or_insert_default();
         grow(&mut store.log, records);
-        let bytes = coming().map(|update| update.key.len() + update_value(update).0.len()).sum();
         let bytes_len = store.bytes.len();
         if store.bytes.capacity() - bytes_len < bytes {
             store.bytes.reserve_exact(bytes.max(bytes_len / 4).max(64));
@@ -617,6 +623,7 @@ impl NodeState {
         self.max_version = self.max_version.max(max_version);
         self.last_gc_version = self.last_gc_version.max(last_gc_version);
         self.left |= left;
+        self.release_if_empty();
     }
 
     /// Takes out every record with a version up to `version`, for a reset.

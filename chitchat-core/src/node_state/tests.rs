@@ -202,6 +202,43 @@ fn a_state_stops_at_its_hard_cap_whatever_the_budget() {
     assert_eq!(node.refusal(&update, &limits), None);
 }
 
+/// A section's records get room made for them at once only if they all fit
+/// the limits: a flood of records over budget leaves no reserved memory
+/// behind (which the budget would not count), and a state that took none of
+/// them holds no store once the section ends.
+#[test]
+fn no_room_is_made_for_records_that_will_be_refused() {
+    let updates: Vec<KeyValueUpdate> = (1..=10)
+        .map(|version| KeyValueUpdate {
+            key: format!("k{version}").into(),
+            version,
+            value: ValueUpdate::Set("x".repeat(100).into()),
+        })
+        .collect();
+    let roomy = RecordLimits { max_key_len: 64, max_value_len: 1_000, max_keys: 100, max_bytes: 10_000 };
+    let mut node = state();
+    node.reserve(&updates, 0, &roomy);
+    let store = node.store.as_ref().expect("room made");
+    assert_eq!((store.log.capacity(), store.bytes.capacity()), (10, 10 * 100 + 9 * 2 + 3));
+
+    let tight = RecordLimits { max_bytes: 500, ..roomy };
+    let mut node = state();
+    node.reserve(&updates, 0, &tight);
+    assert!(node.store.is_none(), "ten records of 100 bytes do not fit 500");
+    let taken = updates.iter().filter(|update| node.apply_record_within(update, T0, &tight).is_ok()).count();
+    node.finish_section(10, 0, false);
+    assert_eq!(taken, 3);
+    assert!(node.store.as_ref().unwrap().bytes.capacity() < 500);
+
+    let none = RecordLimits { max_bytes: 0, ..roomy };
+    let mut node = state();
+    node.reserve(&updates, 0, &none);
+    assert!(updates.iter().all(|update| node.apply_record_within(update, T0, &none).is_err()));
+    node.finish_section(10, 0, false);
+    assert!(node.store.is_none(), "a state that took no record holds no store");
+    assert_eq!(node.max_version(), 10);
+}
+
 /// The record store (a log of slots over one string of keys and values,
 /// with holes, compaction, an index past a threshold, and a sort after a
 /// reset) holds exactly what a plain map of key to record would, and keeps
