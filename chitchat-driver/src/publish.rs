@@ -43,6 +43,8 @@ pub(crate) fn publish_events(chitchat: &mut Chitchat, shared: &Shared) {
         shared.live.apply(events.iter().filter_map(Event::live_change));
         shared.ready.apply(events.iter().filter_map(Event::ready_change));
     }
+    // Every live node is ready in most clusters: one set, not two copies.
+    shared.ready.share_if_equal(&shared.live);
     debug_assert!(
         shared.live.get().iter().eq(sorted(chitchat.live_nodes()))
             && shared.ready.get().iter().eq(sorted(chitchat.ready_nodes())),

@@ -186,6 +186,19 @@ impl Watch {
         let _ = self.sender.try_broadcast(value);
     }
 
+    /// Makes this watch hold `other`'s current set, shared rather than a copy,
+    /// when the two are equal (the ready set is the live set in a cluster
+    /// where every node is ready): one copy of the identities instead of two.
+    /// Nothing is published: the value does not change. The next change of
+    /// either copies the set first ([`Arc::make_mut`]).
+    pub(crate) fn share_if_equal(&self, other: &Watch) {
+        let theirs = other.get();
+        let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        if !Arc::ptr_eq(&current, &theirs) && current.len() == theirs.len() && **current == *theirs {
+            *current = theirs;
+        }
+    }
+
     /// Publishes `value` if it differs from the current one.
     pub(crate) fn publish(&self, value: NodeSet) {
         let value = {
@@ -282,5 +295,22 @@ mod tests {
         drop(held);
         watch.apply([(&one, true), (&one, false)].into_iter());
         assert_eq!(*watch.get(), NodeSet::from([node(2)]), "in order: inserted, then removed");
+    }
+
+    /// Two watches of equal sets share one; a change of either leaves the
+    /// other as it was.
+    #[test]
+    fn equal_watches_share_their_set_until_one_changes() {
+        let (one, two) = (node(1), node(2));
+        let live = Watch::new(NodeSet::from([one.clone(), two.clone()]));
+        let ready = Watch::new(NodeSet::from([one.clone()]));
+        ready.share_if_equal(&live);
+        assert!(!Arc::ptr_eq(&ready.get(), &live.get()), "not equal: not shared");
+        ready.apply([(&two, true)].into_iter());
+        ready.share_if_equal(&live);
+        assert!(Arc::ptr_eq(&ready.get(), &live.get()));
+        live.apply([(&two, false)].into_iter());
+        assert_eq!(*live.get(), NodeSet::from([one.clone()]));
+        assert_eq!(*ready.get(), NodeSet::from([one, two]));
     }
 }

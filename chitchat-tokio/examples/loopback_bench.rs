@@ -49,7 +49,7 @@ use std::time::{Duration, Instant};
 use chitchat_tokio::Config;
 use chitchat_tokio::futures_lite::StreamExt;
 use chitchat_tokio::{ChitchatHandle, NodeConfig, NodeSet};
-use chitchat_tools::alloc::{CountingAllocator, live_heap_bytes};
+use chitchat_tools::alloc::{CountingAllocator, live_heap_bytes, take_peak_heap_bytes};
 use chitchat_tools::process::{cpu_seconds, rss_kib};
 
 #[global_allocator]
@@ -161,6 +161,7 @@ async fn bench(options: Options) -> ExitCode {
         options;
     let rss_before = rss_kib();
     let heap_before = live_heap_bytes();
+    take_peak_heap_bytes();
     let false_deads = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let mut nodes: Vec<ChitchatHandle> = Vec::with_capacity(count);
@@ -260,6 +261,8 @@ async fn bench(options: Options) -> ExitCode {
     let converged = start.elapsed();
     println!("converged: all live after {live_converged:.2?}, all keys after {converged:.2?}");
     let rss_after = rss_kib();
+    let heap_peak_per_node =
+        take_peak_heap_bytes().saturating_sub(heap_before) as f64 / 1_024.0 / count as f64;
 
     // Steady state: CPU over a window, per node and round.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -304,7 +307,9 @@ async fn bench(options: Options) -> ExitCode {
         "resident memory per node after the steady window: {:.0} KiB",
         rss_steady.saturating_sub(rss_before) as f64 / count as f64
     );
-    println!("heap per node after the steady window: {heap_per_node:.1} KiB");
+    println!(
+        "heap per node after the steady window: {heap_per_node:.1} KiB (at most {heap_peak_per_node:.1} KiB until convergence)"
+    );
     println!("false deads: {false_deads} ({steady_false_deads} in the steady window)");
     println!("socket errors: {driver_errors}");
     println!("{liveness}");
@@ -317,7 +322,7 @@ async fn bench(options: Options) -> ExitCode {
     );
     if json {
         println!(
-            "{{\"lib\":\"chitchat-tokio\",\"nodes\":{count},\"keys\":{keys},\"all_live_s\":{:.3},\"all_keys_s\":{:.3},\"cpu_us_per_node_round\":{:.1},\"bytes_per_node_round\":{:.0},\"rss_kib_per_node\":{rss_per_node:.0},\"rss_kib_per_node_steady\":{:.0},\"heap_kib_per_node\":{heap_per_node:.1},\"false_deads\":{false_deads},\"false_deads_steady\":{steady_false_deads},\"detection_s\":{}}}",
+            "{{\"lib\":\"chitchat-tokio\",\"nodes\":{count},\"keys\":{keys},\"all_live_s\":{:.3},\"all_keys_s\":{:.3},\"cpu_us_per_node_round\":{:.1},\"bytes_per_node_round\":{:.0},\"rss_kib_per_node\":{rss_per_node:.0},\"rss_kib_per_node_steady\":{:.0},\"heap_kib_per_node\":{heap_per_node:.1},\"heap_peak_kib_per_node\":{heap_peak_per_node:.1},\"false_deads\":{false_deads},\"false_deads_steady\":{steady_false_deads},\"detection_s\":{}}}",
             live_converged.as_secs_f64(),
             converged.as_secs_f64(),
             cpu_per_round * 1e6,

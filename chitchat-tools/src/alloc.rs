@@ -13,6 +13,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
+static PEAK_BYTES: AtomicUsize = AtomicUsize::new(0);
 
 /// The system allocator, counting the bytes it has handed out and not yet
 /// taken back.
@@ -25,6 +26,17 @@ pub fn live_heap_bytes() -> usize {
     LIVE_BYTES.load(Ordering::Relaxed)
 }
 
+/// The most [`live_heap_bytes`] has been since the start or the last call,
+/// which starts a new watch from the current figure.
+pub fn take_peak_heap_bytes() -> usize {
+    PEAK_BYTES.swap(LIVE_BYTES.load(Ordering::Relaxed), Ordering::Relaxed)
+}
+
+fn grew(by: usize) {
+    let live = LIVE_BYTES.fetch_add(by, Ordering::Relaxed) + by;
+    PEAK_BYTES.fetch_max(live, Ordering::Relaxed);
+}
+
 // SAFETY: every call is forwarded to the system allocator unchanged; only a
 // counter is updated on the side.
 unsafe impl GlobalAlloc for CountingAllocator {
@@ -32,7 +44,7 @@ unsafe impl GlobalAlloc for CountingAllocator {
         // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract, which is ours.
         let ptr = unsafe { System.alloc(layout) };
         if !ptr.is_null() {
-            LIVE_BYTES.fetch_add(layout.size(), Ordering::Relaxed);
+            grew(layout.size());
         }
         ptr
     }
@@ -41,7 +53,7 @@ unsafe impl GlobalAlloc for CountingAllocator {
         // SAFETY: as for `alloc`.
         let ptr = unsafe { System.alloc_zeroed(layout) };
         if !ptr.is_null() {
-            LIVE_BYTES.fetch_add(layout.size(), Ordering::Relaxed);
+            grew(layout.size());
         }
         ptr
     }
@@ -57,7 +69,7 @@ unsafe impl GlobalAlloc for CountingAllocator {
         let new = unsafe { System.realloc(ptr, layout, new_size) };
         if !new.is_null() {
             LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
-            LIVE_BYTES.fetch_add(new_size, Ordering::Relaxed);
+            grew(new_size);
         }
         new
     }
