@@ -8,7 +8,7 @@
 //! says so by lowering its `max_version` to that of its last record, so the
 //! receiver advances exactly as far as it received.
 
-use std::collections::BTreeMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 
 use crate::cluster::ClusterState;
@@ -581,6 +581,8 @@ fn section_fingerprint(section: &NodeDelta) -> Fingerprint {
 
 /// Key events for a reset: `dropped` are the records taken out, `keys` every
 /// key the reset touched; each is compared with what `state` holds now.
+/// Keys are looked up by hash and the records read in place: a reset of
+/// thousands of records costs no allocation a key beyond its event.
 fn reset_events(
     node_id: &NodeId,
     dropped: &[(String, VersionedValue)],
@@ -588,24 +590,28 @@ fn reset_events(
     state: &NodeState,
     events: &mut Vec<Event>,
 ) {
-    let before: BTreeMap<&str, &VersionedValue> =
+    let before: HashMap<&str, &VersionedValue> =
         dropped.iter().map(|(key, record)| (key.as_str(), record)).collect();
-    let mut seen = std::collections::BTreeSet::new();
-    for key in keys {
-        if !seen.insert(key.clone()) {
+    let keys: Vec<String> = keys.collect();
+    let mut seen: HashSet<&str> = HashSet::with_capacity(keys.len());
+    for key in &keys {
+        if !seen.insert(key.as_str()) {
             continue;
         }
         let old = before.get(key.as_str()).filter(|record| record.is_visible());
-        match state.get_versioned(&key).filter(|record| record.is_visible()) {
-            Some(new) if old.is_none_or(|old| old.value != new.value || old.status != new.status) => events
-                .push(Event::KeySet {
+        match state.visible_record(key) {
+            Some((value, status, version))
+                if old.is_none_or(|old| old.value != value || old.status != status) =>
+            {
+                events.push(Event::KeySet {
                     node: node_id.clone(),
                     key: key.as_str().into(),
-                    value: new.value.as_str().into(),
-                    version: new.version,
-                }),
+                    value: value.into(),
+                    version,
+                })
+            }
             None if old.is_some() => {
-                events.push(Event::KeyDeleted { node: node_id.clone(), key: key.into() })
+                events.push(Event::KeyDeleted { node: node_id.clone(), key: key.as_str().into() })
             }
             _ => {}
         }

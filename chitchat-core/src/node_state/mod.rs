@@ -300,6 +300,7 @@ impl NodeState {
     /// key or value over their lengths, or its key new and no room for one
     /// more (`OverLimit`); or the record would grow the state past
     /// `limits.max_bytes` or [`MAX_STATE_BYTES`] (`OverBudget`).
+    #[cfg(test)]
     pub(crate) fn refusal(&self, update: &KeyValueUpdate, limits: &RecordLimits) -> Option<Refusal> {
         let held = self.record(&update.key).map(|record| record_cost(record.len()));
         self.refusal_given(update, limits, held)
@@ -354,6 +355,16 @@ impl NodeState {
             return None;
         }
         self.record(key).map(RecordRef::to_versioned)
+    }
+
+    /// The value, status and version of `key`'s record, read in place,
+    /// unless absent, deleted or the protocol's.
+    pub(crate) fn visible_record(&self, key: &str) -> Option<(&str, ValueStatus, u64)> {
+        if is_reserved(key) {
+            return None;
+        }
+        let record = self.store().record_hashed(key, hash_key(key))?;
+        (record.status != ValueStatus::Deleted).then_some((record.value, record.status, record.version))
     }
 
     /// The application's records, in version order.
@@ -458,16 +469,16 @@ impl NodeState {
         let mut sorted = true;
         let mut skipped = Skipped::default();
         for update in updates {
-            if let Some(refusal) = self.refusal(update, limits) {
-                // As for any record that cannot be held: an older one of its
-                // key must not pass for current.
-                self.drop_older(&update.key, update.version);
-                skipped.count(refusal);
-                continue;
-            }
             let in_order = self.store().log.last().is_none_or(|last| last.version < update.version);
-            if self.apply_record_in(update, now, Order::Defer).is_some() && !in_order {
-                sorted = false;
+            match self.apply_within(update, now, limits, Order::Defer) {
+                Err(refusal) => {
+                    // As for any record that cannot be held: an older one of
+                    // its key must not pass for current.
+                    self.drop_older(&update.key, update.version);
+                    skipped.count(refusal);
+                }
+                Ok(Some(_)) if !in_order => sorted = false,
+                Ok(_) => {}
             }
         }
         if let Some(store) = &mut self.store {
@@ -489,6 +500,17 @@ impl NodeState {
         now: Timestamp,
         limits: &RecordLimits,
     ) -> Result<Option<Option<VersionedValue>>, Refusal> {
+        self.apply_within(update, now, limits, Order::Keep)
+    }
+
+    /// [`NodeState::apply_record_within`], keeping the log's order or not.
+    fn apply_within(
+        &mut self,
+        update: &KeyValueUpdate,
+        now: Timestamp,
+        limits: &RecordLimits,
+        order: Order,
+    ) -> Result<Option<Option<VersionedValue>>, Refusal> {
         let hash = hash_key(&update.key);
         let store = self.store();
         let found = store.find_hashed(&update.key, hash);
@@ -508,10 +530,11 @@ impl NodeState {
             update.version,
             status,
             now,
-            Order::Keep,
+            order,
         )))
     }
 
+    #[cfg(test)]
     fn apply_record_in(
         &mut self,
         update: &KeyValueUpdate,
@@ -783,6 +806,10 @@ impl Store {
 
     fn record(&self, key: &str) -> Option<RecordRef<'_>> {
         self.record_at(self.find(key)?)
+    }
+
+    fn record_hashed(&self, key: &str, hash: u64) -> Option<RecordRef<'_>> {
+        self.record_at(self.find_hashed(key, hash)?)
     }
 
     fn find(&self, key: &str) -> Option<usize> {
