@@ -15,18 +15,18 @@ use crate::time::Timestamp;
 use crate::wire::{Delta, Digest, Message, NodeRef, Token};
 
 /// Raises a node's known heartbeat; returns whether that refutes the verdict
-/// that made it dead, or the farewell a spoofer may have sent in its name (a
-/// node that left refutes nothing): the caller revives it. Growth that may be
-/// old news (`fresh` is false: this node just came out of a pause) is
-/// recorded but revives nothing.
+/// that made it dead (any growth does: the verdict was at the heartbeat then
+/// known, and it only grows), or the farewell a spoofer may have sent in its
+/// name (a node that left refutes nothing): the caller revives it. Growth
+/// that may be old news (`fresh` is false: this node just came out of a
+/// pause) is recorded but revives nothing.
 pub(super) fn grow_heartbeat(entry: &mut NodeEntry, heartbeat: u64, fresh: bool) -> bool {
     if heartbeat <= entry.state.heartbeat() {
         return false;
     }
     entry.state.set_heartbeat(heartbeat);
     fresh
-        && ((entry.status == NodeStatus::Dead && heartbeat > entry.dead_heartbeat)
-            || (entry.status == NodeStatus::Left && entry.provisional_left))
+        && (entry.status == NodeStatus::Dead || (entry.status == NodeStatus::Left && entry.provisional_left))
 }
 
 impl ClusterState {

@@ -362,7 +362,7 @@ impl ClusterState {
             if let Some(entry) = self.membership.get(&fingerprint)
                 && entry.status == NodeStatus::Live
             {
-                newly_dead.push((fingerprint, entry.state.heartbeat()));
+                newly_dead.push(fingerprint);
             }
         }
         for accused in self.accusations.accused() {
@@ -376,17 +376,16 @@ impl ClusterState {
             let heartbeat = entry.state.heartbeat();
             let accusers = self.accusations.accusers(accused, heartbeat).count();
             if accusers > 0 && accusers >= self.quorum(accused) {
-                newly_dead.push((accused, heartbeat));
+                newly_dead.push(accused);
             }
         }
-        for (fingerprint, heartbeat) in newly_dead {
+        for fingerprint in newly_dead {
             let Some(mut entry) = self.membership.get_mut(&fingerprint) else { continue };
             if entry.status != NodeStatus::Live {
                 continue;
             }
             entry.status = NodeStatus::Dead;
             entry.status_since = now;
-            entry.dead_heartbeat = heartbeat;
             self.subjects.retain(|(subject, _)| *subject != fingerprint);
             if entry.vouched {
                 self.events.push(Event::NodeDead(entry.state.id().clone()));

@@ -45,11 +45,10 @@ pub enum NodeStatus {
 pub(crate) struct NodeEntry {
     pub state: NodeState,
     pub status: NodeStatus,
-    /// When `status` last changed.
+    /// When `status` last changed. (A node declared dead is live again once
+    /// its heartbeat goes past the one known then, which `state` holds: the
+    /// heartbeat only grows, so any growth since refutes the verdict.)
     pub status_since: Timestamp,
-    /// The node's heartbeat when it was declared dead: it is live again once
-    /// its heartbeat goes past it (it refuted the verdict).
-    pub dead_heartbeat: u64,
     /// When this node last had news that the node is still part of the
     /// cluster: a peer listed it in a digest or sent a section of it, or it
     /// answered a probe. After a pause of this node, a node not confirmed
@@ -85,7 +84,6 @@ impl NodeEntry {
             state,
             status: NodeStatus::Live,
             status_since: now,
-            dead_heartbeat: 0,
             confirmed_at: now,
             ready: false,
             address_validated: false,
