@@ -389,8 +389,6 @@ impl ClusterState {
             section
                 .key_values
                 .retain(|update| update.version > watermark || matches!(update.value, ValueUpdate::Set(_)));
-            let touched: Vec<String> =
-                section.key_values.iter().map(|update| update.key.to_string()).collect();
             let dropped = state.take_records_up_to(section.last_gc_version);
             skipped = state.apply_reset_records(&section.key_values, now, &limits);
             // Complete up to the section's end; beyond it too if the section was
@@ -399,7 +397,8 @@ impl ClusterState {
             let new_max = if complete { section.max_version.max(max) } else { section.max_version };
             state.set_versions(new_max, section.last_gc_version);
             events.push(Event::NodeReset(node_id.clone()));
-            let keys = dropped.iter().map(|(key, _)| key.clone()).chain(touched);
+            let touched = section.key_values.iter().map(|update| update.key.as_str());
+            let keys = dropped.iter().map(|(key, _)| key.as_str()).chain(touched);
             reset_events(&node_id, &dropped, keys, state, &mut events);
             self.metrics.resets_applied += 1;
             state.finish_section(0, 0, left);
@@ -581,37 +580,36 @@ fn section_fingerprint(section: &NodeDelta) -> Fingerprint {
 
 /// Key events for a reset: `dropped` are the records taken out, `keys` every
 /// key the reset touched; each is compared with what `state` holds now.
-/// Keys are looked up by hash and the records read in place: a reset of
-/// thousands of records costs no allocation a key beyond its event.
-fn reset_events(
+/// Keys are borrowed and the records read in place: a reset of thousands of
+/// records costs no allocation a key beyond its event.
+fn reset_events<'a>(
     node_id: &NodeId,
-    dropped: &[(String, VersionedValue)],
-    keys: impl Iterator<Item = String>,
+    dropped: &'a [(String, VersionedValue)],
+    keys: impl Iterator<Item = &'a str>,
     state: &NodeState,
     events: &mut Vec<Event>,
 ) {
     let before: HashMap<&str, &VersionedValue> =
         dropped.iter().map(|(key, record)| (key.as_str(), record)).collect();
-    let keys: Vec<String> = keys.collect();
-    let mut seen: HashSet<&str> = HashSet::with_capacity(keys.len());
-    for key in &keys {
-        if !seen.insert(key.as_str()) {
+    let mut seen: HashSet<&str> = HashSet::with_capacity(keys.size_hint().0);
+    for key in keys {
+        if !seen.insert(key) {
             continue;
         }
-        let old = before.get(key.as_str()).filter(|record| record.is_visible());
+        let old = before.get(key).filter(|record| record.is_visible());
         match state.visible_record(key) {
             Some((value, status, version))
                 if old.is_none_or(|old| old.value != value || old.status != status) =>
             {
                 events.push(Event::KeySet {
                     node: node_id.clone(),
-                    key: key.as_str().into(),
+                    key: key.into(),
                     value: value.into(),
                     version,
                 })
             }
             None if old.is_some() => {
-                events.push(Event::KeyDeleted { node: node_id.clone(), key: key.as_str().into() })
+                events.push(Event::KeyDeleted { node: node_id.clone(), key: key.into() })
             }
             _ => {}
         }

@@ -160,7 +160,13 @@ fn is_reserved(key: &str) -> bool {
 const INDEX_THRESHOLD: usize = 32;
 
 fn hash_key(key: &str) -> u64 {
-    xxhash_rust::xxh3::xxh3_64(key.as_bytes())
+    hash_key_bytes(key.as_bytes())
+}
+
+/// [`hash_key`] of a key read as bytes (from a store's bytes, to rehash its
+/// index): the one definition both go through.
+fn hash_key_bytes(key: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(key)
 }
 
 /// The state of one node: identity, heartbeat and versioned keys.
@@ -620,8 +626,8 @@ impl NodeState {
     /// records that will be refused, so that what a state holds in memory
     /// stays within what its budget counts (and a quarter more).
     pub(crate) fn reserve(&mut self, updates: &[KeyValueUpdate], held: u64, limits: &RecordLimits) {
-        let coming = || updates.iter().filter(|update| update.version > held);
-        let (records, bytes) = coming().fold((0, 0), |(records, bytes), update| {
+        let coming = updates.iter().filter(|update| update.version > held);
+        let (records, bytes) = coming.fold((0, 0), |(records, bytes), update| {
             (records + 1, bytes + update.key.len() + update_value(update).0.len())
         });
         let fits = self.num_records() + records <= limits.max_keys
@@ -631,10 +637,7 @@ impl NodeState {
         }
         let store = self.store.get_or_insert_default();
         grow(&mut store.log, records);
-        let bytes_len = store.bytes.len();
-        if store.bytes.capacity() - bytes_len < bytes {
-            store.bytes.reserve_exact(bytes.max(bytes_len / 4).max(64));
-        }
+        grow_bytes(&mut store.bytes, bytes);
         if store.by_key.is_none() && store.records as usize + records > INDEX_THRESHOLD {
             store.reindex_for(records);
         }
@@ -778,13 +781,6 @@ impl Store {
         self.end(index) - self.log[index].start as usize
     }
 
-    /// The key of the slot at `index`, as bytes (a hole's too).
-    fn key_bytes(&self, index: usize) -> &[u8] {
-        let slot = &self.log[index];
-        let start = slot.start as usize;
-        &self.bytes.as_bytes()[start..start + slot.key_len()]
-    }
-
     /// The live record at `index`; `None` for a hole.
     fn record_at(&self, index: usize) -> Option<RecordRef<'_>> {
         let slot = &self.log[index];
@@ -820,26 +816,14 @@ impl Store {
     }
 
     /// The slot holding `key`'s record, by the log (a short one, not indexed).
-    /// Keys of one state often share their length and a prefix
-    /// (`shard-07`, `shard-08`): their last bytes are compared before the
-    /// whole keys.
     fn scan(&self, key: &str) -> Option<usize> {
-        let key = key.as_bytes();
-        let last = key.last();
         let bytes = self.bytes.as_bytes();
-        self.log.iter().position(|slot| {
-            let start = slot.start as usize;
-            slot.is_live() && slot.key_len() == key.len() && {
-                let held = &bytes[start..start + key.len()];
-                held.last() == last && held == key
-            }
-        })
+        self.log.iter().position(|slot| slot_holds(bytes, slot, key.as_bytes()))
     }
 
     /// Whether the slot at `index` holds a record of `key`.
     fn holds(&self, index: usize, key: &str) -> bool {
-        let slot = &self.log[index];
-        slot.is_live() && slot.key_len() == key.len() && self.key_bytes(index) == key.as_bytes()
+        slot_holds(self.bytes.as_bytes(), &self.log[index], key.as_bytes())
     }
 
     /// [`Store::find`], given `key`'s [`hash_key`].
@@ -853,10 +837,7 @@ impl Store {
     /// Appends a record to the log and its bytes, and indexes it.
     fn push(&mut self, key: &str, value: &str, version: u64, status: ValueStatus, hash: u64) {
         let len = key.len() + value.len();
-        if self.bytes.capacity() - self.bytes.len() < len {
-            // By a quarter, as `grow`.
-            self.bytes.reserve_exact(len.max(self.bytes.len() / 4).max(64));
-        }
+        grow_bytes(&mut self.bytes, len);
         grow(&mut self.log, 1);
         let index = self.log.len() as u32;
         self.log.push(Slot::new(version, self.bytes.len(), key.len(), status));
@@ -996,11 +977,29 @@ fn key_bit(hash: u64) -> u64 {
     1 << (hash >> 58)
 }
 
+/// [`grow`] for a store's bytes (at least 64 bytes at a time).
+fn grow_bytes(bytes: &mut String, additional: usize) {
+    if bytes.capacity() - bytes.len() < additional {
+        bytes.reserve_exact(additional.max(bytes.len() / 4).max(64));
+    }
+}
+
+/// Whether `slot` holds a record of `key`, its key read in `bytes`. Keys of
+/// one state often share their length and a prefix (`shard-07`,
+/// `shard-08`): their last bytes are compared before the whole keys.
+fn slot_holds(bytes: &[u8], slot: &Slot, key: &[u8]) -> bool {
+    let start = slot.start as usize;
+    slot.is_live() && slot.key_len() == key.len() && {
+        let held = &bytes[start..start + key.len()];
+        held.last() == key.last() && held == key
+    }
+}
+
 /// [`hash_key`] of the key of the slot at `index` (the index's rehash).
 fn hash_key_at(log: &[Slot], bytes: &str, index: usize) -> u64 {
     let slot = &log[index];
     let start = slot.start as usize;
-    xxhash_rust::xxh3::xxh3_64(&bytes.as_bytes()[start..start + slot.key_len()])
+    hash_key_bytes(&bytes.as_bytes()[start..start + slot.key_len()])
 }
 
 /// What one record costs against [`crate::Config::max_remote_state_bytes`],
