@@ -185,6 +185,9 @@ impl Config {
         if self.max_nodes < 2 {
             return Err(MaxNodesTooSmall(self.max_nodes));
         }
+        if u32::try_from(self.max_nodes).is_err() {
+            return Err(MaxNodesTooLarge(self.max_nodes));
+        }
         if self.max_keys_per_node == 0 {
             return Err(ZeroMaxKeysPerNode);
         }
@@ -350,6 +353,10 @@ pub enum ConfigError {
     /// `max_nodes` is below 2.
     #[error("max_nodes must be at least 2, got {0}")]
     MaxNodesTooSmall(usize),
+    /// `max_nodes` is above `u32::MAX` (a table's slots are numbered in 32
+    /// bits).
+    #[error("max_nodes must be at most 4294967295, got {0}")]
+    MaxNodesTooLarge(usize),
     /// `max_keys_per_node` is zero.
     #[error("max_keys_per_node must be at least 1")]
     ZeroMaxKeysPerNode,
@@ -426,5 +433,7 @@ mod tests {
         assert_eq!(bad(|c| c.phi_sampling_window = 65), ConfigError::SamplingWindowOutOfRange(65));
         assert_eq!(bad(|c| c.observers = 0), ConfigError::ObserversOutOfRange(0));
         assert_eq!(bad(|c| c.max_nodes = 1), ConfigError::MaxNodesTooSmall(1));
+        #[cfg(target_pointer_width = "64")]
+        assert_eq!(bad(|c| c.max_nodes = 1 << 32), ConfigError::MaxNodesTooLarge(1 << 32));
     }
 }

@@ -176,7 +176,7 @@ impl ClusterState {
         let room = budget.min(LISTING_ROOM);
         // Every entry takes at least `MIN_DIGEST_ENTRY_LEN` bytes: past that many
         // relayed nodes, the listing cannot fit and is not tried.
-        let relayed = self.membership.rows().iter().filter(|row| self.relays(row, now));
+        let relayed = self.membership.rows().iter().filter(|row| self.relays(*row, now));
         if relayed.take(room / MIN_DIGEST_ENTRY_LEN + 1).count() <= room / MIN_DIGEST_ENTRY_LEN {
             let (listing, _) = self.build_digest(now, Fingerprint(0), asks.clone(), room);
             if listing.range.is_full() {
@@ -281,7 +281,7 @@ impl ClusterState {
         let unconfirmed: Vec<Fingerprint> = agreeing
             .into_iter()
             .flat_map(|range| self.nodes_in(range))
-            .filter(|row| self.relays(row, now) && row.entry().confirmed_at < woke)
+            .filter(|row| self.relays(*row, now) && row.entry().confirmed_at < woke)
             .map(|row| row.fingerprint())
             .collect();
         for fingerprint in unconfirmed {
@@ -383,11 +383,11 @@ impl ClusterState {
         // A digest that hashes lists nothing: no walk.
         let listed = if digest.entries.is_empty() { [].as_slice() } else { &Self::ring_bounds(range) };
         for &bounds in listed {
-            for (fingerprint, node) in self.membership.range_mut(bounds).iter_mut() {
+            self.membership.range_mut(bounds).for_each(|fingerprint, node| {
                 let offset = range.offset(fingerprint);
                 while entries.next_if(|entry| range.offset(entry.fingerprint) < offset).is_some() {}
                 let Some(entry) = entries.next_if(|entry| entry.fingerprint == fingerprint) else {
-                    continue;
+                    return;
                 };
                 if fingerprint == self_fingerprint {
                     claims_about_self = Some(*entry);
@@ -401,7 +401,7 @@ impl ClusterState {
                 if fingerprint != self_fingerprint && grow_heartbeat(node, entry.heartbeat, fresh) {
                     revived.push(fingerprint);
                 }
-            }
+            });
         }
         for fingerprint in revived {
             self.revive(fingerprint, now);
@@ -521,7 +521,7 @@ mod tests {
         let naive = |hashes: &RangeHashes| {
             let hash_of = |range: RingRange| {
                 mine.nodes_in(range)
-                    .filter(|row| mine.relays(row, now))
+                    .filter(|row| mine.relays(*row, now))
                     .fold(RangeHash::default(), |hash, row| {
                         hash + RangeHash::of_entry(&row.entry().digest_entry(row.fingerprint()))
                     })

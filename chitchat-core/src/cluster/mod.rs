@@ -214,7 +214,7 @@ impl ClusterState {
 
     /// [`ClusterState::is_relayed`], from a row's summary (and its entry,
     /// for a node not `Live`).
-    pub(crate) fn relays(&self, row: &Row, now: Timestamp) -> bool {
+    pub(crate) fn relays(&self, row: Row<'_>, now: Timestamp) -> bool {
         let summary = row.summary();
         summary.vouched
             && (summary.status == NodeStatus::Live
@@ -235,14 +235,14 @@ impl ClusterState {
     }
 
     /// The tracked nodes in `range`, in ring order.
-    pub(crate) fn nodes_in(&self, range: RingRange) -> impl Iterator<Item = &Row> {
+    pub(crate) fn nodes_in(&self, range: RingRange) -> impl Iterator<Item = Row<'_>> {
         let [first, second] = Self::ring_bounds(range);
         self.membership.range(first).iter().chain(self.membership.range(second))
     }
 
     /// The tracked nodes from `start` (included) the whole way round the
     /// ring, in ring order.
-    pub(crate) fn ring_from(&self, start: Fingerprint) -> impl Iterator<Item = &Row> {
+    pub(crate) fn ring_from(&self, start: Fingerprint) -> impl Iterator<Item = Row<'_>> {
         self.membership
             .range((Bound::Included(start), Bound::Unbounded))
             .iter()

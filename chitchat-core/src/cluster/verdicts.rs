@@ -142,7 +142,7 @@ impl ClusterState {
         let wanted = self.config.observers;
         let after = self.membership.range((Excluded(from), Unbounded));
         let before = self.membership.range((Unbounded, Excluded(from)));
-        let pick = |row: &Row| Self::is_watchable(row.summary()).then_some(row.fingerprint());
+        let pick = |row: Row<'_>| Self::is_watchable(&row.summary()).then_some(row.fingerprint());
         if backwards {
             before.iter().rev().chain(after.iter().rev()).filter_map(pick).take(wanted).collect()
         } else {

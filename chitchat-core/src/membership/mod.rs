@@ -24,7 +24,8 @@ use crate::wire::DigestEntry;
 
 pub(crate) use removed::RemovedNodes;
 use table::NodeTable;
-pub(crate) use table::{EntryMut, Row, RowsMut, Summary};
+use table::SlotId;
+pub(crate) use table::{EntryMut, Row, Rows, RowsMut, Summary};
 
 /// What this node thinks of a node's liveness.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -111,13 +112,13 @@ pub(crate) struct Membership {
     self_fingerprint: Fingerprint,
     /// Every tracked node, in ring order.
     table: NodeTable,
-    /// Name → fingerprint of its tracked incarnation. The index holds only
-    /// fingerprints (8 bytes a node): a name is hashed and compared through
-    /// the node's entry, never copied.
-    by_name: HashTable<Fingerprint>,
-    /// Gossip address → fingerprint of the tracked node there (the one
-    /// tracked last, if several share it), the same way.
-    by_addr: HashTable<Fingerprint>,
+    /// Name → slot of its tracked incarnation. The index holds only slots
+    /// (4 bytes a node): a name is hashed and compared through the node's
+    /// entry, never copied.
+    by_name: HashTable<SlotId>,
+    /// Gossip address → slot of the tracked node there (the one tracked
+    /// last, if several share it), the same way.
+    by_addr: HashTable<SlotId>,
     /// Keys both indexes' hashes (randomly, as a `HashMap` would: names and
     /// addresses come from the network).
     hasher: RandomState,
@@ -180,17 +181,17 @@ impl Membership {
     }
 
     /// Every tracked node's row, in ring order.
-    pub(crate) fn rows(&self) -> &[Row] {
+    pub(crate) fn rows(&self) -> Rows<'_> {
         self.table.rows()
     }
 
     /// Every tracked node's entry, in ring order.
     pub(crate) fn entries(&self) -> impl Iterator<Item = &NodeEntry> {
-        self.table.rows().iter().map(Row::entry)
+        self.table.iter().map(|(_, entry)| entry)
     }
 
     /// The tracked nodes within `bounds`, in ring order.
-    pub(crate) fn range(&self, bounds: (Bound<Fingerprint>, Bound<Fingerprint>)) -> &[Row] {
+    pub(crate) fn range(&self, bounds: (Bound<Fingerprint>, Bound<Fingerprint>)) -> Rows<'_> {
         self.table.range(bounds)
     }
 
@@ -208,10 +209,10 @@ impl Membership {
     /// The tracked incarnation named `name`.
     pub(crate) fn by_name(&self, name: &str) -> Option<Fingerprint> {
         let table = &self.table;
-        let named = |fingerprint: &Fingerprint| {
-            table.get(fingerprint).is_some_and(|entry| entry.state.id().name == name)
-        };
-        self.by_name.find(self.hasher.hash_one(name), named).copied()
+        let named =
+            |slot: &SlotId| table.at_slot(*slot).is_some_and(|(_, entry)| entry.state.id().name == name);
+        let slot = self.by_name.find(self.hasher.hash_one(name), named)?;
+        table.at_slot(*slot).map(|(fingerprint, _)| fingerprint)
     }
 
     /// The tracked node whose gossip address is `addr`.
@@ -230,10 +231,11 @@ impl Membership {
 
     fn look_up_addr(&self, addr: &SocketAddr) -> Option<Fingerprint> {
         let table = &self.table;
-        let at = |fingerprint: &Fingerprint| {
-            table.get(fingerprint).is_some_and(|entry| entry.state.id().gossip_addr == *addr)
+        let at = |slot: &SlotId| {
+            table.at_slot(*slot).is_some_and(|(_, entry)| entry.state.id().gossip_addr == *addr)
         };
-        self.by_addr.find(self.hasher.hash_one(addr), at).copied()
+        let slot = self.by_addr.find(self.hasher.hash_one(addr), at)?;
+        table.at_slot(*slot).map(|(fingerprint, _)| fingerprint)
     }
 
     /// Starts tracking a node, live as of `now`; the caller checked that its
@@ -246,20 +248,20 @@ impl Membership {
         let (name_hash, addr_hash) =
             (self.hasher.hash_one(&node_id.name), self.hasher.hash_one(node_id.gossip_addr));
         let (name, addr) = (node_id.name.clone(), node_id.gossip_addr);
-        self.table.insert(fingerprint, NodeEntry::new(state, now));
+        let slot = self.table.insert(fingerprint, NodeEntry::new(state, now));
         let (table, hasher) = (&self.table, &self.hasher);
-        let id_of = |fingerprint: &Fingerprint| table.get(fingerprint).map(|entry| entry.state.id());
+        let id_of = |slot: &SlotId| table.at_slot(*slot).map(|(_, entry)| entry.state.id());
         index(
             &mut self.by_name,
             name_hash,
-            fingerprint,
+            slot,
             |other| id_of(other).is_some_and(|id| id.name == name),
             |f| id_of(f).map_or(0, |id| hasher.hash_one(&id.name)),
         );
         index(
             &mut self.by_addr,
             addr_hash,
-            fingerprint,
+            slot,
             |other| id_of(other).is_some_and(|id| id.gossip_addr == addr),
             |f| id_of(f).map_or(0, |id| hasher.hash_one(id.gossip_addr)),
         );
@@ -277,10 +279,10 @@ impl Membership {
         if fingerprint == self.self_fingerprint {
             return None;
         }
-        let entry = self.table.remove(&fingerprint)?;
+        let (slot, entry) = self.table.remove(&fingerprint)?;
         self.sender = None;
         let node_id = entry.state.id();
-        let is_it = |other: &Fingerprint| *other == fingerprint;
+        let is_it = |other: &SlotId| *other == slot;
         if let Ok(found) = self.by_name.find_entry(self.hasher.hash_one(&node_id.name), is_it) {
             found.remove();
         }
@@ -303,19 +305,19 @@ impl Membership {
 }
 
 /// Points `index`'s entry for a key (the entry `same` matches, if any) at
-/// `fingerprint`, or adds one under `hash`; `rehash` gives a stored
-/// fingerprint's hash when the index grows.
+/// `slot`, or adds one under `hash`; `rehash` gives a stored slot's hash
+/// when the index grows.
 fn index(
-    index: &mut HashTable<Fingerprint>,
+    index: &mut HashTable<SlotId>,
     hash: u64,
-    fingerprint: Fingerprint,
-    same: impl Fn(&Fingerprint) -> bool,
-    rehash: impl Fn(&Fingerprint) -> u64,
+    slot: SlotId,
+    same: impl Fn(&SlotId) -> bool,
+    rehash: impl Fn(&SlotId) -> u64,
 ) {
-    match index.find_mut(hash, |other| *other != fingerprint && same(other)) {
-        Some(slot) => *slot = fingerprint,
+    match index.find_mut(hash, |other| *other != slot && same(other)) {
+        Some(held) => *held = slot,
         None => {
-            index.insert_unique(hash, fingerprint, rehash);
+            index.insert_unique(hash, slot, rehash);
         }
     }
 }

@@ -1,4 +1,5 @@
-//! The table of tracked nodes: a vector of rows sorted by fingerprint.
+//! The table of tracked nodes: rows sorted by fingerprint, and the entries
+//! they point at.
 //!
 //! Handshakes walk ranges of the ring (to hash them, list them, or sweep them
 //! for maintenance) while nodes join and leave rarely: a sorted vector walks
@@ -9,6 +10,12 @@
 //! each node's entry, a cache miss apiece in a large cluster. The summary is
 //! refreshed whenever an entry is lent out mutably ([`EntryMut`],
 //! [`RowsMut`]), so it never disagrees with the entry once the loan ends.
+//!
+//! The entries themselves stay put in [`Slots`], chunks of [`CHUNK`] entries
+//! with no allocation of their own; a row names its entry's [`SlotId`], 4
+//! bytes, so that a row is 24 bytes, and a join shifts rows, not entries. A
+//! slot does not change while its node is tracked: the indexes by name and
+//! by address (in [`super::Membership`]) hold slots too.
 
 use std::ops::{Bound, Deref, DerefMut};
 
@@ -16,13 +23,18 @@ use crate::identity::Fingerprint;
 use crate::membership::{NodeEntry, NodeStatus};
 use crate::wire::RangeHash;
 
+/// Entries a chunk of [`Slots`] holds: a chunk is allocated whole, once the
+/// one before is full (the first grows by doubling up to it, for small
+/// clusters).
+const CHUNK: usize = 128;
+
 /// What walks of the ring read of a tracked node, kept in its row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Summary {
     /// [`RangeHash::of_entry`] of the node's digest entry.
     pub hash: RangeHash,
     /// The entry's `status` (when it last changed is read from the entry,
-    /// for the few nodes not `Live`: 16 bytes a row, not 24).
+    /// for the few nodes not `Live`).
     pub status: NodeStatus,
     /// The entry's `vouched`.
     pub vouched: bool,
@@ -41,76 +53,232 @@ impl Summary {
     }
 }
 
-/// One tracked node: its fingerprint, the summary of its entry, and the
-/// entry (boxed, so that a join or removal shifts 32-byte rows, not whole
-/// entries).
+/// Where a tracked node's entry is in [`Slots`], for as long as it is
+/// tracked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SlotId(u32);
+
+/// A tracked node's entry, with its fingerprint (for the indexes, which find
+/// a slot by name or address and answer with the fingerprint).
 #[derive(Debug)]
-pub(crate) struct Row {
+struct Slot {
     fingerprint: Fingerprint,
-    summary: Summary,
-    entry: Box<NodeEntry>,
+    entry: NodeEntry,
 }
 
-impl Row {
+/// The tracked nodes' entries, in slots that do not move. At most as many
+/// slots as the table held nodes at its fullest (so at most `max_nodes`,
+/// which [`crate::Config::validate`] keeps within 32 bits); a slot freed by a
+/// removal is reused by the next join.
+#[derive(Debug, Default)]
+struct Slots {
+    /// Every chunk but the last holds [`CHUNK`] slots; `None` is a free one.
+    chunks: Vec<Vec<Option<Slot>>>,
+    /// The free slots.
+    free: Vec<SlotId>,
+}
+
+impl Slots {
+    fn place(slot: SlotId) -> (usize, usize) {
+        let index = slot.0 as usize;
+        (index / CHUNK, index % CHUNK)
+    }
+
+    fn get(&self, slot: SlotId) -> Option<&Slot> {
+        let (chunk, offset) = Self::place(slot);
+        self.chunks.get(chunk)?.get(offset)?.as_ref()
+    }
+
+    fn get_mut(&mut self, slot: SlotId) -> Option<&mut Slot> {
+        let (chunk, offset) = Self::place(slot);
+        self.chunks.get_mut(chunk)?.get_mut(offset)?.as_mut()
+    }
+
+    /// The entry a row names (always there: a row and its slot come and go
+    /// together).
+    fn entry(&self, slot: SlotId) -> &NodeEntry {
+        &self.get(slot).expect("a row's slot holds its entry").entry
+    }
+
+    fn entry_mut(&mut self, slot: SlotId) -> &mut NodeEntry {
+        &mut self.get_mut(slot).expect("a row's slot holds its entry").entry
+    }
+
+    fn insert(&mut self, slot: Slot) -> SlotId {
+        if let Some(free) = self.free.pop() {
+            let (chunk, offset) = Self::place(free);
+            self.chunks[chunk][offset] = Some(slot);
+            return free;
+        }
+        if self.chunks.last().is_none_or(|chunk| chunk.len() == CHUNK) {
+            self.chunks.push(Vec::new());
+        }
+        let full = (self.chunks.len() - 1) * CHUNK;
+        let chunk = self.chunks.last_mut().expect("a chunk with room");
+        chunk.push(Some(slot));
+        // `max_nodes` is at most `u32::MAX` (`Config::validate`).
+        SlotId(u32::try_from(full + chunk.len() - 1).unwrap_or(u32::MAX))
+    }
+
+    fn remove(&mut self, slot: SlotId) -> Option<Slot> {
+        let (chunk, offset) = Self::place(slot);
+        let taken = self.chunks.get_mut(chunk)?.get_mut(offset)?.take()?;
+        self.free.push(slot);
+        Some(taken)
+    }
+}
+
+/// One tracked node as the table stores it: its fingerprint, the summary of
+/// its entry (flattened: 24 bytes a row, not 32), and its entry's slot.
+#[derive(Debug)]
+struct StoredRow {
+    fingerprint: Fingerprint,
+    hash: RangeHash,
+    slot: SlotId,
+    status: NodeStatus,
+    vouched: bool,
+    gc_pending: bool,
+}
+
+impl StoredRow {
+    fn new(fingerprint: Fingerprint, slot: SlotId, entry: &NodeEntry) -> Self {
+        let mut row = StoredRow {
+            fingerprint,
+            hash: RangeHash::default(),
+            slot,
+            status: NodeStatus::Live,
+            vouched: false,
+            gc_pending: false,
+        };
+        row.refresh(entry);
+        row
+    }
+
+    fn summary(&self) -> Summary {
+        Summary { hash: self.hash, status: self.status, vouched: self.vouched, gc_pending: self.gc_pending }
+    }
+
+    fn refresh(&mut self, entry: &NodeEntry) {
+        let Summary { hash, status, vouched, gc_pending } = Summary::of(self.fingerprint, entry);
+        (self.hash, self.status, self.vouched, self.gc_pending) = (hash, status, vouched, gc_pending);
+    }
+}
+
+/// One tracked node, as walks of the ring see it: its fingerprint and
+/// summary from its row, its entry on demand.
+#[derive(Clone, Copy)]
+pub(crate) struct Row<'a> {
+    row: &'a StoredRow,
+    slots: &'a Slots,
+}
+
+impl<'a> Row<'a> {
     pub(crate) fn fingerprint(&self) -> Fingerprint {
-        self.fingerprint
+        self.row.fingerprint
     }
 
-    pub(crate) fn summary(&self) -> &Summary {
-        &self.summary
+    pub(crate) fn summary(&self) -> Summary {
+        self.row.summary()
     }
 
-    pub(crate) fn entry(&self) -> &NodeEntry {
-        &self.entry
-    }
-
-    fn refresh(&mut self) {
-        self.summary = Summary::of(self.fingerprint, &self.entry);
+    pub(crate) fn entry(&self) -> &'a NodeEntry {
+        self.slots.entry(self.row.slot)
     }
 }
+
+/// Consecutive rows, in ring order.
+#[derive(Clone, Copy)]
+pub(crate) struct Rows<'a> {
+    rows: &'a [StoredRow],
+    slots: &'a Slots,
+}
+
+impl<'a> Rows<'a> {
+    pub(crate) fn iter(&self) -> RowIter<'a> {
+        RowIter { rows: self.rows.iter(), slots: self.slots }
+    }
+}
+
+impl<'a> IntoIterator for Rows<'a> {
+    type Item = Row<'a>;
+    type IntoIter = RowIter<'a>;
+
+    fn into_iter(self) -> RowIter<'a> {
+        self.iter()
+    }
+}
+
+/// The iterator of [`Rows`].
+#[derive(Clone)]
+pub(crate) struct RowIter<'a> {
+    rows: std::slice::Iter<'a, StoredRow>,
+    slots: &'a Slots,
+}
+
+impl<'a> Iterator for RowIter<'a> {
+    type Item = Row<'a>;
+
+    fn next(&mut self) -> Option<Row<'a>> {
+        let slots = self.slots;
+        self.rows.next().map(|row| Row { row, slots })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.rows.size_hint()
+    }
+}
+
+impl DoubleEndedIterator for RowIter<'_> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        let slots = self.slots;
+        self.rows.next_back().map(|row| Row { row, slots })
+    }
+}
+
+impl ExactSizeIterator for RowIter<'_> {}
 
 /// A tracked node's entry, lent out mutably: its row's summary is refreshed
 /// when the loan ends.
 pub(crate) struct EntryMut<'a> {
-    row: &'a mut Row,
+    row: &'a mut StoredRow,
+    entry: &'a mut NodeEntry,
 }
 
 impl Deref for EntryMut<'_> {
     type Target = NodeEntry;
 
     fn deref(&self) -> &NodeEntry {
-        &self.row.entry
+        self.entry
     }
 }
 
 impl DerefMut for EntryMut<'_> {
     fn deref_mut(&mut self) -> &mut NodeEntry {
-        &mut self.row.entry
+        self.entry
     }
 }
 
 impl Drop for EntryMut<'_> {
     fn drop(&mut self) {
-        self.row.refresh();
+        self.row.refresh(self.entry);
     }
 }
 
-/// Consecutive rows lent out mutably: their summaries are refreshed when the
-/// loan ends.
+/// Consecutive rows lent out mutably: each row's summary is refreshed once
+/// its entry has been visited.
 pub(crate) struct RowsMut<'a> {
-    rows: &'a mut [Row],
+    rows: &'a mut [StoredRow],
+    slots: &'a mut Slots,
 }
 
 impl RowsMut<'_> {
-    /// The rows' fingerprints and entries, in ring order.
-    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (Fingerprint, &mut NodeEntry)> {
-        self.rows.iter_mut().map(|row| (row.fingerprint, &mut *row.entry))
-    }
-}
-
-impl Drop for RowsMut<'_> {
-    fn drop(&mut self) {
-        self.rows.iter_mut().for_each(Row::refresh);
+    /// Visits the rows' fingerprints and entries, in ring order.
+    pub(crate) fn for_each(self, mut visit: impl FnMut(Fingerprint, &mut NodeEntry)) {
+        for row in self.rows.iter_mut() {
+            let entry = self.slots.entry_mut(row.slot);
+            visit(row.fingerprint, entry);
+            row.refresh(entry);
+        }
     }
 }
 
@@ -118,7 +286,8 @@ impl Drop for RowsMut<'_> {
 /// [`crate::Config::max_nodes`] (enforced by the caller).
 #[derive(Debug, Default)]
 pub(super) struct NodeTable {
-    rows: Vec<Row>,
+    rows: Vec<StoredRow>,
+    slots: Slots,
 }
 
 impl NodeTable {
@@ -171,36 +340,47 @@ impl NodeTable {
     }
 
     pub(super) fn get(&self, fingerprint: &Fingerprint) -> Option<&NodeEntry> {
-        self.position(fingerprint).ok().map(|index| &*self.rows[index].entry)
+        self.position(fingerprint).ok().map(|index| self.slots.entry(self.rows[index].slot))
     }
 
     pub(super) fn get_mut(&mut self, fingerprint: &Fingerprint) -> Option<EntryMut<'_>> {
         let index = self.position(fingerprint).ok()?;
-        Some(EntryMut { row: &mut self.rows[index] })
+        let row = &mut self.rows[index];
+        Some(EntryMut { entry: self.slots.entry_mut(row.slot), row })
     }
 
     pub(super) fn contains_key(&self, fingerprint: &Fingerprint) -> bool {
         self.position(fingerprint).is_ok()
     }
 
-    /// Inserts or replaces.
-    pub(super) fn insert(&mut self, fingerprint: Fingerprint, entry: NodeEntry) -> EntryMut<'_> {
-        let index = match self.position(&fingerprint) {
-            Ok(index) => {
-                *self.rows[index].entry = entry;
-                index
-            }
-            Err(index) => {
-                let summary = Summary::of(fingerprint, &entry);
-                self.rows.insert(index, Row { fingerprint, summary, entry: Box::new(entry) });
-                index
-            }
-        };
-        EntryMut { row: &mut self.rows[index] }
+    /// The node in `slot`, if it still holds one.
+    pub(super) fn at_slot(&self, slot: SlotId) -> Option<(Fingerprint, &NodeEntry)> {
+        self.slots.get(slot).map(|slot| (slot.fingerprint, &slot.entry))
     }
 
-    pub(super) fn remove(&mut self, fingerprint: &Fingerprint) -> Option<NodeEntry> {
-        self.position(fingerprint).ok().map(|index| *self.rows.remove(index).entry)
+    /// Inserts or replaces; the node's slot.
+    pub(super) fn insert(&mut self, fingerprint: Fingerprint, entry: NodeEntry) -> SlotId {
+        match self.position(&fingerprint) {
+            Ok(index) => {
+                let row = &mut self.rows[index];
+                row.refresh(&entry);
+                *self.slots.entry_mut(row.slot) = entry;
+                row.slot
+            }
+            Err(index) => {
+                let row = StoredRow::new(fingerprint, SlotId(0), &entry);
+                let slot = self.slots.insert(Slot { fingerprint, entry });
+                self.rows.insert(index, StoredRow { slot, ..row });
+                slot
+            }
+        }
+    }
+
+    /// Removes a node: the slot it had, and its entry.
+    pub(super) fn remove(&mut self, fingerprint: &Fingerprint) -> Option<(SlotId, NodeEntry)> {
+        let index = self.position(fingerprint).ok()?;
+        let slot = self.rows.remove(index).slot;
+        self.slots.remove(slot).map(|removed| (slot, removed.entry))
     }
 
     pub(super) fn len(&self) -> usize {
@@ -208,11 +388,11 @@ impl NodeTable {
     }
 
     pub(super) fn iter(&self) -> impl Iterator<Item = (&Fingerprint, &NodeEntry)> {
-        self.rows.iter().map(|row| (&row.fingerprint, &*row.entry))
+        self.rows.iter().map(|row| (&row.fingerprint, self.slots.entry(row.slot)))
     }
 
-    pub(super) fn rows(&self) -> &[Row] {
-        &self.rows
+    pub(super) fn rows(&self) -> Rows<'_> {
+        Rows { rows: &self.rows, slots: &self.slots }
     }
 
     fn slice_bounds(&self, (start, end): (Bound<Fingerprint>, Bound<Fingerprint>)) -> (usize, usize) {
@@ -233,24 +413,30 @@ impl NodeTable {
     }
 
     /// The rows within `bounds`, in order.
-    pub(super) fn range(&self, bounds: (Bound<Fingerprint>, Bound<Fingerprint>)) -> &[Row] {
+    pub(super) fn range(&self, bounds: (Bound<Fingerprint>, Bound<Fingerprint>)) -> Rows<'_> {
         let (from, to) = self.slice_bounds(bounds);
-        &self.rows[from..to]
+        Rows { rows: &self.rows[from..to], slots: &self.slots }
     }
 
     /// The rows within `bounds`, in order, mutably.
     pub(super) fn range_mut(&mut self, bounds: (Bound<Fingerprint>, Bound<Fingerprint>)) -> RowsMut<'_> {
         let (from, to) = self.slice_bounds(bounds);
-        RowsMut { rows: &mut self.rows[from..to] }
+        RowsMut { rows: &mut self.rows[from..to], slots: &mut self.slots }
     }
 
     /// Checks that every row's summary says what its entry holds.
     #[cfg_attr(not(feature = "sim"), allow(dead_code))]
     pub(super) fn check_summaries(&self) -> Result<(), String> {
-        match self.rows.iter().find(|row| row.summary != Summary::of(row.fingerprint, &row.entry)) {
-            Some(row) => Err(format!("the summary of {} is stale", row.entry.state.id())),
-            None => Ok(()),
+        for row in &self.rows {
+            let entry = self.slots.entry(row.slot);
+            if row.summary() != Summary::of(row.fingerprint, entry) {
+                return Err(format!("the summary of {} is stale", entry.state.id()));
+            }
+            if self.slots.get(row.slot).map(|slot| slot.fingerprint) != Some(row.fingerprint) {
+                return Err(format!("the slot of {} names another node", entry.state.id()));
+            }
         }
+        Ok(())
     }
 }
 
@@ -297,17 +483,61 @@ mod tests {
                 let (_, entry) = entry(i as u16 + 1);
                 let raw = next();
                 let fingerprint = Fingerprint(if bunched { u64::MAX - (raw >> 40) } else { raw });
-                drop(table.insert(fingerprint, entry));
+                table.insert(fingerprint, entry);
             }
-            let mut keys: Vec<Fingerprint> = table.rows().iter().map(Row::fingerprint).collect();
+            let mut keys: Vec<Fingerprint> = table.rows().iter().map(|row| row.fingerprint()).collect();
             keys.extend((0..500).map(|_| Fingerprint(next())));
             keys.extend([Fingerprint(0), Fingerprint(u64::MAX), Fingerprint(u64::MAX - 1)]);
-            keys.extend(table.rows().iter().map(|row| Fingerprint(row.fingerprint().0.wrapping_add(1))));
+            keys.extend(
+                table
+                    .rows()
+                    .iter()
+                    .map(|row| Fingerprint(row.fingerprint().0.wrapping_add(1)))
+                    .collect::<Vec<_>>(),
+            );
             for key in keys {
                 let expected = table.rows.binary_search_by_key(&key, |row| row.fingerprint);
                 assert_eq!(table.position(&key), expected, "{count} rows, bunched {bunched}, key {key:?}");
             }
         }
+    }
+
+    /// A row is 24 bytes: a join shifts that much a node after it.
+    #[test]
+    fn a_row_is_24_bytes() {
+        assert_eq!(std::mem::size_of::<StoredRow>(), 24);
+    }
+
+    /// Nodes joining and leaving in any order: every row names the slot of
+    /// its own entry, a freed slot is taken by the next join rather than a
+    /// new one, and no more slots exist than nodes were ever tracked at once.
+    #[test]
+    fn slots_are_reused_and_follow_their_rows() {
+        let mut table = NodeTable::default();
+        let mut held: Vec<Fingerprint> = Vec::new();
+        let (mut peak, mut seed) = (0, 7_u64);
+        for step in 0..3_000_u32 {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            if held.is_empty() || seed >> 62 != 0 && held.len() < 700 {
+                let (fingerprint, entry) = entry((step % 60_000) as u16 + 1);
+                let fingerprint = Fingerprint(fingerprint.0 ^ u64::from(step));
+                let slot = table.insert(fingerprint, entry);
+                assert_eq!(table.at_slot(slot).map(|(at, _)| at), Some(fingerprint));
+                held.push(fingerprint);
+            } else {
+                let gone = held.swap_remove((seed >> 20) as usize % held.len());
+                let (slot, _) = table.remove(&gone).expect("tracked");
+                assert!(table.at_slot(slot).is_none());
+                assert!(!table.contains_key(&gone));
+            }
+            peak = peak.max(held.len());
+            let slots: usize = table.slots.chunks.iter().map(Vec::len).sum();
+            assert_eq!(slots, peak, "a slot is added only when none is free");
+            assert_eq!(slots - table.slots.free.len(), table.len());
+        }
+        table.check_summaries().expect("every row names its own slot");
+        assert!(held.iter().all(|fingerprint| table.contains_key(fingerprint)));
+        assert!(table.slots.chunks.iter().all(|chunk| chunk.capacity() <= CHUNK));
     }
 
     /// Whatever a loan changes in an entry, its row's summary says so once
@@ -318,24 +548,27 @@ mod tests {
         let entries: Vec<(Fingerprint, NodeEntry)> = (1..6).map(entry).collect();
         let fingerprints: Vec<Fingerprint> = entries.iter().map(|(fingerprint, _)| *fingerprint).collect();
         for (fingerprint, entry) in entries {
-            drop(table.insert(fingerprint, entry));
+            table.insert(fingerprint, entry);
         }
-        let before = *table.range((Bound::Unbounded, Bound::Unbounded))[0].summary();
+        fn first(table: &NodeTable) -> Row<'_> {
+            table.range((Bound::Unbounded, Bound::Unbounded)).iter().next().expect("a row")
+        }
+        let before = first(&table).summary();
+        let first_fingerprint = first(&table).fingerprint();
         {
-            let mut entry = table.get_mut(&table.rows()[0].fingerprint()).expect("tracked");
+            let mut entry = table.get_mut(&first_fingerprint).expect("tracked");
             entry.state.set_heartbeat(7);
             entry.vouched = true;
             entry.status = NodeStatus::Dead;
         }
-        let after = *table.rows()[0].summary();
+        let after = first(&table).summary();
         assert_ne!(before.hash, after.hash);
         assert!(after.vouched && after.status == NodeStatus::Dead);
-        {
-            let mut rows = table.range_mut((Bound::Unbounded, Bound::Unbounded));
-            for (_, entry) in rows.iter_mut() {
-                entry.status_since = Timestamp::ZERO + std::time::Duration::from_secs(3);
-            }
-        }
+        table.range_mut((Bound::Unbounded, Bound::Unbounded)).for_each(|_, entry| {
+            entry.status_since = Timestamp::ZERO + std::time::Duration::from_secs(3);
+            entry.vouched = false;
+        });
+        assert!(table.rows().iter().all(|row| !row.summary().vouched));
         assert!(table.rows().iter().all(|row| row.entry().status_since.as_nanos() == 3_000_000_000));
         table.check_summaries().expect("every summary is fresh");
         assert!(fingerprints.iter().all(|fingerprint| table.contains_key(fingerprint)));
