@@ -79,7 +79,7 @@ fn drain(node: &mut Chitchat) -> Vec<Vec<u8>> {
 
 /// One handshake opened by `a` with `b`; returns the bytes exchanged.
 fn handshake(a: &mut Chitchat, b: &mut Chitchat) -> usize {
-    let (a_addr, b_addr) = (a.self_id().gossip_addr, b.self_id().gossip_addr);
+    let (a_addr, b_addr) = (a.self_id().gossip_addr(), b.self_id().gossip_addr());
     a.gossip_with(T0, b_addr);
     let mut bytes = 0;
     for syn in drain(a) {

@@ -107,7 +107,7 @@ fn reset_cost() {
         let mut held = full(writer.clone(), 1, &[]);
         held.max_version = 13_000;
         held.key_values = records(10_001..=13_000, "b");
-        node.handle_datagram(T0, writer.gossip_addr, &ack(CLUSTER, vec![held])).expect("accepted");
+        node.handle_datagram(T0, writer.gossip_addr(), &ack(CLUSTER, vec![held])).expect("accepted");
         let reset = NodeDelta {
             node: NodeRef::Known(writer.fingerprint()),
             heartbeat: 3,
@@ -161,7 +161,7 @@ fn time_datagram(bytes: &[u8], solicited: bool) -> Duration {
             let bytes = if solicited {
                 // The SynAck answers a Syn of the node, echoing its token: its
                 // Ack is a full datagram.
-                node.gossip_with(T0, peer.gossip_addr);
+                node.gossip_with(T0, peer.gossip_addr());
                 let syn = node.poll_transmit().expect("a Syn");
                 drain(&mut node);
                 let mut packet = chitchat_core::wire::decode(bytes).expect("it decodes");
@@ -171,7 +171,7 @@ fn time_datagram(bytes: &[u8], solicited: bool) -> Duration {
                 bytes.to_vec()
             };
             let start = Instant::now();
-            let _ = node.handle_datagram(T0, peer.gossip_addr, &bytes);
+            let _ = node.handle_datagram(T0, peer.gossip_addr(), &bytes);
             drain(&mut node);
             start.elapsed()
         })
@@ -210,7 +210,7 @@ fn worst_per_message_type() {
     // and a full Ack to build in answer.
     let sections: Vec<NodeDelta> = node
         .node_states()
-        .filter(|state| state.id().name.starts_with("node-"))
+        .filter(|state| state.id().name().starts_with("node-"))
         .take(48)
         .map(|state| {
             let records: Vec<(String, String, u64)> =
@@ -266,7 +266,7 @@ fn flood_traffic() {
                             1,
                             SocketAddr::from(([10, a, b, c], 7000)),
                         );
-                        let from = id.gossip_addr;
+                        let from = id.gossip_addr();
                         let bytes = ack(CLUSTER, vec![full(id, 1, &[])]);
                         sim.note_injected(&chitchat_core::wire::decode(&bytes).expect("decodes"));
                         sim.with_node(nodes[1], |node, now| {
@@ -354,7 +354,7 @@ fn memory_under_flood() {
         // not even be relayed).
         let bytes = ack(CLUSTER, vec![full(id, 1, &records)]);
         sent += bytes.len();
-        let _ = node.handle_datagram(T0, relay.gossip_addr, &bytes);
+        let _ = node.handle_datagram(T0, relay.gossip_addr(), &bytes);
         drain(&mut node);
     }
     let metrics = node.metrics();

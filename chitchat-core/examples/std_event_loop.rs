@@ -365,7 +365,7 @@ impl Node {
 
     /// The names of the nodes this node sees live, sorted.
     fn live_names(&self) -> Vec<&str> {
-        let mut names: Vec<&str> = self.chitchat.live_nodes().map(|id| id.name.as_str()).collect();
+        let mut names: Vec<&str> = self.chitchat.live_nodes().map(|id| id.name()).collect();
         names.sort_unstable();
         names
     }
@@ -373,7 +373,7 @@ impl Node {
     /// Prints one line, prefixed with the time and the node's name.
     fn say(&self, line: &str) {
         let elapsed = self.start.elapsed().as_secs_f64();
-        println!("[{elapsed:7.3}s {}] {line}", self.chitchat.self_id().name);
+        println!("[{elapsed:7.3}s {}] {line}", self.chitchat.self_id().name());
     }
 }
 
@@ -453,10 +453,10 @@ fn describe(event: &Event) -> String {
         Event::ReadyChanged { node, ready: true } => format!("ready       {node}"),
         Event::ReadyChanged { node, ready: false } => format!("not ready   {node}"),
         Event::KeySet { node, key, value, version } => {
-            format!("key set     {}: {key} = {value:?} (version {version})", node.name)
+            format!("key set     {}: {key} = {value:?} (version {version})", node.name())
         }
-        Event::KeyDeleted { node, key } => format!("key deleted {}: {key}", node.name),
-        Event::KeyExpired { node, key } => format!("key expired {}: {key}", node.name),
+        Event::KeyDeleted { node, key } => format!("key deleted {}: {key}", node.name()),
+        Event::KeyExpired { node, key } => format!("key expired {}: {key}", node.name()),
         other => format!("{other:?}"),
     }
 }

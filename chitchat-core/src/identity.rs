@@ -1,35 +1,141 @@
 //! Who a node is: its name, its generation and the address peers gossip to.
 
-use std::borrow::Borrow;
+use std::borrow::Cow;
 use std::fmt;
-use std::net::SocketAddr;
-use std::ops::Deref;
+use std::hash::{Hash, Hasher};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::Xxh3;
 
-/// The identity of one incarnation of a node.
+/// The identity of one incarnation of a node: its name, its generation and
+/// its gossip address.
 ///
-/// Two identities with the same `name` are two incarnations of the same node: the
-/// one with the higher `generation` supersedes the other, whose state is dropped.
+/// Two identities with the same name are two incarnations of the same node: the
+/// one with the higher generation supersedes the other, whose state is dropped.
 /// A node must start with a generation higher than any it used before (the
 /// adapters default to the start time in milliseconds since the Unix epoch).
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+///
+/// An identity is 48 bytes and allocates nothing for a name of up to
+/// [`NodeId::INLINE_NAME_LEN`] bytes beside an IPv4 address, or
+/// [`NodeId::INLINE_NAME_LEN_V6`] beside an IPv6 one; a longer name is
+/// shared (an `Arc<str>`), so that a clone (one per event, view or set that
+/// names the node) copies 48 bytes or counts a reference, and never
+/// allocates. Every node tracks every other's identity: at 10,000 nodes,
+/// each byte here is 100 MB over the cluster.
+#[derive(Clone)]
 pub struct NodeId {
-    /// The node's name, unique in the cluster. Any UTF-8, at most
-    /// [`crate::Config::max_node_name_len`] bytes.
-    pub name: NodeName,
-    /// Grows every time the node restarts.
-    pub generation: u64,
-    /// The address peers send gossip to.
-    pub gossip_addr: SocketAddr,
+    generation: u64,
+    repr: Repr,
+}
+
+/// A name with an address, packed. The wire carries neither an IPv6 flow
+/// label nor a scope id; an address with either (set locally) is held
+/// whole, apart.
+#[derive(Clone)]
+enum Repr {
+    /// The first `len` bytes of `name` are the name.
+    V4 {
+        len: u8,
+        ip: [u8; 4],
+        port: [u8; 2],
+        name: [u8; NodeId::INLINE_NAME_LEN],
+    },
+    /// The same beside an IPv6 address.
+    V6 {
+        len: u8,
+        ip: [u8; 16],
+        port: [u8; 2],
+        name: [u8; NodeId::INLINE_NAME_LEN_V6],
+    },
+    V4Shared {
+        ip: [u8; 4],
+        port: [u8; 2],
+        name: Arc<str>,
+    },
+    V6Shared {
+        ip: [u8; 16],
+        port: [u8; 2],
+        name: Arc<str>,
+    },
+    /// An IPv6 address with a flow label or a scope id.
+    Scoped(Arc<(SocketAddrV6, Box<str>)>),
+}
+
+/// `bytes`' first `len` bytes, which [`NodeId::new`] copied from a `&str`.
+fn inline_name(bytes: &[u8], len: u8) -> &str {
+    std::str::from_utf8(bytes.get(..usize::from(len)).unwrap_or_default()).unwrap_or_default()
+}
+
+/// `name` in an inline buffer, if it fits.
+fn inline<const N: usize>(name: &str) -> Option<(u8, [u8; N])> {
+    let mut bytes = [0; N];
+    bytes.get_mut(..name.len())?.copy_from_slice(name.as_bytes());
+    Some((name.len() as u8, bytes))
 }
 
 impl NodeId {
+    /// The longest name held inline beside an IPv4 address.
+    pub const INLINE_NAME_LEN: usize = 32;
+    /// The longest name held inline beside an IPv6 address.
+    pub const INLINE_NAME_LEN_V6: usize = 20;
+
     /// An identity from its three parts.
-    pub fn new(name: impl Into<NodeName>, generation: u64, gossip_addr: SocketAddr) -> Self {
-        NodeId { name: name.into(), generation, gossip_addr }
+    pub fn new(name: impl AsRef<str>, generation: u64, gossip_addr: SocketAddr) -> Self {
+        let name = name.as_ref();
+        let repr = match gossip_addr {
+            SocketAddr::V4(addr) => {
+                let (ip, port) = (addr.ip().octets(), addr.port().to_le_bytes());
+                match inline(name) {
+                    Some((len, name)) => Repr::V4 { len, ip, port, name },
+                    None => Repr::V4Shared { ip, port, name: Arc::from(name) },
+                }
+            }
+            SocketAddr::V6(addr) if addr.flowinfo() == 0 && addr.scope_id() == 0 => {
+                let (ip, port) = (addr.ip().octets(), addr.port().to_le_bytes());
+                match inline(name) {
+                    Some((len, name)) => Repr::V6 { len, ip, port, name },
+                    None => Repr::V6Shared { ip, port, name: Arc::from(name) },
+                }
+            }
+            SocketAddr::V6(addr) => Repr::Scoped(Arc::new((addr, Box::from(name)))),
+        };
+        NodeId { generation, repr }
+    }
+
+    /// The node's name, unique in the cluster. Any UTF-8, at most
+    /// [`crate::Config::max_node_name_len`] bytes.
+    pub fn name(&self) -> &str {
+        match &self.repr {
+            Repr::V4 { len, name, .. } => inline_name(name, *len),
+            Repr::V6 { len, name, .. } => inline_name(name, *len),
+            Repr::V4Shared { name, .. } | Repr::V6Shared { name, .. } => name,
+            Repr::Scoped(scoped) => &scoped.1,
+        }
+    }
+
+    /// Grows every time the node restarts.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The address peers send gossip to.
+    pub fn gossip_addr(&self) -> SocketAddr {
+        match &self.repr {
+            Repr::V4 { ip, port, .. } | Repr::V4Shared { ip, port, .. } => {
+                SocketAddrV4::new(Ipv4Addr::from(*ip), u16::from_le_bytes(*port)).into()
+            }
+            Repr::V6 { ip, port, .. } | Repr::V6Shared { ip, port, .. } => {
+                SocketAddrV6::new(Ipv6Addr::from(*ip), u16::from_le_bytes(*port), 0, 0).into()
+            }
+            Repr::Scoped(scoped) => scoped.0.into(),
+        }
+    }
+
+    /// The same node with another generation: its next incarnation.
+    pub fn with_generation(&self, generation: u64) -> Self {
+        NodeId { generation, repr: self.repr.clone() }
     }
 
     /// The compact name of this identity used in digests (see [`Fingerprint`]).
@@ -45,187 +151,69 @@ impl NodeId {
         let hasher = HashFlavor(Xxh3::new());
         Fingerprint(postcard::serialize_with_flavor(self, hasher).unwrap_or_else(|_| Xxh3::new().digest()))
     }
-}
 
-/// A node's name: UTF-8 text, held inline up to [`NodeName::INLINE_LEN`]
-/// bytes and shared beyond. A [`NodeId`] is cloned into every event, view and
-/// set that names the node: cloning a short name copies 24 bytes, a long one
-/// counts a reference; neither allocates. It reads as a `&str` (`Deref`),
-/// compares with strings, and is encoded as a string.
-#[derive(Clone)]
-pub struct NodeName(Repr);
-
-#[derive(Clone)]
-enum Repr {
-    /// The first `len` bytes are the name.
-    Inline {
-        len: u8,
-        bytes: [u8; NodeName::INLINE_LEN],
-    },
-    Shared(Arc<str>),
-}
-
-impl NodeName {
-    /// The longest name held inline, without an allocation.
-    pub const INLINE_LEN: usize = 22;
-
-    /// The name as a string slice.
-    pub fn as_str(&self) -> &str {
-        match &self.0 {
-            // Always whole UTF-8: copied from a `&str` (`From<&str>`).
-            Repr::Inline { len, bytes } => std::str::from_utf8(&bytes[..*len as usize]).unwrap_or_default(),
-            Repr::Shared(name) => name,
-        }
+    /// What equality, order and hashing compare, in that order.
+    fn parts(&self) -> (&str, u64, SocketAddr) {
+        (self.name(), self.generation, self.gossip_addr())
     }
 }
 
-impl PartialEq for NodeName {
+impl PartialEq for NodeId {
     fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
+        self.generation == other.generation && self.parts() == other.parts()
     }
 }
 
-impl Eq for NodeName {}
+impl Eq for NodeId {}
 
-impl PartialOrd for NodeName {
+impl PartialOrd for NodeId {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
         Some(self.cmp(other))
     }
 }
 
-impl Ord for NodeName {
+/// By name, then generation, then address.
+impl Ord for NodeId {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.as_str().cmp(other.as_str())
+        self.parts().cmp(&other.parts())
     }
 }
 
-impl std::hash::Hash for NodeName {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.as_str().hash(state);
+impl Hash for NodeId {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.parts().hash(state);
     }
 }
 
-impl Deref for NodeName {
-    type Target = str;
-
-    fn deref(&self) -> &str {
-        self.as_str()
-    }
-}
-
-impl AsRef<str> for NodeName {
-    fn as_ref(&self) -> &str {
-        self.as_str()
-    }
-}
-
-impl Borrow<str> for NodeName {
-    fn borrow(&self) -> &str {
-        self.as_str()
-    }
-}
-
-impl From<&str> for NodeName {
-    fn from(name: &str) -> Self {
-        if name.len() <= NodeName::INLINE_LEN {
-            let mut bytes = [0; NodeName::INLINE_LEN];
-            bytes[..name.len()].copy_from_slice(name.as_bytes());
-            NodeName(Repr::Inline { len: name.len() as u8, bytes })
-        } else {
-            NodeName(Repr::Shared(Arc::from(name)))
-        }
-    }
-}
-
-impl From<&String> for NodeName {
-    fn from(name: &String) -> Self {
-        NodeName::from(name.as_str())
-    }
-}
-
-impl From<String> for NodeName {
-    fn from(name: String) -> Self {
-        NodeName::from(name.as_str())
-    }
-}
-
-impl From<NodeName> for String {
-    fn from(name: NodeName) -> Self {
-        name.as_str().to_string()
-    }
-}
-
-impl PartialEq<str> for NodeName {
-    fn eq(&self, other: &str) -> bool {
-        self.as_str() == other
-    }
-}
-
-impl PartialEq<&str> for NodeName {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
-    }
-}
-
-impl PartialEq<String> for NodeName {
-    fn eq(&self, other: &String) -> bool {
-        self.as_str() == other.as_str()
-    }
-}
-
-impl PartialEq<NodeName> for str {
-    fn eq(&self, other: &NodeName) -> bool {
-        self == other.as_str()
-    }
-}
-
-impl PartialEq<NodeName> for &str {
-    fn eq(&self, other: &NodeName) -> bool {
-        *self == other.as_str()
-    }
-}
-
-impl PartialEq<NodeName> for String {
-    fn eq(&self, other: &NodeName) -> bool {
-        self.as_str() == other.as_str()
-    }
-}
-
-impl fmt::Debug for NodeName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self.as_str(), f)
-    }
-}
-
-impl fmt::Display for NodeName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl Serialize for NodeName {
+/// Encoded as a struct of `name` (a string), `generation` and `gossip_addr`.
+impl Serialize for NodeId {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.as_str())
+        Fields {
+            name: Cow::Borrowed(self.name()),
+            generation: self.generation(),
+            gossip_addr: self.gossip_addr(),
+        }
+        .serialize(serializer)
     }
 }
 
-impl<'de> Deserialize<'de> for NodeName {
+impl<'de> Deserialize<'de> for NodeId {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl serde::de::Visitor<'_> for Visitor {
-            type Value = NodeName;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a node name")
-            }
-
-            // Borrowed or not, the text is copied once, into the name.
-            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<NodeName, E> {
-                Ok(NodeName::from(name))
-            }
-        }
-        deserializer.deserialize_str(Visitor)
+        // The name is borrowed from the input where it can be, and copied once,
+        // into the identity.
+        let fields = Fields::deserialize(deserializer)?;
+        Ok(NodeId::new(&fields.name, fields.generation, fields.gossip_addr))
     }
+}
+
+/// An identity's encoding.
+#[derive(Serialize, Deserialize)]
+#[serde(rename = "NodeId")]
+struct Fields<'a> {
+    #[serde(borrow)]
+    name: Cow<'a, str>,
+    generation: u64,
+    gossip_addr: SocketAddr,
 }
 
 /// A postcard output that hashes what it is given (XXH3, 64 bits).
@@ -251,7 +239,7 @@ impl postcard::ser_flavors::Flavor for HashFlavor {
 
 impl fmt::Debug for NodeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}@{}", self.name, self.generation, self.gossip_addr)
+        write!(f, "{}/{}@{}", self.name(), self.generation(), self.gossip_addr())
     }
 }
 
@@ -337,33 +325,64 @@ mod tests {
 
     #[test]
     fn names_are_inline_or_shared_and_read_as_strings() {
-        let node = id("node-7", 1);
-        assert!(matches!(node.name.0, Repr::Inline { .. }), "a short name is held inline");
-        let long = id("indexer-7b1f3c2e-9d4a-4f6e-8a1b", 1);
-        assert!(std::ptr::eq(long.name.as_str(), long.clone().name.as_str()), "a long one is shared");
-        assert_eq!(long.name, "indexer-7b1f3c2e-9d4a-4f6e-8a1b");
-        assert_eq!(std::mem::size_of::<NodeName>(), 24);
-        // Equality, order and hashing are the text's, whatever the holding.
-        let max_inline = "x".repeat(NodeName::INLINE_LEN);
-        let (inline, shared) =
-            (NodeName::from(max_inline.as_str()), NodeName::from(format!("{max_inline}x")));
-        assert!(matches!(inline.0, Repr::Inline { .. }) && matches!(shared.0, Repr::Shared(_)));
-        assert!(inline < shared);
-        assert_ne!(inline, shared);
-        let hasher = std::hash::RandomState::new();
-        assert_eq!(
-            std::hash::BuildHasher::hash_one(&hasher, &shared),
-            std::hash::BuildHasher::hash_one(&hasher, format!("{max_inline}x").as_str()),
-            "hashed as its text (Borrow<str>)"
+        assert_eq!(std::mem::size_of::<NodeId>(), 48);
+        let v4: SocketAddr = "10.1.2.3:7000".parse().unwrap();
+        let v6: SocketAddr = "[2001:db8::1]:7001".parse().unwrap();
+        let scoped = SocketAddr::V6(SocketAddrV6::new("fe80::1".parse().unwrap(), 7002, 5, 3));
+        let at_most = |len| "é".repeat(len / 2) + &"x".repeat(len % 2);
+        let cases = [
+            (at_most(NodeId::INLINE_NAME_LEN), v4, "inline"),
+            (at_most(NodeId::INLINE_NAME_LEN + 1), v4, "shared"),
+            (at_most(NodeId::INLINE_NAME_LEN_V6), v6, "inline"),
+            (at_most(NodeId::INLINE_NAME_LEN_V6 + 1), v6, "shared"),
+            (String::new(), v4, "inline"),
+            ("node-7".to_string(), scoped, "scoped"),
+        ];
+        for (name, addr, holding) in cases {
+            let id = NodeId::new(&name, 9, addr);
+            let held = match id.repr {
+                Repr::V4 { .. } | Repr::V6 { .. } => "inline",
+                Repr::V4Shared { .. } | Repr::V6Shared { .. } => "shared",
+                Repr::Scoped(_) => "scoped",
+            };
+            assert_eq!(held, holding, "{name:?} at {addr}");
+            assert_eq!((id.name(), id.generation(), id.gossip_addr()), (name.as_str(), 9, addr));
+            if holding != "inline" {
+                assert!(std::ptr::eq(id.name(), id.clone().name()), "a clone shares the name");
+            }
+            // Encoded exactly as the three fields it was made of (the wire has
+            // no flow label or scope id: those come back as zero).
+            let encoded = postcard::to_stdvec(&id).unwrap();
+            assert_eq!(encoded, postcard::to_stdvec(&(name.as_str(), 9_u64, addr)).unwrap());
+            let back: NodeId = postcard::from_bytes(&encoded).unwrap();
+            if holding == "scoped" {
+                assert_eq!(
+                    back.gossip_addr(),
+                    SocketAddr::V6(SocketAddrV6::new("fe80::1".parse().unwrap(), 7002, 0, 0))
+                );
+            } else {
+                assert_eq!(back, id);
+            }
+            // A human-readable format writes the address as text, which has no
+            // flow label.
+            let json: NodeId = serde_json::from_str(&serde_json::to_string(&id).unwrap()).unwrap();
+            assert_eq!((json.name(), json.generation()), (id.name(), id.generation()));
+            assert_eq!(json == id, holding != "scoped");
+        }
+        // Equality, order and hashing are those of (name, generation, address),
+        // whatever the holding.
+        let (inline, shared) = (
+            NodeId::new("x".repeat(NodeId::INLINE_NAME_LEN), 1, v4),
+            NodeId::new("x".repeat(NodeId::INLINE_NAME_LEN + 1), 1, v4),
         );
-        assert_eq!(node.name, "node-7");
-        assert_eq!("node-7".to_string(), node.name);
-        assert_eq!(*"node-7", node.name);
-        assert_eq!(node.name.len(), 6);
-        assert_eq!(format!("{}", node.name), "node-7");
-        assert_eq!(format!("{:?}", node.name), "\"node-7\"");
-        // Encoded exactly as the string it holds.
-        assert_eq!(postcard::to_stdvec(&node.name).unwrap(), postcard::to_stdvec("node-7").unwrap());
+        assert!(inline < shared && inline != shared);
+        assert!(NodeId::new("a", 2, v4) < NodeId::new("b", 1, v4));
+        assert!(NodeId::new("a", 1, v6) > NodeId::new("a", 1, v4), "IPv6 after IPv4, as SocketAddr orders");
+        assert_eq!(NodeId::new("a", 1, v4).with_generation(2), NodeId::new("a", 2, v4));
+        let hasher = std::hash::RandomState::new();
+        let hash = |id: &NodeId| std::hash::BuildHasher::hash_one(&hasher, id);
+        assert_eq!(hash(&shared), hash(&NodeId::new("x".repeat(NodeId::INLINE_NAME_LEN + 1), 1, v4)));
+        assert_eq!(format!("{}", NodeId::new("node-7", 3, v4)), "node-7/3@10.1.2.3:7000");
     }
 
     #[test]

@@ -157,7 +157,7 @@ pub use config::{Config, ConfigError};
 pub use crypto::EncryptionMode;
 pub use error::{DatagramError, KeyValueError, Violation};
 pub use events::Event;
-pub use identity::{Fingerprint, NodeId, NodeName};
+pub use identity::{Fingerprint, NodeId};
 pub use keyring::{KEY_LEN, KeyId, Keyring, KeyringError, SecretKey, SecretKeyParseError};
 pub use membership::NodeStatus;
 pub use metrics::{Metrics, RejectedCounts, StreamCounts};

@@ -45,6 +45,6 @@ pub struct NodeSnapshot {
 impl ClusterSnapshot {
     /// The snapshot of one node.
     pub fn node(&self, name: &str) -> Option<&NodeSnapshot> {
-        self.nodes.iter().find(|node| node.id.name == name)
+        self.nodes.iter().find(|node| node.id.name() == name)
     }
 }

@@ -88,8 +88,8 @@ fn a_validated_peer_gets_a_full_answer() {
     let peer = NodeId::new("peer", 1, addr(40_001));
     validate_peer(&mut node, T0, &peer);
     let bytes = syn(CLUSTER, empty_digest());
-    node.handle_datagram(T0, peer.gossip_addr, &bytes).unwrap();
-    let answered = sent_to(&drain(&mut node), peer.gossip_addr);
+    node.handle_datagram(T0, peer.gossip_addr(), &bytes).unwrap();
+    let answered = sent_to(&drain(&mut node), peer.gossip_addr());
     assert!(answered > 60_000, "a full datagram: {answered} bytes");
     assert_eq!(node.metrics().unvalidated_answers, 0);
 }
@@ -113,26 +113,26 @@ fn an_unsolicited_syn_ack_gets_an_ack_no_larger_than_itself() {
 fn a_syn_ack_answering_a_syn_of_the_node_gets_a_full_ack_and_validates_the_address() {
     let mut node = node_knowing(1_000, 20, config());
     let member = NodeId::new("node-0007", 1, addr(10_007));
-    node.gossip_with(T0, member.gossip_addr);
+    node.gossip_with(T0, member.gossip_addr());
     let our_syn = node.poll_transmit().expect("a Syn");
     drain(&mut node);
     let message = Message::SynAck { digest: empty_digest(), delta: Delta::default() };
     // A SynAck that does not echo the Syn's token answers nothing (it was
     // spoofed by someone who never saw the Syn).
     let blind = datagram(CLUSTER, message.clone());
-    node.handle_datagram(T0, member.gossip_addr, &blind).unwrap();
-    assert!(sent_to(&drain(&mut node), member.gossip_addr) <= blind.len());
+    node.handle_datagram(T0, member.gossip_addr(), &blind).unwrap();
+    assert!(sent_to(&drain(&mut node), member.gossip_addr()) <= blind.len());
     assert_eq!(node.metrics().unsolicited_syn_acks, 1);
     let syn_ack = answering(CLUSTER, &our_syn.bytes, message);
-    node.handle_datagram(T0, member.gossip_addr, &syn_ack).unwrap();
-    assert!(sent_to(&drain(&mut node), member.gossip_addr) > 60_000, "a full Ack");
+    node.handle_datagram(T0, member.gossip_addr(), &syn_ack).unwrap();
+    assert!(sent_to(&drain(&mut node), member.gossip_addr()) > 60_000, "a full Ack");
     // A second SynAck does not answer that Syn again.
-    node.handle_datagram(T0, member.gossip_addr, &syn_ack).unwrap();
-    assert!(sent_to(&drain(&mut node), member.gossip_addr) <= syn_ack.len());
+    node.handle_datagram(T0, member.gossip_addr(), &syn_ack).unwrap();
+    assert!(sent_to(&drain(&mut node), member.gossip_addr()) <= syn_ack.len());
     assert_eq!(node.metrics().unsolicited_syn_acks, 2);
     // And its Syns now get full answers.
-    node.handle_datagram(T0, member.gossip_addr, &syn(CLUSTER, empty_digest())).unwrap();
-    assert!(sent_to(&drain(&mut node), member.gossip_addr) > 60_000);
+    node.handle_datagram(T0, member.gossip_addr(), &syn(CLUSTER, empty_digest())).unwrap();
+    assert!(sent_to(&drain(&mut node), member.gossip_addr()) > 60_000);
 }
 
 #[test]
@@ -204,7 +204,7 @@ fn a_newcomer_that_answers_the_short_syn_ack_gets_full_answers_next() {
     let mut node = node_knowing(1_000, 20, config());
     let newcomer = NodeId::new("newcomer", 1, addr(40_010));
     let syn_bytes = syn(CLUSTER, empty_digest());
-    node.handle_datagram(T0, newcomer.gossip_addr, &syn_bytes).unwrap();
+    node.handle_datagram(T0, newcomer.gossip_addr(), &syn_bytes).unwrap();
     while node.poll_event().is_some() {}
     let short = node.poll_transmit().expect("a short SynAck");
     assert!(short.bytes.len() <= 3 * syn_bytes.len());
@@ -213,16 +213,16 @@ fn a_newcomer_that_answers_the_short_syn_ack_gets_full_answers_next() {
         &short.bytes,
         Message::Ack { delta: Delta { nodes: vec![full(newcomer.clone(), 1, &[])], more: false } },
     );
-    node.handle_datagram(T0, newcomer.gossip_addr, &introduction).unwrap();
+    node.handle_datagram(T0, newcomer.gossip_addr(), &introduction).unwrap();
     drain(&mut node);
-    node.handle_datagram(T0, newcomer.gossip_addr, &syn_bytes).unwrap();
-    assert!(sent_to(&drain(&mut node), newcomer.gossip_addr) > 60_000, "a full answer");
+    node.handle_datagram(T0, newcomer.gossip_addr(), &syn_bytes).unwrap();
+    assert!(sent_to(&drain(&mut node), newcomer.gossip_addr()) > 60_000, "a full answer");
     // An Ack from an address this node sent no SynAck validates nothing.
     let stranger = NodeId::new("stranger", 1, addr(40_011));
     let introduction = ack(CLUSTER, vec![full(stranger.clone(), 1, &[])]);
-    node.handle_datagram(T0, stranger.gossip_addr, &introduction).unwrap();
-    node.handle_datagram(T0, stranger.gossip_addr, &syn_bytes).unwrap();
-    assert!(sent_to(&drain(&mut node), stranger.gossip_addr) <= 3 * syn_bytes.len());
+    node.handle_datagram(T0, stranger.gossip_addr(), &introduction).unwrap();
+    node.handle_datagram(T0, stranger.gossip_addr(), &syn_bytes).unwrap();
+    assert!(sent_to(&drain(&mut node), stranger.gossip_addr()) <= 3 * syn_bytes.len());
 }
 
 /// A blind spoofer cannot validate a victim's address: it sends a `Syn` from
@@ -283,7 +283,7 @@ fn a_flood_of_made_up_identities_does_not_multiply_cluster_traffic() {
                     fake += 1;
                     let [_, a, b, c] = fake.to_be_bytes();
                     let id = NodeId::new(format!("fake-{fake}"), 1, SocketAddr::from(([10, a, b, c], 7000)));
-                    let from = id.gossip_addr;
+                    let from = id.gossip_addr();
                     let bytes = ack(&config.cluster_id, vec![full(id, 1, &[])]);
                     sim.note_injected(&chitchat_core::wire::decode(&bytes).unwrap());
                     sim.with_node(nodes[1], |node, now| node.handle_datagram(now, from, &bytes).unwrap());
@@ -300,7 +300,7 @@ fn a_flood_of_made_up_identities_does_not_multiply_cluster_traffic() {
         let newcomer = sim.add_node("newcomer", config.clone());
         sim.set_seeds_all(&[nodes[1]]);
         sim.run_for(Duration::from_secs(3)).unwrap();
-        let joined = sim.node(nodes[1]).live_nodes().any(|id| id.name == "newcomer")
+        let joined = sim.node(nodes[1]).live_nodes().any(|id| id.name() == "newcomer")
             && sim.node(newcomer).live_nodes().count() >= 11;
         (traffic, tracked, joined)
     };

@@ -39,7 +39,7 @@ fn keyed_node(name: &str, port: u16, config: Config, key: Option<SecretKey>) -> 
 
 /// Runs one handshake opened by `a` with `b`; returns every datagram `a` received.
 fn handshake(a: &mut Chitchat, b: &mut Chitchat, now: Timestamp) -> Vec<Vec<u8>> {
-    let (a_addr, b_addr) = (a.self_id().gossip_addr, b.self_id().gossip_addr);
+    let (a_addr, b_addr) = (a.self_id().gossip_addr(), b.self_id().gossip_addr());
     a.gossip_with(now, b_addr);
     let mut received_by_a = Vec::new();
     loop {
@@ -338,7 +338,7 @@ fn encryption_is_refused_when_the_sealed_envelope_would_not_leave_room_for_a_key
 fn datagrams_queued_before_encryption_is_turned_on_leave_sealed() {
     let mut a = keyed_node("a", 7101, config(), None);
     let mut b = keyed_node("b", 7102, config(), Some(key(7)));
-    a.gossip_with(T0, b.self_id().gossip_addr);
+    a.gossip_with(T0, b.self_id().gossip_addr());
     a.handle_timeout(T0);
     let (queued, _, _) = chitchat_core::testing::queue_lengths(&a);
     assert!(queued >= 1, "a has plaintext datagrams queued");
@@ -347,7 +347,7 @@ fn datagrams_queued_before_encryption_is_turned_on_leave_sealed() {
     while let Some(transmit) = a.poll_transmit() {
         sent += 1;
         assert!(wire::decode(&transmit.bytes).is_err(), "a plaintext datagram left after encryption was on");
-        b.handle_datagram(T0, a.self_id().gossip_addr, &transmit.bytes).expect("b opens what a sealed");
+        b.handle_datagram(T0, a.self_id().gossip_addr(), &transmit.bytes).expect("b opens what a sealed");
     }
     assert_eq!(sent, queued);
     assert_eq!(a.metrics().datagrams_sent, queued as u64);

@@ -69,7 +69,7 @@ fn a_flood_of_one_million_datagrams_with_fresh_node_ids_stays_bounded() {
     for i in 0..count {
         let [_, a, b, c] = i.to_be_bytes();
         let id = NodeId::new(format!("flood-{i:07}"), 1, SocketAddr::from(([10, a, b, c], 7000)));
-        let from = id.gossip_addr;
+        let from = id.gossip_addr();
         node.handle_datagram(now, from, &ack(CLUSTER, vec![full(id, 1, &[("k", "v", 1)])])).unwrap();
         if i % 1_000 == 999 {
             now += step;

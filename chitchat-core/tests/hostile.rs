@@ -274,7 +274,7 @@ fn a_flood_of_records_stops_at_the_memory_budget() {
     assert!(sent > 20 * budget, "the flood carried {sent} bytes");
     let metrics = node.metrics();
     let held: u64 =
-        node.tracked_states().filter(|s| s.id().name != "self").map(|s| s.num_records() as u64).sum();
+        node.tracked_states().filter(|s| s.id().name() != "self").map(|s| s.num_records() as u64).sum();
     assert_eq!(held + metrics.records_over_budget, 1 + 200 * 10, "every record held or counted");
     assert!(metrics.records_over_budget > 1_900);
     // The peer's later versions flow: a new value of its key, no larger, is
@@ -421,7 +421,7 @@ fn a_newcomer_introducing_itself_gets_into_a_table_full_of_rumors() {
     // Vouched for by a validated peer, never heard from first-hand.
     let rumors: Vec<NodeDelta> =
         (0..20).map(|i| full(NodeId::new(format!("rumor-{i}"), 1, addr(8_000 + i)), 1, &[])).collect();
-    node.handle_datagram(T0, relay.gossip_addr, &ack(CLUSTER, rumors)).unwrap();
+    node.handle_datagram(T0, relay.gossip_addr(), &ack(CLUSTER, rumors)).unwrap();
     assert_eq!(node.tracked_states().count(), 10);
     // The first took the place of `peer()`, which nobody vouched for.
     assert_eq!(node.metrics().nodes_refused, 12);
@@ -439,7 +439,7 @@ fn a_newcomer_introducing_itself_gets_into_a_table_full_of_rumors() {
     // Ack echoing the token): in, in place of the first rumor.
     let newcomer = NodeId::new("newcomer", 1, addr(7_101));
     let join = |node: &mut Chitchat, id: &NodeId| {
-        node.handle_datagram(T0, id.gossip_addr, &syn(CLUSTER, empty_digest())).unwrap();
+        node.handle_datagram(T0, id.gossip_addr(), &syn(CLUSTER, empty_digest())).unwrap();
         while node.poll_event().is_some() {}
         let syn_ack = node.poll_transmit().expect("a short SynAck");
         let introduction = chitchat_core::testing::datagrams::answering(
@@ -447,7 +447,7 @@ fn a_newcomer_introducing_itself_gets_into_a_table_full_of_rumors() {
             &syn_ack.bytes,
             Message::Ack { delta: Delta { nodes: vec![full(id.clone(), 1, &[])], more: false } },
         );
-        node.handle_datagram(T0, id.gossip_addr, &introduction).unwrap();
+        node.handle_datagram(T0, id.gossip_addr(), &introduction).unwrap();
     };
     join(&mut node, &newcomer);
     assert!(node.tracked_state(&newcomer).is_some(), "the newcomer got in");
@@ -456,14 +456,14 @@ fn a_newcomer_introducing_itself_gets_into_a_table_full_of_rumors() {
     assert!(node.tracked_state(&relay).is_some(), "a node heard from first-hand and vouched for stays");
     let events: Vec<Event> = std::iter::from_fn(|| node.poll_event()).collect();
     assert!(
-        events.iter().any(|event| matches!(event, Event::NodeRemoved(id) if id.name.starts_with("rumor-")))
+        events.iter().any(|event| matches!(event, Event::NodeRemoved(id) if id.name().starts_with("rumor-")))
     );
     // Once every other node was heard from first-hand, nobody is evicted.
     for i in 0..20 {
         join(&mut node, &NodeId::new(format!("first-hand-{i}"), 1, addr(7_200 + i)));
     }
     assert_eq!(node.metrics().nodes_evicted, 9, "the rumors left, then no more");
-    assert!(node.tracked_states().all(|state| !state.id().name.starts_with("rumor-")));
+    assert!(node.tracked_states().all(|state| !state.id().name().starts_with("rumor-")));
 }
 
 #[test]
@@ -540,7 +540,7 @@ fn a_node_claiming_our_identity_is_ignored() {
     let me = node.self_id().clone();
     let impostors = vec![
         full(me.clone(), 1 << 50, &[("k", "forged", 50)]),
-        full(NodeId { generation: me.generation + 1, ..me.clone() }, 1, &[("k", "newer", 1)]),
+        full(me.with_generation(me.generation() + 1), 1, &[("k", "newer", 1)]),
         NodeDelta { reset: true, last_gc_version: 99, ..known(&me, 0, 100, &[("k", "reset", 100)]) },
         NodeDelta { left: true, ..known(&me, 1, 1, &[]) },
     ];
@@ -688,7 +688,7 @@ fn an_identity_claiming_our_address_is_not_tracked() {
     let mut node = node();
     let before = node.snapshot();
     let me = node.self_id().clone();
-    let impostor = NodeId::new("impostor", 7, me.gossip_addr);
+    let impostor = NodeId::new("impostor", 7, me.gossip_addr());
     node.handle_datagram(
         T0,
         addr(7001),

@@ -165,7 +165,7 @@ fn node_with_peers() -> (Chitchat, Vec<NodeId>) {
     let peers: Vec<NodeId> = (0..4).map(peer).collect();
     chitchat_core::testing::validate_peer(&mut node, T0, &peers[0]);
     let intro = ack(CLUSTER, peers[1..].iter().map(|id| full(id.clone(), 1, &[])).collect());
-    node.handle_datagram(T0, peers[0].gossip_addr, &intro).unwrap();
+    node.handle_datagram(T0, peers[0].gossip_addr(), &intro).unwrap();
     while node.poll_transmit().is_some() {}
     while node.poll_event().is_some() {}
     (node, peers)
@@ -183,17 +183,17 @@ fn a_quorum_of_accusations_makes_a_node_dead_and_its_refutation_brings_it_back()
     let victim = &peers[3];
     // One accuser is no quorum: a node's observers are three.
     let one = ack(CLUSTER, vec![accusing(&peers[1], &[(victim, 1)])]);
-    node.handle_datagram(T0, peers[0].gossip_addr, &one).unwrap();
+    node.handle_datagram(T0, peers[0].gossip_addr(), &one).unwrap();
     let events = round(&mut node, T0 + Duration::from_millis(100));
     assert_eq!(node.node_status(victim), Some(NodeStatus::Live), "{events:?}");
     // A second one is.
     let two = ack(CLUSTER, vec![accusing(&peers[2], &[(victim, 1)])]);
-    node.handle_datagram(T0, peers[0].gossip_addr, &two).unwrap();
+    node.handle_datagram(T0, peers[0].gossip_addr(), &two).unwrap();
     let events = round(&mut node, T0 + Duration::from_millis(200));
     assert!(events.contains(&Event::NodeDead(victim.clone())), "{events:?}");
     // The accused node raises its heartbeat past the accusations: it refuted.
     let refuted = NodeDelta { heartbeat: 2, ..known(victim, 0, 0, &[]) };
-    node.handle_datagram(T0, peers[0].gossip_addr, &ack(CLUSTER, vec![refuted])).unwrap();
+    node.handle_datagram(T0, peers[0].gossip_addr(), &ack(CLUSTER, vec![refuted])).unwrap();
     let events: Vec<Event> = std::iter::from_fn(|| node.poll_event()).collect();
     assert!(events.contains(&Event::NodeLive(victim.clone())), "{events:?}");
     assert_eq!(node.node_status(victim), Some(NodeStatus::Live));
@@ -208,7 +208,7 @@ fn a_node_refutes_accusations_of_itself_and_hides_them_from_the_application() {
     let me = node.self_id().clone();
     let before = node.node_state(&me).unwrap().heartbeat();
     let accusation = ack(CLUSTER, vec![accusing(&peers[1], &[(&me, before)])]);
-    node.handle_datagram(T0, peers[0].gossip_addr, &accusation).unwrap();
+    node.handle_datagram(T0, peers[0].gossip_addr(), &accusation).unwrap();
     // The accusation is the protocol's: no key event, and not in the state
     // the application reads.
     let events: Vec<Event> = std::iter::from_fn(|| node.poll_event()).collect();
@@ -249,7 +249,7 @@ fn a_ping_is_answered_only_for_this_node_and_a_pong_counts_only_as_an_answer() {
         echo: Some(chitchat_core::wire::Token(*b"12345678")),
         ..chitchat_core::wire::Packet::new(CLUSTER, chitchat_core::wire::Message::Pong)
     });
-    node.handle_datagram(T0, peers[1].gossip_addr, &stray).unwrap();
+    node.handle_datagram(T0, peers[1].gossip_addr(), &stray).unwrap();
     let metrics = node.metrics();
     assert_eq!((metrics.pongs_sent, metrics.pongs_received, metrics.probes_ignored), (1, 0, 2));
 }

@@ -151,10 +151,10 @@ fn settled_node() -> (Chitchat, Vec<Vec<u8>>) {
         sim.now(),
     )
     .unwrap();
-    observer.set_seed_addrs([sim.node_id(nodes[0]).gossip_addr]);
+    observer.set_seed_addrs([sim.node_id(nodes[0]).gossip_addr()]);
     let mut captured = Vec::new();
     // Drive the observer against the simulated cluster's first node by hand.
-    let peer_addr = sim.node_id(nodes[0]).gossip_addr;
+    let peer_addr = sim.node_id(nodes[0]).gossip_addr();
     let mut now = sim.now();
     for _ in 0..5 {
         observer.handle_timeout(now);

@@ -40,7 +40,7 @@ fn node() -> Chitchat {
 /// live.
 fn introduce_live(node: &mut Chitchat, id: &NodeId) {
     chitchat_core::testing::validate_peer(node, T0, id);
-    node.handle_datagram(T0, id.gossip_addr, &ack(CLUSTER, vec![known(id, 0, 0, &[])])).unwrap();
+    node.handle_datagram(T0, id.gossip_addr(), &ack(CLUSTER, vec![known(id, 0, 0, &[])])).unwrap();
     assert_eq!(node.tracked_status(id), Some(NodeStatus::Live));
 }
 
@@ -127,7 +127,7 @@ fn only_an_unproven_address_is_asked_to_prove_itself() {
     let friend = peer("friend", 1, 9001);
     introduce_live(&mut node, &friend);
     while node.poll_transmit().is_some() {}
-    node.handle_datagram(T0, friend.gossip_addr, &syn(CLUSTER, empty_digest())).unwrap();
+    node.handle_datagram(T0, friend.gossip_addr(), &syn(CLUSTER, empty_digest())).unwrap();
     let answer = wire::decode(&node.poll_transmit().unwrap().bytes).unwrap();
     assert!(matches!(answer.message, Message::SynAck { .. }));
     assert_eq!(answer.token, None, "a proven address has nothing to prove");
@@ -135,7 +135,7 @@ fn only_an_unproven_address_is_asked_to_prove_itself() {
     // The other side: a solicited SynAck with no token and nothing to send
     // gets no Ack; with a token, an empty Ack echoes it.
     for (token, acked) in [(None, false), (Some(wire::Token([7; 8])), true)] {
-        node.gossip_with(T0, friend.gossip_addr);
+        node.gossip_with(T0, friend.gossip_addr());
         let syn = node.poll_transmit().unwrap();
         while node.poll_transmit().is_some() {}
         let mut syn_ack = wire::decode(&chitchat_core::testing::datagrams::answering(
@@ -146,7 +146,7 @@ fn only_an_unproven_address_is_asked_to_prove_itself() {
         ))
         .unwrap();
         syn_ack.token = token;
-        node.handle_datagram(T0, friend.gossip_addr, &wire::encode(&syn_ack)).unwrap();
+        node.handle_datagram(T0, friend.gossip_addr(), &wire::encode(&syn_ack)).unwrap();
         let ack = node.poll_transmit().map(|transmit| wire::decode(&transmit.bytes).unwrap());
         assert_eq!(ack.is_some(), acked, "token {token:?}");
         if let Some(ack) = ack {
@@ -179,7 +179,7 @@ fn a_reset_does_not_hand_back_expiring_records_below_the_watermark() {
     );
     section.node = NodeRef::Known(owner.fingerprint());
     section.last_gc_version = 5;
-    node.handle_datagram(T0, owner.gossip_addr, &ack(CLUSTER, vec![section])).unwrap();
+    node.handle_datagram(T0, owner.gossip_addr(), &ack(CLUSTER, vec![section])).unwrap();
     let state = node.node_state(&owner).unwrap();
     assert_eq!((state.max_version(), state.last_gc_version()), (6, 5));
     assert_eq!(state.get("kept"), Some("k"));
@@ -194,13 +194,13 @@ fn a_delta_from_the_future_is_refused() {
     let other = peer("other", 1, 7001);
     node.handle_datagram(
         T0,
-        other.gossip_addr,
+        other.gossip_addr(),
         &ack(CLUSTER, vec![full(other.clone(), 1, &[("a", "1", 1)])]),
     )
     .unwrap();
     while node.poll_event().is_some() {}
     let gap = known(&other, 3, 5, &[("b", "2", 5)]);
-    let result = feed(&mut node, T0, other.gossip_addr, &ack(CLUSTER, vec![gap]));
+    let result = feed(&mut node, T0, other.gossip_addr(), &ack(CLUSTER, vec![gap]));
     assert_eq!(result, Err(DatagramError::Invalid(Violation::DeltaFromFuture)));
     assert_eq!(node.metrics().rejected.invalid, 1);
 }

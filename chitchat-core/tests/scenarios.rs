@@ -71,7 +71,7 @@ fn a_crashed_node_is_seen_dead_then_live_again_after_restart() {
     );
     sim.restart(victim);
     let new_id = sim.node_id(victim).clone();
-    assert_eq!(new_id.generation, old_id.generation + 1);
+    assert_eq!(new_id.generation(), old_id.generation() + 1);
     assert!(sim.run_until(rounds(30), |sim| sim.all_see_all_live() && sim.none_track(&old_id)).unwrap());
     let events = sim.take_events(nodes[1]);
     assert!(events.contains(&Event::NodeDead(old_id.clone())));
@@ -374,7 +374,7 @@ fn a_forged_identity_at_a_running_nodes_address_dies_and_stays_dead() {
     let nodes: Vec<NodeIndex> = (0..3).map(|i| sim.add_node(&format!("n{i}"), config.clone())).collect();
     sim.set_seeds_all(&[nodes[0]]);
     assert!(sim.run_until(round * 50, |sim| sim.all_see_all_live()).unwrap());
-    let victim_addr = sim.node_id(nodes[1]).gossip_addr;
+    let victim_addr = sim.node_id(nodes[1]).gossip_addr();
     let impostor = chitchat_core::NodeId::new("impostor", 7, victim_addr);
     let bytes = ack(&config.cluster_id, vec![full(impostor.clone(), 7, &[("k", "v", 1)])]);
     sim.with_node(nodes[0], |chitchat, now| chitchat.handle_datagram(now, victim_addr, &bytes)).unwrap();

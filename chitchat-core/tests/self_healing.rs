@@ -40,7 +40,7 @@ fn inject(sim: &mut Simulation, victim: NodeIndex, not: NodeIndex, bytes: &[u8])
     let from = sim
         .node_indices()
         .filter(|node| *node != victim && *node != not)
-        .map(|node| sim.node_id(node).gossip_addr)
+        .map(|node| sim.node_id(node).gossip_addr())
         .find(|addr| is_validated(sim.node(victim), addr))
         .expect("the victim validated a member");
     sim.with_node(victim, |node, now| node.handle_datagram(now, from, bytes)).unwrap();
@@ -167,7 +167,7 @@ fn counters_of_2_to_the_62_or_more_are_refused() {
     });
     let syn = datagram("healing", Message::Syn { digest });
     assert_eq!(wire::decode(&syn).unwrap_err(), DatagramError::Invalid(Violation::ImplausibleCounter));
-    let from = sim.node_id(nodes[2]).gossip_addr;
+    let from = sim.node_id(nodes[2]).gossip_addr();
     let refused = sim.with_node(nodes[0], |node, now| node.handle_datagram(now, from, &syn));
     assert_eq!(refused, Err(DatagramError::Invalid(Violation::ImplausibleCounter)));
     let section = known(&target, 0, u64::MAX, &[]);
@@ -195,7 +195,7 @@ fn a_blind_spoofer_changes_nothing_peers_vouched_for() {
         ..known(&owner_id, 0, held + 1_000, &[("forged", "evil", held + 1_000)])
     }];
     sim.with_node(victim, |node, now| node.handle_datagram(now, stranger, &ack("healing", forged))).unwrap();
-    let newer = chitchat_core::NodeId::new(owner_id.name.clone(), owner_id.generation + 1, stranger);
+    let newer = chitchat_core::NodeId::new(owner_id.name(), owner_id.generation() + 1, stranger);
     let incarnation = chitchat_core::testing::datagrams::full(newer.clone(), 1, &[]);
     sim.with_node(victim, |node, now| {
         node.handle_datagram(now, stranger, &ack("healing", vec![incarnation]))

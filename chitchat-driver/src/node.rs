@@ -116,7 +116,7 @@ pub async fn spawn(runtime: Arc<dyn Runtime>, config: NodeConfig) -> Result<Chit
 
     #[cfg(feature = "metrics")]
     let exporter =
-        crate::metrics_facade::Exporter::new(self_id.name.to_string(), chitchat.config().gossip_interval);
+        crate::metrics_facade::Exporter::new(self_id.name().to_string(), chitchat.config().gossip_interval);
     let (commands, command_receiver) = async_channel::bounded(COMMAND_QUEUE);
     let (alive, stopped) = async_channel::bounded::<Infallible>(1);
     let linger = chitchat.config().stream_timeout;

@@ -249,7 +249,7 @@ async fn bench(options: Options) -> ExitCode {
     if std::env::var_os("CATCHUP_DEBUG").is_some() {
         for node in &nodes {
             let streams = node.metrics().await.expect("running").core.streams;
-            eprintln!("{}: {streams:?}", node.self_id().name);
+            eprintln!("{}: {streams:?}", node.self_id().name());
         }
     }
     let cpu = cpu_seconds() - cpu_before;

@@ -365,7 +365,7 @@ async fn measure_crash(
     let (first, median, all) = (times[0], times[times.len() / 2], times[times.len() - 1]);
     println!(
         "crash of {} detected by all {} others: first {first:.2} s, median {median:.2} s, all {all:.2} s ({:.1} / {:.1} / {:.1} rounds)",
-        victim_id.name,
+        victim_id.name(),
         times.len(),
         first / interval,
         median / interval,

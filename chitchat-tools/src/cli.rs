@@ -210,16 +210,16 @@ pub async fn run(runtime: Arc<dyn Runtime>, args: impl IntoIterator<Item = Strin
     };
     let id = node.self_id();
     print_json(json!({
-        "event": "started", "node": id.name, "generation": id.generation,
+        "event": "started", "node": id.name(), "generation": id.generation(),
         "listen": node.local_addr().to_string(), "cluster_id": cluster_id, "keys": keys,
         "encryption": encryption, "key_ids": key_ids,
     }));
     match print_until_signal(&node, signals).await {
         true => {
             let _ = node.leave().await;
-            print_json(json!({"event": "left", "node": node.self_id().name}));
+            print_json(json!({"event": "left", "node": node.self_id().name()}));
             let result = node.shutdown().await;
-            print_json(json!({"event": "stopped", "node": node.self_id().name}));
+            print_json(json!({"event": "stopped", "node": node.self_id().name()}));
             if result.is_ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
         }
         false => {
@@ -253,7 +253,7 @@ async fn print_until_signal(node: &ChitchatHandle, signals: async_channel::Recei
         match output {
             Output::Signal => return true,
             Output::Live(nodes) => {
-                let names: Vec<&str> = nodes.iter().map(|id| id.name.as_str()).collect();
+                let names: Vec<&str> = nodes.iter().map(|id| id.name()).collect();
                 print_json(json!({"event": "live_nodes", "nodes": names}));
             }
             Output::KeyChange(Ok(change)) => print_json(key_change_json(&change)),
@@ -278,14 +278,14 @@ pub fn key_change_json(change: &KeyChange) -> Value {
         KeyChange::Expired { .. } => (Value::Null, "expired"),
     };
     json!({
-        "event": "key_changed", "node": change.node().name, "key": change.key(),
+        "event": "key_changed", "node": change.node().name(), "key": change.key(),
         "value": value, "change": kind,
     })
 }
 
 /// A membership event as a line; `None` for key events (see [`key_change_json`]).
 pub fn event_json(event: &Event) -> Option<Value> {
-    let line = |name: &str, id: &NodeId| json!({"event": name, "node": id.name, "generation": id.generation, "addr": id.gossip_addr.to_string()});
+    let line = |name: &str, id: &NodeId| json!({"event": name, "node": id.name(), "generation": id.generation(), "addr": id.gossip_addr().to_string()});
     Some(match event {
         Event::NodeJoined(id) => line("node_joined", id),
         Event::NodeLive(id) => line("node_live", id),
@@ -295,7 +295,7 @@ pub fn event_json(event: &Event) -> Option<Value> {
         Event::NodeReset(id) => line("node_reset", id),
         Event::NodeRestarted { previous, current } => {
             let mut value = line("node_restarted", current);
-            value["previous_generation"] = json!(previous.generation);
+            value["previous_generation"] = json!(previous.generation());
             value
         }
         Event::ReadyChanged { node, ready } => {

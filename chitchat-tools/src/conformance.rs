@@ -118,12 +118,12 @@ pub async fn start_cluster(runtime: &Arc<dyn Runtime>, count: usize) -> Vec<Chit
 
 /// The names of the nodes `node` sees live.
 pub fn live_names(node: &ChitchatHandle) -> BTreeSet<String> {
-    node.live_nodes().iter().map(|id| id.name.to_string()).collect()
+    node.live_nodes().iter().map(|id| id.name().to_string()).collect()
 }
 
 /// Waits until every node sees exactly `names` live.
 pub async fn wait_converged(runtime: &Arc<dyn Runtime>, nodes: &[ChitchatHandle]) {
-    let names: BTreeSet<String> = nodes.iter().map(|node| node.self_id().name.to_string()).collect();
+    let names: BTreeSet<String> = nodes.iter().map(|node| node.self_id().name().to_string()).collect();
     wait_until(runtime, "every node sees every node live", || {
         nodes.iter().all(|node| live_names(node) == names)
     })
@@ -264,9 +264,9 @@ pub async fn restarted_node_is_live_again_and_old_generation_removed(runtime: Ar
     wait_converged(&runtime, &nodes).await;
     let old = nodes[2].self_id().clone();
     nodes[2].shutdown().await.expect("a clean shutdown");
-    let mut config = node_config(&old.name, &[nodes[0].local_addr().to_string()]);
-    config.listen_addr = old.gossip_addr;
-    config.generation = Some(old.generation + 1);
+    let mut config = node_config(old.name(), &[nodes[0].local_addr().to_string()]);
+    config.listen_addr = old.gossip_addr();
+    config.generation = Some(old.generation() + 1);
     nodes[2] = start(&runtime, config).await;
     let new = nodes[2].self_id().clone();
     wait_until(&runtime, "the survivors see the new generation live", || {
@@ -475,7 +475,7 @@ pub async fn mixed_runtimes_form_one_cluster(runtimes: Vec<Arc<dyn Runtime>>) {
     let runtime = &runtimes[0];
     wait_converged(runtime, &nodes).await;
     for node in &nodes {
-        node.set("runtime", node.self_id().name.clone()).await.expect("set");
+        node.set("runtime", node.self_id().name().to_string()).await.expect("set");
     }
     let deadline = Instant::now() + TIMEOUT;
     for node in &nodes {
@@ -605,7 +605,7 @@ pub async fn keyed_nodes_form_a_cluster_that_strangers_never_join(runtime: Arc<d
     sleep(&runtime, Duration::from_secs(2)).await;
     for stranger in [&other_key, &no_key] {
         let snapshot = stranger.snapshot().await.expect("running");
-        assert_eq!(snapshot.nodes.len(), 1, "{} learned of other nodes", stranger.self_id().name);
+        assert_eq!(snapshot.nodes.len(), 1, "{} learned of other nodes", stranger.self_id().name());
         assert_eq!(live_names(stranger).len(), 1);
         let metrics = stranger.metrics().await.expect("running").core;
         assert_eq!(metrics.syn_acks_received + metrics.acks_received, 0, "a stranger was answered");
@@ -617,7 +617,7 @@ pub async fn keyed_nodes_form_a_cluster_that_strangers_never_join(runtime: Arc<d
             .expect("running")
             .nodes
             .into_iter()
-            .map(|node| node.id.name.to_string())
+            .map(|node| node.id.name().to_string())
             .collect();
         assert_eq!(names.len(), 2, "a stranger joined: {names:?}");
     }
@@ -790,7 +790,7 @@ pub async fn subscription_with_current_values_misses_nothing(runtime: Arc<dyn Ru
                 assert!(change.key().starts_with("app/"), "{change:?}");
                 if let KeyChange::Set { node, key, value, .. } = change {
                     let done = node == writer && value == last;
-                    seen.insert((node.name, key), value);
+                    seen.insert((node.name().to_string(), key), value);
                     if done {
                         return;
                     }
@@ -804,7 +804,7 @@ pub async fn subscription_with_current_values_misses_nothing(runtime: Arc<dyn Ru
         for node in snapshot.nodes {
             for (key, value) in node.key_values {
                 if key.starts_with("app/") && value.is_visible() {
-                    expected.insert((node.id.name.clone(), key.into()), value.value.into());
+                    expected.insert((node.id.name().to_string(), key.into()), value.value.into());
                 }
             }
         }
@@ -836,7 +836,9 @@ pub async fn five_nodes_subscribed_as_the_cli_does_see_every_key(runtime: Arc<dy
         within(&runtime, "every node's keys", async {
             while seen != expected {
                 match subscription.next().await.expect("running").expect("no lag") {
-                    KeyChange::Set { node, key, .. } => seen.insert((node.name.to_string(), key.to_string())),
+                    KeyChange::Set { node, key, .. } => {
+                        seen.insert((node.name().to_string(), key.to_string()))
+                    }
                     other => panic!("unexpected {other:?}"),
                 };
             }

@@ -89,29 +89,29 @@ async fn demo(runtime: &Arc<dyn Runtime>, count: usize) -> Result<(), String> {
 
     let victim = nodes.pop().ok_or("no node")?;
     let victim_id = victim.self_id().clone();
-    println!("\n3. failure detection: {} stops without leaving", victim_id.name);
-    victim.shutdown().await.map_err(|error| format!("stopping {}: {error}", victim_id.name))?;
+    println!("\n3. failure detection: {} stops without leaving", victim_id.name());
+    victim.shutdown().await.map_err(|error| format!("stopping {}: {error}", victim_id.name()))?;
     let stopped = Instant::now();
     let mut detected = BTreeSet::new();
     while detected.len() < nodes.len() {
         for node in &nodes {
-            if !node.live_nodes().contains(&victim_id) && detected.insert(node.self_id().name.clone()) {
+            if !node.live_nodes().contains(&victim_id) && detected.insert(node.self_id().name().to_string()) {
                 println!(
                     "   {:<10} sees {} dead after {:.2?}",
-                    node.self_id().name,
-                    victim_id.name,
+                    node.self_id().name(),
+                    victim_id.name(),
                     stopped.elapsed()
                 );
             }
         }
         if stopped.elapsed() > STEP_TIMEOUT {
-            return Err(format!("{} was not detected dead by every node", victim_id.name));
+            return Err(format!("{} was not detected dead by every node", victim_id.name()));
         }
         sleep(runtime, TICK).await;
     }
 
     for node in &nodes {
-        node.shutdown().await.map_err(|error| format!("stopping {}: {error}", node.self_id().name))?;
+        node.shutdown().await.map_err(|error| format!("stopping {}: {error}", node.self_id().name()))?;
     }
     println!("\ndone in {:.2?}: {} nodes stopped", start.elapsed(), nodes.len());
     Ok(())
@@ -166,7 +166,7 @@ async fn show_membership(
 async fn spread_key(runtime: &Arc<dyn Runtime>, nodes: &[ChitchatHandle]) -> Result<(), String> {
     let mut subscriptions: Vec<_> = nodes.iter().map(|node| node.subscribe_key_changes(KEY)).collect();
     let writer = nodes.last().ok_or("no node")?;
-    let value = format!("hello from {}", writer.self_id().name);
+    let value = format!("hello from {}", writer.self_id().name());
     let set_at = Instant::now();
     writer.set(KEY, value.clone()).await.map_err(|error| format!("set: {error}"))?;
     let mut received = vec![false; nodes.len()];
@@ -177,7 +177,7 @@ async fn spread_key(runtime: &Arc<dyn Runtime>, nodes: &[ChitchatHandle]) -> Res
                     *received = true;
                     println!(
                         "   {:<10} has {KEY} = {value:?} after {:.2?}",
-                        node.self_id().name,
+                        node.self_id().name(),
                         set_at.elapsed()
                     );
                 }

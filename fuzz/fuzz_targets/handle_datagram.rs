@@ -34,7 +34,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&selector, bytes)) = data.split_first() else { return };
     let from = match selector % 4 {
         0 => cluster::addr(10_000 + u16::from(selector / 4) % cluster::PEERS),
-        1 => cluster::self_id().gossip_addr,
+        1 => cluster::self_id().gossip_addr(),
         2 => "[2001:db8::1]:0".parse().expect("an address"),
         _ => cluster::addr(20_000 + u16::from(selector)),
     };

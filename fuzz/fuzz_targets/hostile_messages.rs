@@ -54,8 +54,8 @@ fuzz_target!(|steps: Vec<Step>| {
         let bytes = wire::encode(&packet);
         check_round_trip(&packet, &bytes);
         let from = match step.from % 3 {
-            0 => cx.known[usize::from(step.from) % cx.known.len()].gossip_addr,
-            1 => cx.self_id.gossip_addr,
+            0 => cx.known[usize::from(step.from) % cx.known.len()].gossip_addr(),
+            1 => cx.self_id.gossip_addr(),
             _ => "[::]:0".parse().expect("an address"),
         };
         now += Duration::from_millis(u64::from(step.wait % 2_000));

@@ -212,7 +212,7 @@ fn inject(sim: &mut Simulation, to: NodeIndex, from: NodeIndex, bytes: &[u8]) {
     if !sim.is_up(to) {
         return;
     }
-    let from_addr = sim.node_id(from).gossip_addr;
+    let from_addr = sim.node_id(from).gossip_addr();
     if let Ok(packet) = wire::decode(bytes) {
         sim.note_injected(&packet);
     }

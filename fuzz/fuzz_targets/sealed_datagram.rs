@@ -109,9 +109,9 @@ fuzz_target!(|input: Input| {
         known: cluster::peer_ids(),
         tokens: Vec::new(),
     };
-    let (known, self_addr) = (cx.known.clone(), cx.self_id.gossip_addr);
+    let (known, self_addr) = (cx.known.clone(), cx.self_id.gossip_addr());
     let pick = |from: u8| match from % 3 {
-        0 => known[usize::from(from) % known.len()].gossip_addr,
+        0 => known[usize::from(from) % known.len()].gossip_addr(),
         1 => self_addr,
         _ => "[::]:0".parse().expect("an address"),
     };

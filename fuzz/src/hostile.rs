@@ -147,8 +147,8 @@ pub enum ArbAddr {
 impl ArbAddr {
     fn get(self, cx: &Context) -> SocketAddr {
         match self {
-            ArbAddr::Known(i) => cx.known(i).gossip_addr,
-            ArbAddr::Receiver => cx.self_id.gossip_addr,
+            ArbAddr::Known(i) => cx.known(i).gossip_addr(),
+            ArbAddr::Receiver => cx.self_id.gossip_addr(),
             ArbAddr::V4(ip, port) => SocketAddr::new(Ipv4Addr::from(ip).into(), port),
             ArbAddr::V6(ip, port) => SocketAddr::new(Ipv6Addr::from(ip).into(), port),
             ArbAddr::Unspecified(v6) if v6 => SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), 0),
@@ -187,14 +187,13 @@ impl ArbNodeId {
     pub fn get(&self, cx: &Context) -> NodeId {
         match self {
             ArbNodeId::Known(i) => cx.known(*i).clone(),
-            ArbNodeId::Incarnation(i, generation) => {
-                NodeId { generation: generation.get(), ..cx.known(*i).clone() }
+            ArbNodeId::Incarnation(i, generation) => cx.known(*i).with_generation(generation.get()),
+            ArbNodeId::Moved(i, addr) => {
+                let known = cx.known(*i);
+                NodeId::new(known.name(), known.generation(), addr.get(cx))
             }
-            ArbNodeId::Moved(i, addr) => NodeId { gossip_addr: addr.get(cx), ..cx.known(*i).clone() },
             ArbNodeId::Receiver => cx.self_id.clone(),
-            ArbNodeId::ReceiverIncarnation(generation) => {
-                NodeId { generation: generation.get(), ..cx.self_id.clone() }
-            }
+            ArbNodeId::ReceiverIncarnation(generation) => cx.self_id.with_generation(generation.get()),
             ArbNodeId::Fresh { name, generation, addr } => {
                 NodeId::new(name.get(), generation.get(), addr.get(cx))
             }

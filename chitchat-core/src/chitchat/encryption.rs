@@ -24,7 +24,7 @@ impl Chitchat {
     ) -> Result<(), ConfigError> {
         self.config().validate_sealed()?;
         let id = self.cluster.self_entry().state.id();
-        let (generation, fingerprint) = (id.generation, id.fingerprint().0);
+        let (generation, fingerprint) = (id.generation(), id.fingerprint().0);
         let max_senders = self.config().max_nodes.saturating_mul(2);
         self.encryption.install(mode, keyring, nonce_salt, generation, fingerprint, max_senders);
         Ok(())

@@ -118,7 +118,7 @@ impl Chitchat {
             .membership()
             .entries()
             .filter(|entry| entry.status == NodeStatus::Live && entry.vouched)
-            .map(|entry| (!entry.address_validated, entry.state.id().gossip_addr))
+            .map(|entry| (!entry.address_validated, entry.state.id().gossip_addr()))
             .collect();
         self.rng.shuffle(&mut peers);
         peers.sort_by_key(|(unvalidated, _)| *unvalidated);

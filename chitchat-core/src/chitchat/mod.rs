@@ -93,12 +93,12 @@ impl Chitchat {
         V: AsRef<str>,
     {
         config.validate()?;
-        if self_id.name.is_empty() {
+        if self_id.name().is_empty() {
             return Err(ConfigError::EmptyNodeName);
         }
-        if self_id.name.len() > config.max_node_name_len {
+        if self_id.name().len() > config.max_node_name_len {
             return Err(ConfigError::NodeNameTooLong {
-                len: self_id.name.len(),
+                len: self_id.name().len(),
                 max: config.max_node_name_len,
             });
         }
@@ -405,7 +405,7 @@ impl Chitchat {
         self.cluster.refute_claims(now);
         self.cluster.choose_subjects(now);
         self.probe_subjects();
-        let self_addr = self.self_id().gossip_addr;
+        let self_addr = self.self_id().gossip_addr();
         let fanout = if self.cluster.round_has_news() {
             self.config().gossip_fanout
         } else {

@@ -171,7 +171,7 @@ impl Chitchat {
     pub(super) fn want_pull(&mut self, now: Timestamp, peer: SocketAddr) {
         let config = self.cluster.config();
         let (max_streams, timeout) = (config.max_streams, config.stream_timeout);
-        if peer == self.self_id().gossip_addr || !self.streams.may_pull(peer, max_streams, now) {
+        if peer == self.self_id().gossip_addr() || !self.streams.may_pull(peer, max_streams, now) {
             return;
         }
         self.streams.start(peer, true, timeout, now);

@@ -310,7 +310,7 @@ impl ClusterState {
             // no records, no farewell.
             self.metrics.sections_unproven += 1;
             let own_farewell =
-                section.left && entry.state.id().gossip_addr == from && entry.status != NodeStatus::Left;
+                section.left && entry.state.id().gossip_addr() == from && entry.status != NodeStatus::Left;
             drop(entry);
             self.report_heartbeat(fingerprint, section.heartbeat, now);
             if own_farewell {
@@ -493,7 +493,7 @@ impl ClusterState {
         // Removed, but it beat since: a partition healed.
         self.membership.removed_mut().forget(fingerprint);
         if let NodeRef::Full(node_id) = &section.node
-            && node_id.name.len() > self.config.max_node_name_len
+            && node_id.name().len() > self.config.max_node_name_len
         {
             // A node this node cannot track; its records never flow here.
             return Err(Skip::OverLimit);
@@ -519,18 +519,18 @@ impl ClusterState {
         // Another identity at our own address cannot be running beside us: it is
         // forged, or ran here before us. Tracking it would make our own gossip,
         // which comes from that address, vouch for it first-hand at every peer.
-        if node_id.gossip_addr == self.self_entry().state.id().gossip_addr {
+        if node_id.gossip_addr() == self.self_entry().state.id().gossip_addr() {
             return Err(Skip::Ignored);
         }
         // First-hand: the section came from the node's own gossip address, and
         // no other node is tracked there (one datagram, or one address, makes
         // at most one first-hand node, however many identities it names).
-        let first_hand = node_id.gossip_addr == from && self.membership.at_addr(&from).is_none();
-        let superseded = match self.membership.by_name(&node_id.name) {
+        let first_hand = node_id.gossip_addr() == from && self.membership.at_addr(&from).is_none();
+        let superseded = match self.membership.by_name(node_id.name()) {
             Some(current) => {
                 let current_generation =
-                    self.membership.get(&current).expect("indexed nodes are tracked").state.id().generation;
-                if current == self.self_fingerprint() || node_id.generation <= current_generation {
+                    self.membership.get(&current).expect("indexed nodes are tracked").state.id().generation();
+                if current == self.self_fingerprint() || node_id.generation() <= current_generation {
                     return Err(Skip::Ignored); // our own name, or an older incarnation
                 }
                 if !vouched && self.membership.get(&current).is_some_and(|entry| entry.vouched) {

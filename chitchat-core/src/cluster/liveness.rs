@@ -54,7 +54,7 @@ impl ClusterState {
     /// `Pong` comes). Returns the subject's gossip address.
     pub(crate) fn note_ping(&mut self, subject: Fingerprint, token: Token) -> Option<SocketAddr> {
         let window = self.config.phi_sampling_window;
-        let addr = self.membership.get(&subject)?.state.id().gossip_addr;
+        let addr = self.membership.get(&subject)?.state.id().gossip_addr();
         self.probe_mut(subject)?.probe(token, window);
         self.metrics.pings_sent += 1;
         Some(addr)

@@ -329,7 +329,7 @@ impl ClusterState {
 
     /// A tracked node's gossip address.
     pub(crate) fn gossip_addr(&self, fingerprint: Fingerprint) -> Option<SocketAddr> {
-        self.membership.get(&fingerprint).map(|entry| entry.state.id().gossip_addr)
+        self.membership.get(&fingerprint).map(|entry| entry.state.id().gossip_addr())
     }
 
     /// A node was added, removed, vouched for or changed status: the peer

@@ -210,7 +210,7 @@ impl Membership {
     pub(crate) fn by_name(&self, name: &str) -> Option<Fingerprint> {
         let table = &self.table;
         let named =
-            |slot: &SlotId| table.at_slot(*slot).is_some_and(|(_, entry)| entry.state.id().name == name);
+            |slot: &SlotId| table.at_slot(*slot).is_some_and(|(_, entry)| entry.state.id().name() == name);
         let slot = self.by_name.find(self.hasher.hash_one(name), named)?;
         table.at_slot(*slot).map(|(fingerprint, _)| fingerprint)
     }
@@ -232,7 +232,7 @@ impl Membership {
     fn look_up_addr(&self, addr: &SocketAddr) -> Option<Fingerprint> {
         let table = &self.table;
         let at = |slot: &SlotId| {
-            table.at_slot(*slot).is_some_and(|(_, entry)| entry.state.id().gossip_addr == *addr)
+            table.at_slot(*slot).is_some_and(|(_, entry)| entry.state.id().gossip_addr() == *addr)
         };
         let slot = self.by_addr.find(self.hasher.hash_one(addr), at)?;
         table.at_slot(*slot).map(|(fingerprint, _)| fingerprint)
@@ -241,13 +241,13 @@ impl Membership {
     /// Starts tracking a node, live as of `now`; the caller checked that its
     /// fingerprint is free and the table has room.
     pub(crate) fn insert(&mut self, state: NodeState, now: Timestamp) -> EntryMut<'_> {
-        let node_id = state.id();
+        // A clone copies 48 bytes or counts a reference (a long name's).
+        let node_id = state.id().clone();
         let fingerprint = node_id.fingerprint();
         debug_assert!(!self.table.contains_key(&fingerprint));
         self.sender = None;
-        let (name_hash, addr_hash) =
-            (self.hasher.hash_one(&node_id.name), self.hasher.hash_one(node_id.gossip_addr));
-        let (name, addr) = (node_id.name.clone(), node_id.gossip_addr);
+        let (name, addr) = (node_id.name(), node_id.gossip_addr());
+        let (name_hash, addr_hash) = (self.hasher.hash_one(name), self.hasher.hash_one(addr));
         let slot = self.table.insert(fingerprint, NodeEntry::new(state, now));
         let (table, hasher) = (&self.table, &self.hasher);
         let id_of = |slot: &SlotId| table.at_slot(*slot).map(|(_, entry)| entry.state.id());
@@ -255,15 +255,15 @@ impl Membership {
             &mut self.by_name,
             name_hash,
             slot,
-            |other| id_of(other).is_some_and(|id| id.name == name),
-            |f| id_of(f).map_or(0, |id| hasher.hash_one(&id.name)),
+            |other| id_of(other).is_some_and(|id| id.name() == name),
+            |f| id_of(f).map_or(0, |id| hasher.hash_one(id.name())),
         );
         index(
             &mut self.by_addr,
             addr_hash,
             slot,
-            |other| id_of(other).is_some_and(|id| id.gossip_addr == addr),
-            |f| id_of(f).map_or(0, |id| hasher.hash_one(id.gossip_addr)),
+            |other| id_of(other).is_some_and(|id| id.gossip_addr() == addr),
+            |f| id_of(f).map_or(0, |id| hasher.hash_one(id.gossip_addr())),
         );
         self.table.get_mut(&fingerprint).expect("just inserted")
     }
@@ -283,10 +283,10 @@ impl Membership {
         self.sender = None;
         let node_id = entry.state.id();
         let is_it = |other: &SlotId| *other == slot;
-        if let Ok(found) = self.by_name.find_entry(self.hasher.hash_one(&node_id.name), is_it) {
+        if let Ok(found) = self.by_name.find_entry(self.hasher.hash_one(node_id.name()), is_it) {
             found.remove();
         }
-        if let Ok(found) = self.by_addr.find_entry(self.hasher.hash_one(node_id.gossip_addr), is_it) {
+        if let Ok(found) = self.by_addr.find_entry(self.hasher.hash_one(node_id.gossip_addr()), is_it) {
             found.remove();
         }
         self.removed.insert(node_id, entry.state.heartbeat(), remember_until, bound);

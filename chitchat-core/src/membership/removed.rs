@@ -26,8 +26,8 @@ impl RemovedNodes {
             self.pop_oldest();
         }
         let fingerprint = node_id.fingerprint();
-        self.entries.insert(fingerprint, (until, node_id.gossip_addr, heartbeat));
-        self.by_addr.insert(node_id.gossip_addr, fingerprint);
+        self.entries.insert(fingerprint, (until, node_id.gossip_addr(), heartbeat));
+        self.by_addr.insert(node_id.gossip_addr(), fingerprint);
         self.order.push_back((until, fingerprint));
     }
 
@@ -99,7 +99,7 @@ mod tests {
         assert_eq!(removed.len(), 4);
         assert!(!removed.contains(&id(0).fingerprint()));
         assert!(removed.contains(&id(9).fingerprint()));
-        assert_eq!(removed.fingerprint_at(&id(9).gossip_addr), Some(id(9).fingerprint()));
+        assert_eq!(removed.fingerprint_at(&id(9).gossip_addr()), Some(id(9).fingerprint()));
         removed.expire(Timestamp::from_millis(108));
         assert_eq!(removed.len(), 1);
         assert!(removed.contains(&id(9).fingerprint()));
@@ -107,7 +107,7 @@ mod tests {
         assert!(removed.admits(id(9).fingerprint(), 11));
         removed.forget(id(9).fingerprint());
         assert!(!removed.contains(&id(9).fingerprint()));
-        assert_eq!(removed.fingerprint_at(&id(9).gossip_addr), None);
+        assert_eq!(removed.fingerprint_at(&id(9).gossip_addr()), None);
     }
 
     #[test]

@@ -624,9 +624,9 @@ impl Simulation {
 
     /// Whether the incarnation `node` is running (up, not left).
     fn is_running(&self, node: &NodeId) -> bool {
-        self.by_addr.get(&node.gossip_addr).is_some_and(|&index| {
+        self.by_addr.get(&node.gossip_addr()).is_some_and(|&index| {
             let sim_node = &self.nodes[index];
-            sim_node.up && sim_node.generation == node.generation && !sim_node.chitchat.has_left()
+            sim_node.up && sim_node.generation == node.generation() && !sim_node.chitchat.has_left()
         })
     }
 
@@ -634,7 +634,8 @@ impl Simulation {
 
     /// Names of the nodes `observer` sees live, sorted.
     pub fn live_names(&self, observer: NodeIndex) -> Vec<String> {
-        let mut names: Vec<String> = self.node(observer).live_nodes().map(|id| id.name.to_string()).collect();
+        let mut names: Vec<String> =
+            self.node(observer).live_nodes().map(|id| id.name().to_string()).collect();
         names.sort();
         names
     }

@@ -101,7 +101,7 @@ pub fn node_state_by_fingerprint(node: &Chitchat, fingerprint: Fingerprint) -> O
 /// (see the crate docs).
 pub fn validate_peer(node: &mut Chitchat, now: Timestamp, peer: &NodeId) {
     let cluster_id = node.config().cluster_id.clone();
-    let from = peer.gossip_addr;
+    let from = peer.gossip_addr();
     node.handle_datagram(
         now,
         from,
@@ -137,7 +137,7 @@ pub fn track_nodes(node: &mut Chitchat, now: Timestamp, count: u16, keys: usize)
             NodeId::new(format!("node-{i:04}"), 1, std::net::SocketAddr::from(([127, 0, 0, 1], 10_000 + i)));
         node.handle_datagram(
             now,
-            relay.gossip_addr,
+            relay.gossip_addr(),
             &datagrams::ack(&cluster_id, vec![datagrams::full(id, 100, &records)]),
         )
         .expect("the introduction is accepted");

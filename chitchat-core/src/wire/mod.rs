@@ -240,7 +240,7 @@ fn check_node_delta<'a>(section: &'a NodeDelta, keys: &mut Vec<&'a str>) -> Resu
     check_counters([section.heartbeat, section.from_version, section.last_gc_version, section.max_version])?;
     check_counters(section.key_values.iter().map(|record| record.version))?;
     if let NodeRef::Full(node_id) = &section.node
-        && node_id.name.is_empty()
+        && node_id.name().is_empty()
     {
         return Err(Violation::EmptyNodeName);
     }
