@@ -51,13 +51,14 @@ struct Args {
     json: bool,
     check_invariants: bool,
     streams: bool,
+    progress: bool,
 }
 
 const USAGE: &str = "simulate [--nodes N] [--seed S] [--loss P] [--bursty-loss P_GOOD_TO_BAD,P_BAD_TO_GOOD]
          [--latency-ms MS] [--jitter-ms MS] [--fanout F] [--gossip-interval-ms MS]
          [--max-datagram BYTES] [--keys-per-node K] [--crash|--no-crash] [--soak-rounds R]
          [--stall-rounds R] [--blackout-rounds R] [--phi-threshold PHI]
-         [--max-rounds R] [--check-invariants] [--no-streams] [--json]";
+         [--max-rounds R] [--check-invariants] [--no-streams] [--progress] [--json]";
 
 fn parse() -> Result<Args, String> {
     let mut args = Args {
@@ -80,6 +81,7 @@ fn parse() -> Result<Args, String> {
         json: false,
         check_invariants: false,
         streams: true,
+        progress: false,
     };
     let mut iter = std::env::args().skip(1);
     while let Some(flag) = iter.next() {
@@ -113,6 +115,7 @@ fn parse() -> Result<Args, String> {
             "--max-rounds" => args.max_rounds = number(value()?)? as u64,
             "--check-invariants" => args.check_invariants = true,
             "--no-streams" => args.streams = false,
+            "--progress" => args.progress = true,
             "--json" => args.json = true,
             "--help" | "-h" => return Err(USAGE.to_string()),
             other => return Err(format!("unknown option {other}\n{USAGE}")),
@@ -186,6 +189,19 @@ fn run(args: &Args, sim: &mut Simulation) -> Result<Report, String> {
         )
     };
 
+    // With `--progress`, each phase's end on stderr: a run of thousands of
+    // nodes takes long.
+    let wall = std::time::Instant::now();
+    let progress = |sim: &Simulation, phase: &str| {
+        if args.progress {
+            eprintln!(
+                "{phase}: round {:.1}, {:.0} s, heap {:.2} GB",
+                round(sim, chitchat_core::Timestamp::ZERO),
+                wall.elapsed().as_secs_f64(),
+                resident_bytes().unwrap_or(0) as f64 / 1e9
+            );
+        }
+    };
     let rss_before = resident_bytes();
     let nodes: Vec<NodeIndex> =
         (0..args.nodes).map(|i| sim.add_node(&format!("node-{i:05}"), config(args))).collect();
@@ -202,6 +218,7 @@ fn run(args: &Args, sim: &mut Simulation) -> Result<Report, String> {
     let start = sim.now();
     let converged = sim.run_until(limit, |sim| sim.all_see_all_live()).map_err(err)?;
     let membership_rounds = converged.then(|| round(sim, start));
+    progress(sim, "membership");
     if !converged {
         return Ok(Report {
             memory_per_node: None,
@@ -218,6 +235,7 @@ fn run(args: &Args, sim: &mut Simulation) -> Result<Report, String> {
     // `2 + ⌈log10(n + 1)⌉` rounds, 7 at 10,000 nodes), and what they held
     // went back.
     sim.run_for(interval * 20).map_err(err)?;
+    progress(sim, "settled");
     let memory_per_node = rss_before
         .zip(resident_bytes())
         .map(|(before, after)| after.saturating_sub(before) / args.nodes as u64);
@@ -235,6 +253,7 @@ fn run(args: &Args, sim: &mut Simulation) -> Result<Report, String> {
     let start = sim.now();
     let spread = sim.run_until(limit, |sim| sim.all_have_key(&owner, "spread-me", "now")).map_err(err)?;
     let key_spread_rounds = spread.then(|| round(sim, start));
+    progress(sim, "spread");
 
     let mut detection_rounds = None;
     if args.crash {
@@ -244,6 +263,7 @@ fn run(args: &Args, sim: &mut Simulation) -> Result<Report, String> {
         let start = sim.now();
         let detected = sim.run_until(limit, |sim| sim.all_see(&victim_id, NodeStatus::Dead)).map_err(err)?;
         detection_rounds = detected.then(|| round(sim, start));
+        progress(sim, "detection");
     }
     // Faults that must not make anyone see a live node dead: one node stalls, or
     // the whole network drops everything, for a few rounds; then the soak.
@@ -256,8 +276,12 @@ fn run(args: &Args, sim: &mut Simulation) -> Result<Report, String> {
         sim.run_for(interval * args.blackout_rounds as u32).map_err(err)?;
         sim.set_network(network);
     }
-    if args.soak_rounds > 0 {
-        sim.run_for(interval * args.soak_rounds as u32).map_err(err)?;
+    let mut soak_left = args.soak_rounds;
+    while soak_left > 0 {
+        let rounds = soak_left.min(50);
+        sim.run_for(interval * rounds as u32).map_err(err)?;
+        soak_left -= rounds;
+        progress(sim, "soak");
     }
     Ok(Report {
         memory_per_node,

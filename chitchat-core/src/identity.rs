@@ -32,8 +32,10 @@ pub struct NodeId {
 
 /// A name with an address, packed. The wire carries neither an IPv6 flow
 /// label nor a scope id; an address with either (set locally) is held
-/// whole, apart.
-#[derive(Clone)]
+/// whole, apart. Each identity has one representation (the first that
+/// holds it, in this order of preference), so two are equal exactly when
+/// their representations are.
+#[derive(Clone, PartialEq, Eq)]
 enum Repr {
     /// The first `len` bytes of `name` are the name.
     V4 {
@@ -115,6 +117,17 @@ impl NodeId {
         }
     }
 
+    /// The name's bytes, without the check that they are UTF-8 (they are):
+    /// for comparisons, which run often.
+    pub(crate) fn name_bytes(&self) -> &[u8] {
+        match &self.repr {
+            Repr::V4 { len, name, .. } => name.get(..usize::from(*len)).unwrap_or_default(),
+            Repr::V6 { len, name, .. } => name.get(..usize::from(*len)).unwrap_or_default(),
+            Repr::V4Shared { name, .. } | Repr::V6Shared { name, .. } => name.as_bytes(),
+            Repr::Scoped(scoped) => scoped.1.as_bytes(),
+        }
+    }
+
     /// Grows every time the node restarts.
     pub fn generation(&self) -> u64 {
         self.generation
@@ -151,16 +164,11 @@ impl NodeId {
         let hasher = HashFlavor(Xxh3::new());
         Fingerprint(postcard::serialize_with_flavor(self, hasher).unwrap_or_else(|_| Xxh3::new().digest()))
     }
-
-    /// What equality, order and hashing compare, in that order.
-    fn parts(&self) -> (&str, u64, SocketAddr) {
-        (self.name(), self.generation, self.gossip_addr())
-    }
 }
 
 impl PartialEq for NodeId {
     fn eq(&self, other: &Self) -> bool {
-        self.generation == other.generation && self.parts() == other.parts()
+        self.generation == other.generation && self.repr == other.repr
     }
 }
 
@@ -175,13 +183,17 @@ impl PartialOrd for NodeId {
 /// By name, then generation, then address.
 impl Ord for NodeId {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.parts().cmp(&other.parts())
+        // Strings order as their bytes.
+        self.name_bytes()
+            .cmp(other.name_bytes())
+            .then(self.generation.cmp(&other.generation))
+            .then_with(|| self.gossip_addr().cmp(&other.gossip_addr()))
     }
 }
 
 impl Hash for NodeId {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.parts().hash(state);
+        (self.name_bytes(), self.generation, self.gossip_addr()).hash(state);
     }
 }
 

@@ -209,8 +209,9 @@ impl Membership {
     /// The tracked incarnation named `name`.
     pub(crate) fn by_name(&self, name: &str) -> Option<Fingerprint> {
         let table = &self.table;
-        let named =
-            |slot: &SlotId| table.at_slot(*slot).is_some_and(|(_, entry)| entry.state.id().name() == name);
+        let named = |slot: &SlotId| {
+            table.at_slot(*slot).is_some_and(|(_, entry)| entry.state.id().name_bytes() == name.as_bytes())
+        };
         let slot = self.by_name.find(self.hasher.hash_one(name), named)?;
         table.at_slot(*slot).map(|(fingerprint, _)| fingerprint)
     }
@@ -255,7 +256,7 @@ impl Membership {
             &mut self.by_name,
             name_hash,
             slot,
-            |other| id_of(other).is_some_and(|id| id.name() == name),
+            |other| id_of(other).is_some_and(|id| id.name_bytes() == name.as_bytes()),
             |f| id_of(f).map_or(0, |id| hasher.hash_one(id.name())),
         );
         index(

@@ -643,6 +643,11 @@ impl Simulation {
     /// Whether every running node sees every running node live (and nothing else).
     pub fn all_see_all_live(&self) -> bool {
         let expected: BTreeSet<&NodeId> = self.running().map(|node| node.self_id()).collect();
+        // Counted first: until the cluster has converged some node sees fewer,
+        // and counting is cheaper than looking each one up.
+        if !self.running().all(|node| node.live_nodes().count() == expected.len()) {
+            return false;
+        }
         self.running().all(|node| {
             let mut live = 0;
             for id in node.live_nodes() {
