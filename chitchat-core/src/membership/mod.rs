@@ -210,10 +210,10 @@ impl Membership {
     pub(crate) fn by_name(&self, name: &str) -> Option<Fingerprint> {
         let table = &self.table;
         let named = |slot: &SlotId| {
-            table.at_slot(*slot).is_some_and(|(_, entry)| entry.state.id().name_bytes() == name.as_bytes())
+            table.at_slot(*slot).is_some_and(|entry| entry.state.id().name_bytes() == name.as_bytes())
         };
         let slot = self.by_name.find(self.hasher.hash_one(name), named)?;
-        table.at_slot(*slot).map(|(fingerprint, _)| fingerprint)
+        table.at_slot(*slot).map(|entry| entry.state.id().fingerprint())
     }
 
     /// The tracked node whose gossip address is `addr`.
@@ -232,11 +232,10 @@ impl Membership {
 
     fn look_up_addr(&self, addr: &SocketAddr) -> Option<Fingerprint> {
         let table = &self.table;
-        let at = |slot: &SlotId| {
-            table.at_slot(*slot).is_some_and(|(_, entry)| entry.state.id().gossip_addr() == *addr)
-        };
+        let at =
+            |slot: &SlotId| table.at_slot(*slot).is_some_and(|entry| entry.state.id().gossip_addr() == *addr);
         let slot = self.by_addr.find(self.hasher.hash_one(addr), at)?;
-        table.at_slot(*slot).map(|(fingerprint, _)| fingerprint)
+        table.at_slot(*slot).map(|entry| entry.state.id().fingerprint())
     }
 
     /// Starts tracking a node, live as of `now`; the caller checked that its
@@ -251,7 +250,7 @@ impl Membership {
         let (name_hash, addr_hash) = (self.hasher.hash_one(name), self.hasher.hash_one(addr));
         let slot = self.table.insert(fingerprint, NodeEntry::new(state, now));
         let (table, hasher) = (&self.table, &self.hasher);
-        let id_of = |slot: &SlotId| table.at_slot(*slot).map(|(_, entry)| entry.state.id());
+        let id_of = |slot: &SlotId| table.at_slot(*slot).map(|entry| entry.state.id());
         index(
             &mut self.by_name,
             name_hash,

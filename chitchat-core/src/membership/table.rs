@@ -58,14 +58,6 @@ impl Summary {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct SlotId(u32);
 
-/// A tracked node's entry, with its fingerprint (for the indexes, which find
-/// a slot by name or address and answer with the fingerprint).
-#[derive(Debug)]
-struct Slot {
-    fingerprint: Fingerprint,
-    entry: NodeEntry,
-}
-
 /// The tracked nodes' entries, in slots that do not move. At most as many
 /// slots as the table held nodes at its fullest (so at most `max_nodes`,
 /// which [`crate::Config::validate`] keeps within 32 bits); a slot freed by a
@@ -73,7 +65,7 @@ struct Slot {
 #[derive(Debug, Default)]
 struct Slots {
     /// Every chunk but the last holds [`CHUNK`] slots; `None` is a free one.
-    chunks: Vec<Vec<Option<Slot>>>,
+    chunks: Vec<Vec<Option<NodeEntry>>>,
     /// The free slots.
     free: Vec<SlotId>,
 }
@@ -84,12 +76,12 @@ impl Slots {
         (index / CHUNK, index % CHUNK)
     }
 
-    fn get(&self, slot: SlotId) -> Option<&Slot> {
+    fn get(&self, slot: SlotId) -> Option<&NodeEntry> {
         let (chunk, offset) = Self::place(slot);
         self.chunks.get(chunk)?.get(offset)?.as_ref()
     }
 
-    fn get_mut(&mut self, slot: SlotId) -> Option<&mut Slot> {
+    fn get_mut(&mut self, slot: SlotId) -> Option<&mut NodeEntry> {
         let (chunk, offset) = Self::place(slot);
         self.chunks.get_mut(chunk)?.get_mut(offset)?.as_mut()
     }
@@ -97,17 +89,17 @@ impl Slots {
     /// The entry a row names (always there: a row and its slot come and go
     /// together).
     fn entry(&self, slot: SlotId) -> &NodeEntry {
-        &self.get(slot).expect("a row's slot holds its entry").entry
+        self.get(slot).expect("a row's slot holds its entry")
     }
 
     fn entry_mut(&mut self, slot: SlotId) -> &mut NodeEntry {
-        &mut self.get_mut(slot).expect("a row's slot holds its entry").entry
+        self.get_mut(slot).expect("a row's slot holds its entry")
     }
 
-    fn insert(&mut self, slot: Slot) -> SlotId {
+    fn insert(&mut self, entry: NodeEntry) -> SlotId {
         if let Some(free) = self.free.pop() {
             let (chunk, offset) = Self::place(free);
-            self.chunks[chunk][offset] = Some(slot);
+            self.chunks[chunk][offset] = Some(entry);
             return free;
         }
         if self.chunks.last().is_none_or(|chunk| chunk.len() == CHUNK) {
@@ -115,12 +107,12 @@ impl Slots {
         }
         let full = (self.chunks.len() - 1) * CHUNK;
         let chunk = self.chunks.last_mut().expect("a chunk with room");
-        chunk.push(Some(slot));
+        chunk.push(Some(entry));
         // `max_nodes` is at most `u32::MAX` (`Config::validate`).
         SlotId(u32::try_from(full + chunk.len() - 1).unwrap_or(u32::MAX))
     }
 
-    fn remove(&mut self, slot: SlotId) -> Option<Slot> {
+    fn remove(&mut self, slot: SlotId) -> Option<NodeEntry> {
         let (chunk, offset) = Self::place(slot);
         let taken = self.chunks.get_mut(chunk)?.get_mut(offset)?.take()?;
         self.free.push(slot);
@@ -354,8 +346,8 @@ impl NodeTable {
     }
 
     /// The node in `slot`, if it still holds one.
-    pub(super) fn at_slot(&self, slot: SlotId) -> Option<(Fingerprint, &NodeEntry)> {
-        self.slots.get(slot).map(|slot| (slot.fingerprint, &slot.entry))
+    pub(super) fn at_slot(&self, slot: SlotId) -> Option<&NodeEntry> {
+        self.slots.get(slot)
     }
 
     /// Inserts or replaces; the node's slot.
@@ -369,7 +361,7 @@ impl NodeTable {
             }
             Err(index) => {
                 let row = StoredRow::new(fingerprint, SlotId(0), &entry);
-                let slot = self.slots.insert(Slot { fingerprint, entry });
+                let slot = self.slots.insert(entry);
                 self.rows.insert(index, StoredRow { slot, ..row });
                 slot
             }
@@ -380,7 +372,7 @@ impl NodeTable {
     pub(super) fn remove(&mut self, fingerprint: &Fingerprint) -> Option<(SlotId, NodeEntry)> {
         let index = self.position(fingerprint).ok()?;
         let slot = self.rows.remove(index).slot;
-        self.slots.remove(slot).map(|removed| (slot, removed.entry))
+        self.slots.remove(slot).map(|removed| (slot, removed))
     }
 
     pub(super) fn len(&self) -> usize {
@@ -432,7 +424,7 @@ impl NodeTable {
             if row.summary() != Summary::of(row.fingerprint, entry) {
                 return Err(format!("the summary of {} is stale", entry.state.id()));
             }
-            if self.slots.get(row.slot).map(|slot| slot.fingerprint) != Some(row.fingerprint) {
+            if entry.state.id().fingerprint() != row.fingerprint {
                 return Err(format!("the slot of {} names another node", entry.state.id()));
             }
         }
@@ -519,10 +511,12 @@ mod tests {
         for step in 0..3_000_u32 {
             seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
             if held.is_empty() || seed >> 62 != 0 && held.len() < 700 {
-                let (fingerprint, entry) = entry((step % 60_000) as u16 + 1);
-                let fingerprint = Fingerprint(fingerprint.0 ^ u64::from(step));
+                let (fingerprint, entry) = entry(step as u16 + 1);
                 let slot = table.insert(fingerprint, entry);
-                assert_eq!(table.at_slot(slot).map(|(at, _)| at), Some(fingerprint));
+                assert!(table.at_slot(slot).is_some());
+                assert!(
+                    table.get(&fingerprint).is_some_and(|entry| std::ptr::eq(entry, table.slots.entry(slot)))
+                );
                 held.push(fingerprint);
             } else {
                 let gone = held.swap_remove((seed >> 20) as usize % held.len());
