@@ -1,6 +1,8 @@
 //! One node's versioned key-value state, as its owner or a peer holds it.
 
 use std::collections::VecDeque;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use hashbrown::HashTable;
@@ -165,8 +167,15 @@ fn hash_key(key: &str) -> u64 {
 
 /// [`hash_key`] of a key read as bytes (from a store's bytes, to rehash its
 /// index): the one definition both go through.
+///
+/// Keys come from the network, so the hash is keyed, with a seed drawn once
+/// a process (as `HashMap`'s is): unkeyed, a member could choose keys that
+/// share one bucket of a state's index, and every lookup in that state would
+/// walk them all. Only the index's layout and the key filter's bits depend on
+/// the seed, never what a node sends or holds.
 fn hash_key_bytes(key: &[u8]) -> u64 {
-    xxhash_rust::xxh3::xxh3_64(key)
+    static SEED: LazyLock<u64> = LazyLock::new(|| RandomState::new().hash_one("chitchat key hash"));
+    xxhash_rust::xxh3::xxh3_64_with_seed(key, *SEED)
 }
 
 /// The state of one node: identity, heartbeat and versioned keys.

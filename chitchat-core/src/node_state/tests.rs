@@ -176,6 +176,16 @@ fn the_record_store_comes_with_the_first_record_and_goes_with_the_last() {
 /// `NodeState`'s documentation counts a 16-byte slot, and
 /// `RECORD_OVERHEAD` covers it with its share of index and GC queue: keep
 /// them in step.
+/// A key's hash is keyed by a seed of the process, so keys cannot be chosen
+/// offline to share one bucket of an index; it is stable within the process.
+#[test]
+fn keys_are_hashed_with_a_seed() {
+    for key in ["a", "key-01", "service-01", "\0dead:0000000000000000"] {
+        assert_ne!(hash_key(key), xxhash_rust::xxh3::xxh3_64(key.as_bytes()), "{key:?}");
+        assert_eq!(hash_key(key), hash_key_bytes(key.as_bytes()));
+    }
+}
+
 #[test]
 fn a_log_slot_is_16_bytes() {
     assert_eq!(std::mem::size_of::<Slot>(), 16);
