@@ -24,7 +24,7 @@ use xxhash_rust::xxh3::Xxh3;
 /// names the node) copies 48 bytes or counts a reference, and never
 /// allocates. Every node tracks every other's identity: at 10,000 nodes,
 /// each byte here is 100 MB over the cluster.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct NodeId {
     generation: u64,
     repr: Repr,
@@ -63,11 +63,6 @@ enum Repr {
     },
     /// An IPv6 address with a flow label or a scope id.
     Scoped(Arc<(SocketAddrV6, Box<str>)>),
-}
-
-/// `bytes`' first `len` bytes, which [`NodeId::new`] copied from a `&str`.
-fn inline_name(bytes: &[u8], len: u8) -> &str {
-    std::str::from_utf8(bytes.get(..usize::from(len)).unwrap_or_default()).unwrap_or_default()
 }
 
 /// `name` in an inline buffer, if it fits.
@@ -110,8 +105,8 @@ impl NodeId {
     /// [`crate::Config::max_node_name_len`] bytes.
     pub fn name(&self) -> &str {
         match &self.repr {
-            Repr::V4 { len, name, .. } => inline_name(name, *len),
-            Repr::V6 { len, name, .. } => inline_name(name, *len),
+            // Copied whole from a `&str` (`NodeId::new`).
+            Repr::V4 { .. } | Repr::V6 { .. } => std::str::from_utf8(self.name_bytes()).unwrap_or_default(),
             Repr::V4Shared { name, .. } | Repr::V6Shared { name, .. } => name,
             Repr::Scoped(scoped) => &scoped.1,
         }
@@ -165,14 +160,6 @@ impl NodeId {
         Fingerprint(postcard::serialize_with_flavor(self, hasher).unwrap_or_else(|_| Xxh3::new().digest()))
     }
 }
-
-impl PartialEq for NodeId {
-    fn eq(&self, other: &Self) -> bool {
-        self.generation == other.generation && self.repr == other.repr
-    }
-}
-
-impl Eq for NodeId {}
 
 impl PartialOrd for NodeId {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {

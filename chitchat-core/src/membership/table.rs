@@ -133,17 +133,9 @@ struct StoredRow {
 }
 
 impl StoredRow {
-    fn new(fingerprint: Fingerprint, slot: SlotId, entry: &NodeEntry) -> Self {
-        let mut row = StoredRow {
-            fingerprint,
-            hash: RangeHash::default(),
-            slot,
-            status: NodeStatus::Live,
-            vouched: false,
-            gc_pending: false,
-        };
-        row.refresh(entry);
-        row
+    fn new(fingerprint: Fingerprint, slot: SlotId, summary: Summary) -> Self {
+        let Summary { hash, status, vouched, gc_pending } = summary;
+        StoredRow { fingerprint, hash, slot, status, vouched, gc_pending }
     }
 
     fn summary(&self) -> Summary {
@@ -151,8 +143,7 @@ impl StoredRow {
     }
 
     fn refresh(&mut self, entry: &NodeEntry) {
-        let Summary { hash, status, vouched, gc_pending } = Summary::of(self.fingerprint, entry);
-        (self.hash, self.status, self.vouched, self.gc_pending) = (hash, status, vouched, gc_pending);
+        *self = StoredRow::new(self.fingerprint, self.slot, Summary::of(self.fingerprint, entry));
     }
 }
 
@@ -360,9 +351,9 @@ impl NodeTable {
                 row.slot
             }
             Err(index) => {
-                let row = StoredRow::new(fingerprint, SlotId(0), &entry);
+                let summary = Summary::of(fingerprint, &entry);
                 let slot = self.slots.insert(entry);
-                self.rows.insert(index, StoredRow { slot, ..row });
+                self.rows.insert(index, StoredRow::new(fingerprint, slot, summary));
                 slot
             }
         }
