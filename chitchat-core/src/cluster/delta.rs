@@ -333,7 +333,7 @@ impl ClusterState {
             let dropped = super::vouch_for(&mut entry, &mut self.events);
             self.remote_bytes -= dropped.held_bytes();
             dropped_unproven = dropped.max_version() > 0;
-            self.peer_addresses = None;
+            self.peer_tally = None;
         }
         // What the application hears of the node: nothing until it is
         // vouched for.

@@ -132,7 +132,7 @@ impl ClusterState {
         entry.status = NodeStatus::Live;
         entry.status_since = now;
         entry.provisional_left = false;
-        self.peer_addresses = None;
+        self.peer_tally = None;
         if entry.vouched {
             self.events.push(Event::NodeLive(entry.state.id().clone()));
         }

@@ -23,9 +23,10 @@ use crate::config::Config;
 use crate::events::{Event, EventQueue};
 use crate::failure_detector::ProbeWindow;
 use crate::identity::{Fingerprint, NodeId};
-use crate::membership::{Membership, NodeEntry, NodeStatus, Row};
+use crate::membership::{Membership, NodeEntry, NodeStatus, Row, Rows};
 use crate::metrics::Metrics;
 use crate::node_state::NodeState;
+use crate::peers::LivePeers;
 use crate::time::Timestamp;
 use crate::wire::RingRange;
 
@@ -78,11 +79,12 @@ pub(crate) struct ClusterState {
     rumors: rumors::Rumors,
     /// Where the next round's maintenance window starts.
     sweep_cursor: Fingerprint,
-    /// The other vouched-for nodes, `Live` ones and `Dead` ones, for
-    /// choosing a round's targets; `None` once a node is added, removed,
-    /// vouched for or changes status (rebuilt when next needed, so that a
-    /// round costs no walk of the table).
-    peer_addresses: Option<(Vec<Fingerprint>, Vec<Fingerprint>)>,
+    /// The other vouched-for nodes, for choosing a round's targets: how
+    /// many are `Live` (drawn from the table's rows, see [`LiveRows`]) and
+    /// which are `Dead` (a few, but for a partition); `None` once a node is
+    /// added, removed, vouched for or changes status (rebuilt when next
+    /// needed, so that a round costs no walk of the table).
+    peer_tally: Option<(usize, Vec<Fingerprint>)>,
     /// Until then, what arrives may be old news: this node came out of a pause
     /// (see [`ClusterState::forgive`]).
     doubtful_until: Timestamp,
@@ -94,6 +96,49 @@ pub(crate) struct ClusterState {
     /// sum over every tracked node but this one. Grows only where
     /// `config.max_remote_state_bytes` allows.
     remote_bytes: usize,
+}
+
+/// Another node this node may gossip to: vouched for (the ones a spoofer
+/// introduced and nothing proved are left out).
+fn is_peer(row: Row<'_>, self_fingerprint: Fingerprint) -> bool {
+    row.fingerprint() != self_fingerprint && row.summary().vouched
+}
+
+/// The `Live` peers, drawn from the table's rows: a row drawn at random is
+/// one of them most of the time, as most tracked nodes are, so a round
+/// finds its targets in a few draws, and no list of them is kept.
+pub(crate) struct LiveRows<'a> {
+    rows: Rows<'a>,
+    count: usize,
+    self_fingerprint: Fingerprint,
+}
+
+impl LiveRows<'_> {
+    fn is_live_peer(&self, row: Row<'_>) -> bool {
+        is_peer(row, self.self_fingerprint) && row.summary().status == NodeStatus::Live
+    }
+}
+
+impl LivePeers for LiveRows<'_> {
+    type Peer = Fingerprint;
+
+    fn count(&self) -> usize {
+        self.count
+    }
+
+    fn draw(&self, rng: &mut fastrand::Rng) -> Option<Fingerprint> {
+        let row = self.rows.get(rng.usize(..self.rows.len().max(1)))?;
+        self.is_live_peer(row).then(|| row.fingerprint())
+    }
+
+    /// Fewer than a quarter of the rows are live peers.
+    fn sparse(&self) -> bool {
+        self.count.saturating_mul(4) < self.rows.len()
+    }
+
+    fn all(&self) -> Vec<Fingerprint> {
+        self.rows.iter().filter(|row| self.is_live_peer(*row)).map(|row| row.fingerprint()).collect()
+    }
 }
 
 impl std::fmt::Debug for ClusterState {
@@ -121,7 +166,7 @@ impl ClusterState {
             accusations: verdicts::Accusations::default(),
             rumors: rumors::Rumors::default(),
             sweep_cursor: Fingerprint(0),
-            peer_addresses: None,
+            peer_tally: None,
             doubtful_until: Timestamp::ZERO,
             claims: refutation::Claims::default(),
             next_republish_at: Timestamp::ZERO,
@@ -301,29 +346,30 @@ impl ClusterState {
     /// The other vouched-for nodes (nodes heard of only from addresses that
     /// proved nothing are left out): `Live` ones, then `Dead` ones. Their
     /// gossip addresses are [`ClusterState::gossip_addr`].
-    pub(crate) fn peers(&self) -> (&[Fingerprint], &[Fingerprint]) {
-        self.peer_addresses.as_ref().map_or((&[], &[]), |(live, dead)| (live, dead))
+    pub(crate) fn peers(&self) -> (LiveRows<'_>, &[Fingerprint]) {
+        let (count, dead) = self.peer_tally.as_ref().map_or((0, &[][..]), |(live, dead)| (*live, dead));
+        let live =
+            LiveRows { rows: self.membership.rows(), count, self_fingerprint: self.self_fingerprint() };
+        (live, dead)
     }
 
-    /// Rebuilds [`ClusterState::peers`] if a change since made it stale.
+    /// Recounts [`ClusterState::peers`] if a change since made them stale.
     pub(crate) fn refresh_peers(&mut self) {
-        if self.peer_addresses.is_none() {
+        if self.peer_tally.is_none() {
             let self_fingerprint = self.self_fingerprint();
-            let (mut live, mut dead) = (Vec::new(), Vec::new());
+            let (mut live, mut dead) = (0, Vec::new());
             for row in self.membership.rows() {
-                let summary = row.summary();
-                if row.fingerprint() == self_fingerprint || !summary.vouched {
+                if !is_peer(row, self_fingerprint) {
                     continue;
                 }
-                match summary.status {
-                    NodeStatus::Live => live.push(row.fingerprint()),
+                match row.summary().status {
+                    NodeStatus::Live => live += 1,
                     NodeStatus::Dead => dead.push(row.fingerprint()),
                     NodeStatus::Left => {}
                 }
             }
-            live.shrink_to_fit();
             dead.shrink_to_fit();
-            self.peer_addresses = Some((live, dead));
+            self.peer_tally = Some((live, dead));
         }
     }
 
@@ -335,7 +381,7 @@ impl ClusterState {
     /// A node was added, removed, vouched for or changed status: the peer
     /// addresses are rebuilt when next needed.
     pub(crate) fn peers_changed(&mut self) {
-        self.peer_addresses = None;
+        self.peer_tally = None;
     }
 
     // ---- this node's own state ------------------------------------------
@@ -406,7 +452,7 @@ impl ClusterState {
         let dropped = vouch_for(&mut entry, &mut self.events);
         drop(entry);
         self.remote_bytes -= dropped.held_bytes();
-        self.peer_addresses = None;
+        self.peers_changed();
         if dropped.max_version() > 0 {
             self.reread_accusations(fingerprint);
         }

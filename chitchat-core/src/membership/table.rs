@@ -28,6 +28,9 @@ use crate::wire::RangeHash;
 /// clusters).
 const CHUNK: usize = 128;
 
+/// The fewest rows the table grows by when full.
+const ROWS_MIN_GROWTH: usize = 16;
+
 /// What walks of the ring read of a tracked node, kept in its row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Summary {
@@ -179,6 +182,15 @@ pub(crate) struct Rows<'a> {
 impl<'a> Rows<'a> {
     pub(crate) fn iter(&self) -> RowIter<'a> {
         RowIter { rows: self.rows.iter(), slots: self.slots }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// The row `index` rows after the first.
+    pub(crate) fn get(&self, index: usize) -> Option<Row<'a>> {
+        self.rows.get(index).map(|row| Row { row, slots: self.slots })
     }
 }
 
@@ -353,6 +365,13 @@ impl NodeTable {
             Err(index) => {
                 let summary = Summary::of(fingerprint, &entry);
                 let slot = self.slots.insert(entry);
+                if self.rows.len() == self.rows.capacity() {
+                    // Grown by an eighth, not doubled: a table of 10,000
+                    // rows in a vector of 16,384 would waste 15 bytes a
+                    // node. A join shifts the rows after it anyway, so a
+                    // copy of them all every eighth of growth costs little.
+                    self.rows.reserve_exact((self.rows.len() / 8).max(ROWS_MIN_GROWTH));
+                }
                 self.rows.insert(index, StoredRow::new(fingerprint, slot, summary));
                 slot
             }
@@ -489,6 +508,26 @@ mod tests {
     #[test]
     fn a_row_is_24_bytes() {
         assert_eq!(std::mem::size_of::<StoredRow>(), 24);
+    }
+
+    /// A tracked node's entry is 96 bytes: a 40-byte identity, three
+    /// counters, the record store's pointer, two timestamps and flags.
+    #[test]
+    fn an_entry_is_96_bytes() {
+        assert_eq!(std::mem::size_of::<Option<NodeEntry>>(), 96);
+    }
+
+    /// The rows grow by an eighth, so that a large table wastes little of
+    /// its vector (doubling would leave up to half of it empty).
+    #[test]
+    fn the_rows_grow_by_an_eighth() {
+        let mut table = NodeTable::default();
+        for port in 0..10_000 {
+            let (fingerprint, entry) = entry(port);
+            table.insert(fingerprint, entry);
+            let (len, capacity) = (table.rows.len(), table.rows.capacity());
+            assert!(capacity <= len + (len / 8).max(ROWS_MIN_GROWTH), "{len} rows in {capacity}");
+        }
     }
 
     /// Nodes joining and leaving in any order: every row names the slot of
