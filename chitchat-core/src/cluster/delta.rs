@@ -297,9 +297,7 @@ impl ClusterState {
         let fresh = self.is_fresh(now);
         let mut entry = self.membership.get_mut(&fingerprint).expect("resolved nodes are tracked");
         let before = (entry.state.max_version(), entry.state.last_gc_version(), entry.state.has_left());
-        if vouched && fresh {
-            entry.confirmed_at = now;
-        }
+        entry.confirmed |= vouched && fresh;
         // A node not vouched for yet is vouched for by a whole section only
         // (from version 0, as peers send to a node whose digests lack it): one
         // from further on would leave a gap once the unproven state is dropped.

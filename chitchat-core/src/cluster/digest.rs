@@ -271,7 +271,6 @@ impl ClusterState {
     /// only by the few peers that talk to it or name it, and after a pause
     /// most of a large cluster would be declared dead for want of it.)
     fn confirm_agreeing(&mut self, hashes: &RangeHashes, now: Timestamp) {
-        let woke = self.doubtful_until;
         let mut agreeing = Vec::new();
         self.compare_ranges(now, hashes, |range, agree| {
             if agree {
@@ -281,12 +280,12 @@ impl ClusterState {
         let unconfirmed: Vec<Fingerprint> = agreeing
             .into_iter()
             .flat_map(|range| self.nodes_in(range))
-            .filter(|row| self.relays(*row, now) && row.entry().confirmed_at < woke)
+            .filter(|row| self.relays(*row, now) && !row.entry().confirmed)
             .map(|row| row.fingerprint())
             .collect();
         for fingerprint in unconfirmed {
             if let Some(mut node) = self.membership.get_mut(&fingerprint) {
-                node.confirmed_at = now;
+                node.confirmed = true;
             }
         }
     }
@@ -392,9 +391,7 @@ impl ClusterState {
                 if fingerprint == self_fingerprint {
                     claims_about_self = Some(*entry);
                 }
-                if fresh {
-                    node.confirmed_at = now;
-                }
+                node.confirmed |= fresh;
                 if fingerprint != self_fingerprint && entry.heartbeat > node.state.heartbeat() {
                     grew.push(fingerprint);
                 }
@@ -415,7 +412,7 @@ impl ClusterState {
             }
             self.report_heartbeat(sender.fingerprint, sender.heartbeat, now);
             if fresh && let Some(mut node) = self.membership.get_mut(&sender.fingerprint) {
-                node.confirmed_at = now;
+                node.confirmed = true;
             }
         }
         for rumor in &digest.rumors {
@@ -425,7 +422,7 @@ impl ClusterState {
             }
             self.report_heartbeat(rumor.fingerprint, rumor.heartbeat, now);
             if fresh && let Some(mut node) = self.membership.get_mut(&rumor.fingerprint) {
-                node.confirmed_at = now;
+                node.confirmed = true;
             }
         }
         if let Some(claim) = claims_about_self {

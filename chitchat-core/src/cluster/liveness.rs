@@ -75,8 +75,9 @@ impl ClusterState {
         };
         let answered = answerer.is_some();
         if let Some(fingerprint) = answerer {
+            let fresh = self.is_fresh(now);
             if let Some(mut entry) = self.membership.get_mut(&fingerprint) {
-                entry.confirmed_at = now;
+                entry.confirmed |= fresh;
             }
             self.metrics.pongs_received += 1;
             self.validate_node(fingerprint);
@@ -144,8 +145,7 @@ impl ClusterState {
     /// dead, not left, and (after a pause of this node) confirmed since.
     pub(crate) fn is_live_now(&self, entry: &NodeEntry) -> bool {
         entry.status == NodeStatus::Live
-            && (entry.confirmed_at >= self.doubtful_until
-                || entry.state.id().fingerprint() == self.self_fingerprint())
+            && (entry.confirmed || entry.state.id().fingerprint() == self.self_fingerprint())
     }
 
     /// Whether news handled at `now` is taken as current: it is, but during the
@@ -181,6 +181,7 @@ impl ClusterState {
         // age during this node's pause (or its clock's jump).
         self.membership.removed_mut().postpone(pause);
         self.doubtful_until = now + self.config.gossip_interval;
+        self.membership.unconfirm_all();
         self.metrics.pauses += 1;
     }
 

@@ -492,7 +492,9 @@ impl ClusterState {
         }
         let mut state = NodeState::new(node_id.clone());
         state.set_heartbeat(heartbeat);
+        let fresh = self.is_fresh(now);
         let mut entry = self.membership.insert(state, now);
+        entry.confirmed = fresh;
         entry.heard_first_hand = first_hand;
         entry.vouched = vouched;
         drop(entry);

@@ -287,7 +287,7 @@ impl ClusterState {
         let patience = self.config.gossip_interval * REFUTATION_ROUNDS;
         let woke = self.doubtful_until;
         entry.status == NodeStatus::Live
-            && ((woke != Timestamp::ZERO && !self.confirming(now) && entry.confirmed_at < woke)
+            && ((woke != Timestamp::ZERO && !self.confirming(now) && !entry.confirmed)
                 || (!entry.vouched && now.saturating_duration_since(entry.status_since) >= patience))
     }
 

@@ -50,13 +50,14 @@ pub(crate) struct NodeEntry {
     /// its heartbeat goes past the one known then, which `state` holds: the
     /// heartbeat only grows, so any growth since refutes the verdict.)
     pub status_since: Timestamp,
-    /// When this node last had news that the node is still part of the
-    /// cluster: a peer listed it in a digest or sent a section of it, or it
-    /// answered a probe. After a pause of this node, a node not confirmed
-    /// since is not introduced to peers (they may have removed it meanwhile),
-    /// and is declared dead if nobody confirms it (see
-    /// [`crate::cluster`]).
-    pub confirmed_at: Timestamp,
+    /// A peer confirmed, since this node's last pause ended, that the node
+    /// is still part of the cluster: a peer listed it in a digest or sent a
+    /// section of it, or it answered a probe. After a pause of this node
+    /// (which clears this for every node), a node not confirmed since is not
+    /// introduced to peers (they may have removed it meanwhile), and is
+    /// declared dead if nobody confirms it (see [`crate::cluster`]). A flag,
+    /// not a time: 8 bytes less a tracked node.
+    pub confirmed: bool,
     pub ready: bool,
     /// A peer at the node's gossip address answered a `Syn` of this node: the
     /// address is validated (see [`crate::validation`]).
@@ -85,7 +86,7 @@ impl NodeEntry {
             state,
             status: NodeStatus::Live,
             status_since: now,
-            confirmed_at: now,
+            confirmed: true,
             ready: false,
             address_validated: false,
             heard_first_hand: false,
@@ -168,6 +169,13 @@ impl Membership {
 
     pub(crate) fn contains(&self, fingerprint: &Fingerprint) -> bool {
         self.table.contains_key(fingerprint)
+    }
+
+    /// Clears every node's [`NodeEntry::confirmed`]: this node comes out
+    /// of a pause. A walk of the entries in the order they are stored, not
+    /// of the rows (which the flag is not part of).
+    pub(crate) fn unconfirm_all(&mut self) {
+        self.table.for_each_entry(|entry| entry.confirmed = false);
     }
 
     /// How many nodes are tracked, this one included.
