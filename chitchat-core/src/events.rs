@@ -127,6 +127,11 @@ impl EventQueue {
         self.events.push_back(event);
     }
 
+    /// Makes room for `additional` events (within the bound).
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        self.events.reserve(additional.min(self.bound.saturating_sub(self.events.len())));
+    }
+
     pub(crate) fn pop(&mut self) -> Option<Event> {
         let event = self.events.pop_front();
         // A burst (a big delta is thousands of key events) must not pin its

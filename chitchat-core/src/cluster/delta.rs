@@ -18,7 +18,7 @@ use crate::identity::{Fingerprint, NodeId};
 use crate::membership::{NodeEntry, NodeStatus};
 use crate::node_state::{NodeState, RESERVED_PREFIX, RecordLimits, Skipped, VersionedValue};
 use crate::time::Timestamp;
-use crate::wire::size::{encoded_len, varint_len};
+use crate::wire::size::{MIN_RECORD_LEN, encoded_len, varint_len};
 use crate::wire::{Delta, Digest, DigestEntry, NodeDelta, NodeRef, ValueUpdate};
 
 /// A node the peer lacks something of. Ordered by need: unknown nodes
@@ -160,7 +160,12 @@ impl ClusterState {
             let mut section_len = header_len;
             let mut cut = false;
             let mut at_share = false;
-            for update in state.records_since(candidate.from_version) {
+            let records = state.records_since(candidate.from_version);
+            // Room for the records at once (they are this node's, counted
+            // exactly), as many as can fit the rest of the budget at most.
+            let room = budget.saturating_sub(len + header_len) / MIN_RECORD_LEN;
+            section.key_values.reserve(records.size_hint().1.unwrap_or(0).min(room));
+            for update in records {
                 let record_len = encoded_len(&update);
                 let records = section.key_values.len() as u64;
                 let growth = varint_len(records + 1) - varint_len(records);
@@ -279,6 +284,10 @@ impl ClusterState {
     /// Applies a peer's delta. The keys and values of the records it takes
     /// move into the events they cause: they are left empty in `delta`.
     pub(crate) fn apply_delta(&mut self, delta: &mut Delta, from: SocketAddr, vouched: bool, now: Timestamp) {
+        // An event a record at most (and a few a section): room for them at
+        // once, not by doubling, which copies a large delta's events
+        // several times.
+        self.events.reserve(delta.nodes.iter().map(|section| section.key_values.len()).sum());
         for section in &mut delta.nodes {
             self.apply_section(section, from, vouched, now);
         }

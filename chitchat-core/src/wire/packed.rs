@@ -9,6 +9,13 @@ use serde::de::{Deserializer, SeqAccess, Visitor};
 
 /// Deserializes a sequence without trusting its claimed length: memory grows with
 /// the elements actually decoded, each of which consumed at least one byte.
+///
+/// A sequence that claims [`PRESIZE_FROM`] elements or more gets room for
+/// them at once, up to [`PRESIZE_AT_MOST`] (a section of 20 records is not
+/// grown four times); one that then holds less than half of its room is
+/// shrunk to fit. So a sequence holds at most twice the room its decoded
+/// elements take, and a lie costs at most [`PRESIZE_AT_MOST`] elements of
+/// room while that sequence is decoded.
 pub(crate) fn bounded_vec<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
 where
     D: Deserializer<'de>,
@@ -24,9 +31,17 @@ where
         }
 
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
-            let mut items = Vec::new();
+            let claimed = seq.size_hint().unwrap_or(0);
+            let mut items = if claimed >= PRESIZE_FROM {
+                Vec::with_capacity(claimed.min(PRESIZE_AT_MOST))
+            } else {
+                Vec::new()
+            };
             while let Some(item) = seq.next_element()? {
                 items.push(item);
+            }
+            if items.capacity() > 2 * items.len().max(PRESIZE_FROM) {
+                items.shrink_to_fit();
             }
             Ok(items)
         }
@@ -34,6 +49,13 @@ where
 
     deserializer.deserialize_seq(BoundedVec(PhantomData))
 }
+
+/// The fewest elements a sequence must claim to get room for them at once
+/// (see [`bounded_vec`]).
+const PRESIZE_FROM: usize = 8;
+
+/// The most elements a sequence gets room for before it decoded them.
+const PRESIZE_AT_MOST: usize = 32;
 
 /// Digest entries packed into one byte string (see the module docs).
 pub(crate) mod entries {
@@ -147,5 +169,34 @@ pub(crate) mod bytes {
         fn visit_bytes<E: Error>(self, bytes: &[u8]) -> Result<Vec<u8>, E> {
             Ok(bytes.to_vec())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+
+    use super::{PRESIZE_AT_MOST, bounded_vec};
+
+    #[derive(Deserialize)]
+    struct Items(#[serde(deserialize_with = "bounded_vec")] Vec<u64>);
+
+    fn encoded(claimed: u8, items: u8) -> Vec<u8> {
+        std::iter::once(claimed).chain(1..=items).collect()
+    }
+
+    /// Room is made at once for an honest claim, bounded for a large one,
+    /// and a lie (a sequence cut short) is an error, not a reservation kept.
+    #[test]
+    fn sequences_get_room_for_what_they_claim_within_bounds() {
+        let Items(small) = postcard::from_bytes(&encoded(3, 3)).unwrap();
+        assert_eq!(small, [1, 2, 3]);
+        let Items(section) = postcard::from_bytes(&encoded(20, 20)).unwrap();
+        assert_eq!((section.len(), section.capacity()), (20, 20));
+        let Items(large) = postcard::from_bytes(&encoded(100, 100)).unwrap();
+        assert_eq!(large.len(), 100);
+        assert!(large.capacity() <= 2 * 100, "{}", large.capacity());
+        assert!(postcard::from_bytes::<Items>(&encoded(100, 1)).is_err());
+        assert!(PRESIZE_AT_MOST * std::mem::size_of::<crate::wire::KeyValueUpdate>() <= 4_096);
     }
 }

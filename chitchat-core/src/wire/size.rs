@@ -23,6 +23,10 @@ pub(crate) fn encoded_len<T: Serialize + ?Sized>(value: &T) -> usize {
 /// varints.
 pub(crate) const MIN_DIGEST_ENTRY_LEN: usize = 8 + 3;
 
+/// The fewest bytes a record takes: its key's length, its version and its
+/// value's variant, a byte each (an empty key, a deleted value).
+pub(crate) const MIN_RECORD_LEN: usize = 3;
+
 /// Bytes of one digest entry: 8 for the fingerprint and three varints. Equal to
 /// what the encoder writes (a unit test checks it), without running it for each
 /// of thousands of entries.

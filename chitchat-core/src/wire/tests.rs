@@ -1,7 +1,8 @@
 use std::net::SocketAddr;
 
 use super::size::{
-    digest_entry_len, encoded_len, guaranteed_delta_room, varint_len, worst_case_key_section_len,
+    MIN_RECORD_LEN, digest_entry_len, encoded_len, guaranteed_delta_room, varint_len,
+    worst_case_key_section_len,
 };
 use super::*;
 use crate::config::Config;
@@ -306,6 +307,12 @@ fn digest_entry_len_matches_the_encoder() {
         assert_eq!(digest_entry_len(&entry), encoded_len(&entry), "{value}");
         assert_eq!(varint_len(value), encoded_len(&value), "{value}");
     }
+}
+
+#[test]
+fn the_smallest_record_takes_min_record_len_bytes() {
+    let smallest = KeyValueUpdate { key: "".into(), version: 0, value: ValueUpdate::Deleted };
+    assert_eq!(encoded_len(&smallest), MIN_RECORD_LEN);
 }
 
 #[test]
