@@ -23,9 +23,7 @@
 //! dead. Everything but `wall_seconds` and `sim_rounds_per_sec` is identical
 //! across runs with the same arguments.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use chitchat_core::sim::{GilbertElliott, NetworkConfig, NodeIndex, Simulation};
@@ -195,10 +193,11 @@ fn run(args: &Args, sim: &mut Simulation) -> Result<Report, String> {
     let progress = |sim: &Simulation, phase: &str| {
         if args.progress {
             eprintln!(
-                "{phase}: round {:.1}, {:.0} s, heap {:.2} GB",
+                "{phase}: round {:.1}, {:.0} s, heap {:.2} GB (at most {:.2} GB since the last line)",
                 round(sim, chitchat_core::Timestamp::ZERO),
                 wall.elapsed().as_secs_f64(),
-                resident_bytes().unwrap_or(0) as f64 / 1e9
+                resident_bytes().unwrap_or(0) as f64 / 1e9,
+                alloc::take_peak_heap_bytes() as f64 / 1e9,
             );
         }
     };
@@ -216,7 +215,18 @@ fn run(args: &Args, sim: &mut Simulation) -> Result<Report, String> {
     }
 
     let start = sim.now();
-    let converged = sim.run_until(limit, |sim| sim.all_see_all_live()).map_err(err)?;
+    // The cold start of thousands takes most of such a run: a line every
+    // 10 rounds of it.
+    let mut next_line = 10.0;
+    let converged = sim
+        .run_until(limit, |sim| {
+            if round(sim, start) >= next_line {
+                next_line += 10.0;
+                progress(sim, "cold start");
+            }
+            sim.all_see_all_live()
+        })
+        .map_err(err)?;
     let membership_rounds = converged.then(|| round(sim, start));
     progress(sim, "membership");
     if !converged {
@@ -293,40 +303,17 @@ fn run(args: &Args, sim: &mut Simulation) -> Result<Report, String> {
     })
 }
 
-/// Counts live heap bytes, to measure the memory a node holds (resident memory
-/// would include the allocator's slack and freed pages it keeps).
-struct CountingAllocator;
-
-static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: every call is forwarded to the system allocator unchanged; only a
-// counter is updated on the side.
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE_BYTES.fetch_add(layout.size(), Ordering::Relaxed);
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE_BYTES.fetch_add(new_size.wrapping_sub(layout.size()), Ordering::Relaxed);
-        // SAFETY: same contract as ours.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+/// The benchmarks' counting allocator (in `chitchat-tools`, which depends
+/// on this crate: shared by path, not by a dependency).
+#[path = "../../chitchat-tools/src/alloc.rs"]
+mod alloc;
 
 #[global_allocator]
-static ALLOCATOR: CountingAllocator = CountingAllocator;
+static ALLOCATOR: alloc::CountingAllocator = alloc::CountingAllocator;
 
 /// Live heap bytes now.
 fn resident_bytes() -> Option<u64> {
-    Some(LIVE_BYTES.load(Ordering::Relaxed) as u64)
+    Some(alloc::live_heap_bytes() as u64)
 }
 
 fn main() -> ExitCode {

@@ -5,7 +5,7 @@
 //! state are its **news**: a round without news is quiet (one handshake, see
 //! [`crate::peers`]).
 
-use std::collections::HashMap;
+use std::collections::VecDeque;
 
 use crate::identity::Fingerprint;
 
@@ -17,12 +17,18 @@ const MAX_ASKS: usize = 2_048;
 /// ([`super::digest::RUMOR_ROOM`] bytes, about 40 entries).
 const MAX_NAMED: usize = 64;
 
-/// Rumors and asks. Bounded: one rumor per tracked node (`max_nodes`), and
-/// twice [`MAX_ASKS`] asks (duplicates included) until they are taken.
+/// Rumors and asks. Bounded: each round's rumors are deduplicated once
+/// they double, so at most twice the tracked nodes (`max_nodes`) for each
+/// of the few rounds a rumor lasts, and twice [`MAX_ASKS`] asks
+/// (duplicates included) until they are taken.
 #[derive(Debug, Default)]
 pub(crate) struct Rumors {
-    /// Node → gossip rounds left to name it.
-    rounds_left: HashMap<Fingerprint, u32>,
+    /// The rumors by rounds left to name them: the first bucket's for one
+    /// more round, the next's for two, and so on (a node noted again is in
+    /// several, and counts by the last). 8 bytes a rumor: a cold start
+    /// makes the whole cluster news in every node at once, which a map of
+    /// rounds left would hold at about 28.
+    buckets: VecDeque<Bucket>,
     /// As peers named them, duplicates included (a newcomer's first
     /// `SynAck`s name hundreds of nodes, each several times): sorted and
     /// deduplicated when full and when taken, which costs less than a set
@@ -34,21 +40,50 @@ pub(crate) struct Rumors {
     /// Rounds left during which this node's own change is news.
     own_rounds_left: u32,
     /// The rumors to name, as [`Rumors::current`] last chose them (at most
-    /// [`MAX_NAMED`]), and whether `rounds_left` changed since: choosing
+    /// [`MAX_NAMED`]), and whether the buckets changed since: choosing
     /// looks at every rumor (a cold start's are the whole cluster), and
     /// every `Syn` sent or answered names them.
     named: Vec<Fingerprint>,
     named_stale: bool,
 }
 
+/// The rumors with the same rounds left, in the order noted, duplicates
+/// included until the bucket doubles since it was last deduplicated.
+#[derive(Debug, Default)]
+struct Bucket {
+    rumors: Vec<Fingerprint>,
+    /// Its length when last deduplicated.
+    distinct: usize,
+}
+
+impl Bucket {
+    fn push(&mut self, fingerprint: Fingerprint) {
+        if self.rumors.last() == Some(&fingerprint) {
+            return;
+        }
+        if self.rumors.len() >= 2 * self.distinct + 64 {
+            self.dedup();
+        }
+        self.rumors.push(fingerprint);
+    }
+
+    /// Sorted by fingerprint, each once.
+    fn dedup(&mut self) {
+        self.rumors.sort_unstable();
+        self.rumors.dedup();
+        self.distinct = self.rumors.len();
+    }
+}
+
 impl Rumors {
     /// `fingerprint` has news: name it for `rounds` more rounds.
     pub(crate) fn note(&mut self, fingerprint: Fingerprint, rounds: u32) {
-        let left = self.rounds_left.entry(fingerprint).or_default();
-        if *left < rounds {
-            *left = rounds;
-            self.named_stale = true;
+        let Some(index) = (rounds as usize).checked_sub(1) else { return };
+        if self.buckets.len() <= index {
+            self.buckets.resize_with(index + 1, Bucket::default);
         }
+        self.buckets[index].push(fingerprint);
+        self.named_stale = true;
     }
 
     /// A peer named `fingerprint`, which this node does not know.
@@ -59,21 +94,25 @@ impl Rumors {
         self.asks.push(fingerprint);
     }
 
-    /// The rumors to name now, freshest first: at most [`MAX_NAMED`] of them.
-    /// Chosen again only when rumors changed.
+    /// The rumors to name now, freshest first (most rounds left, then by
+    /// fingerprint): at most [`MAX_NAMED`] of them. Chosen again only when
+    /// rumors changed.
     pub(crate) fn current(&mut self) -> &[Fingerprint] {
         if self.named_stale {
             self.named_stale = false;
-            let mut rumors: Vec<(Fingerprint, u32)> =
-                self.rounds_left.iter().map(|(f, left)| (*f, *left)).collect();
-            let order = |a: &(Fingerprint, u32), b: &(Fingerprint, u32)| b.1.cmp(&a.1).then(a.0.cmp(&b.0));
-            if rumors.len() > MAX_NAMED {
-                rumors.select_nth_unstable_by(MAX_NAMED, order);
-                rumors.truncate(MAX_NAMED);
-            }
-            rumors.sort_unstable_by(order);
             self.named.clear();
-            self.named.extend(rumors.into_iter().map(|(fingerprint, _)| fingerprint));
+            for bucket in self.buckets.iter_mut().rev() {
+                bucket.dedup();
+                for fingerprint in &bucket.rumors {
+                    if self.named.len() == MAX_NAMED {
+                        break;
+                    }
+                    // A node in a fresher bucket is named there.
+                    if !self.named.contains(fingerprint) {
+                        self.named.push(*fingerprint);
+                    }
+                }
+            }
             if self.named.is_empty() {
                 self.named.shrink_to_fit();
             }
@@ -108,26 +147,28 @@ impl Rumors {
     /// Whether there is anything to spread or to ask for: rumors, asks, or a
     /// recent change of this node's own state.
     pub(crate) fn has_news(&self) -> bool {
-        !self.rounds_left.is_empty() || !self.asks.is_empty() || self.own_rounds_left > 0
+        self.buckets.iter().any(|bucket| !bucket.rumors.is_empty())
+            || !self.asks.is_empty()
+            || self.own_rounds_left > 0
     }
 
-    /// A round named the current rumors once more.
+    /// A round named the current rumors once more: those of the first
+    /// bucket are named no more (their memory goes back at once).
     pub(crate) fn end_round(&mut self) {
         self.own_rounds_left = self.own_rounds_left.saturating_sub(1);
-        self.named_stale |= !self.rounds_left.is_empty();
-        self.rounds_left.retain(|_, left| {
-            *left -= 1;
-            *left > 0
-        });
-        // After a cold start (every node was news), the room goes back.
-        if self.rounds_left.capacity() > 4 * self.rounds_left.len() + 64 {
-            self.rounds_left.shrink_to_fit();
+        if let Some(spent) = self.buckets.pop_front() {
+            self.named_stale |= !spent.rumors.is_empty();
         }
     }
 
     /// `fingerprint` is no longer tracked.
     pub(crate) fn forget(&mut self, fingerprint: Fingerprint) {
-        self.named_stale |= self.rounds_left.remove(&fingerprint).is_some();
+        for bucket in &mut self.buckets {
+            let before = bucket.rumors.len();
+            bucket.rumors.retain(|rumor| *rumor != fingerprint);
+            bucket.distinct = bucket.distinct.min(bucket.rumors.len());
+            self.named_stale |= bucket.rumors.len() < before;
+        }
     }
 }
 
