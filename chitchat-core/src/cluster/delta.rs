@@ -18,7 +18,7 @@ use crate::identity::{Fingerprint, NodeId};
 use crate::membership::{NodeEntry, NodeStatus};
 use crate::node_state::{NodeState, RESERVED_PREFIX, RecordLimits, Skipped, VersionedValue};
 use crate::time::Timestamp;
-use crate::wire::size::{MIN_RECORD_LEN, encoded_len, varint_len};
+use crate::wire::size::{MIN_RECORD_LEN, encoded_len, record_len, varint_len};
 use crate::wire::{Delta, Digest, DigestEntry, NodeDelta, NodeRef, ValueUpdate};
 
 /// A node the peer lacks something of. Ordered by need: unknown nodes
@@ -166,7 +166,7 @@ impl ClusterState {
             let room = budget.saturating_sub(len + header_len) / MIN_RECORD_LEN;
             section.key_values.reserve(records.size_hint().1.unwrap_or(0).min(room));
             for update in records {
-                let record_len = encoded_len(&update);
+                let record_len = record_len(&update);
                 let records = section.key_values.len() as u64;
                 let growth = varint_len(records + 1) - varint_len(records);
                 if len + count_growth + section_len + growth + record_len > budget {

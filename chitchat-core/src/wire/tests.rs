@@ -1,7 +1,7 @@
 use std::net::SocketAddr;
 
 use super::size::{
-    MIN_RECORD_LEN, digest_entry_len, encoded_len, guaranteed_delta_room, varint_len,
+    MIN_RECORD_LEN, digest_entry_len, encoded_len, guaranteed_delta_room, record_len, varint_len,
     worst_case_key_section_len,
 };
 use super::*;
@@ -306,6 +306,24 @@ fn digest_entry_len_matches_the_encoder() {
         };
         assert_eq!(digest_entry_len(&entry), encoded_len(&entry), "{value}");
         assert_eq!(varint_len(value), encoded_len(&value), "{value}");
+    }
+}
+
+#[test]
+fn record_len_matches_the_encoder() {
+    let long = "k".repeat(200);
+    for key in ["a", "service-01", long.as_str()] {
+        for version in [0, 127, 128, u64::MAX] {
+            for value in [
+                ValueUpdate::Set("".into()),
+                ValueUpdate::Set(long.as_str().into()),
+                ValueUpdate::SetWithTtl("10.0.0.1:7000".into()),
+                ValueUpdate::Deleted,
+            ] {
+                let record = KeyValueUpdate { key: key.into(), version, value };
+                assert_eq!(record_len(&record), encoded_len(&record), "{record:?}");
+            }
+        }
     }
 }
 
