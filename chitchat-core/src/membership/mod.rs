@@ -255,7 +255,7 @@ impl Membership {
     /// Starts tracking a node, live as of `now`; the caller checked that its
     /// fingerprint is free and the table has room.
     pub(crate) fn insert(&mut self, state: NodeState, now: Timestamp) -> EntryMut<'_> {
-        // A clone copies 48 bytes or counts a reference (a long name's).
+        // A clone copies 40 bytes or counts a reference (a long name's).
         let node_id = state.id().clone();
         let fingerprint = node_id.fingerprint();
         debug_assert!(!self.table.contains_key(&fingerprint));
