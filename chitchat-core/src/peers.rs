@@ -263,6 +263,55 @@ mod tests {
         }
     }
 
+    /// Live peers drawn from a table in which only some rows are live
+    /// peers, as [`crate::cluster`]'s are: a draw of another row misses.
+    struct Rows {
+        rows: Vec<Option<u16>>,
+    }
+
+    impl LivePeers for &Rows {
+        type Peer = u16;
+
+        fn count(&self) -> usize {
+            self.rows.iter().flatten().count()
+        }
+
+        fn draw(&self, rng: &mut fastrand::Rng) -> Option<u16> {
+            self.rows[rng.usize(..self.rows.len())]
+        }
+
+        fn sparse(&self) -> bool {
+            self.count() * 4 < self.rows.len()
+        }
+
+        fn all(&self) -> Vec<u16> {
+            self.rows.iter().flatten().copied().collect()
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever the share of live peers among the rows, a round picks
+        /// `wanted` distinct ones (all of them, if fewer), and only them.
+        #[test]
+        fn picks_are_distinct_live_peers(
+            live in proptest::collection::vec(proptest::bool::ANY, 1..300),
+            wanted in 0..8usize,
+            seed in proptest::num::u64::ANY,
+        ) {
+            let rows = Rows {
+                rows: live.iter().enumerate().map(|(i, live)| live.then_some(i as u16)).collect(),
+            };
+            let picked = pick_distinct(&mut fastrand::Rng::with_seed(seed), &&rows, wanted);
+            let all = (&rows).all();
+            proptest::prop_assert_eq!(picked.len(), wanted.min(all.len()));
+            proptest::prop_assert!(picked.iter().all(|peer| all.contains(peer)));
+            let mut distinct = picked.clone();
+            distinct.sort_unstable();
+            distinct.dedup();
+            proptest::prop_assert_eq!(distinct.len(), picked.len());
+        }
+    }
+
     #[test]
     fn draws_that_keep_missing_fall_back_to_the_whole_list() {
         let mut selector = PeerSelector::default();

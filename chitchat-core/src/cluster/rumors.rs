@@ -224,6 +224,81 @@ mod tests {
         assert!(!rumors.has_news());
     }
 
+    /// What the buckets replaced: a map of rounds left, kept as the
+    /// reference.
+    #[derive(Default)]
+    struct Model(std::collections::HashMap<Fingerprint, u32>);
+
+    impl Model {
+        fn note(&mut self, fingerprint: Fingerprint, rounds: u32) {
+            let left = self.0.entry(fingerprint).or_default();
+            *left = (*left).max(rounds);
+            self.0.retain(|_, left| *left > 0);
+        }
+
+        fn end_round(&mut self) {
+            self.0.retain(|_, left| {
+                *left -= 1;
+                *left > 0
+            });
+        }
+
+        /// Most rounds left first, then by fingerprint, at most `MAX_NAMED`.
+        fn current(&self) -> Vec<Fingerprint> {
+            let mut rumors: Vec<(Fingerprint, u32)> = self.0.iter().map(|(f, left)| (*f, *left)).collect();
+            rumors.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            rumors.into_iter().take(MAX_NAMED).map(|(fingerprint, _)| fingerprint).collect()
+        }
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Note(u64, u32),
+        EndRound,
+        Forget(u64),
+        Current,
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        // Few fingerprints, so that nodes are noted again and forgotten;
+        // up to 8 rounds, as a cluster of 10^6 nodes names a rumor.
+        prop_oneof![
+            4 => (0..200u64, 0..9u32).prop_map(|(f, rounds)| Op::Note(f, rounds)),
+            2 => Just(Op::EndRound),
+            1 => (0..200u64).prop_map(Op::Forget),
+            2 => Just(Op::Current),
+        ]
+    }
+
+    proptest::proptest! {
+        /// The buckets name the rumors a map of rounds left names, in the
+        /// same order, and have news exactly when it does.
+        #[test]
+        fn buckets_name_what_a_map_of_rounds_left_names(ops in proptest::collection::vec(op(), 0..400)) {
+            let (mut rumors, mut model) = (Rumors::default(), Model::default());
+            for op in ops {
+                match op {
+                    Op::Note(f, rounds) => {
+                        rumors.note(Fingerprint(f), rounds);
+                        model.note(Fingerprint(f), rounds);
+                    }
+                    Op::EndRound => {
+                        rumors.end_round();
+                        model.end_round();
+                    }
+                    Op::Forget(f) => {
+                        rumors.forget(Fingerprint(f));
+                        model.0.remove(&Fingerprint(f));
+                    }
+                    Op::Current => proptest::prop_assert_eq!(rumors.current().to_vec(), model.current()),
+                }
+                proptest::prop_assert_eq!(rumors.has_news(), !model.0.is_empty());
+            }
+            proptest::prop_assert_eq!(rumors.current().to_vec(), model.current());
+        }
+    }
+
     #[test]
     fn asks_are_bounded_and_taken_once() {
         let mut rumors = Rumors::default();
