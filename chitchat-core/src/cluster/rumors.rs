@@ -102,6 +102,9 @@ impl Rumors {
             self.named_stale = false;
             self.named.clear();
             for bucket in self.buckets.iter_mut().rev() {
+                if self.named.len() == MAX_NAMED {
+                    break;
+                }
                 bucket.dedup();
                 for fingerprint in &bucket.rumors {
                     if self.named.len() == MAX_NAMED {

@@ -12,10 +12,11 @@ use serde::de::{Deserializer, SeqAccess, Visitor};
 ///
 /// A sequence that claims [`PRESIZE_FROM`] elements or more gets room for
 /// them at once, up to [`PRESIZE_AT_MOST`] (a section of 20 records is not
-/// grown four times); one that then holds less than half of its room is
-/// shrunk to fit. So a sequence holds at most twice the room its decoded
-/// elements take, and a lie costs at most [`PRESIZE_AT_MOST`] elements of
-/// room while that sequence is decoded.
+/// grown four times). Postcard yields exactly the elements a sequence
+/// claims or fails, so a sequence decoded holds at most twice the room its
+/// elements take (the doubling past [`PRESIZE_AT_MOST`]), and a lie (a
+/// sequence cut short) costs at most [`PRESIZE_AT_MOST`] elements of room
+/// until the error drops it.
 pub(crate) fn bounded_vec<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
 where
     D: Deserializer<'de>,
@@ -39,9 +40,6 @@ where
             };
             while let Some(item) = seq.next_element()? {
                 items.push(item);
-            }
-            if items.capacity() > 2 * items.len().max(PRESIZE_FROM) {
-                items.shrink_to_fit();
             }
             Ok(items)
         }
