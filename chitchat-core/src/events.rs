@@ -104,11 +104,63 @@ impl Event {
 
 /// Events not yet polled, bounded by [`crate::Config::max_pending_events`]: past
 /// the bound the oldest is dropped and counted.
+///
+/// Events wait in a compact form: the identity they name is kept once for a
+/// run of events about the same node (a delta's key events come a node at a
+/// time) and referred to by a 4-byte number, so that a waiting key event
+/// costs 64 bytes, not [`Event`]'s 96; [`EventQueue::pop`] gives it back
+/// whole. A catch-up queues thousands of events at once.
 #[derive(Debug)]
 pub(crate) struct EventQueue {
-    events: VecDeque<Event>,
+    events: VecDeque<Queued>,
+    /// The identities `events` name, in the order they were queued: the
+    /// first is number `first_id` (wrapping), the next `first_id + 1`, and
+    /// so on. At most one for each queued event.
+    ids: VecDeque<NodeId>,
+    first_id: u32,
+    /// Within `u32`, so that the identities' numbers never wrap onto one
+    /// still held.
     bound: usize,
     pub dropped: u64,
+}
+
+/// The number of an identity in [`EventQueue::ids`].
+type IdRef = u32;
+
+/// An [`Event`] waiting in the queue, its identities by number.
+#[derive(Debug)]
+enum Queued {
+    Joined(IdRef),
+    Live(IdRef),
+    Dead(IdRef),
+    Left(IdRef),
+    Removed(IdRef),
+    Reset(IdRef),
+    Restarted { previous: IdRef, current: IdRef },
+    Ready { node: IdRef, ready: bool },
+    KeySet { node: IdRef, key: CompactString, value: CompactString, version: u64 },
+    KeyDeleted { node: IdRef, key: CompactString },
+    KeyExpired { node: IdRef, key: CompactString },
+}
+
+impl Queued {
+    /// The lowest identity number it names (a restart names its previous
+    /// incarnation first).
+    fn first_id(&self) -> IdRef {
+        match self {
+            Queued::Joined(node)
+            | Queued::Live(node)
+            | Queued::Dead(node)
+            | Queued::Left(node)
+            | Queued::Removed(node)
+            | Queued::Reset(node)
+            | Queued::Ready { node, .. }
+            | Queued::KeySet { node, .. }
+            | Queued::KeyDeleted { node, .. }
+            | Queued::KeyExpired { node, .. } => *node,
+            Queued::Restarted { previous, .. } => *previous,
+        }
+    }
 }
 
 /// The events a drained queue keeps room for.
@@ -116,15 +168,54 @@ const IDLE_CAPACITY: usize = 4;
 
 impl EventQueue {
     pub(crate) fn new(bound: usize) -> Self {
-        EventQueue { events: VecDeque::new(), bound, dropped: 0 }
+        EventQueue {
+            events: VecDeque::new(),
+            ids: VecDeque::new(),
+            first_id: 0,
+            bound: bound.min(u32::MAX as usize),
+            dropped: 0,
+        }
+    }
+
+    /// The number of `id`, queued after the others unless it is the last
+    /// one queued.
+    fn intern(&mut self, id: NodeId) -> IdRef {
+        let last = self.first_id.wrapping_add(self.ids.len() as u32);
+        if self.ids.back() == Some(&id) {
+            return last.wrapping_sub(1);
+        }
+        self.ids.push_back(id);
+        last
+    }
+
+    fn id(&self, id: IdRef) -> NodeId {
+        self.ids[id.wrapping_sub(self.first_id) as usize].clone()
     }
 
     pub(crate) fn push(&mut self, event: Event) {
         if self.events.len() >= self.bound {
             self.events.pop_front();
+            self.forget_unnamed_ids();
             self.dropped += 1;
         }
-        self.events.push_back(event);
+        let queued = match event {
+            Event::NodeJoined(node) => Queued::Joined(self.intern(node)),
+            Event::NodeLive(node) => Queued::Live(self.intern(node)),
+            Event::NodeDead(node) => Queued::Dead(self.intern(node)),
+            Event::NodeLeft(node) => Queued::Left(self.intern(node)),
+            Event::NodeRemoved(node) => Queued::Removed(self.intern(node)),
+            Event::NodeReset(node) => Queued::Reset(self.intern(node)),
+            Event::NodeRestarted { previous, current } => {
+                Queued::Restarted { previous: self.intern(previous), current: self.intern(current) }
+            }
+            Event::ReadyChanged { node, ready } => Queued::Ready { node: self.intern(node), ready },
+            Event::KeySet { node, key, value, version } => {
+                Queued::KeySet { node: self.intern(node), key, value, version }
+            }
+            Event::KeyDeleted { node, key } => Queued::KeyDeleted { node: self.intern(node), key },
+            Event::KeyExpired { node, key } => Queued::KeyExpired { node: self.intern(node), key },
+        };
+        self.events.push_back(queued);
     }
 
     /// Makes room for `additional` events (within the bound).
@@ -132,14 +223,52 @@ impl EventQueue {
         self.events.reserve(additional.min(self.bound.saturating_sub(self.events.len())));
     }
 
+    /// Forgets the identities queued before the first event's: no event
+    /// names them any more (events name identities in the order queued).
+    fn forget_unnamed_ids(&mut self) {
+        let named_from = self.events.front().map(Queued::first_id);
+        while !self.ids.is_empty() && named_from.is_none_or(|first| first != self.first_id) {
+            self.ids.pop_front();
+            self.first_id = self.first_id.wrapping_add(1);
+        }
+    }
+
+    /// The event `queued` stands for.
+    fn event(&self, queued: Queued) -> Event {
+        match queued {
+            Queued::Joined(node) => Event::NodeJoined(self.id(node)),
+            Queued::Live(node) => Event::NodeLive(self.id(node)),
+            Queued::Dead(node) => Event::NodeDead(self.id(node)),
+            Queued::Left(node) => Event::NodeLeft(self.id(node)),
+            Queued::Removed(node) => Event::NodeRemoved(self.id(node)),
+            Queued::Reset(node) => Event::NodeReset(self.id(node)),
+            Queued::Restarted { previous, current } => {
+                Event::NodeRestarted { previous: self.id(previous), current: self.id(current) }
+            }
+            Queued::Ready { node, ready } => Event::ReadyChanged { node: self.id(node), ready },
+            Queued::KeySet { node, key, value, version } => {
+                Event::KeySet { node: self.id(node), key, value, version }
+            }
+            Queued::KeyDeleted { node, key } => Event::KeyDeleted { node: self.id(node), key },
+            Queued::KeyExpired { node, key } => Event::KeyExpired { node: self.id(node), key },
+        }
+    }
+
     pub(crate) fn pop(&mut self) -> Option<Event> {
-        let event = self.events.pop_front();
+        let event = self.events.pop_front().map(|queued| self.event(queued));
+        self.forget_unnamed_ids();
         // A burst (a big delta is thousands of key events) must not pin its
-        // memory once drained, nor a cold start's: an idle node keeps room
-        // for a few events (a settled cluster has none most rounds), not 64
-        // (8 KB a node, 3 % of a node of a 1,000-node cluster).
-        if self.events.is_empty() && self.events.capacity() > IDLE_CAPACITY {
-            self.events.shrink_to(IDLE_CAPACITY);
+        // memory once drained, nor a cold start's, nor room reserved for a
+        // delta whose records were all old news: an idle node keeps room for
+        // a few events (a settled cluster has none most rounds), not 64 (8 KB
+        // a node, 3 % of a node of a 1,000-node cluster).
+        if self.events.is_empty() {
+            if self.events.capacity() > IDLE_CAPACITY {
+                self.events.shrink_to(IDLE_CAPACITY);
+            }
+            if self.ids.capacity() > IDLE_CAPACITY {
+                self.ids.shrink_to(IDLE_CAPACITY);
+            }
         }
         event
     }
@@ -163,5 +292,82 @@ mod tests {
         assert_eq!(queue.len(), 2);
         assert_eq!(queue.dropped, 3);
         assert_eq!(queue.pop(), Some(Event::NodeJoined(node(3))));
+    }
+
+    /// Room reserved for events that never came (a delta of old news) is
+    /// released when the application finds the queue empty.
+    #[test]
+    fn reserved_room_is_released_once_polled_empty() {
+        let mut queue = EventQueue::new(1_000);
+        queue.reserve(500);
+        assert!(queue.events.capacity() >= 500);
+        assert_eq!(queue.pop(), None);
+        assert!(queue.events.capacity() <= IDLE_CAPACITY);
+    }
+
+    /// A waiting key event is 64 bytes, as the queue's documentation says.
+    #[test]
+    fn a_queued_key_event_is_64_bytes() {
+        assert_eq!(std::mem::size_of::<Queued>(), 64);
+        assert_eq!(std::mem::size_of::<Event>(), 96);
+    }
+
+    fn event(kind: u8, node: u8, other: u8) -> Event {
+        let id = |n: u8| NodeId::new(format!("node-{n}"), u64::from(n % 3), "127.0.0.1:1".parse().unwrap());
+        let key = CompactString::from(format!("key-{other}"));
+        match kind % 11 {
+            0 => Event::NodeJoined(id(node)),
+            1 => Event::NodeLive(id(node)),
+            2 => Event::NodeDead(id(node)),
+            3 => Event::NodeLeft(id(node)),
+            4 => Event::NodeRemoved(id(node)),
+            5 => Event::NodeReset(id(node)),
+            6 => Event::NodeRestarted { previous: id(node), current: id(other) },
+            7 => Event::ReadyChanged { node: id(node), ready: other.is_multiple_of(2) },
+            8 => Event::KeySet {
+                node: id(node),
+                key,
+                value: "v".repeat(usize::from(other)).into(),
+                version: 7,
+            },
+            9 => Event::KeyDeleted { node: id(node), key },
+            _ => Event::KeyExpired { node: id(node), key },
+        }
+    }
+
+    proptest::proptest! {
+        /// The queue gives back what a plain queue of events would, in the
+        /// same order, whatever the mix of pushes, pops and drops past the
+        /// bound; and it holds no identity once drained.
+        #[test]
+        fn the_queue_gives_back_what_was_pushed(
+            bound in 1usize..8,
+            steps in proptest::collection::vec((0u8..4, 0u8..11, 0u8..4, 0u8..40), 0..200),
+        ) {
+            let mut queue = EventQueue::new(bound);
+            let mut model = VecDeque::new();
+            let mut dropped = 0;
+            for (action, kind, node, other) in steps {
+                if action == 0 {
+                    proptest::prop_assert_eq!(queue.pop(), model.pop_front());
+                } else {
+                    let event = event(kind, node, other);
+                    if model.len() == bound {
+                        model.pop_front();
+                        dropped += 1;
+                    }
+                    model.push_back(event.clone());
+                    queue.push(event);
+                }
+                proptest::prop_assert_eq!(queue.len(), model.len());
+                proptest::prop_assert!(queue.ids.len() <= 2 * queue.len());
+                proptest::prop_assert_eq!(queue.dropped, dropped);
+            }
+            while let Some(event) = model.pop_front() {
+                proptest::prop_assert_eq!(queue.pop(), Some(event));
+            }
+            proptest::prop_assert_eq!(queue.pop(), None);
+            proptest::prop_assert!(queue.ids.is_empty());
+        }
     }
 }

@@ -161,7 +161,11 @@ pub(crate) enum Ending {
 /// The open streams of a node.
 #[derive(Debug, Default)]
 pub(crate) struct Streams {
-    sessions: BTreeMap<StreamId, Session>,
+    /// In the order they started (by id), at most `max_streams` (a few): a
+    /// vector searched in full, released once the last stream ends. (A
+    /// B-tree kept its first node, room for 11 sessions of some 250 bytes,
+    /// for the node's lifetime after its first stream.)
+    sessions: Vec<(StreamId, Session)>,
     next_id: u64,
     /// Streams to open, not yet polled by the caller.
     opens: VecDeque<StreamOpen>,
@@ -174,18 +178,32 @@ impl Streams {
         self.sessions.len()
     }
 
+    fn position(&self, id: StreamId) -> Option<usize> {
+        self.sessions.iter().position(|(held, _)| *held == id)
+    }
+
     pub(crate) fn contains(&self, id: StreamId) -> bool {
-        self.sessions.contains_key(&id)
+        self.position(id).is_some()
     }
 
     pub(crate) fn get_mut(&mut self, id: StreamId) -> Option<&mut Session> {
-        self.sessions.get_mut(&id)
+        let position = self.position(id)?;
+        Some(&mut self.sessions[position].1)
+    }
+
+    fn remove(&mut self, id: StreamId) -> Option<Session> {
+        let position = self.position(id)?;
+        let (_, session) = self.sessions.remove(position);
+        if self.sessions.is_empty() {
+            self.sessions = Vec::new();
+        }
+        Some(session)
     }
 
     /// Whether a pull from `peer` may start now, under `max_streams`.
     pub(crate) fn may_pull(&self, peer: SocketAddr, max_streams: usize, now: Timestamp) -> bool {
         self.sessions.len() < max_streams
-            && !self.sessions.values().any(|session| session.outgoing)
+            && !self.sessions.iter().any(|(_, session)| session.outgoing)
             && self.cooldown.get(&peer).is_none_or(|until| *until <= now)
     }
 
@@ -212,7 +230,7 @@ impl Streams {
             records_bytes: 0,
             received_done: false,
         };
-        self.sessions.insert(id, session);
+        self.sessions.push((id, session));
         if outgoing {
             self.opens.push_back(StreamOpen { id, to: peer });
         }
@@ -222,7 +240,7 @@ impl Streams {
     pub(crate) fn pop_open(&mut self) -> Option<StreamOpen> {
         // A stream that ended before its caller opened it is not opened.
         while let Some(open) = self.opens.pop_front() {
-            if self.sessions.contains_key(&open.id) {
+            if self.contains(open.id) {
                 return Some(open);
             }
         }
@@ -237,7 +255,7 @@ impl Streams {
         cooldown: Duration,
         now: Timestamp,
     ) -> Option<Session> {
-        let session = self.sessions.remove(&id)?;
+        let session = self.remove(id)?;
         if session.outgoing && ending == Ending::Failed {
             self.cooldown.retain(|_, until| *until > now);
             self.cooldown.insert(session.peer, now + cooldown);
@@ -256,13 +274,13 @@ impl Streams {
 
     /// The next time a stream expires.
     pub(crate) fn next_deadline(&self, idle: Duration) -> Option<Timestamp> {
-        self.sessions.values().map(|session| session.deadline.min(session.last_progress + idle)).min()
+        self.sessions.iter().map(|(_, session)| session.deadline.min(session.last_progress + idle)).min()
     }
 
     /// Forgets every stream (the node stopped taking part).
     pub(crate) fn clear(&mut self) -> usize {
         let open = self.sessions.len();
-        self.sessions.clear();
+        self.sessions = Vec::new();
         self.opens.clear();
         open
     }
@@ -277,7 +295,26 @@ mod tests {
         let mut streams = Streams::default();
         let id =
             streams.start("127.0.0.1:1".parse().unwrap(), false, Duration::from_secs(1), Timestamp::ZERO);
-        streams.sessions.remove(&id).unwrap()
+        streams.remove(id).unwrap()
+    }
+
+    /// Streams are found by id in any order of ending, and a node whose
+    /// streams all ended holds no room for them.
+    #[test]
+    fn ended_streams_release_their_room() {
+        let mut streams = Streams::default();
+        let (peer, timeout) = ("127.0.0.1:1".parse().unwrap(), Duration::from_secs(1));
+        let ids: Vec<StreamId> =
+            (0..3).map(|i| streams.start(peer, i == 0, timeout, Timestamp::ZERO)).collect();
+        assert_eq!(streams.pop_open().map(|open| open.id), Some(ids[0]));
+        for (ended, id) in [ids[1], ids[0], ids[2]].into_iter().enumerate() {
+            assert!(streams.get_mut(id).is_some());
+            assert!(streams.end(id, Ending::Completed, timeout, Timestamp::ZERO).is_some());
+            assert!(!streams.contains(id));
+            assert_eq!(streams.len(), 2 - ended);
+        }
+        assert_eq!(streams.sessions.capacity(), 0);
+        assert!(streams.end(ids[0], Ending::Completed, timeout, Timestamp::ZERO).is_none());
     }
 
     #[test]
