@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 
 use crate::cluster::ClusterState;
 use crate::error::Violation;
-use crate::events::Event;
+use crate::events::{Event, EventQueue};
 use crate::identity::{Fingerprint, NodeId};
 use crate::membership::{NodeEntry, NodeStatus};
 use crate::node_state::{NodeState, RESERVED_PREFIX, RecordLimits, Skipped, VersionedValue};
@@ -355,7 +355,7 @@ impl ClusterState {
             max_bytes: self.config.max_remote_state_bytes.saturating_sub(held_by_others),
         };
         let node_id = state.id().clone();
-        let mut events = Vec::with_capacity(section.key_values.len());
+        let mut events = SectionEvents { queue: &mut self.events, visible };
         let (max, gc) = (state.max_version(), state.last_gc_version());
         // Only a proven sender's farewell is written into the copy (and relayed).
         let left = section.left && vouched;
@@ -453,15 +453,6 @@ impl ClusterState {
         let has_left = state.has_left();
         let state_versions = (state.max_version(), state.last_gc_version());
         drop(entry);
-        for event in events.into_iter().filter(|_| visible) {
-            // The protocol's records are none of the application's business.
-            if let Event::KeySet { key, .. } | Event::KeyDeleted { key, .. } = &event
-                && key.starts_with(RESERVED_PREFIX)
-            {
-                continue;
-            }
-            self.events.push(event);
-        }
         if reset || dropped_unproven || reserved_records {
             self.reread_accusations(fingerprint);
         }
@@ -594,7 +585,7 @@ fn reset_events<'a>(
     dropped: &'a [(String, VersionedValue)],
     keys: impl Iterator<Item = &'a str>,
     state: &NodeState,
-    events: &mut Vec<Event>,
+    events: &mut SectionEvents<'_>,
 ) {
     let before: HashMap<&str, &VersionedValue> =
         dropped.iter().map(|(key, record)| (key.as_str(), record)).collect();
@@ -619,6 +610,24 @@ fn reset_events<'a>(
                 events.push(Event::KeyDeleted { node: node_id.clone(), key: key.into() })
             }
             _ => {}
+        }
+    }
+}
+
+/// Where a section's events go: straight to the queue (not through a
+/// vector of the section's own), but for a node the application does not
+/// hear of yet, and for the protocol's records (none of its business).
+struct SectionEvents<'a> {
+    queue: &'a mut EventQueue,
+    visible: bool,
+}
+
+impl SectionEvents<'_> {
+    fn push(&mut self, event: Event) {
+        let reserved = matches!(&event, Event::KeySet { key, .. } | Event::KeyDeleted { key, .. }
+            if key.starts_with(RESERVED_PREFIX));
+        if self.visible && !reserved {
+            self.queue.push(event);
         }
     }
 }
