@@ -188,23 +188,29 @@ fn hash_key_bytes(key: &[u8]) -> u64 {
 /// per record: its key and value bytes, a 16-byte slot and, in an indexed
 /// store, about 6 bytes of index; bounded by
 /// [`crate::Config::max_keys_per_node`] records (twice that in slots, and a
-/// garbage-collection queue of the same order). A state without records (as
-/// most of a membership-only cluster's) holds no record store: 8 bytes.
+/// garbage-collection queue of the same order). A state at version 0 (as
+/// most of a membership-only cluster's: no record was ever set) holds no
+/// record store: 8 bytes beside its identity and heartbeat.
 #[derive(Clone, Debug)]
 pub struct NodeState {
     id: NodeId,
     heartbeat: u64,
-    max_version: u64,
-    last_gc_version: u64,
-    /// `None` until the state's first record or its leave.
+    /// `None` while the state is at version 0 with nothing collected and
+    /// no leave.
     store: Option<Box<Store>>,
 }
 
-/// A state's records, and whether the node left: kept here, not beside
-/// the versions, as a node leaves once and most states never do (8 bytes
-/// less for every tracked node).
+/// A state's versions and records, and whether the node left: kept apart
+/// from the identity and heartbeat, which every tracked node has, as most
+/// states of a membership-only cluster have none (24 bytes less for each of
+/// those; the same bytes for a state with records, which has a store
+/// anyway).
 #[derive(Clone, Debug, Default)]
 struct Store {
+    /// The highest version held (see [`NodeState::max_version`]).
+    max_version: u64,
+    /// See [`NodeState::last_gc_version`].
+    last_gc_version: u64,
     /// The node announced that it leaves (see [`NodeState::has_left`]).
     left: bool,
     log: Vec<Slot>,
@@ -239,6 +245,8 @@ struct Store {
 
 /// The store of a state without records.
 static EMPTY_STORE: Store = Store {
+    max_version: 0,
+    last_gc_version: 0,
     left: false,
     log: Vec::new(),
     bytes: String::new(),
@@ -254,7 +262,7 @@ static EMPTY_STORE: Store = Store {
 
 impl NodeState {
     pub(crate) fn new(id: NodeId) -> Self {
-        NodeState { id, heartbeat: 0, max_version: 0, last_gc_version: 0, store: None }
+        NodeState { id, heartbeat: 0, store: None }
     }
 
     /// The records, read.
@@ -276,12 +284,12 @@ impl NodeState {
 
     /// The highest version held.
     pub fn max_version(&self) -> u64 {
-        self.max_version
+        self.store().max_version
     }
 
     /// The highest version garbage-collected (or below which the state was reset).
     pub fn last_gc_version(&self) -> u64 {
-        self.last_gc_version
+        self.store().last_gc_version
     }
 
     /// Whether the node announced that it leaves the cluster.
@@ -448,7 +456,7 @@ impl NodeState {
                 return false;
             }
         }
-        let version = self.max_version + 1;
+        let version = self.max_version() + 1;
         let value = if status == ValueStatus::Deleted { "" } else { value };
         self.insert_record(key, value, version, status, now, Order::Keep);
         true
@@ -458,8 +466,9 @@ impl NodeState {
     /// date pull a section, which carries the flag.
     pub(crate) fn mark_left(&mut self) {
         if !self.has_left() {
-            self.max_version += 1;
-            self.store.get_or_insert_default().left = true;
+            let store = self.store.get_or_insert_default();
+            store.max_version += 1;
+            store.left = true;
         }
     }
 
@@ -606,7 +615,7 @@ impl NodeState {
         }
         let in_order = store.log.last().is_none_or(|last| last.version < version);
         store.push(key, value, version, status, hash);
-        self.max_version = self.max_version.max(version);
+        store.max_version = store.max_version.max(version);
         if !in_order && order == Order::Keep {
             // Only a reset applies records below ones already held.
             store.sort_by_version();
@@ -620,10 +629,23 @@ impl NodeState {
         previous
     }
 
-    /// Drops the record store once it holds no record.
+    /// Drops the record store once it holds what a state without one reads
+    /// as: no record, version 0, nothing collected, no leave.
     fn release_if_empty(&mut self) {
-        if self.store.as_ref().is_some_and(|store| store.records == 0 && !store.left) {
+        if self.store.as_ref().is_some_and(|store| {
+            store.records == 0 && !store.left && store.max_version == 0 && store.last_gc_version == 0
+        }) {
             self.store = None;
+        }
+    }
+
+    /// Raises the versions to at least `max_version` and `last_gc_version`,
+    /// making a store only if one of them goes up.
+    fn raise_versions(&mut self, max_version: u64, last_gc_version: u64) {
+        if max_version > self.max_version() || last_gc_version > self.last_gc_version() {
+            let store = self.store.get_or_insert_default();
+            store.max_version = store.max_version.max(max_version);
+            store.last_gc_version = store.last_gc_version.max(last_gc_version);
         }
     }
 
@@ -659,8 +681,7 @@ impl NodeState {
     /// Ends a section received from a peer: the node is now held up to
     /// `max_version`, and the peer's GC watermark and leave are recorded.
     pub(crate) fn finish_section(&mut self, max_version: u64, last_gc_version: u64, left: bool) {
-        self.max_version = self.max_version.max(max_version);
-        self.last_gc_version = self.last_gc_version.max(last_gc_version);
+        self.raise_versions(max_version, last_gc_version);
         if left {
             self.store.get_or_insert_default().left = true;
         }
@@ -691,9 +712,9 @@ impl NodeState {
     /// below the claim resets its copy from the owner's (dropping whatever was
     /// forged there). Values, statuses and expiry times do not change.
     pub(crate) fn republish_above(&mut self, above: u64) {
-        self.last_gc_version = above;
-        self.max_version = above + 1;
-        let Some(store) = &mut self.store else { return };
+        let store = self.store.get_or_insert_default();
+        store.last_gc_version = above;
+        store.max_version = above + 1;
         store.compact();
         let mut renumbered = Vec::with_capacity(store.log.len());
         for (index, slot) in store.log.iter().enumerate() {
@@ -713,14 +734,19 @@ impl NodeState {
                 .filter_map(|(marked_at, version)| renumber(*version).map(|new| (*marked_at, new)))
                 .collect();
         }
-        self.max_version = above + (store.log.len() as u64).max(1);
+        store.max_version = above + (store.log.len() as u64).max(1);
     }
 
     /// Sets the versions after a reset: the max may go down (the reset was cut
     /// short and versions above it must be fetched again).
     pub(crate) fn set_versions(&mut self, max_version: u64, last_gc_version: u64) {
-        self.max_version = max_version;
-        self.last_gc_version = self.last_gc_version.max(last_gc_version);
+        let last_gc_version = self.last_gc_version().max(last_gc_version);
+        if (max_version, last_gc_version) != (self.max_version(), self.last_gc_version()) {
+            let store = self.store.get_or_insert_default();
+            store.max_version = max_version;
+            store.last_gc_version = last_gc_version;
+        }
+        self.release_if_empty();
     }
 
     /// Records with a version in `(from_version, max_version]`, in increasing
@@ -731,7 +757,7 @@ impl NodeState {
         let store = self.store();
         let log = &store.log;
         let start = log.partition_point(|slot| slot.version <= from_version);
-        let end = log.partition_point(|slot| slot.version <= self.max_version).max(start);
+        let end = log.partition_point(|slot| slot.version <= store.max_version).max(start);
         (start..end).filter_map(|index| store.record_at(index)).map(RecordRef::to_update)
     }
 
@@ -753,7 +779,7 @@ impl NodeState {
             let expired = record.status == ValueStatus::SetWithTtl;
             let key = record.key.to_string();
             store.take_at(index, hash_key(&key));
-            self.last_gc_version = self.last_gc_version.max(version);
+            store.last_gc_version = store.last_gc_version.max(version);
             collected.push(Collected { key, expired });
         }
         if store.pending_gc.as_ref().is_some_and(|pending| pending.is_empty()) {

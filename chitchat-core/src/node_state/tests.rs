@@ -154,10 +154,13 @@ fn prefix_scan_handles_multi_byte_keys() {
 /// one once a record comes, none again once garbage collection took the
 /// last one; reads of a state without one see no records.
 #[test]
-fn the_record_store_comes_with_the_first_record_and_goes_with_the_last() {
+fn the_record_store_comes_with_the_first_version() {
     let mut node = state();
     assert!(node.store.is_none());
     assert_eq!((node.num_records(), node.held_bytes(), node.records_since(0).count()), (0, 0, 0));
+    node.finish_section(0, 0, false);
+    node.set_versions(0, 0);
+    assert!(node.store.is_none(), "a section that takes the state nowhere makes no store");
     node.set_own("k", "v", ValueStatus::Set, T0);
     assert!(node.store.is_some());
     node.set_own("k", "", ValueStatus::Deleted, T0);
@@ -165,8 +168,15 @@ fn the_record_store_comes_with_the_first_record_and_goes_with_the_last() {
     let later = T0 + Duration::from_secs(10);
     let collected = node.collect_garbage(later, Duration::from_secs(1));
     assert_eq!(collected.len(), 1);
-    assert!(node.store.is_none());
+    assert!(node.store.is_some(), "the versions stay");
     assert_eq!((node.num_records(), node.held_bytes(), node.last_gc_version()), (0, 0, 2));
+    assert_eq!(node.max_version(), 2);
+    let mut versions_only = state();
+    versions_only.finish_section(4, 3, false);
+    assert_eq!((versions_only.max_version(), versions_only.last_gc_version()), (4, 3));
+    versions_only.set_versions(0, 0);
+    assert_eq!((versions_only.max_version(), versions_only.last_gc_version()), (0, 3));
+    assert!(versions_only.store.is_some());
     node.republish_above(5);
     assert_eq!((node.max_version(), node.last_gc_version()), (6, 5));
     node.set_own("k", "w", ValueStatus::Set, T0);
@@ -245,7 +255,12 @@ fn no_room_is_made_for_records_that_will_be_refused() {
     node.reserve(&updates, 0, &none);
     assert!(updates.iter().all(|update| node.apply_record_within(update, T0, &none).is_err()));
     node.finish_section(10, 0, false);
-    assert!(node.store.is_none(), "a state that took no record holds no store");
+    let store = node.store.as_ref().expect("the versions");
+    assert_eq!(
+        (store.log.capacity(), store.bytes.capacity()),
+        (0, 0),
+        "a state that took no record has no room for one"
+    );
     assert_eq!(node.max_version(), 10);
 }
 
@@ -298,7 +313,10 @@ mod against_a_model {
     /// live record, and the log is in version order.
     fn check_books(node: &NodeState) {
         let Some(store) = &node.store else { return };
-        assert!(store.records > 0, "an empty store is dropped");
+        assert!(
+            store.records > 0 || store.left || store.max_version > 0 || store.last_gc_version > 0,
+            "a store that holds nothing is dropped"
+        );
         let mut next = 0;
         let (mut holes, mut garbage, mut records, mut held) = (0, 0, 0, 0);
         for (index, slot) in store.log.iter().enumerate() {
