@@ -188,25 +188,27 @@ fn hash_key_bytes(key: &[u8]) -> u64 {
 /// per record: its key and value bytes, a 16-byte slot and, in an indexed
 /// store, about 6 bytes of index; bounded by
 /// [`crate::Config::max_keys_per_node`] records (twice that in slots, and a
-/// garbage-collection queue of the same order). A state at version 0 (as
-/// most of a membership-only cluster's: no record was ever set) holds no
-/// record store: 8 bytes beside its identity and heartbeat.
+/// garbage-collection queue of the same order). A state at heartbeat and
+/// version 0 (most of a membership-only cluster's: the heartbeat rises only
+/// to refute an accusation, and no record was ever set) holds no record
+/// store: 8 bytes beside its identity.
 #[derive(Clone, Debug)]
 pub struct NodeState {
     id: NodeId,
-    heartbeat: u64,
-    /// `None` while the state is at version 0 with nothing collected and
-    /// no leave.
+    /// `None` while the state is at heartbeat and version 0, with nothing
+    /// collected and no leave.
     store: Option<Box<Store>>,
 }
 
-/// A state's versions and records, and whether the node left: kept apart
-/// from the identity and heartbeat, which every tracked node has, as most
-/// states of a membership-only cluster have none (24 bytes less for each of
-/// those; the same bytes for a state with records, which has a store
-/// anyway).
+/// A state's heartbeat, versions and records, and whether the node left:
+/// kept apart from the identity, which every tracked node has, as most
+/// states of a membership-only cluster have none of them (32 bytes less for
+/// each of those; the same bytes for a state with records, which has a
+/// store anyway).
 #[derive(Clone, Debug, Default)]
 struct Store {
+    /// See [`NodeState::heartbeat`].
+    heartbeat: u64,
     /// The highest version held (see [`NodeState::max_version`]).
     max_version: u64,
     /// See [`NodeState::last_gc_version`].
@@ -245,6 +247,7 @@ struct Store {
 
 /// The store of a state without records.
 static EMPTY_STORE: Store = Store {
+    heartbeat: 0,
     max_version: 0,
     last_gc_version: 0,
     left: false,
@@ -262,7 +265,7 @@ static EMPTY_STORE: Store = Store {
 
 impl NodeState {
     pub(crate) fn new(id: NodeId) -> Self {
-        NodeState { id, heartbeat: 0, store: None }
+        NodeState { id, store: None }
     }
 
     /// The records, read.
@@ -279,7 +282,7 @@ impl NodeState {
     /// accusation (or a claim) about it; it is declared dead at a heartbeat
     /// and live again once the heartbeat goes past it.
     pub fn heartbeat(&self) -> u64 {
-        self.heartbeat
+        self.store().heartbeat
     }
 
     /// The highest version held.
@@ -443,8 +446,11 @@ impl NodeState {
         (store.records - store.reserved) as usize
     }
 
+    /// Raises the heartbeat to `heartbeat` (it never goes down).
     pub(crate) fn set_heartbeat(&mut self, heartbeat: u64) {
-        self.heartbeat = self.heartbeat.max(heartbeat);
+        if heartbeat > self.heartbeat() {
+            self.store.get_or_insert_default().heartbeat = heartbeat;
+        }
     }
 
     /// The owner changes a key. Returns whether anything changed (setting the same
@@ -630,10 +636,12 @@ impl NodeState {
     }
 
     /// Drops the record store once it holds what a state without one reads
-    /// as: no record, version 0, nothing collected, no leave.
+    /// as: no record, heartbeat and version 0, nothing collected, no leave.
     fn release_if_empty(&mut self) {
         if self.store.as_ref().is_some_and(|store| {
-            store.records == 0 && !store.left && store.max_version == 0 && store.last_gc_version == 0
+            store.records == 0
+                && !store.left
+                && (store.heartbeat, store.max_version, store.last_gc_version) == (0, 0, 0)
         }) {
             self.store = None;
         }

@@ -160,7 +160,13 @@ fn the_record_store_comes_with_the_first_version() {
     assert_eq!((node.num_records(), node.held_bytes(), node.records_since(0).count()), (0, 0, 0));
     node.finish_section(0, 0, false);
     node.set_versions(0, 0);
+    node.set_heartbeat(0);
     assert!(node.store.is_none(), "a section that takes the state nowhere makes no store");
+    let mut beating = state();
+    beating.set_heartbeat(3);
+    beating.set_heartbeat(2);
+    assert_eq!(beating.heartbeat(), 3, "a heartbeat never goes down");
+    assert!(beating.store.is_some());
     node.set_own("k", "v", ValueStatus::Set, T0);
     assert!(node.store.is_some());
     node.set_own("k", "", ValueStatus::Deleted, T0);
@@ -314,7 +320,9 @@ mod against_a_model {
     fn check_books(node: &NodeState) {
         let Some(store) = &node.store else { return };
         assert!(
-            store.records > 0 || store.left || store.max_version > 0 || store.last_gc_version > 0,
+            store.records > 0
+                || store.left
+                || (store.heartbeat, store.max_version, store.last_gc_version) != (0, 0, 0),
             "a store that holds nothing is dropped"
         );
         let mut next = 0;
