@@ -117,8 +117,8 @@ impl Chitchat {
             .cluster
             .membership()
             .entries()
-            .filter(|entry| entry.status == NodeStatus::Live && entry.vouched)
-            .map(|entry| (!entry.address_validated, entry.state.id().gossip_addr()))
+            .filter(|entry| entry.status == NodeStatus::Live && entry.vouched())
+            .map(|entry| (!entry.address_validated(), entry.state.id().gossip_addr()))
             .collect();
         self.rng.shuffle(&mut peers);
         peers.sort_by_key(|(unvalidated, _)| *unvalidated);

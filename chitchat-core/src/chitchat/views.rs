@@ -38,11 +38,11 @@ impl Chitchat {
     /// node heard of only from senders that proved nothing is in no view and
     /// no event until then.
     fn visible(&self) -> impl Iterator<Item = &crate::membership::NodeEntry> {
-        self.cluster.membership().entries().filter(|entry| entry.vouched)
+        self.cluster.membership().entries().filter(|entry| entry.vouched())
     }
 
     fn visible_entry(&self, node_id: &NodeId) -> Option<&crate::membership::NodeEntry> {
-        self.cluster.membership().get(&node_id.fingerprint()).filter(|entry| entry.vouched)
+        self.cluster.membership().get(&node_id.fingerprint()).filter(|entry| entry.vouched())
     }
 
     /// The state of a tracked node (one vouched for).
@@ -82,7 +82,7 @@ impl Chitchat {
 
     /// Live nodes that pass the ready predicate.
     pub fn ready_nodes(&self) -> impl Iterator<Item = &NodeId> {
-        self.cluster.membership().entries().filter(|entry| entry.ready).map(|entry| entry.state.id())
+        self.cluster.membership().entries().filter(|entry| entry.ready()).map(|entry| entry.state.id())
     }
 
     /// The failure detector's phi at `now` for a node this node watches (one
@@ -128,7 +128,7 @@ impl Chitchat {
                 .map(|entry| NodeSnapshot {
                     id: entry.state.id().clone(),
                     status: entry.status,
-                    ready: entry.ready,
+                    ready: entry.ready(),
                     heartbeat: entry.state.heartbeat(),
                     max_version: entry.state.max_version(),
                     last_gc_version: entry.state.last_gc_version(),
@@ -161,7 +161,7 @@ impl Chitchat {
     /// for the simulator's checks.
     #[cfg_attr(not(any(feature = "sim", feature = "testing")), allow(dead_code))]
     pub(crate) fn tracked_states(&self) -> impl Iterator<Item = (&NodeState, bool)> {
-        self.cluster.membership().entries().map(|entry| (&entry.state, entry.vouched))
+        self.cluster.membership().entries().map(|entry| (&entry.state, entry.vouched()))
     }
 
     /// How many nodes are tracked, this one included, vouched for or not

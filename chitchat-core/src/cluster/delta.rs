@@ -306,12 +306,14 @@ impl ClusterState {
         let fresh = self.is_fresh(now);
         let mut entry = self.membership.get_mut(&fingerprint).expect("resolved nodes are tracked");
         let before = (entry.state.max_version(), entry.state.last_gc_version(), entry.state.has_left());
-        entry.confirmed |= vouched && fresh;
+        if vouched && fresh {
+            entry.set_confirmed(true);
+        }
         // A node not vouched for yet is vouched for by a whole section only
         // (from version 0, as peers send to a node whose digests lack it): one
         // from further on would leave a gap once the unproven state is dropped.
-        let vouched = vouched && (entry.vouched || section.from_version == 0);
-        if entry.vouched && !vouched {
+        let vouched = vouched && (entry.vouched() || section.from_version == 0);
+        if entry.vouched() && !vouched {
             // A datagram whose sender proved nothing changes nothing a peer
             // vouched for but its heartbeat (which the node refutes if false):
             // no records, no farewell.
@@ -326,12 +328,12 @@ impl ClusterState {
                 // revoked if the node beats on.
                 self.mark_left(fingerprint, now);
                 if let Some(mut entry) = self.membership.get_mut(&fingerprint) {
-                    entry.provisional_left = true;
+                    entry.set_provisional_left(true);
                 }
             }
             return;
         }
-        if vouched && !entry.vouched {
+        if vouched && !entry.vouched() {
             // The first news of the node from a proven sender: what unproven
             // ones said of it is dropped, and this section (from version 0:
             // peers saw the node missing from this node's digests) is taken
@@ -344,7 +346,7 @@ impl ClusterState {
         }
         // What the application hears of the node: nothing until it is
         // vouched for.
-        let visible = entry.vouched;
+        let visible = entry.vouched();
         let state = &mut entry.state;
         let held_before = state.held_bytes();
         let held_by_others = self.remote_bytes - held_before;
@@ -531,7 +533,7 @@ impl ClusterState {
                 if current == self.self_fingerprint() || node_id.generation() <= current_generation {
                     return Err(Skip::Ignored); // our own name, or an older incarnation
                 }
-                if !vouched && self.membership.get(&current).is_some_and(|entry| entry.vouched) {
+                if !vouched && self.membership.get(&current).is_some_and(|entry| entry.vouched()) {
                     // Only a proven sender retires an incarnation peers vouched for.
                     self.metrics.sections_unproven += 1;
                     return Err(Skip::Refused);
@@ -543,7 +545,7 @@ impl ClusterState {
         match superseded {
             Some(previous) => {
                 // The new incarnation takes the old one's place.
-                let was_visible = self.membership.get(&previous).is_some_and(|entry| entry.vouched);
+                let was_visible = self.membership.get(&previous).is_some_and(|entry| entry.vouched());
                 let previous = self.remove_node(previous, now).ok_or(Skip::Ignored)?;
                 if !self.add_node(node_id.clone(), fingerprint, section.heartbeat, first_hand, vouched, now) {
                     return Err(Skip::Refused);

@@ -280,12 +280,12 @@ impl ClusterState {
         let unconfirmed: Vec<Fingerprint> = agreeing
             .into_iter()
             .flat_map(|range| self.nodes_in(range))
-            .filter(|row| self.relays(*row, now) && !row.entry().confirmed)
+            .filter(|row| self.relays(*row, now) && !row.entry().confirmed())
             .map(|row| row.fingerprint())
             .collect();
         for fingerprint in unconfirmed {
             if let Some(mut node) = self.membership.get_mut(&fingerprint) {
-                node.confirmed = true;
+                node.set_confirmed(true);
             }
         }
     }
@@ -391,7 +391,9 @@ impl ClusterState {
                 if fingerprint == self_fingerprint {
                     claims_about_self = Some(*entry);
                 }
-                node.confirmed |= fresh;
+                if fresh {
+                    node.set_confirmed(true);
+                }
                 if fingerprint != self_fingerprint && entry.heartbeat > node.state.heartbeat() {
                     grew.push(fingerprint);
                 }
@@ -412,7 +414,7 @@ impl ClusterState {
             }
             self.report_heartbeat(sender.fingerprint, sender.heartbeat, now);
             if fresh && let Some(mut node) = self.membership.get_mut(&sender.fingerprint) {
-                node.confirmed = true;
+                node.set_confirmed(true);
             }
         }
         for rumor in &digest.rumors {
@@ -422,7 +424,7 @@ impl ClusterState {
             }
             self.report_heartbeat(rumor.fingerprint, rumor.heartbeat, now);
             if fresh && let Some(mut node) = self.membership.get_mut(&rumor.fingerprint) {
-                node.confirmed = true;
+                node.set_confirmed(true);
             }
         }
         if let Some(claim) = claims_about_self {

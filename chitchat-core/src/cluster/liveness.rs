@@ -26,7 +26,8 @@ pub(super) fn grow_heartbeat(entry: &mut NodeEntry, heartbeat: u64, fresh: bool)
     }
     entry.state.set_heartbeat(heartbeat);
     fresh
-        && (entry.status == NodeStatus::Dead || (entry.status == NodeStatus::Left && entry.provisional_left))
+        && (entry.status == NodeStatus::Dead
+            || (entry.status == NodeStatus::Left && entry.provisional_left()))
 }
 
 impl ClusterState {
@@ -76,8 +77,8 @@ impl ClusterState {
         let answered = answerer.is_some();
         if let Some(fingerprint) = answerer {
             let fresh = self.is_fresh(now);
-            if let Some(mut entry) = self.membership.get_mut(&fingerprint) {
-                entry.confirmed |= fresh;
+            if fresh && let Some(mut entry) = self.membership.get_mut(&fingerprint) {
+                entry.set_confirmed(true);
             }
             self.metrics.pongs_received += 1;
             self.validate_node(fingerprint);
@@ -114,13 +115,13 @@ impl ClusterState {
         // walk over the message (and the entry's loan).
         // Not on the farewell itself (an `Ack`): on a later word of the node.
         let revoke = entry.status == NodeStatus::Left
-            && entry.provisional_left
+            && entry.provisional_left()
             && !matches!(message, Message::Ack { .. });
-        if (entry.heard_first_hand && !revoke) || !mentions(message, fingerprint) {
+        if (entry.heard_first_hand() && !revoke) || !mentions(message, fingerprint) {
             return;
         }
         if let Some(mut entry) = self.membership.get_mut(&fingerprint) {
-            entry.heard_first_hand = true;
+            entry.set_heard_first_hand(true);
         }
         if revoke {
             self.revive(fingerprint, now);
@@ -131,10 +132,10 @@ impl ClusterState {
     pub(crate) fn revive(&mut self, fingerprint: Fingerprint, now: Timestamp) {
         let Some(mut entry) = self.membership.get_mut(&fingerprint) else { return };
         entry.status = NodeStatus::Live;
-        entry.status_since = now;
-        entry.provisional_left = false;
+        entry.set_status_since(now);
+        entry.set_provisional_left(false);
         self.peer_tally = None;
-        if entry.vouched {
+        if entry.vouched() {
             self.events.push(Event::NodeLive(entry.state.id().clone()));
         }
         drop(entry);
@@ -145,7 +146,7 @@ impl ClusterState {
     /// dead, not left, and (after a pause of this node) confirmed since.
     pub(crate) fn is_live_now(&self, entry: &NodeEntry) -> bool {
         entry.status == NodeStatus::Live
-            && (entry.confirmed || entry.state.id().fingerprint() == self.self_fingerprint())
+            && (entry.confirmed() || entry.state.id().fingerprint() == self.self_fingerprint())
     }
 
     /// Whether news handled at `now` is taken as current: it is, but during the
@@ -226,7 +227,8 @@ impl ClusterState {
                 self.remote_bytes -= held_before - entry.state.held_bytes();
             }
             for key in collected {
-                if key.expired && entry.vouched && !key.key.starts_with(crate::node_state::RESERVED_PREFIX) {
+                if key.expired && entry.vouched() && !key.key.starts_with(crate::node_state::RESERVED_PREFIX)
+                {
                     self.events
                         .push(Event::KeyExpired { node: entry.state.id().clone(), key: key.key.into() });
                 }
@@ -259,7 +261,7 @@ impl ClusterState {
                 continue;
             }
             if matches!(summary.status, NodeStatus::Dead | NodeStatus::Left)
-                && now.saturating_duration_since(row.entry().status_since) >= grace
+                && now.saturating_duration_since(row.entry().status_since()) >= grace
             {
                 sweep.expired.push(fingerprint);
             } else if summary.status == NodeStatus::Live

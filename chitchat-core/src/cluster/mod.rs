@@ -39,8 +39,8 @@ use crate::wire::RingRange;
 /// nobody vouches for it, it is dropped unseen. The caller accounts for the
 /// dropped state's bytes and accusations.
 fn vouch_for(entry: &mut NodeEntry, events: &mut EventQueue) -> NodeState {
-    debug_assert!(!entry.vouched);
-    entry.vouched = true;
+    debug_assert!(!entry.vouched());
+    entry.set_vouched(true);
     let heartbeat = entry.state.heartbeat();
     let fresh = NodeState::new(entry.state.id().clone());
     let dropped = std::mem::replace(&mut entry.state, fresh);
@@ -243,7 +243,7 @@ impl ClusterState {
     /// Whether a node's state is no longer gossiped: dead or left for half the
     /// grace period.
     pub(crate) fn is_retired(&self, entry: &NodeEntry, now: Timestamp) -> bool {
-        self.retired(entry.status, entry.status_since, now)
+        self.retired(entry.status, entry.status_since(), now)
     }
 
     fn retired(&self, status: NodeStatus, since: Timestamp, now: Timestamp) -> bool {
@@ -254,7 +254,7 @@ impl ClusterState {
     /// Whether a node's state is gossiped to peers: vouched for, and not
     /// retired.
     pub(crate) fn is_relayed(&self, entry: &NodeEntry, now: Timestamp) -> bool {
-        entry.vouched && !self.is_retired(entry, now)
+        entry.vouched() && !self.is_retired(entry, now)
     }
 
     /// [`ClusterState::is_relayed`], from a row's summary (and its entry,
@@ -263,7 +263,7 @@ impl ClusterState {
         let summary = row.summary();
         summary.vouched
             && (summary.status == NodeStatus::Live
-                || !self.retired(summary.status, row.entry().status_since, now))
+                || !self.retired(summary.status, row.entry().status_since(), now))
     }
 
     /// The bounds of `range` on the ring as (at most) two ranges of the node map,
@@ -403,7 +403,7 @@ impl ClusterState {
         let mut entry = self.membership.self_entry_mut();
         entry.state.mark_left();
         entry.status = NodeStatus::Left;
-        entry.status_since = now;
+        entry.set_status_since(now);
         drop(entry);
         self.update_ready(self_fingerprint);
         self.peers_changed();
@@ -427,7 +427,7 @@ impl ClusterState {
         let Some(fingerprint) = self.membership.at_addr(addr) else { return false };
         self.membership
             .get(&fingerprint)
-            .is_some_and(|entry| entry.status == NodeStatus::Live && entry.address_validated)
+            .is_some_and(|entry| entry.status == NodeStatus::Live && entry.address_validated())
     }
 
     /// A peer at `addr` answered a `Syn` of this node: if a node is tracked
@@ -443,8 +443,8 @@ impl ClusterState {
     /// application hears of it now).
     pub(crate) fn validate_node(&mut self, fingerprint: Fingerprint) {
         let Some(mut entry) = self.membership.get_mut(&fingerprint) else { return };
-        entry.address_validated = true;
-        if entry.vouched {
+        entry.set_address_validated(true);
+        if entry.vouched() {
             return;
         }
         // Its records come again from peers, whose digests now show this node
@@ -494,9 +494,9 @@ impl ClusterState {
         state.set_heartbeat(heartbeat);
         let fresh = self.is_fresh(now);
         let mut entry = self.membership.insert(state, now);
-        entry.confirmed = fresh;
-        entry.heard_first_hand = first_hand;
-        entry.vouched = vouched;
+        entry.set_confirmed(fresh);
+        entry.set_heard_first_hand(first_hand);
+        entry.set_vouched(vouched);
         drop(entry);
         self.note_news(fingerprint);
         self.peers_changed();
@@ -520,9 +520,9 @@ impl ClusterState {
             .iter()
             .filter(|(fingerprint, entry)| {
                 **fingerprint != self_fingerprint
-                    && (!entry.vouched || (first_hand && !entry.heard_first_hand))
+                    && (!entry.vouched() || (first_hand && !entry.heard_first_hand()))
             })
-            .min_by_key(|(_, entry)| (entry.vouched, entry.heard_first_hand, entry.status_since))
+            .min_by_key(|(_, entry)| (entry.vouched(), entry.heard_first_hand(), entry.status_since()))
             .map(|(fingerprint, _)| *fingerprint);
         let Some(rumor) = rumor else { return false };
         self.remove_node(rumor, now);
@@ -541,10 +541,10 @@ impl ClusterState {
         self.rumors.forget(fingerprint);
         self.peers_changed();
         let node_id = entry.state.id().clone();
-        if entry.ready {
+        if entry.ready() {
             self.events.push(Event::ReadyChanged { node: node_id.clone(), ready: false });
         }
-        if entry.vouched {
+        if entry.vouched() {
             self.events.push(Event::NodeRemoved(node_id.clone()));
         }
         Some(node_id)
@@ -554,12 +554,12 @@ impl ClusterState {
     pub(crate) fn mark_left(&mut self, fingerprint: Fingerprint, now: Timestamp) {
         let Some(mut entry) = self.membership.get_mut(&fingerprint) else { return };
         if entry.status == NodeStatus::Left {
-            entry.provisional_left = false; // on proven word now
+            entry.set_provisional_left(false); // on proven word now
             return;
         }
         entry.status = NodeStatus::Left;
-        entry.status_since = now;
-        if entry.vouched {
+        entry.set_status_since(now);
+        if entry.vouched() {
             self.events.push(Event::NodeLeft(entry.state.id().clone()));
         }
         drop(entry);
@@ -581,10 +581,10 @@ impl ClusterState {
     pub(crate) fn update_ready(&mut self, fingerprint: Fingerprint) {
         let Some(mut entry) = self.membership.get_mut(&fingerprint) else { return };
         let ready = entry.status == NodeStatus::Live
-            && entry.vouched
+            && entry.vouched()
             && self.ready_predicate.as_ref().is_none_or(|predicate| predicate(&entry.state));
-        if ready != entry.ready {
-            entry.ready = ready;
+        if ready != entry.ready() {
+            entry.set_ready(ready);
             self.events.push(Event::ReadyChanged { node: entry.state.id().clone(), ready });
         }
     }

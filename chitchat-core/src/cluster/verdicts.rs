@@ -287,8 +287,8 @@ impl ClusterState {
         let patience = self.config.gossip_interval * REFUTATION_ROUNDS;
         let woke = self.doubtful_until;
         entry.status == NodeStatus::Live
-            && ((woke != Timestamp::ZERO && !self.confirming(now) && !entry.confirmed)
-                || (!entry.vouched && now.saturating_duration_since(entry.status_since) >= patience))
+            && ((woke != Timestamp::ZERO && !self.confirming(now) && !entry.confirmed())
+                || (!entry.vouched() && now.saturating_duration_since(entry.status_since()) >= patience))
     }
 
     /// Checks that the subjects (each with its probe window) are tracked,
@@ -385,9 +385,9 @@ impl ClusterState {
                 continue;
             }
             entry.status = NodeStatus::Dead;
-            entry.status_since = now;
+            entry.set_status_since(now);
             self.subjects.retain(|(subject, _)| *subject != fingerprint);
-            if entry.vouched {
+            if entry.vouched() {
                 self.events.push(Event::NodeDead(entry.state.id().clone()));
             }
             drop(entry);

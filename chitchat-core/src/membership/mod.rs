@@ -42,15 +42,41 @@ pub enum NodeStatus {
     Left,
 }
 
-/// One tracked node.
+/// One tracked node: 56 bytes, its identity 40 of them. Its flags share
+/// one byte and the time its status changed is kept to 100 µs in 48 bits
+/// (see [`NodeEntry::status_since`]), so that the status, the flags and the
+/// time fit the 8 bytes beside the state.
 #[derive(Debug)]
 pub(crate) struct NodeEntry {
     pub state: NodeState,
     pub status: NodeStatus,
-    /// When `status` last changed. (A node declared dead is live again once
-    /// its heartbeat goes past the one known then, which `state` holds: the
-    /// heartbeat only grows, so any growth since refutes the verdict.)
-    pub status_since: Timestamp,
+    /// [`NodeEntry::status_since`] in 100-µs ticks from the caller's epoch:
+    /// the high 16 bits and the low 32.
+    since_high: u16,
+    since_low: u32,
+    flags: u8,
+}
+
+/// Defines a flag of [`NodeEntry`]: its bit, a getter and a setter.
+macro_rules! flags {
+    ($($(#[$doc:meta])* $bit:literal => $get:ident, $set:ident;)*) => {
+        impl NodeEntry {
+            $(
+                $(#[$doc])*
+                pub(crate) fn $get(&self) -> bool {
+                    self.flags & (1 << $bit) != 0
+                }
+
+                #[doc = concat!("Sets [`NodeEntry::", stringify!($get), "`].")]
+                pub(crate) fn $set(&mut self, on: bool) {
+                    self.flags = (self.flags & !(1 << $bit)) | (u8::from(on) << $bit);
+                }
+            )*
+        }
+    };
+}
+
+flags! {
     /// A peer confirmed, since this node's last pause ended, that the node
     /// is still part of the cluster: a peer listed it in a digest or sent a
     /// section of it, or it answered a probe. After a pause of this node
@@ -58,42 +84,65 @@ pub(crate) struct NodeEntry {
     /// introduced to peers (they may have removed it meanwhile), and is
     /// declared dead if nobody confirms it (see [`crate::cluster`]). A flag,
     /// not a time: 8 bytes less a tracked node.
-    pub confirmed: bool,
-    pub ready: bool,
+    0 => confirmed, set_confirmed;
+    /// Live and passing the ready predicate.
+    1 => ready, set_ready;
     /// A peer at the node's gossip address answered a `Syn` of this node: the
     /// address is validated (see [`crate::validation`]).
-    pub address_validated: bool,
+    2 => address_validated, set_address_validated;
     /// A datagram from the node's gossip address named it: this node heard
     /// from it first-hand, not only of it. A full table evicts the nodes it
     /// never heard from first.
-    pub heard_first_hand: bool,
+    3 => heard_first_hand, set_heard_first_hand;
     /// This node relays it (lists it in digests, sends it in deltas, gossips
     /// to it): a datagram whose sender proved its address (an answer echoing a
     /// token of this node, or one from a validated address) named it, or its
     /// own address was validated. A flood of introductions from spoofed
     /// addresses is thus tracked here (within `max_nodes`, evicted first) but
     /// goes no further.
-    pub vouched: bool,
+    4 => vouched, set_vouched;
     /// `Left` on the node's own word alone (its farewell, from an address it
     /// has not proved): not relayed, and revoked if the node talks to this
     /// node again (one that left stays silent; one that was said to leave by a
     /// spoofer does not).
-    pub provisional_left: bool,
+    5 => provisional_left, set_provisional_left;
 }
+
+/// [`NodeEntry::status_since`]'s unit: 100 µs.
+const SINCE_TICK_NANOS: u64 = 100_000;
+
+const _: () = assert!(SINCE_MAX_TICKS < 1 << 48, "the ticks fit 48 bits");
+
+/// The latest time [`NodeEntry::status_since`] holds, in ticks: the last
+/// whole tick of a [`Timestamp`] (584 years after the caller's epoch), which
+/// 48 bits hold.
+const SINCE_MAX_TICKS: u64 = u64::MAX / SINCE_TICK_NANOS;
 
 impl NodeEntry {
     fn new(state: NodeState, now: Timestamp) -> Self {
-        NodeEntry {
-            state,
-            status: NodeStatus::Live,
-            status_since: now,
-            confirmed: true,
-            ready: false,
-            address_validated: false,
-            heard_first_hand: false,
-            vouched: false,
-            provisional_left: false,
-        }
+        let mut entry = NodeEntry { state, status: NodeStatus::Live, since_high: 0, since_low: 0, flags: 0 };
+        entry.set_status_since(now);
+        entry.set_confirmed(true);
+        entry
+    }
+
+    /// When `status` last changed, to 100 µs, rounded up (a time elapsed
+    /// since is never overstated: a grace or a patience measured from it
+    /// ends up to 100 µs late, never early). (A node declared dead is live
+    /// again once its heartbeat goes past the one known then, which `state`
+    /// holds: the heartbeat only grows, so any growth since refutes the
+    /// verdict.)
+    pub(crate) fn status_since(&self) -> Timestamp {
+        let ticks = (u64::from(self.since_high) << 32) | u64::from(self.since_low);
+        Timestamp::from_nanos(ticks * SINCE_TICK_NANOS)
+    }
+
+    /// Sets [`NodeEntry::status_since`] (rounded up to 100 µs; within the
+    /// last tick of [`Timestamp::MAX`], rounded down to it).
+    pub(crate) fn set_status_since(&mut self, at: Timestamp) {
+        let ticks = at.as_nanos().div_ceil(SINCE_TICK_NANOS).min(SINCE_MAX_TICKS);
+        self.since_high = (ticks >> 32) as u16;
+        self.since_low = ticks as u32;
     }
 
     /// The node's entry in a digest, as this node holds it.
@@ -145,7 +194,7 @@ impl Membership {
             removed: RemovedNodes::default(),
             sender: None,
         };
-        membership.insert(self_state, now).vouched = true;
+        membership.insert(self_state, now).set_vouched(true);
         membership
     }
 
@@ -177,7 +226,7 @@ impl Membership {
     /// of a pause. A walk of the entries in the order they are stored, not
     /// of the rows (which the flag is not part of).
     pub(crate) fn unconfirm_all(&mut self) {
-        self.table.for_each_entry(|entry| entry.confirmed = false);
+        self.table.for_each_entry(|entry| entry.set_confirmed(false));
     }
 
     /// How many nodes are tracked, this one included.
@@ -364,6 +413,45 @@ mod tests {
 
     fn state(name: &str, generation: u64, port: u16) -> NodeState {
         NodeState::new(NodeId::new(name, generation, SocketAddr::from(([127, 0, 0, 1], port))))
+    }
+
+    /// Each flag is its own bit, and the status's time is kept to 100 µs,
+    /// rounded up, up to the last whole tick of a timestamp.
+    #[test]
+    fn flags_and_the_status_time_are_packed_without_loss() {
+        let mut entry = NodeEntry::new(state("a", 1, 1), Timestamp::ZERO);
+        assert!(entry.confirmed(), "a new entry is confirmed");
+        type Flag = (fn(&NodeEntry) -> bool, fn(&mut NodeEntry, bool));
+        let flags: [Flag; 6] = [
+            (NodeEntry::confirmed, NodeEntry::set_confirmed),
+            (NodeEntry::ready, NodeEntry::set_ready),
+            (NodeEntry::address_validated, NodeEntry::set_address_validated),
+            (NodeEntry::heard_first_hand, NodeEntry::set_heard_first_hand),
+            (NodeEntry::vouched, NodeEntry::set_vouched),
+            (NodeEntry::provisional_left, NodeEntry::set_provisional_left),
+        ];
+        for pattern in 0..64u8 {
+            for (bit, (_, set)) in flags.iter().enumerate() {
+                set(&mut entry, pattern & (1 << bit) != 0);
+            }
+            for (bit, (get, _)) in flags.iter().enumerate() {
+                assert_eq!(get(&entry), pattern & (1 << bit) != 0, "pattern {pattern:06b}, bit {bit}");
+            }
+        }
+        for (nanos, kept) in [
+            (0, 0),
+            (1, 100_000),
+            (100_000, 100_000),
+            (3_000_000_001, 3_000_100_000),
+            (1_764_000_000_000_000_000, 1_764_000_000_000_000_000), // 2025, from the Unix epoch
+            (u64::MAX, u64::MAX / 100_000 * 100_000),
+        ] {
+            entry.set_status_since(Timestamp::from_nanos(nanos));
+            assert_eq!(entry.status_since(), Timestamp::from_nanos(kept), "{nanos} ns");
+        }
+        entry.set_vouched(true);
+        entry.set_status_since(Timestamp::from_nanos(5));
+        assert!(entry.vouched(), "the time leaves the flags alone");
     }
 
     /// The node at a datagram's address, looked up once, stays right while

@@ -50,7 +50,7 @@ impl Summary {
         Summary {
             hash: RangeHash::of_entry(&entry.digest_entry(fingerprint)),
             status: entry.status,
-            vouched: entry.vouched,
+            vouched: entry.vouched(),
             gc_pending: entry.state.has_pending_gc(),
         }
     }
@@ -520,12 +520,13 @@ mod tests {
         assert_eq!(std::mem::size_of::<StoredRow>(), 24);
     }
 
-    /// A tracked node's entry is 64 bytes: a 40-byte identity, the pointer
+    /// A tracked node's entry is 56 bytes: a 40-byte identity, the pointer
     /// to its heartbeat, versions and records (none for a state at
-    /// heartbeat and version 0), a timestamp and flags.
+    /// heartbeat and version 0), and the status, its time and the flags in
+    /// 8 bytes.
     #[test]
-    fn an_entry_is_64_bytes() {
-        assert_eq!(std::mem::size_of::<Option<NodeEntry>>(), 64);
+    fn an_entry_is_56_bytes() {
+        assert_eq!(std::mem::size_of::<Option<NodeEntry>>(), 56);
     }
 
     /// The rows grow by an eighth, so that a large table wastes little of
@@ -593,18 +594,18 @@ mod tests {
         {
             let mut entry = table.get_mut(&first_fingerprint).expect("tracked");
             entry.state.set_heartbeat(7);
-            entry.vouched = true;
+            entry.set_vouched(true);
             entry.status = NodeStatus::Dead;
         }
         let after = first(&table).summary();
         assert_ne!(before.hash, after.hash);
         assert!(after.vouched && after.status == NodeStatus::Dead);
         table.range_mut((Bound::Unbounded, Bound::Unbounded)).for_each(|_, entry| {
-            entry.status_since = Timestamp::ZERO + std::time::Duration::from_secs(3);
-            entry.vouched = false;
+            entry.set_status_since(Timestamp::ZERO + std::time::Duration::from_secs(3));
+            entry.set_vouched(false);
         });
         assert!(table.rows().iter().all(|row| !row.summary().vouched));
-        assert!(table.rows().iter().all(|row| row.entry().status_since.as_nanos() == 3_000_000_000));
+        assert!(table.rows().iter().all(|row| row.entry().status_since().as_nanos() == 3_000_000_000));
         table.check_summaries().expect("every summary is fresh");
         assert!(fingerprints.iter().all(|fingerprint| table.contains_key(fingerprint)));
     }
