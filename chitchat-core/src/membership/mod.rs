@@ -6,12 +6,13 @@
 //! that is gone. It decides nothing about liveness; the cluster state does, and
 //! records its verdicts in each [`NodeEntry`].
 
+mod index;
 mod removed;
+mod search;
 mod table;
 
 use std::hash::{BuildHasher, RandomState};
 
-use hashbrown::HashTable;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Bound;
 
@@ -23,6 +24,7 @@ use crate::node_state::NodeState;
 use crate::time::Timestamp;
 use crate::wire::DigestEntry;
 
+use index::HashIndex;
 pub(crate) use removed::RemovedNodes;
 use table::NodeTable;
 use table::SlotId;
@@ -166,13 +168,14 @@ pub(crate) struct Membership {
     /// Name → slot of its tracked incarnation. The index holds only slots
     /// (4 bytes a node): a name is hashed and compared through the node's
     /// entry, never copied.
-    by_name: HashTable<SlotId>,
+    by_name: HashIndex,
     /// Gossip address → slot of the tracked node there (the one tracked
     /// last, if several share it), the same way.
-    by_addr: HashTable<SlotId>,
+    by_addr: HashIndex,
     /// Keys both indexes' hashes (XXH3, seeded at random as a `HashMap`'s
-    /// SipHash would be: names and addresses come from the network; XXH3
-    /// is several times cheaper on a short name).
+    /// SipHash would be: names and addresses come from the network, and
+    /// the indexes are ordered by the hashes; XXH3 is several times
+    /// cheaper on a short name).
     seed: u64,
     removed: RemovedNodes,
     /// The address a datagram being handled came from, and the node there:
@@ -188,8 +191,8 @@ impl Membership {
         let mut membership = Membership {
             self_fingerprint,
             table: NodeTable::default(),
-            by_name: HashTable::new(),
-            by_addr: HashTable::new(),
+            by_name: HashIndex::default(),
+            by_addr: HashIndex::default(),
             seed: RandomState::new().hash_one("chitchat membership index"),
             removed: RemovedNodes::default(),
             sender: None,
@@ -269,14 +272,27 @@ impl Membership {
         xxh3_64_with_seed(name, self.seed)
     }
 
+    /// The hash of the name of the node in `slot`, under which `by_name`
+    /// holds it.
+    fn slot_name_hash(&self, slot: SlotId) -> u64 {
+        self.table.at_slot(slot).map_or(0, |entry| self.name_hash(entry.state.id().name_bytes()))
+    }
+
+    /// The hash of the address of the node in `slot`, under which `by_addr`
+    /// holds it.
+    fn slot_addr_hash(&self, slot: SlotId) -> u64 {
+        self.table.at_slot(slot).map_or(0, |entry| addr_hash(self.seed, &entry.state.id().gossip_addr()))
+    }
+
     /// The tracked incarnation named `name`.
     pub(crate) fn by_name(&self, name: &str) -> Option<Fingerprint> {
         let table = &self.table;
-        let named = |slot: &SlotId| {
-            table.at_slot(*slot).is_some_and(|entry| entry.state.id().name_bytes() == name.as_bytes())
+        let named = |slot: SlotId| {
+            table.at_slot(slot).is_some_and(|entry| entry.state.id().name_bytes() == name.as_bytes())
         };
-        let slot = self.by_name.find(self.name_hash(name.as_bytes()), named)?;
-        table.at_slot(*slot).map(|entry| entry.state.id().fingerprint())
+        let slot =
+            self.by_name.find(self.name_hash(name.as_bytes()), |slot| self.slot_name_hash(slot), named)?;
+        table.at_slot(slot).map(|entry| entry.state.id().fingerprint())
     }
 
     /// The tracked node whose gossip address is `addr`.
@@ -296,9 +312,9 @@ impl Membership {
     fn look_up_addr(&self, addr: &SocketAddr) -> Option<Fingerprint> {
         let table = &self.table;
         let at =
-            |slot: &SlotId| table.at_slot(*slot).is_some_and(|entry| entry.state.id().gossip_addr() == *addr);
-        let slot = self.by_addr.find(addr_hash(self.seed, addr), at)?;
-        table.at_slot(*slot).map(|entry| entry.state.id().fingerprint())
+            |slot: SlotId| table.at_slot(slot).is_some_and(|entry| entry.state.id().gossip_addr() == *addr);
+        let slot = self.by_addr.find(addr_hash(self.seed, addr), |slot| self.slot_addr_hash(slot), at)?;
+        table.at_slot(slot).map(|entry| entry.state.id().fingerprint())
     }
 
     /// Starts tracking a node, live as of `now`; the caller checked that its
@@ -310,24 +326,18 @@ impl Membership {
         debug_assert!(!self.table.contains_key(&fingerprint));
         self.sender = None;
         let (name, addr) = (node_id.name_bytes(), node_id.gossip_addr());
-        let (name_hash, seed) = (self.name_hash(name), self.seed);
+        let (name_hash, addr_hash) = (self.name_hash(name), addr_hash(self.seed, &addr));
         let slot = self.table.insert(fingerprint, NodeEntry::new(state, now));
-        let table = &self.table;
-        let id_of = |slot: &SlotId| table.at_slot(*slot).map(|entry| entry.state.id());
-        index(
-            &mut self.by_name,
-            name_hash,
-            slot,
-            |other| id_of(other).is_some_and(|id| id.name_bytes() == name),
-            |f| id_of(f).map_or(0, |id| xxh3_64_with_seed(id.name_bytes(), seed)),
-        );
-        index(
-            &mut self.by_addr,
-            addr_hash(seed, &addr),
-            slot,
-            |other| id_of(other).is_some_and(|id| id.gossip_addr() == addr),
-            |f| id_of(f).map_or(0, |id| addr_hash(seed, &id.gossip_addr())),
-        );
+        let (table, seed) = (&self.table, self.seed);
+        let id_of = |slot: SlotId| table.at_slot(slot).map(|entry| entry.state.id());
+        let slot_name_hash = |slot| id_of(slot).map_or(0, |id| xxh3_64_with_seed(id.name_bytes(), seed));
+        let slot_addr_hash = |slot| id_of(slot).map_or(0, |id| self::addr_hash(seed, &id.gossip_addr()));
+        self.by_name.set(name_hash, slot, slot_name_hash, |other| {
+            other != slot && id_of(other).is_some_and(|id| id.name_bytes() == name)
+        });
+        self.by_addr.set(addr_hash, slot, slot_addr_hash, |other| {
+            other != slot && id_of(other).is_some_and(|id| id.gossip_addr() == addr)
+        });
         self.table.get_mut(&fingerprint).expect("just inserted")
     }
 
@@ -342,16 +352,21 @@ impl Membership {
         if fingerprint == self.self_fingerprint {
             return None;
         }
-        let (slot, entry) = self.table.remove(&fingerprint)?;
+        // Out of the indexes first: their searches hash the keys of the
+        // nodes they pass, this one's included.
+        let slot = self.table.slot_of(&fingerprint)?;
+        let node_id = self.table.at_slot(slot)?.state.id();
+        let (name_hash, addr_hash) =
+            (self.name_hash(node_id.name_bytes()), addr_hash(self.seed, &node_id.gossip_addr()));
+        let (table, seed) = (&self.table, self.seed);
+        let id_of = |slot: SlotId| table.at_slot(slot).map(|entry| entry.state.id());
+        let slot_name_hash = |slot| id_of(slot).map_or(0, |id| xxh3_64_with_seed(id.name_bytes(), seed));
+        let slot_addr_hash = |slot| id_of(slot).map_or(0, |id| self::addr_hash(seed, &id.gossip_addr()));
+        self.by_name.remove(name_hash, slot, slot_name_hash);
+        self.by_addr.remove(addr_hash, slot, slot_addr_hash);
+        let (_, entry) = self.table.remove(&fingerprint)?;
         self.sender = None;
         let node_id = entry.state.id();
-        let is_it = |other: &SlotId| *other == slot;
-        if let Ok(found) = self.by_name.find_entry(self.name_hash(node_id.name_bytes()), is_it) {
-            found.remove();
-        }
-        if let Ok(found) = self.by_addr.find_entry(addr_hash(self.seed, &node_id.gossip_addr()), is_it) {
-            found.remove();
-        }
         self.removed.insert(node_id, entry.state.heartbeat(), remember_until, bound);
         Some(entry)
     }
@@ -386,24 +401,6 @@ fn addr_hash(seed: u64, addr: &SocketAddr) -> u64 {
         }
     };
     xxh3_64_with_seed(&bytes[..len], seed)
-}
-
-/// Points `index`'s entry for a key (the entry `same` matches, if any) at
-/// `slot`, or adds one under `hash`; `rehash` gives a stored slot's hash
-/// when the index grows.
-fn index(
-    index: &mut HashTable<SlotId>,
-    hash: u64,
-    slot: SlotId,
-    same: impl Fn(&SlotId) -> bool,
-    rehash: impl Fn(&SlotId) -> u64,
-) {
-    match index.find_mut(hash, |other| *other != slot && same(other)) {
-        Some(held) => *held = slot,
-        None => {
-            index.insert_unique(hash, slot, rehash);
-        }
-    }
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@
 
 use std::ops::{Bound, Deref, DerefMut};
 
+use super::search;
 use crate::identity::Fingerprint;
 use crate::membership::{NodeEntry, NodeStatus};
 use crate::wire::RangeHash;
@@ -27,9 +28,6 @@ use crate::wire::RangeHash;
 /// one before is full (the first grows by doubling up to it, for small
 /// clusters).
 const CHUNK: usize = 128;
-
-/// The fewest rows the table grows by when full.
-const ROWS_MIN_GROWTH: usize = 16;
 
 /// What walks of the ring read of a tracked node, kept in its row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,7 +57,7 @@ impl Summary {
 /// Where a tracked node's entry is in [`Slots`], for as long as it is
 /// tracked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct SlotId(u32);
+pub(crate) struct SlotId(pub(super) u32);
 
 /// The tracked nodes' entries, in slots that do not move. At most as many
 /// slots as the table held nodes at its fullest (so at most `max_nodes`,
@@ -286,51 +284,15 @@ pub(super) struct NodeTable {
 }
 
 impl NodeTable {
-    /// Where `fingerprint`'s row is (`Ok`) or would go (`Err`).
-    ///
-    /// Fingerprints are hashes, spread evenly over the ring, so a row sits
-    /// close to `fingerprint / 2^64` of the way through the table: the search
-    /// starts there and gallops outwards until it brackets the row, then
-    /// bisects the bracket. A few probes, in neighbouring rows (one or two
-    /// cache lines), where a bisection of the whole table costs `log2(n)`
-    /// probes far apart; and never more than twice a bisection, however the
-    /// fingerprints bunch (an attacker can grind identities into one corner).
+    /// Where `fingerprint`'s row is (`Ok`) or would go (`Err`): a search
+    /// from where the fingerprint falls on the ring (see
+    /// [`search::lower_bound`]).
     fn position(&self, fingerprint: &Fingerprint) -> Result<usize, usize> {
         let rows = &self.rows;
-        let key = *fingerprint;
-        let len = rows.len();
-        if len < 16 {
-            return rows.binary_search_by_key(&key, |row| row.fingerprint);
-        }
-        let guess = ((u128::from(key.0) * len as u128) >> 64) as usize;
-        // Every row before `low` is below the key; the key, if held, is
-        // before `high`.
-        let (mut low, mut high) = (0, len);
-        let mut step = 1;
-        if rows[guess].fingerprint < key {
-            low = guess + 1;
-            while let Some(probe) = guess.checked_add(step).filter(|probe| *probe < len) {
-                if rows[probe].fingerprint >= key {
-                    high = probe + 1;
-                    break;
-                }
-                low = probe + 1;
-                step *= 2;
-            }
-        } else {
-            high = guess + 1;
-            while let Some(probe) = guess.checked_sub(step) {
-                if rows[probe].fingerprint < key {
-                    low = probe + 1;
-                    break;
-                }
-                high = probe + 1;
-                step *= 2;
-            }
-        }
-        match rows[low..high].binary_search_by_key(&key, |row| row.fingerprint) {
-            Ok(index) => Ok(low + index),
-            Err(index) => Err(low + index),
+        let index = search::lower_bound(rows.len(), fingerprint.0, |index| rows[index].fingerprint.0);
+        match rows.get(index) {
+            Some(row) if row.fingerprint == *fingerprint => Ok(index),
+            _ => Err(index),
         }
     }
 
@@ -346,6 +308,11 @@ impl NodeTable {
 
     pub(super) fn contains_key(&self, fingerprint: &Fingerprint) -> bool {
         self.position(fingerprint).is_ok()
+    }
+
+    /// The slot of the node `fingerprint`, if tracked.
+    pub(super) fn slot_of(&self, fingerprint: &Fingerprint) -> Option<SlotId> {
+        self.position(fingerprint).ok().map(|index| self.rows[index].slot)
     }
 
     /// The node in `slot`, if it still holds one.
@@ -365,14 +332,7 @@ impl NodeTable {
             Err(index) => {
                 let summary = Summary::of(fingerprint, &entry);
                 let slot = self.slots.insert(entry);
-                if self.rows.len() == self.rows.capacity() {
-                    // Grown by an eighth, not doubled: a table of 10,000
-                    // rows in a vector of 16,384 would waste 15 bytes a
-                    // node. A join shifts the rows after it anyway, so a
-                    // copy of them all every eighth of growth costs little.
-                    self.rows.reserve_exact((self.rows.len() / 8).max(ROWS_MIN_GROWTH));
-                }
-                self.rows.insert(index, StoredRow::new(fingerprint, slot, summary));
+                search::insert_at(&mut self.rows, index, StoredRow::new(fingerprint, slot, summary));
                 slot
             }
         }
@@ -538,7 +498,7 @@ mod tests {
             let (fingerprint, entry) = entry(port);
             table.insert(fingerprint, entry);
             let (len, capacity) = (table.rows.len(), table.rows.capacity());
-            assert!(capacity <= len + (len / 8).max(ROWS_MIN_GROWTH), "{len} rows in {capacity}");
+            assert!(capacity <= len + (len / 8).max(16), "{len} rows in {capacity}");
         }
     }
 
