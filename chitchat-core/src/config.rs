@@ -71,6 +71,7 @@ pub struct Config {
     pub max_remote_state_bytes: usize,
     /// The most nodes tracked, this one included. When full, a new node is refused
     /// (first come, kept) and counted; room comes back as dead nodes are removed.
+    /// At most [`MAX_NODES_LIMIT`] (2^24, 16,777,216).
     pub max_nodes: usize,
     /// The longest node name, in bytes.
     pub max_node_name_len: usize,
@@ -107,6 +108,10 @@ pub struct Config {
     /// unpredictable (the adapters replace 0 with a random seed).
     pub rng_seed: u64,
 }
+
+/// The largest [`Config::max_nodes`]: a node's table numbers its entries
+/// in 24 bits (its indexes keep 8 bits of a hash beside each number).
+pub const MAX_NODES_LIMIT: usize = 1 << 24;
 
 impl Config {
     /// The smallest accepted [`Config::max_datagram_size`].
@@ -185,7 +190,7 @@ impl Config {
         if self.max_nodes < 2 {
             return Err(MaxNodesTooSmall(self.max_nodes));
         }
-        if u32::try_from(self.max_nodes).is_err() {
+        if self.max_nodes > MAX_NODES_LIMIT {
             return Err(MaxNodesTooLarge(self.max_nodes));
         }
         if self.max_keys_per_node == 0 {
@@ -353,9 +358,9 @@ pub enum ConfigError {
     /// `max_nodes` is below 2.
     #[error("max_nodes must be at least 2, got {0}")]
     MaxNodesTooSmall(usize),
-    /// `max_nodes` is above `u32::MAX` (a table's slots are numbered in 32
-    /// bits).
-    #[error("max_nodes must be at most 4294967295, got {0}")]
+    /// `max_nodes` is above [`MAX_NODES_LIMIT`] (a table's slots are
+    /// numbered in 24 bits).
+    #[error("max_nodes must be at most 16777216, got {0}")]
     MaxNodesTooLarge(usize),
     /// `max_keys_per_node` is zero.
     #[error("max_keys_per_node must be at least 1")]
@@ -433,7 +438,10 @@ mod tests {
         assert_eq!(bad(|c| c.phi_sampling_window = 65), ConfigError::SamplingWindowOutOfRange(65));
         assert_eq!(bad(|c| c.observers = 0), ConfigError::ObserversOutOfRange(0));
         assert_eq!(bad(|c| c.max_nodes = 1), ConfigError::MaxNodesTooSmall(1));
-        #[cfg(target_pointer_width = "64")]
-        assert_eq!(bad(|c| c.max_nodes = 1 << 32), ConfigError::MaxNodesTooLarge(1 << 32));
+        assert_eq!(
+            bad(|c| c.max_nodes = MAX_NODES_LIMIT + 1),
+            ConfigError::MaxNodesTooLarge(MAX_NODES_LIMIT + 1)
+        );
+        assert!(Config { max_nodes: MAX_NODES_LIMIT, ..Config::default() }.validate().is_ok());
     }
 }

@@ -153,7 +153,7 @@ pub use cluster::ReadyPredicate;
 /// The string of [`Event`]'s keys and values: inline up to 24 bytes (from
 /// the `compact_str` crate).
 pub use compact_str::CompactString;
-pub use config::{Config, ConfigError};
+pub use config::{Config, ConfigError, MAX_NODES_LIMIT};
 pub use crypto::EncryptionMode;
 pub use error::{DatagramError, KeyValueError, Violation};
 pub use events::Event;
