@@ -109,7 +109,8 @@ impl Slots {
         let full = (self.chunks.len() - 1) * CHUNK;
         let chunk = self.chunks.last_mut().expect("a chunk with room");
         chunk.push(Some(entry));
-        // `max_nodes` is at most `u32::MAX` (`Config::validate`).
+        // `max_nodes` is at most `MAX_NODES_LIMIT`, 2^24 (`Config::validate`):
+        // the indexes keep slots in 24 bits.
         SlotId(u32::try_from(full + chunk.len() - 1).unwrap_or(u32::MAX))
     }
 
