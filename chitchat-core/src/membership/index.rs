@@ -65,19 +65,23 @@ impl HashIndex {
         (start, end)
     }
 
-    /// The position of the first entry whose key hashes to `hash` or more.
-    fn lower_bound(&self, hash: u64, hash_of: &impl Fn(SlotId) -> u64) -> usize {
+    /// The position of the first entry whose key hashes to `hash` or more
+    /// (where such a key goes), and the end of the run of its top bits.
+    fn position(&self, hash: u64, hash_of: &impl Fn(SlotId) -> u64) -> (usize, usize) {
         let (start, end) = self.run(hash);
         let run = &self.entries[start..end];
-        start + search::lower_bound(run.len(), hash, |index| hash_of(run[index].slot()))
+        (start + search::lower_bound(run.len(), hash, |index| hash_of(run[index].slot())), end)
     }
 
-    /// The positions of the entries whose key hashes to `hash`.
-    fn hashed(&self, hash: u64, hash_of: &impl Fn(SlotId) -> u64) -> impl Iterator<Item = usize> {
-        let (start, end) = self.run(hash);
-        let run = &self.entries[start..end];
-        let first = search::lower_bound(run.len(), hash, |index| hash_of(run[index].slot()));
-        (start + first..end).take_while(move |index| hash_of(self.entries[*index].slot()) == hash)
+    /// The positions of the entries whose key hashes to `hash`, from
+    /// `position`'s answer.
+    fn hashed(
+        &self,
+        (first, end): (usize, usize),
+        hash: u64,
+        hash_of: &impl Fn(SlotId) -> u64,
+    ) -> impl Iterator<Item = usize> {
+        (first..end).take_while(move |index| hash_of(self.entries[*index].slot()) == hash)
     }
 
     /// The slot whose key hashes to `hash` and is the one sought (`is`).
@@ -88,7 +92,8 @@ impl HashIndex {
         hash_of: impl Fn(SlotId) -> u64,
         is: impl Fn(SlotId) -> bool,
     ) -> Option<SlotId> {
-        self.hashed(hash, &hash_of).map(|index| self.entries[index].slot()).find(|slot| is(*slot))
+        let position = self.position(hash, &hash_of);
+        self.hashed(position, hash, &hash_of).map(|index| self.entries[index].slot()).find(|slot| is(*slot))
     }
 
     /// Points the key hashing to `hash` at `slot`: in place of the slot
@@ -100,20 +105,19 @@ impl HashIndex {
         hash_of: impl Fn(SlotId) -> u64,
         same: impl Fn(SlotId) -> bool,
     ) {
-        let held = self.hashed(hash, &hash_of).find(|index| same(self.entries[*index].slot()));
+        let position = self.position(hash, &hash_of);
+        let held = self.hashed(position, hash, &hash_of).find(|index| same(self.entries[*index].slot()));
         match held {
             Some(index) => self.entries[index] = Tagged::new(hash, slot),
-            None => {
-                let index = self.lower_bound(hash, &hash_of);
-                search::insert_at(&mut self.entries, index, Tagged::new(hash, slot));
-            }
+            None => search::insert_at(&mut self.entries, position.0, Tagged::new(hash, slot)),
         }
     }
 
     /// Removes `slot`, held under `hash`, if it is held. Call while the
     /// node is still in `slot`: the search hashes the keys it passes.
     pub(super) fn remove(&mut self, hash: u64, slot: SlotId, hash_of: impl Fn(SlotId) -> u64) {
-        let held = self.hashed(hash, &hash_of).find(|index| self.entries[*index].slot() == slot);
+        let position = self.position(hash, &hash_of);
+        let held = self.hashed(position, hash, &hash_of).find(|index| self.entries[*index].slot() == slot);
         if let Some(index) = held {
             self.entries.remove(index);
         }

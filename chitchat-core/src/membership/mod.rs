@@ -268,30 +268,14 @@ impl Membership {
         self.table.check_summaries()
     }
 
-    fn name_hash(&self, name: &[u8]) -> u64 {
-        xxh3_64_with_seed(name, self.seed)
-    }
-
-    /// The hash of the name of the node in `slot`, under which `by_name`
-    /// holds it.
-    fn slot_name_hash(&self, slot: SlotId) -> u64 {
-        self.table.at_slot(slot).map_or(0, |entry| self.name_hash(entry.state.id().name_bytes()))
-    }
-
-    /// The hash of the address of the node in `slot`, under which `by_addr`
-    /// holds it.
-    fn slot_addr_hash(&self, slot: SlotId) -> u64 {
-        self.table.at_slot(slot).map_or(0, |entry| addr_hash(self.seed, &entry.state.id().gossip_addr()))
-    }
-
     /// The tracked incarnation named `name`.
     pub(crate) fn by_name(&self, name: &str) -> Option<Fingerprint> {
         let table = &self.table;
         let named = |slot: SlotId| {
             table.at_slot(slot).is_some_and(|entry| entry.state.id().name_bytes() == name.as_bytes())
         };
-        let slot =
-            self.by_name.find(self.name_hash(name.as_bytes()), |slot| self.slot_name_hash(slot), named)?;
+        let hash_of = |slot| slot_name_hash(table, self.seed, slot);
+        let slot = self.by_name.find(name_hash(self.seed, name.as_bytes()), hash_of, named)?;
         table.at_slot(slot).map(|entry| entry.state.id().fingerprint())
     }
 
@@ -313,7 +297,8 @@ impl Membership {
         let table = &self.table;
         let at =
             |slot: SlotId| table.at_slot(slot).is_some_and(|entry| entry.state.id().gossip_addr() == *addr);
-        let slot = self.by_addr.find(addr_hash(self.seed, addr), |slot| self.slot_addr_hash(slot), at)?;
+        let hash_of = |slot| slot_addr_hash(table, self.seed, slot);
+        let slot = self.by_addr.find(addr_hash(self.seed, addr), hash_of, at)?;
         table.at_slot(slot).map(|entry| entry.state.id().fingerprint())
     }
 
@@ -326,18 +311,21 @@ impl Membership {
         debug_assert!(!self.table.contains_key(&fingerprint));
         self.sender = None;
         let (name, addr) = (node_id.name_bytes(), node_id.gossip_addr());
-        let (name_hash, addr_hash) = (self.name_hash(name), addr_hash(self.seed, &addr));
         let slot = self.table.insert(fingerprint, NodeEntry::new(state, now));
         let (table, seed) = (&self.table, self.seed);
         let id_of = |slot: SlotId| table.at_slot(slot).map(|entry| entry.state.id());
-        let slot_name_hash = |slot| id_of(slot).map_or(0, |id| xxh3_64_with_seed(id.name_bytes(), seed));
-        let slot_addr_hash = |slot| id_of(slot).map_or(0, |id| self::addr_hash(seed, &id.gossip_addr()));
-        self.by_name.set(name_hash, slot, slot_name_hash, |other| {
-            other != slot && id_of(other).is_some_and(|id| id.name_bytes() == name)
-        });
-        self.by_addr.set(addr_hash, slot, slot_addr_hash, |other| {
-            other != slot && id_of(other).is_some_and(|id| id.gossip_addr() == addr)
-        });
+        self.by_name.set(
+            name_hash(seed, name),
+            slot,
+            |slot| slot_name_hash(table, seed, slot),
+            |other| other != slot && id_of(other).is_some_and(|id| id.name_bytes() == name),
+        );
+        self.by_addr.set(
+            addr_hash(seed, &addr),
+            slot,
+            |slot| slot_addr_hash(table, seed, slot),
+            |other| other != slot && id_of(other).is_some_and(|id| id.gossip_addr() == addr),
+        );
         self.table.get_mut(&fingerprint).expect("just inserted")
     }
 
@@ -355,15 +343,11 @@ impl Membership {
         // Out of the indexes first: their searches hash the keys of the
         // nodes they pass, this one's included.
         let slot = self.table.slot_of(&fingerprint)?;
-        let node_id = self.table.at_slot(slot)?.state.id();
-        let (name_hash, addr_hash) =
-            (self.name_hash(node_id.name_bytes()), addr_hash(self.seed, &node_id.gossip_addr()));
         let (table, seed) = (&self.table, self.seed);
-        let id_of = |slot: SlotId| table.at_slot(slot).map(|entry| entry.state.id());
-        let slot_name_hash = |slot| id_of(slot).map_or(0, |id| xxh3_64_with_seed(id.name_bytes(), seed));
-        let slot_addr_hash = |slot| id_of(slot).map_or(0, |id| self::addr_hash(seed, &id.gossip_addr()));
-        self.by_name.remove(name_hash, slot, slot_name_hash);
-        self.by_addr.remove(addr_hash, slot, slot_addr_hash);
+        self.by_name
+            .remove(slot_name_hash(table, seed, slot), slot, |slot| slot_name_hash(table, seed, slot));
+        self.by_addr
+            .remove(slot_addr_hash(table, seed, slot), slot, |slot| slot_addr_hash(table, seed, slot));
         let (_, entry) = self.table.remove(&fingerprint)?;
         self.sender = None;
         let node_id = entry.state.id();
@@ -380,6 +364,21 @@ impl Membership {
     pub(crate) fn removed_mut(&mut self) -> &mut RemovedNodes {
         &mut self.removed
     }
+}
+
+/// `name`'s hash for the index by name.
+fn name_hash(seed: u64, name: &[u8]) -> u64 {
+    xxh3_64_with_seed(name, seed)
+}
+
+/// The hash under which the index by name holds the node in `slot`.
+fn slot_name_hash(table: &NodeTable, seed: u64, slot: SlotId) -> u64 {
+    table.at_slot(slot).map_or(0, |entry| name_hash(seed, entry.state.id().name_bytes()))
+}
+
+/// The hash under which the index by address holds the node in `slot`.
+fn slot_addr_hash(table: &NodeTable, seed: u64, slot: SlotId) -> u64 {
+    table.at_slot(slot).map_or(0, |entry| addr_hash(seed, &entry.state.id().gossip_addr()))
 }
 
 /// `addr`'s hash for the index by address: of its IP and port, which is

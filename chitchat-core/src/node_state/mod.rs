@@ -245,7 +245,7 @@ struct Store {
     held_bytes: usize,
 }
 
-/// The store of a state without records.
+/// What a state without a store reads: heartbeat and versions 0, no record.
 static EMPTY_STORE: Store = Store {
     heartbeat: 0,
     max_version: 0,
