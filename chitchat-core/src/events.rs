@@ -124,6 +124,15 @@ pub(crate) struct EventQueue {
     pub dropped: u64,
 }
 
+/// What happened to a key, for [`EventQueue::push_key`].
+#[derive(Debug)]
+pub(crate) enum KeyChange {
+    /// [`Event::KeySet`].
+    Set { value: CompactString, version: u64 },
+    /// [`Event::KeyDeleted`].
+    Deleted,
+}
+
 /// The number of an identity in [`EventQueue::ids`].
 type IdRef = u32;
 
@@ -178,13 +187,13 @@ impl EventQueue {
     }
 
     /// The number of `id`, queued after the others unless it is the last
-    /// one queued.
-    fn intern(&mut self, id: NodeId) -> IdRef {
+    /// one queued (cloned only then).
+    fn intern(&mut self, id: &NodeId) -> IdRef {
         let last = self.first_id.wrapping_add(self.ids.len() as u32);
-        if self.ids.back() == Some(&id) {
+        if self.ids.back() == Some(id) {
             return last.wrapping_sub(1);
         }
-        self.ids.push_back(id);
+        self.ids.push_back(id.clone());
         last
     }
 
@@ -193,29 +202,46 @@ impl EventQueue {
     }
 
     pub(crate) fn push(&mut self, event: Event) {
+        self.make_room();
+        let queued = match event {
+            Event::NodeJoined(node) => Queued::Joined(self.intern(&node)),
+            Event::NodeLive(node) => Queued::Live(self.intern(&node)),
+            Event::NodeDead(node) => Queued::Dead(self.intern(&node)),
+            Event::NodeLeft(node) => Queued::Left(self.intern(&node)),
+            Event::NodeRemoved(node) => Queued::Removed(self.intern(&node)),
+            Event::NodeReset(node) => Queued::Reset(self.intern(&node)),
+            Event::NodeRestarted { previous, current } => {
+                Queued::Restarted { previous: self.intern(&previous), current: self.intern(&current) }
+            }
+            Event::ReadyChanged { node, ready } => Queued::Ready { node: self.intern(&node), ready },
+            Event::KeySet { node, key, value, version } => {
+                Queued::KeySet { node: self.intern(&node), key, value, version }
+            }
+            Event::KeyDeleted { node, key } => Queued::KeyDeleted { node: self.intern(&node), key },
+            Event::KeyExpired { node, key } => Queued::KeyExpired { node: self.intern(&node), key },
+        };
+        self.events.push_back(queued);
+    }
+
+    /// Queues a key event about `node` (cloned only if the last event queued
+    /// is not about it: a section's key events come a node at a time, and
+    /// this spares each one building an [`Event`] around a clone).
+    pub(crate) fn push_key(&mut self, node: &NodeId, key: CompactString, change: KeyChange) {
+        self.make_room();
+        let node = self.intern(node);
+        self.events.push_back(match change {
+            KeyChange::Set { value, version } => Queued::KeySet { node, key, value, version },
+            KeyChange::Deleted => Queued::KeyDeleted { node, key },
+        });
+    }
+
+    /// Drops the oldest event if the queue is at its bound.
+    fn make_room(&mut self) {
         if self.events.len() >= self.bound {
             self.events.pop_front();
             self.forget_unnamed_ids();
             self.dropped += 1;
         }
-        let queued = match event {
-            Event::NodeJoined(node) => Queued::Joined(self.intern(node)),
-            Event::NodeLive(node) => Queued::Live(self.intern(node)),
-            Event::NodeDead(node) => Queued::Dead(self.intern(node)),
-            Event::NodeLeft(node) => Queued::Left(self.intern(node)),
-            Event::NodeRemoved(node) => Queued::Removed(self.intern(node)),
-            Event::NodeReset(node) => Queued::Reset(self.intern(node)),
-            Event::NodeRestarted { previous, current } => {
-                Queued::Restarted { previous: self.intern(previous), current: self.intern(current) }
-            }
-            Event::ReadyChanged { node, ready } => Queued::Ready { node: self.intern(node), ready },
-            Event::KeySet { node, key, value, version } => {
-                Queued::KeySet { node: self.intern(node), key, value, version }
-            }
-            Event::KeyDeleted { node, key } => Queued::KeyDeleted { node: self.intern(node), key },
-            Event::KeyExpired { node, key } => Queued::KeyExpired { node: self.intern(node), key },
-        };
-        self.events.push_back(queued);
     }
 
     /// Makes room for `additional` events (within the bound).
@@ -337,7 +363,8 @@ mod tests {
 
     proptest::proptest! {
         /// The queue gives back what a plain queue of events would, in the
-        /// same order, whatever the mix of pushes, pops and drops past the
+        /// same order, whatever the mix of pushes (of events, or of key
+        /// changes by [`EventQueue::push_key`]), pops and drops past the
         /// bound; and it holds no identity once drained.
         #[test]
         fn the_queue_gives_back_what_was_pushed(
@@ -357,7 +384,15 @@ mod tests {
                         dropped += 1;
                     }
                     model.push_back(event.clone());
-                    queue.push(event);
+                    match event {
+                        Event::KeySet { node, key, value, version } if action == 1 => {
+                            queue.push_key(&node, key, KeyChange::Set { value, version })
+                        }
+                        Event::KeyDeleted { node, key } if action == 1 => {
+                            queue.push_key(&node, key, KeyChange::Deleted)
+                        }
+                        event => queue.push(event),
+                    }
                 }
                 proptest::prop_assert_eq!(queue.len(), model.len());
                 proptest::prop_assert!(queue.ids.len() <= 2 * queue.len());

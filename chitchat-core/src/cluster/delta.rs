@@ -11,9 +11,11 @@
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 
+use compact_str::CompactString;
+
 use crate::cluster::ClusterState;
 use crate::error::Violation;
-use crate::events::{Event, EventQueue};
+use crate::events::{Event, EventQueue, KeyChange};
 use crate::identity::{Fingerprint, NodeId};
 use crate::membership::{NodeEntry, NodeStatus};
 use crate::node_state::{NodeState, RESERVED_PREFIX, RecordLimits, Skipped, VersionedValue};
@@ -162,9 +164,12 @@ impl ClusterState {
             let mut at_share = false;
             let records = state.records_since(candidate.from_version);
             // Room for the records at once (they are this node's, counted
-            // exactly), as many as can fit the rest of the budget at most.
-            let room = budget.saturating_sub(len + header_len) / MIN_RECORD_LEN;
-            section.key_values.reserve(records.size_hint().1.unwrap_or(0).min(room));
+            // exactly), as many as the rest of the budget (or the share)
+            // holds of records of the node's mean length: a datagram's worth
+            // of a state of thousands, not the thousands.
+            let room = budget.saturating_sub(len + header_len).min(share);
+            let fit = room / (state.mean_key_value_len() + MIN_RECORD_LEN);
+            section.key_values.reserve(records.size_hint().1.unwrap_or(0).min(fit));
             for update in records {
                 let record_len = record_len(&update);
                 let records = section.key_values.len() as u64;
@@ -427,7 +432,7 @@ impl ClusterState {
                             .drop_older(&update.key, update.version)
                             .is_some_and(|dropped| dropped.is_visible())
                         {
-                            events.push(Event::KeyDeleted { node: node_id.clone(), key: update.key.clone() });
+                            events.push_key(&node_id, update.key.clone(), KeyChange::Deleted);
                         }
                         continue;
                     }
@@ -435,14 +440,12 @@ impl ClusterState {
                 // The record is held: its strings move into the event.
                 let key = std::mem::take(&mut update.key);
                 match &mut update.value {
-                    ValueUpdate::Set(value) | ValueUpdate::SetWithTtl(value) => events.push(Event::KeySet {
-                        node: node_id.clone(),
-                        key,
-                        value: std::mem::take(value),
-                        version: update.version,
-                    }),
+                    ValueUpdate::Set(value) | ValueUpdate::SetWithTtl(value) => {
+                        let change = KeyChange::Set { value: std::mem::take(value), version: update.version };
+                        events.push_key(&node_id, key, change)
+                    }
                     ValueUpdate::Deleted if previous.is_some_and(|previous| previous.is_visible()) => {
-                        events.push(Event::KeyDeleted { node: node_id.clone(), key })
+                        events.push_key(&node_id, key, KeyChange::Deleted)
                     }
                     ValueUpdate::Deleted => {}
                 }
@@ -601,16 +604,9 @@ fn reset_events<'a>(
             Some((value, status, version))
                 if old.is_none_or(|old| old.value != value || old.status != status) =>
             {
-                events.push(Event::KeySet {
-                    node: node_id.clone(),
-                    key: key.into(),
-                    value: value.into(),
-                    version,
-                })
+                events.push_key(node_id, key.into(), KeyChange::Set { value: value.into(), version })
             }
-            None if old.is_some() => {
-                events.push(Event::KeyDeleted { node: node_id.clone(), key: key.into() })
-            }
+            None if old.is_some() => events.push_key(node_id, key.into(), KeyChange::Deleted),
             _ => {}
         }
     }
@@ -626,10 +622,15 @@ struct SectionEvents<'a> {
 
 impl SectionEvents<'_> {
     fn push(&mut self, event: Event) {
-        let reserved = matches!(&event, Event::KeySet { key, .. } | Event::KeyDeleted { key, .. }
-            if key.starts_with(RESERVED_PREFIX));
-        if self.visible && !reserved {
+        if self.visible {
             self.queue.push(event);
+        }
+    }
+
+    /// A key event about `node`, unless the key is the protocol's.
+    fn push_key(&mut self, node: &NodeId, key: CompactString, change: KeyChange) {
+        if self.visible && !key.starts_with(RESERVED_PREFIX) {
+            self.queue.push_key(node, key, change);
         }
     }
 }

@@ -369,38 +369,33 @@ impl ClusterState {
             .collect()
     }
 
-    /// Takes the heartbeats a peer's digest reports. Both the digest and the node
-    /// map are in ring order, so one merged walk does it.
+    /// Takes the heartbeats a peer's digest reports. The listing's entries
+    /// are looked up one by one (in ring order, as the wire requires), not
+    /// merged with a walk of the range's rows: a listing names at most what a
+    /// datagram holds, a range may span every tracked node (a new node's
+    /// digest lists the whole ring).
     pub(crate) fn absorb_digest(&mut self, digest: &Digest, now: Timestamp) {
-        let mut entries = digest.entries.iter().peekable();
         let mut revived = Vec::new();
         let mut grew = Vec::new();
-        let range = digest.range;
         let fresh = self.is_fresh(now);
         let self_fingerprint = self.self_fingerprint();
         let mut claims_about_self = None;
-        // A digest that hashes lists nothing: no walk.
-        let listed = if digest.entries.is_empty() { [].as_slice() } else { &Self::ring_bounds(range) };
-        for &bounds in listed {
-            self.membership.range_mut(bounds).for_each(|fingerprint, node| {
-                let offset = range.offset(fingerprint);
-                while entries.next_if(|entry| range.offset(entry.fingerprint) < offset).is_some() {}
-                let Some(entry) = entries.next_if(|entry| entry.fingerprint == fingerprint) else {
-                    return;
-                };
-                if fingerprint == self_fingerprint {
-                    claims_about_self = Some(*entry);
-                }
-                if fresh {
-                    node.set_confirmed(true);
-                }
-                if fingerprint != self_fingerprint && entry.heartbeat > node.state.heartbeat() {
-                    grew.push(fingerprint);
-                }
-                if fingerprint != self_fingerprint && grow_heartbeat(node, entry.heartbeat, fresh) {
-                    revived.push(fingerprint);
-                }
-            });
+        for entry in &digest.entries {
+            let fingerprint = entry.fingerprint;
+            let Some(mut node) = self.membership.get_mut(&fingerprint) else { continue };
+            if fresh {
+                node.set_confirmed(true);
+            }
+            if fingerprint == self_fingerprint {
+                claims_about_self = Some(*entry);
+                continue;
+            }
+            if entry.heartbeat > node.state.heartbeat() {
+                grew.push(fingerprint);
+            }
+            if grow_heartbeat(&mut node, entry.heartbeat, fresh) {
+                revived.push(fingerprint);
+            }
         }
         for fingerprint in revived {
             self.revive(fingerprint, now);

@@ -28,7 +28,7 @@ use index::HashIndex;
 pub(crate) use removed::RemovedNodes;
 use table::NodeTable;
 use table::SlotId;
-pub(crate) use table::{EntryMut, Row, Rows, RowsMut, Summary};
+pub(crate) use table::{EntryMut, Row, Rows, Summary};
 
 /// What this node thinks of a node's liveness.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -255,11 +255,6 @@ impl Membership {
     /// The tracked nodes within `bounds`, in ring order.
     pub(crate) fn range(&self, bounds: (Bound<Fingerprint>, Bound<Fingerprint>)) -> Rows<'_> {
         self.table.range(bounds)
-    }
-
-    /// The tracked nodes within `bounds`, in ring order, mutably.
-    pub(crate) fn range_mut(&mut self, bounds: (Bound<Fingerprint>, Bound<Fingerprint>)) -> RowsMut<'_> {
-        self.table.range_mut(bounds)
     }
 
     /// Checks that every row's summary says what its entry holds.

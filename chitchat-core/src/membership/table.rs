@@ -8,8 +8,8 @@
 //! what those walks read (the hash of the node's digest entry and whether it
 //! is relayed), so that a walk reads contiguous memory and does not visit
 //! each node's entry, a cache miss apiece in a large cluster. The summary is
-//! refreshed whenever an entry is lent out mutably ([`EntryMut`],
-//! [`RowsMut`]), so it never disagrees with the entry once the loan ends.
+//! refreshed whenever an entry is lent out mutably ([`EntryMut`]), so it
+//! never disagrees with the entry once the loan ends.
 //!
 //! The entries themselves stay put in [`Slots`], chunks of [`CHUNK`] entries
 //! with no allocation of their own; a row names its entry's [`SlotId`], 4
@@ -258,24 +258,6 @@ impl Drop for EntryMut<'_> {
     }
 }
 
-/// Consecutive rows lent out mutably: each row's summary is refreshed once
-/// its entry has been visited.
-pub(crate) struct RowsMut<'a> {
-    rows: &'a mut [StoredRow],
-    slots: &'a mut Slots,
-}
-
-impl RowsMut<'_> {
-    /// Visits the rows' fingerprints and entries, in ring order.
-    pub(crate) fn for_each(self, mut visit: impl FnMut(Fingerprint, &mut NodeEntry)) {
-        for row in self.rows.iter_mut() {
-            let entry = self.slots.entry_mut(row.slot);
-            visit(row.fingerprint, entry);
-            row.refresh(entry);
-        }
-    }
-}
-
 /// Tracked nodes by fingerprint, in ring order. Bounded by
 /// [`crate::Config::max_nodes`] (enforced by the caller).
 #[derive(Debug, Default)]
@@ -389,12 +371,6 @@ impl NodeTable {
     pub(super) fn range(&self, bounds: (Bound<Fingerprint>, Bound<Fingerprint>)) -> Rows<'_> {
         let (from, to) = self.slice_bounds(bounds);
         Rows { rows: &self.rows[from..to], slots: &self.slots }
-    }
-
-    /// The rows within `bounds`, in order, mutably.
-    pub(super) fn range_mut(&mut self, bounds: (Bound<Fingerprint>, Bound<Fingerprint>)) -> RowsMut<'_> {
-        let (from, to) = self.slice_bounds(bounds);
-        RowsMut { rows: &mut self.rows[from..to], slots: &mut self.slots }
     }
 
     /// Checks that every row's summary says what its entry holds.
@@ -561,10 +537,11 @@ mod tests {
         let after = first(&table).summary();
         assert_ne!(before.hash, after.hash);
         assert!(after.vouched && after.status == NodeStatus::Dead);
-        table.range_mut((Bound::Unbounded, Bound::Unbounded)).for_each(|_, entry| {
+        for fingerprint in &fingerprints {
+            let mut entry = table.get_mut(fingerprint).expect("tracked");
             entry.set_status_since(Timestamp::ZERO + std::time::Duration::from_secs(3));
             entry.set_vouched(false);
-        });
+        }
         assert!(table.rows().iter().all(|row| !row.summary().vouched));
         assert!(table.rows().iter().all(|row| row.entry().status_since().as_nanos() == 3_000_000_000));
         table.check_summaries().expect("every summary is fresh");

@@ -319,6 +319,13 @@ impl NodeState {
         self.store().held_bytes
     }
 
+    /// The mean length of a record's key and value, tombstones included (0
+    /// without records): how many records some room holds, estimated.
+    pub(crate) fn mean_key_value_len(&self) -> usize {
+        let store = self.store();
+        (store.held_bytes / (store.records as usize).max(1)).saturating_sub(RECORD_OVERHEAD)
+    }
+
     /// Whether setting `key` to a value of `value_len` bytes keeps this state
     /// within [`MAX_STATE_BYTES`].
     pub(crate) fn has_room_for(&self, key: &str, value_len: usize) -> bool {
