@@ -17,8 +17,14 @@ use chitchat_core::{Chitchat, Event, NodeId};
 use crate::handle::{KeySubscriber, Shared};
 use crate::streams::{KeyChange, ReadyChange, subscription_channel};
 
+/// Events handed over at a time: a catch-up queues tens of thousands, which
+/// wait in the core's compact queue rather than all at once here (a batch
+/// is 96 KB, which the allocator serves from memory it keeps rather than by
+/// mapping and unmapping megabytes).
+const BATCH: usize = 1_000;
+
 /// Publishes the live and ready sets if membership changed, then hands the
-/// core's pending events to the subscribers.
+/// core's pending events to the subscribers, a batch at a time.
 ///
 /// The sets follow the events ([`Event::live_change`],
 /// [`Event::ready_change`]): a batch of events changes them by what it names (a cold start
@@ -27,12 +33,24 @@ use crate::streams::{KeyChange, ReadyChange, subscription_channel};
 /// (its queue was full), the sets are rebuilt from the core instead.
 pub(crate) fn publish_events(chitchat: &mut Chitchat, shared: &Shared) {
     let mut events = Vec::new();
-    while let Some(event) = chitchat.poll_event() {
-        events.push(event);
+    loop {
+        events.clear();
+        events.extend(std::iter::from_fn(|| chitchat.poll_event()).take(BATCH));
+        if events.is_empty() {
+            break;
+        }
+        publish_batch(chitchat, shared, &events);
+        debug_assert!(
+            chitchat.pending_events() > 0
+                || (shared.live.get().iter().eq(sorted(chitchat.live_nodes()))
+                    && shared.ready.get().iter().eq(sorted(chitchat.ready_nodes()))),
+            "the published sets follow the core's"
+        );
     }
-    if events.is_empty() {
-        return;
-    }
+}
+
+/// The sets, then the subscribers, for one batch of events.
+fn publish_batch(chitchat: &Chitchat, shared: &Shared, events: &[Event]) {
     // The sets first: a subscriber that receives an item and then reads
     // `live_nodes` or `ready_nodes` finds them up to date with it.
     let dropped = chitchat.metrics().events_dropped;
@@ -45,12 +63,7 @@ pub(crate) fn publish_events(chitchat: &mut Chitchat, shared: &Shared) {
     }
     // Every live node is ready in most clusters: one set, not two copies.
     shared.ready.share_if_equal(&shared.live);
-    debug_assert!(
-        shared.live.get().iter().eq(sorted(chitchat.live_nodes()))
-            && shared.ready.get().iter().eq(sorted(chitchat.ready_nodes())),
-        "the published sets follow the core's"
-    );
-    dispatch(chitchat, shared, &events);
+    dispatch(chitchat, shared, events);
 }
 
 /// Nodes in the sets' order.
