@@ -11,9 +11,15 @@ use crate::stream::{Ending, StreamError, StreamId, StreamOpen, StreamSend};
 use crate::time::Timestamp;
 use crate::wire::{self, Delta, Digest, DigestEntry, Message, NodeRef};
 
-/// Room for the delta of a stream's first `Records` frame; each next frame
-/// has twice the room, up to the frame limit.
+/// Room for the delta of a stream's first `Records` frame.
 const FIRST_FRAME_BUDGET: usize = 64 * 1_024;
+/// Room for the delta of the next `Records` frames (a record too large for
+/// it gets the frame limit's). Larger frames carried no faster, and each one
+/// cost several short-lived buffers of its size at both ends (encoded,
+/// deflated, framed, received, inflated): freed, buffers of a megabyte made
+/// glibc serve the states' large strings from its heap, which they
+/// fragmented (see BENCHMARKS.md, "Transfer path").
+const FRAME_BUDGET: usize = 128 * 1_024;
 
 impl Chitchat {
     // ---- inputs ----------------------------------------------------------
@@ -110,11 +116,10 @@ impl Chitchat {
             Message::Pull { digest }
         } else if let Some(mut digest) = session.peer_digest.take() {
             // The pulled sends what the puller lacks, a frame at a time. The
-            // first frames are small and each doubles (64 KiB, 128 KiB, ... up
-            // to the frame limit): the first records of every node (frames
-            // are fair) arrive after building, sending and applying 64 KiB,
-            // not a megabyte.
-            let budget = full.min(FIRST_FRAME_BUDGET << session.records_sent.min(5));
+            // first frame is small: the first records of every node (frames
+            // are fair) arrive after building, sending and applying 64 KiB.
+            let small = if session.records_sent == 0 { FIRST_FRAME_BUDGET } else { FRAME_BUDGET };
+            let budget = full.min(small);
             session.records_sent += 1;
             let over_cap = session.records_bytes >= send_cap;
             let (mut delta, _) = self.cluster.build_delta(now, &digest, budget, true, &mut self.rng);
