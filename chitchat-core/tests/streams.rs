@@ -43,6 +43,35 @@ fn a_newcomer_pulls_a_large_state_on_a_stream() {
     }
 }
 
+/// A record larger than a frame's usual room (64 KiB, then 128 KiB) gets
+/// the frame limit's: values of 300 KB and 900 KB travel, between smaller
+/// records, in the frames of one pull.
+#[test]
+fn records_larger_than_a_frames_usual_room_still_travel() {
+    let config = Config { max_value_len: 900_000, ..config() };
+    let mut sim = Simulation::new(5);
+    let a = sim.add_node("a", config.clone());
+    let b = sim.add_node("b", config);
+    sim.with_node(a, |chitchat, now| {
+        chitchat.set(now, "small-1", "x").unwrap();
+        chitchat.set(now, "large-1", &"l".repeat(300_000)).unwrap();
+        chitchat.set(now, "small-2", &"y".repeat(1_000)).unwrap();
+        chitchat.set(now, "large-2", &"m".repeat(900_000)).unwrap();
+        chitchat.set(now, "small-3", "z").unwrap();
+    });
+    sim.set_seeds(b, &[a]);
+    let caught_up = sim.run_until(Duration::from_secs(5), |sim| holds_all(sim, b, a)).unwrap();
+    assert!(caught_up, "every record, the large ones included, within 5 rounds");
+    let id = sim.node_id(a).clone();
+    let state = sim.node(b).node_state(&id).expect("tracked");
+    assert_eq!(state.get("large-2").map(str::len), Some(900_000));
+    assert_eq!(state.get("large-1").map(str::len), Some(300_000));
+    sim.run_for(Duration::from_secs(1)).unwrap();
+    let streams = &sim.node(b).metrics().streams;
+    assert!(streams.completed >= 1 && streams.frames_received >= 2, "{streams:?}");
+    assert_eq!((streams.failed, streams.frames_rejected), (0, 0), "{streams:?}");
+}
+
 /// Frames are fair: the first one carries the first records of every node,
 /// so a puller holds a key of every node long before the whole state.
 #[test]
