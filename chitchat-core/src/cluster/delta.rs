@@ -289,10 +289,10 @@ impl ClusterState {
     /// Applies a peer's delta. The keys and values of the records it takes
     /// move into the events they cause: they are left empty in `delta`.
     pub(crate) fn apply_delta(&mut self, delta: &mut Delta, from: SocketAddr, vouched: bool, now: Timestamp) {
-        // An event a record at most (and a few a section): room for them at
-        // once, not by doubling, which copies a large delta's events
-        // several times.
-        self.events.reserve(delta.nodes.iter().map(|section| section.key_values.len()).sum());
+        // An event a record at most, and a few a section (a new node joins
+        // and is live, its readiness changes): room for them at once, not by
+        // doubling, which copies a large delta's events several times.
+        self.events.reserve(delta.nodes.iter().map(|section| section.key_values.len() + 3).sum());
         for section in &mut delta.nodes {
             self.apply_section(section, from, vouched, now);
         }
