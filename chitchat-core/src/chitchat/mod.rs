@@ -11,7 +11,7 @@ mod views;
 use std::net::SocketAddr;
 
 use crate::clock::NodeClock;
-use crate::cluster::ClusterState;
+use crate::cluster::{ClusterState, OutgoingDelta};
 use crate::config::{Config, ConfigError};
 use crate::crypto::Encryption;
 use crate::error::DatagramError;
@@ -25,7 +25,7 @@ use crate::stream::Streams;
 use crate::time::Timestamp;
 use crate::timers::{Timer, TimerTable};
 use crate::validation::{AMPLIFICATION, AddressValidation, AnswerLimit, Question};
-use crate::wire::{self, Digest, Message, Packet, Token};
+use crate::wire::{self, DeltaMessage, Digest, Message, Packet, PacketOut, Token};
 
 /// Mixed into the seed of the generator that draws the key of the
 /// address-validation tokens ("tokens" in ASCII).
@@ -185,7 +185,7 @@ impl Chitchat {
                     echo: packet.token,
                     ..Packet::new(self.config().cluster_id.clone(), Message::BadCluster)
                 };
-                if self.queue_answer(now, from, answer, limit) {
+                if self.queue_answer(now, from, wire::encode(&answer), limit) {
                     self.cluster.metrics_mut().bad_cluster_sent += 1;
                 }
                 return Ok(());
@@ -258,8 +258,12 @@ impl Chitchat {
                 // An answer to our own Syn is acknowledged even when empty, so
                 // that its echo proves this node's address to the peer too
                 // (its farewells and its news then count there).
-                if !delta.nodes.is_empty() || (solicited && packet.token.is_some()) {
-                    let ack = self.packet(None, packet.token, Message::Ack { delta });
+                if !delta.is_empty() || (solicited && packet.token.is_some()) {
+                    let ack = self.encode_answer(
+                        None,
+                        packet.token,
+                        DeltaMessage::Ack { delta: delta.writer(&self.cluster) },
+                    );
                     self.queue_answer(now, from, ack, limit);
                 }
             }
@@ -290,7 +294,7 @@ impl Chitchat {
                 // No larger than the Ping, so within any limit.
                 let pong = self.packet(None, packet.token, Message::Pong);
                 let limit = self.answer_limit(from, received);
-                if self.queue_answer(now, from, pong, limit) {
+                if self.queue_answer(now, from, wire::encode(&pong), limit) {
                     self.cluster.metrics_mut().pongs_sent += 1;
                 }
             }
@@ -352,7 +356,11 @@ impl Chitchat {
             }
         }
         let token = (!proven).then(|| self.validation.issue());
-        let syn_ack = self.packet(token, echo, Message::SynAck { digest, delta });
+        let syn_ack = self.encode_answer(
+            token,
+            echo,
+            DeltaMessage::SynAck { digest: &digest, delta: delta.writer(&self.cluster) },
+        );
         if self.queue_answer(now, from, syn_ack, limit)
             && let Some(token) = token
         {
@@ -528,7 +536,7 @@ impl Chitchat {
     // ---- internals -------------------------------------------------------
 
     /// Counts a datagram's delta that had to be cut.
-    fn count_truncated(&mut self, delta: &wire::Delta) {
+    fn count_truncated(&mut self, delta: &OutgoingDelta) {
         if delta.more {
             self.cluster.metrics_mut().deltas_truncated += 1;
         }
@@ -576,8 +584,7 @@ impl Chitchat {
     /// Queues an answer under `limit`: one to an unvalidated address that
     /// exceeds the limit once sealed, or that the budget for such addresses
     /// cannot pay for, is dropped and counted. Returns whether it was queued.
-    fn queue_answer(&mut self, now: Timestamp, to: SocketAddr, packet: Packet, limit: AnswerLimit) -> bool {
-        let plain = wire::encode(&packet);
+    fn queue_answer(&mut self, now: Timestamp, to: SocketAddr, plain: Vec<u8>, limit: AnswerLimit) -> bool {
         if let AnswerLimit::Bytes(bytes) = limit {
             let len = plain.len() + self.encryption.overhead();
             if len > bytes || !self.validation.spend(len, now) {
@@ -619,6 +626,17 @@ impl Chitchat {
     /// plaintext datagram.
     fn encode(&self, message: Message) -> Vec<u8> {
         wire::encode(&self.packet(None, None, message))
+    }
+
+    /// Encodes a `SynAck` or an `Ack` (its delta's records read in place)
+    /// into a plaintext datagram.
+    fn encode_answer<D: serde::Serialize>(
+        &self,
+        token: Option<Token>,
+        echo: Option<Token>,
+        message: DeltaMessage<'_, D>,
+    ) -> Vec<u8> {
+        wire::encode_body(&PacketOut { token, echo, cluster_id: &self.config().cluster_id, message })
     }
 
     /// A packet of this node's cluster.

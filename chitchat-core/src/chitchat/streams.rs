@@ -9,7 +9,7 @@ use crate::identity::Fingerprint;
 use crate::leave::Phase;
 use crate::stream::{Ending, StreamError, StreamId, StreamOpen, StreamSend};
 use crate::time::Timestamp;
-use crate::wire::{self, Delta, Digest, DigestEntry, Message, NodeRef};
+use crate::wire::{self, Digest, DigestEntry, Message};
 
 /// Room for the delta of a stream's first `Records` frame.
 const FIRST_FRAME_BUDGET: usize = 64 * 1_024;
@@ -123,7 +123,7 @@ impl Chitchat {
             session.records_sent += 1;
             let over_cap = session.records_bytes >= send_cap;
             let (mut delta, _) = self.cluster.build_delta(now, &digest, budget, true, &mut self.rng);
-            if delta.nodes.is_empty() && budget < full {
+            if delta.is_empty() && budget < full {
                 // A record larger than the small frame: a whole frame's room.
                 delta = self.cluster.build_delta(now, &digest, full, true, &mut self.rng).0;
             }
@@ -131,16 +131,16 @@ impl Chitchat {
                 // Each record goes once per stream, so this is never reached
                 // but by a fault: whatever happens, one `Pull` makes the node
                 // send at most about twice what it holds.
-                delta.nodes.clear();
+                delta.clear();
             }
             let Some(session) = self.streams.get_mut(id) else { return StreamSend::Finished };
-            if delta.nodes.is_empty() {
+            if delta.is_empty() {
                 session.sent_done = true;
                 Message::Done
             } else {
-                note_sent(&mut digest, &delta);
+                note_sent(&mut digest, delta.entries(&self.cluster));
                 session.peer_digest = Some(digest);
-                Message::Records { records: wire::deflate(&delta) }
+                Message::Records { records: wire::deflate_body(&delta.writer(&self.cluster)) }
             }
         } else {
             return StreamSend::Idle;
@@ -267,21 +267,13 @@ impl Chitchat {
     }
 }
 
-/// Advances what a peer holds (its `Pull`'s digest) past a delta sent to it,
-/// so that the next frame carries what follows.
-fn note_sent(digest: &mut Digest, delta: &Delta) {
+/// Advances what a peer holds (its `Pull`'s digest) past a delta sent to it
+/// (what the peer holds of each node the delta names, once applied), so that
+/// the next frame carries what follows.
+fn note_sent(digest: &mut Digest, sent: impl Iterator<Item = DigestEntry>) {
     let range = digest.range;
-    for section in &delta.nodes {
-        let fingerprint = match &section.node {
-            NodeRef::Known(fingerprint) => *fingerprint,
-            NodeRef::Full(node_id) => node_id.fingerprint(),
-        };
-        let entry = DigestEntry {
-            fingerprint,
-            heartbeat: section.heartbeat,
-            last_gc_version: section.last_gc_version,
-            max_version: section.max_version,
-        };
+    for entry in sent {
+        let fingerprint = entry.fingerprint;
         if !range.contains(fingerprint) {
             // Asked for outside the range: named once, not followed further.
             digest.unknown.retain(|asked| *asked != fingerprint);
@@ -291,8 +283,8 @@ fn note_sent(digest: &mut Digest, delta: &Delta) {
         match digest.entries.binary_search_by_key(&offset, |entry| range.offset(entry.fingerprint)) {
             Ok(index) => {
                 let held = &mut digest.entries[index];
-                held.max_version = section.max_version;
-                held.last_gc_version = held.last_gc_version.max(section.last_gc_version);
+                held.max_version = entry.max_version;
+                held.last_gc_version = held.last_gc_version.max(entry.last_gc_version);
             }
             Err(index) => digest.entries.insert(index, entry),
         }

@@ -12,6 +12,8 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 
 use compact_str::CompactString;
+use serde::Serialize;
+use serde::ser::SerializeSeq;
 
 use crate::cluster::ClusterState;
 use crate::error::Violation;
@@ -20,8 +22,11 @@ use crate::identity::{Fingerprint, NodeId};
 use crate::membership::{NodeEntry, NodeStatus};
 use crate::node_state::{NodeState, RESERVED_PREFIX, RecordLimits, Skipped, VersionedValue};
 use crate::time::Timestamp;
-use crate::wire::size::{MIN_RECORD_LEN, encoded_len, record_len, varint_len};
-use crate::wire::{Delta, Digest, DigestEntry, NodeDelta, NodeRef, ValueUpdate};
+use crate::wire::size::{encoded_len, record_len, varint_len};
+use crate::wire::{
+    Delta, DeltaOut, Digest, DigestEntry, KeyValueOut, NodeDelta, NodeDeltaOut, NodeRef, NodeRefOut,
+    ValueUpdate,
+};
 
 /// A node the peer lacks something of. Ordered by need: unknown nodes
 /// first, then the largest gap, then a random tiebreak.
@@ -60,6 +65,119 @@ impl PartialOrd for Candidate {
     }
 }
 
+/// A delta chosen for a peer ([`ClusterState::build_delta`]): which records
+/// of which states it carries. They are read in place when the delta is
+/// written ([`OutgoingDelta::writer`]), so that a delta of thousands of records
+/// costs no copy of each; the states must not change in between.
+#[derive(Debug, Default)]
+pub(crate) struct OutgoingDelta {
+    sections: Vec<OutgoingSection>,
+    /// The sender had more for the peer than fit (see [`Delta::more`]).
+    pub(crate) more: bool,
+}
+
+/// One node's section of an [`OutgoingDelta`]: the first `records` records
+/// above `from_version`.
+#[derive(Debug)]
+struct OutgoingSection {
+    fingerprint: Fingerprint,
+    /// The peer does not know the node: name it in full.
+    full: bool,
+    reset: bool,
+    from_version: u64,
+    /// The node's max version, or its last record's when the section was cut.
+    max_version: u64,
+    records: usize,
+}
+
+impl OutgoingSection {
+    /// The section as it is written, with `key_values` for its records.
+    fn header<'a, R>(&self, state: &'a NodeState, key_values: R) -> NodeDeltaOut<'a, R> {
+        NodeDeltaOut {
+            node: if self.full { NodeRefOut::Full(state.id()) } else { NodeRefOut::Known(self.fingerprint) },
+            heartbeat: state.heartbeat(),
+            reset: self.reset,
+            from_version: self.from_version,
+            last_gc_version: state.last_gc_version(),
+            max_version: self.max_version,
+            left: state.has_left(),
+            key_values,
+        }
+    }
+}
+
+impl OutgoingDelta {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.sections.is_empty()
+    }
+
+    /// Drops every section (`more` stays).
+    pub(crate) fn clear(&mut self) {
+        self.sections.clear();
+    }
+
+    /// What the peer holds of each node once it applied the delta.
+    pub(crate) fn entries<'a>(&'a self, cluster: &'a ClusterState) -> impl Iterator<Item = DigestEntry> + 'a {
+        self.sections.iter().map(|section| {
+            let state = cluster.state_of(section.fingerprint);
+            DigestEntry {
+                fingerprint: section.fingerprint,
+                heartbeat: state.heartbeat(),
+                last_gc_version: state.last_gc_version(),
+                max_version: section.max_version,
+            }
+        })
+    }
+
+    /// What writes the delta as a [`Delta`], reading `cluster`'s records.
+    pub(crate) fn writer<'a>(&'a self, cluster: &'a ClusterState) -> DeltaOut<SectionsOut<'a>> {
+        DeltaOut { nodes: SectionsOut { delta: self, cluster }, more: self.more }
+    }
+
+    /// The delta as a [`Delta`] (a copy of each record).
+    #[cfg(test)]
+    pub(crate) fn to_delta(&self, cluster: &ClusterState) -> Delta {
+        let bytes = postcard::to_stdvec(&self.writer(cluster)).expect("a delta encodes");
+        postcard::from_bytes(&bytes).expect("a delta decodes")
+    }
+}
+
+/// Writes an [`OutgoingDelta`]'s sections as a sequence of [`NodeDelta`]s.
+pub(crate) struct SectionsOut<'a> {
+    delta: &'a OutgoingDelta,
+    cluster: &'a ClusterState,
+}
+
+impl Serialize for SectionsOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut sequence = serializer.serialize_seq(Some(self.delta.sections.len()))?;
+        for section in &self.delta.sections {
+            let state = self.cluster.state_of(section.fingerprint);
+            let records = RecordsOut { state, from_version: section.from_version, count: section.records };
+            sequence.serialize_element(&section.header(state, records))?;
+        }
+        sequence.end()
+    }
+}
+
+/// Writes the first `count` records of `state` above `from_version` as a
+/// sequence of [`crate::wire::KeyValueUpdate`]s.
+struct RecordsOut<'a> {
+    state: &'a NodeState,
+    from_version: u64,
+    count: usize,
+}
+
+impl Serialize for RecordsOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut sequence = serializer.serialize_seq(Some(self.count))?;
+        for record in self.state.records_since(self.from_version).take(self.count) {
+            sequence.serialize_element(&record)?;
+        }
+        sequence.end()
+    }
+}
+
 impl ClusterState {
     /// The updates `peer` lacks over what its digest covers, in at most `budget`
     /// bytes. Returns the delta and its encoded length.
@@ -76,7 +194,7 @@ impl ClusterState {
         budget: usize,
         fair: bool,
         rng: &mut fastrand::Rng,
-    ) -> (Delta, usize) {
+    ) -> (OutgoingDelta, usize) {
         let mut candidates = Vec::new();
         let range = peer.range;
         // Our nodes in the peer's range and the peer's entries are both in ring
@@ -131,30 +249,23 @@ impl ClusterState {
         // 64 KB), and orders only those it takes.
         let mut heap = std::collections::BinaryHeap::from(candidates);
         let candidates = std::iter::from_fn(|| heap.pop());
-        let mut delta = Delta::default();
+        let mut delta = OutgoingDelta::default();
         // The section count, and the `more` flag.
         let mut len = varint_len(0) + 1;
         let mut truncated = false;
         for candidate in candidates {
             let state = &self.membership.get(&candidate.fingerprint).expect("candidates are tracked").state;
-            let node = if candidate.unknown {
-                NodeRef::Full(state.id().clone())
-            } else {
-                NodeRef::Known(candidate.fingerprint)
-            };
-            let mut section = NodeDelta {
-                node,
-                heartbeat: state.heartbeat(),
+            let mut section = OutgoingSection {
+                fingerprint: candidate.fingerprint,
+                full: candidate.unknown,
                 reset: candidate.reset,
                 from_version: candidate.from_version,
-                last_gc_version: state.last_gc_version(),
                 max_version: state.max_version(),
-                left: state.has_left(),
-                key_values: Vec::new(),
+                records: 0,
             };
             let count_growth =
-                varint_len(delta.nodes.len() as u64 + 1) - varint_len(delta.nodes.len() as u64);
-            let header_len = encoded_len(&section);
+                varint_len(delta.sections.len() as u64 + 1) - varint_len(delta.sections.len() as u64);
+            let header_len = encoded_len(&section.header(state, &[] as &[KeyValueOut]));
             if len + count_growth + header_len > budget {
                 truncated = true;
                 break;
@@ -162,17 +273,10 @@ impl ClusterState {
             let mut section_len = header_len;
             let mut cut = false;
             let mut at_share = false;
-            let records = state.records_since(candidate.from_version);
-            // Room for the records at once (they are this node's, counted
-            // exactly), as many as the rest of the budget (or the share)
-            // holds of records of the node's mean length: a datagram's worth
-            // of a state of thousands, not the thousands.
-            let room = budget.saturating_sub(len + header_len).min(share);
-            let fit = room / (state.mean_key_value_len() + MIN_RECORD_LEN);
-            section.key_values.reserve(records.size_hint().1.unwrap_or(0).min(fit));
-            for update in records {
-                let record_len = record_len(&update);
-                let records = section.key_values.len() as u64;
+            let mut last = section.from_version;
+            for record in state.records_since(candidate.from_version) {
+                let record_len = record_len(&record);
+                let records = section.records as u64;
                 let growth = varint_len(records + 1) - varint_len(records);
                 if len + count_growth + section_len + growth + record_len > budget {
                     cut = true;
@@ -183,29 +287,36 @@ impl ClusterState {
                     break;
                 }
                 section_len += growth + record_len;
-                section.key_values.push(update);
+                section.records += 1;
+                last = record.version;
             }
             if cut {
                 truncated = true;
-                let last = section.key_values.last().map_or(section.from_version, |record| record.version);
-                if last == section.from_version && !candidate.unknown && !section.left {
+                if last == section.from_version && !candidate.unknown && !state.has_left() {
                     break; // nothing of it fits: no progress to send
                 }
                 section.max_version = last;
-                section_len = encoded_len(&section);
+                section_len =
+                    section_len - header_len + encoded_len(&section.header(state, &[] as &[KeyValueOut]));
                 len += count_growth + section_len;
-                delta.nodes.push(section);
+                delta.sections.push(section);
                 if at_share {
                     continue; // the other nodes get their share too
                 }
                 break;
             }
             len += count_growth + section_len;
-            delta.nodes.push(section);
+            delta.sections.push(section);
         }
         // The flag takes one byte whatever its value: counted from the start.
         delta.more = truncated;
         (delta, len)
+    }
+
+    /// The state of a node an outgoing delta names: tracked, as the delta
+    /// was built from the states as they are.
+    fn state_of(&self, fingerprint: Fingerprint) -> &NodeState {
+        &self.membership.get(&fingerprint).expect("an outgoing delta names tracked nodes").state
     }
 
     /// What the peer lacks of one node, given its digest entry (`None`: it does
@@ -644,4 +755,141 @@ enum Skip {
     OverLimit,
     /// Its node could not be added (counted by `add_node`).
     Refused,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::wire::{KeyValueUpdate, RingRange};
+
+    const T0: Timestamp = Timestamp::ZERO;
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    /// A node that knows ten others, holding 3 to 30 records each: values set,
+    /// set with a TTL and deleted, of lengths 0 to 200 (their lengths cross
+    /// the varints' one-byte limit).
+    fn cluster() -> ClusterState {
+        let mut cluster =
+            ClusterState::new(Config::default(), NodeState::new(NodeId::new("me", 1, addr(1))), T0);
+        let nodes = (2..12)
+            .map(|port| {
+                let records = u64::from(port - 1) * 3;
+                // Versions 10 apart: a cut section's max version may take a
+                // byte less than the node's.
+                let key_values = (1..=records)
+                    .map(|index| {
+                        let version = index * 10;
+                        let value = "v".repeat((version * 7 % 201) as usize).into();
+                        let value = match version % 3 {
+                            0 => ValueUpdate::Set(value),
+                            1 => ValueUpdate::SetWithTtl(value),
+                            _ => ValueUpdate::Deleted,
+                        };
+                        KeyValueUpdate { key: format!("key-{version}").into(), version, value }
+                    })
+                    .collect();
+                NodeDelta {
+                    node: NodeRef::Full(NodeId::new(format!("node-{port}"), 1, addr(port))),
+                    heartbeat: u64::from(port) * 100,
+                    reset: false,
+                    from_version: 0,
+                    last_gc_version: 0,
+                    max_version: records * 10,
+                    left: false,
+                    key_values,
+                }
+            })
+            .collect();
+        cluster.apply_delta(&mut Delta { nodes, more: false }, addr(2), true, T0);
+        assert_eq!(cluster.membership.len(), 11);
+        cluster
+    }
+
+    /// A digest of a peer that does not know every third node and holds half
+    /// of the others' records.
+    fn peer_digest(cluster: &ClusterState) -> Digest {
+        let entries = cluster
+            .membership
+            .iter()
+            .filter(|(fingerprint, _)| **fingerprint != cluster.self_fingerprint())
+            .enumerate()
+            .filter(|(index, _)| index % 3 != 0)
+            .map(|(_, (fingerprint, entry))| DigestEntry {
+                fingerprint: *fingerprint,
+                heartbeat: entry.state.heartbeat(),
+                last_gc_version: 0,
+                max_version: entry.state.max_version() / 2,
+            })
+            .collect::<Vec<_>>();
+        let mut entries = entries;
+        entries.sort_unstable_by_key(|entry| entry.fingerprint);
+        Digest {
+            range: RingRange { start: Fingerprint(0), end: Fingerprint(0) },
+            entries,
+            ..Digest::default()
+        }
+    }
+
+    /// An outgoing delta writes exactly as many bytes as its builder counted,
+    /// within the budget, and carries each node's records in place: the first
+    /// ones above what the peer holds, with the section's max version at its
+    /// last record when cut.
+    #[test]
+    fn outgoing_deltas_write_the_records_they_counted() {
+        let mut cluster = cluster();
+        let digest = peer_digest(&cluster);
+        let mut rng = fastrand::Rng::with_seed(7);
+        let mut cut_seen = false;
+        for fair in [false, true] {
+            for budget in [0, 2, 20, 60, 100, 250, 700, 1_500, 4_000, 9_000, 100_000] {
+                let (outgoing, len) = cluster.build_delta(T0, &digest, budget, fair, &mut rng);
+                let bytes = postcard::to_stdvec(&outgoing.writer(&cluster)).unwrap();
+                assert_eq!(bytes.len(), len, "budget {budget}, fair {fair}");
+                assert!(len <= budget.max(2), "budget {budget}, fair {fair}: {len}");
+                let delta = outgoing.to_delta(&cluster);
+                assert_eq!(delta.more, outgoing.more);
+                assert_eq!(delta.nodes.len(), outgoing.entries(&cluster).count());
+                for (section, sent) in delta.nodes.iter().zip(outgoing.entries(&cluster)) {
+                    let fingerprint = section_fingerprint(section);
+                    assert_eq!(fingerprint, sent.fingerprint);
+                    let state = cluster.state_of(fingerprint);
+                    assert_eq!(
+                        matches!(section.node, NodeRef::Full(_)),
+                        digest.entries.iter().all(|e| e.fingerprint != fingerprint)
+                    );
+                    assert_eq!(
+                        (section.heartbeat, section.last_gc_version, section.left),
+                        (state.heartbeat(), state.last_gc_version(), state.has_left())
+                    );
+                    let held: Vec<KeyValueUpdate> = state
+                        .records_since(section.from_version)
+                        .take(section.key_values.len())
+                        .map(|record| KeyValueUpdate {
+                            key: record.key.into(),
+                            version: record.version,
+                            value: match record.value {
+                                crate::wire::ValueOut::Set(value) => ValueUpdate::Set(value.into()),
+                                crate::wire::ValueOut::SetWithTtl(value) => {
+                                    ValueUpdate::SetWithTtl(value.into())
+                                }
+                                crate::wire::ValueOut::Deleted => ValueUpdate::Deleted,
+                            },
+                        })
+                        .collect();
+                    assert_eq!(section.key_values, held);
+                    let whole = section.key_values.len() == state.records_since(section.from_version).count();
+                    let last =
+                        section.key_values.last().map_or(section.from_version, |record| record.version);
+                    assert_eq!(section.max_version, if whole { state.max_version() } else { last });
+                    assert_eq!(section.max_version, sent.max_version);
+                    cut_seen |= !whole;
+                }
+            }
+        }
+        assert!(cut_seen, "some budget cuts a section");
+    }
 }

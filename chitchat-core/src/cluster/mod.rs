@@ -14,6 +14,7 @@ mod refutation;
 mod rumors;
 mod verdicts;
 
+pub(crate) use delta::OutgoingDelta;
 pub(crate) use digest::SEGMENT_NODES;
 
 use std::net::SocketAddr;

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::identity::NodeId;
 use crate::time::Timestamp;
-use crate::wire::{KeyValueUpdate, ValueUpdate};
+use crate::wire::{KeyValueOut, KeyValueUpdate, ValueOut, ValueUpdate};
 
 /// The status of a key's record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -132,15 +132,17 @@ impl RecordRef<'_> {
     fn to_versioned(self) -> VersionedValue {
         VersionedValue { value: self.value.to_string(), version: self.version, status: self.status }
     }
+}
 
-    /// The record as a wire record.
-    fn to_update(self) -> KeyValueUpdate {
+impl<'a> RecordRef<'a> {
+    /// The record as a sender writes it, borrowed from the store.
+    fn to_out(self) -> KeyValueOut<'a> {
         let value = match self.status {
-            ValueStatus::Set => ValueUpdate::Set(self.value.into()),
-            ValueStatus::SetWithTtl => ValueUpdate::SetWithTtl(self.value.into()),
-            ValueStatus::Deleted => ValueUpdate::Deleted,
+            ValueStatus::Set => ValueOut::Set(self.value),
+            ValueStatus::SetWithTtl => ValueOut::SetWithTtl(self.value),
+            ValueStatus::Deleted => ValueOut::Deleted,
         };
-        KeyValueUpdate { key: self.key.into(), version: self.version, value }
+        KeyValueOut { key: self.key, version: self.version, value }
     }
 }
 
@@ -317,13 +319,6 @@ impl NodeState {
     /// included), its key and value bytes plus a fixed [`RECORD_OVERHEAD`].
     pub fn held_bytes(&self) -> usize {
         self.store().held_bytes
-    }
-
-    /// The mean length of a record's key and value, tombstones included (0
-    /// without records): how many records some room holds, estimated.
-    pub(crate) fn mean_key_value_len(&self) -> usize {
-        let store = self.store();
-        (store.held_bytes / (store.records as usize).max(1)).saturating_sub(RECORD_OVERHEAD)
     }
 
     /// Whether setting `key` to a value of `value_len` bytes keeps this state
@@ -768,12 +763,13 @@ impl NodeState {
     /// version order. After a reset cut short, records above the max version may
     /// be held (they were above the sender's watermark, so still valid) while
     /// versions below them are missing: they are not sent until the gap is filled.
-    pub(crate) fn records_since(&self, from_version: u64) -> impl Iterator<Item = KeyValueUpdate> + '_ {
+    /// They are read in place, as a delta writes them.
+    pub(crate) fn records_since(&self, from_version: u64) -> impl Iterator<Item = KeyValueOut<'_>> + '_ {
         let store = self.store();
         let log = &store.log;
         let start = log.partition_point(|slot| slot.version <= from_version);
         let end = log.partition_point(|slot| slot.version <= store.max_version).max(start);
-        (start..end).filter_map(|index| store.record_at(index)).map(RecordRef::to_update)
+        (start..end).filter_map(|index| store.record_at(index)).map(RecordRef::to_out)
     }
 
     /// Removes the tombstones and expiring keys marked at least `grace_period`

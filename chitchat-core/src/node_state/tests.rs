@@ -466,16 +466,3 @@ mod one_lookup {
         }
     }
 }
-
-/// The mean record length that sizes a delta's room for a node's records:
-/// keys and values, tombstones included, none for a state without records.
-#[test]
-fn mean_key_value_len_follows_the_records_held() {
-    let mut node = state();
-    assert_eq!(node.mean_key_value_len(), 0);
-    node.set_own("ab", "cdef", ValueStatus::Set, T0);
-    node.set_own("gh", "ij", ValueStatus::Set, T0);
-    assert_eq!(node.mean_key_value_len(), 5);
-    node.set_own("gh", "", ValueStatus::Deleted, T0);
-    assert_eq!(node.mean_key_value_len(), 4);
-}

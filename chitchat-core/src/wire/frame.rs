@@ -71,6 +71,12 @@ pub fn decode_frame(bytes: &[u8]) -> Result<Packet, DatagramError> {
 
 /// Encodes and compresses a delta for a `Records` frame.
 pub fn deflate(delta: &Delta) -> Compressed {
+    deflate_body(delta)
+}
+
+/// Encodes and compresses what writes as a [`Delta`] (one, or a
+/// [`crate::wire::DeltaOut`] of records read in place).
+pub(crate) fn deflate_body<T: serde::Serialize + ?Sized>(delta: &T) -> Compressed {
     compress(&postcard::to_stdvec(delta).unwrap_or_default())
 }
 

@@ -339,6 +339,19 @@ pub struct KeyValueUpdate {
     pub value: ValueUpdate,
 }
 
+impl KeyValueUpdate {
+    /// The record as a sender writes it.
+    #[cfg(test)]
+    pub(crate) fn as_out(&self) -> KeyValueOut<'_> {
+        let value = match &self.value {
+            ValueUpdate::Set(value) => ValueOut::Set(value),
+            ValueUpdate::SetWithTtl(value) => ValueOut::SetWithTtl(value),
+            ValueUpdate::Deleted => ValueOut::Deleted,
+        };
+        KeyValueOut { key: &self.key, version: self.version, value }
+    }
+}
+
 /// A key's record.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ValueUpdate {
@@ -348,5 +361,94 @@ pub enum ValueUpdate {
     /// of it; then it expires.
     SetWithTtl(CompactString),
     /// The key was deleted (a tombstone).
+    Deleted,
+}
+
+// What a sender writes. A delta is encoded from the records in place, not
+// from a `Delta` built for the purpose (a full datagram is thousands of
+// records, each a copy of its key and value): these borrow what they write,
+// and encode exactly as the types they mirror (unit tests compare the bytes).
+
+/// Writes as a [`Packet`] whose message `M` writes (a [`Message`], or a
+/// [`DeltaMessage`]).
+#[derive(Serialize)]
+pub(crate) struct PacketOut<'a, M> {
+    pub token: Option<Token>,
+    pub echo: Option<Token>,
+    pub cluster_id: &'a str,
+    pub message: M,
+}
+
+/// Writes as the [`Message`] variant of the same name, with a delta that
+/// `D` writes (a [`Delta`], or sections of records read in place).
+pub(crate) enum DeltaMessage<'a, D> {
+    SynAck { digest: &'a Digest, delta: D },
+    Ack { delta: D },
+}
+
+impl<D: Serialize> Serialize for DeltaMessage<'_, D> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStructVariant;
+        // `Message`'s variant indices (see the module `wire`'s format).
+        const SYN_ACK: u32 = 1;
+        const ACK: u32 = 2;
+        match self {
+            DeltaMessage::SynAck { digest, delta } => {
+                let mut variant = serializer.serialize_struct_variant("Message", SYN_ACK, "SynAck", 2)?;
+                variant.serialize_field("digest", digest)?;
+                variant.serialize_field("delta", delta)?;
+                variant.end()
+            }
+            DeltaMessage::Ack { delta } => {
+                let mut variant = serializer.serialize_struct_variant("Message", ACK, "Ack", 1)?;
+                variant.serialize_field("delta", delta)?;
+                variant.end()
+            }
+        }
+    }
+}
+
+/// Writes as a [`Delta`] whose sections `N` writes (a sequence of
+/// [`NodeDeltaOut`]).
+#[derive(Serialize)]
+pub(crate) struct DeltaOut<N> {
+    pub nodes: N,
+    pub more: bool,
+}
+
+/// Writes as a [`NodeRef`].
+#[derive(Serialize)]
+pub(crate) enum NodeRefOut<'a> {
+    Known(Fingerprint),
+    Full(&'a NodeId),
+}
+
+/// Writes as a [`NodeDelta`] whose records `R` writes (a sequence of
+/// [`KeyValueOut`]).
+#[derive(Serialize)]
+pub(crate) struct NodeDeltaOut<'a, R> {
+    pub node: NodeRefOut<'a>,
+    pub heartbeat: u64,
+    pub reset: bool,
+    pub from_version: u64,
+    pub last_gc_version: u64,
+    pub max_version: u64,
+    pub left: bool,
+    pub key_values: R,
+}
+
+/// Writes as a [`KeyValueUpdate`].
+#[derive(Serialize)]
+pub(crate) struct KeyValueOut<'a> {
+    pub key: &'a str,
+    pub version: u64,
+    pub value: ValueOut<'a>,
+}
+
+/// Writes as a [`ValueUpdate`].
+#[derive(Clone, Copy, Serialize)]
+pub(crate) enum ValueOut<'a> {
+    Set(&'a str),
+    SetWithTtl(&'a str),
     Deleted,
 }

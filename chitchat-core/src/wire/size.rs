@@ -6,7 +6,9 @@ use serde::Serialize;
 
 use crate::identity::NodeId;
 use crate::wire::envelope::HEADER_LEN;
-use crate::wire::message::{Digest, DigestEntry, KeyValueUpdate, NodeDelta, NodeRef, ValueUpdate};
+use crate::wire::message::{
+    Digest, DigestEntry, KeyValueOut, KeyValueUpdate, NodeDelta, NodeRef, ValueOut, ValueUpdate,
+};
 
 /// Bytes postcard uses for `value` as a length or unsigned integer.
 pub(crate) const fn varint_len(value: u64) -> usize {
@@ -23,20 +25,16 @@ pub(crate) fn encoded_len<T: Serialize + ?Sized>(value: &T) -> usize {
 /// varints.
 pub(crate) const MIN_DIGEST_ENTRY_LEN: usize = 8 + 3;
 
-/// The fewest bytes a record takes: its key's length, its version and its
-/// value's variant, a byte each (an empty key, a deleted value).
-pub(crate) const MIN_RECORD_LEN: usize = 3;
-
 /// Bytes of one record: its key, its version and its value's variant and
 /// string. Equal to what the encoder writes (a unit test checks it),
 /// without running it for each of a delta's thousands of records.
-pub(crate) fn record_len(record: &KeyValueUpdate) -> usize {
+pub(crate) fn record_len(record: &KeyValueOut<'_>) -> usize {
     let string = |text: &str| varint_len(text.len() as u64) + text.len();
-    let value = match &record.value {
-        ValueUpdate::Set(value) | ValueUpdate::SetWithTtl(value) => string(value),
-        ValueUpdate::Deleted => 0,
+    let value = match record.value {
+        ValueOut::Set(value) | ValueOut::SetWithTtl(value) => string(value),
+        ValueOut::Deleted => 0,
     };
-    string(&record.key) + varint_len(record.version) + 1 + value
+    string(record.key) + varint_len(record.version) + 1 + value
 }
 
 /// Bytes of one digest entry: 8 for the fingerprint and three varints. Equal to

@@ -1,8 +1,7 @@
 use std::net::SocketAddr;
 
 use super::size::{
-    MIN_RECORD_LEN, digest_entry_len, encoded_len, guaranteed_delta_room, record_len, varint_len,
-    worst_case_key_section_len,
+    digest_entry_len, encoded_len, guaranteed_delta_room, record_len, varint_len, worst_case_key_section_len,
 };
 use super::*;
 use crate::config::Config;
@@ -321,16 +320,11 @@ fn record_len_matches_the_encoder() {
                 ValueUpdate::Deleted,
             ] {
                 let record = KeyValueUpdate { key: key.into(), version, value };
-                assert_eq!(record_len(&record), encoded_len(&record), "{record:?}");
+                assert_eq!(record_len(&record.as_out()), encoded_len(&record), "{record:?}");
+                assert_eq!(postcard::to_stdvec(&record.as_out()), postcard::to_stdvec(&record));
             }
         }
     }
-}
-
-#[test]
-fn the_smallest_record_takes_min_record_len_bytes() {
-    let smallest = KeyValueUpdate { key: "".into(), version: 0, value: ValueUpdate::Deleted };
-    assert_eq!(encoded_len(&smallest), MIN_RECORD_LEN);
 }
 
 #[test]
@@ -553,4 +547,61 @@ fn a_whole_ring_range_must_start_at_zero() {
     };
     let syn = encode(&Packet::new("c", Message::Syn { digest }));
     assert_eq!(decode(&syn), Err(DatagramError::Invalid(Violation::NonCanonicalRange)));
+}
+
+/// `delta` written through the sender's mirror types, its records borrowed.
+fn delta_out(delta: &Delta) -> DeltaOut<Vec<NodeDeltaOut<'_, Vec<KeyValueOut<'_>>>>> {
+    let nodes = delta
+        .nodes
+        .iter()
+        .map(|section| NodeDeltaOut {
+            node: match &section.node {
+                NodeRef::Known(fingerprint) => NodeRefOut::Known(*fingerprint),
+                NodeRef::Full(node_id) => NodeRefOut::Full(node_id),
+            },
+            heartbeat: section.heartbeat,
+            reset: section.reset,
+            from_version: section.from_version,
+            last_gc_version: section.last_gc_version,
+            max_version: section.max_version,
+            left: section.left,
+            key_values: section.key_values.iter().map(KeyValueUpdate::as_out).collect(),
+        })
+        .collect();
+    DeltaOut { nodes, more: delta.more }
+}
+
+/// What a sender writes from borrowed parts (`PacketOut`, `DeltaMessage` and
+/// the delta's mirrors) is byte for byte the `Packet` it stands for: a
+/// `SynAck` (the golden one: a full identity, a reset, every kind of value)
+/// and an `Ack` (known nodes, a farewell, versions past a byte).
+#[test]
+fn answers_written_from_borrowed_parts_encode_as_their_packets() {
+    let golden = syn_ack();
+    let Message::SynAck { digest, delta } = &golden.message else { unreachable!() };
+    let written = PacketOut {
+        token: golden.token,
+        echo: golden.echo,
+        cluster_id: &golden.cluster_id,
+        message: DeltaMessage::SynAck { digest, delta: delta_out(delta) },
+    };
+    assert_eq!(encode_body(&written), encode(&golden));
+
+    let mut farewell = section(200, 300, &[250, 300]);
+    farewell.left = true;
+    let delta = Delta { nodes: vec![section(0, 2, &[1, 2]), farewell], more: false };
+    let ack = Packet {
+        token: None,
+        echo: Some(Token(*b"tok-sack")),
+        cluster_id: "prod".into(),
+        message: Message::Ack { delta: delta.clone() },
+    };
+    let written = PacketOut {
+        token: None,
+        echo: Some(Token(*b"tok-sack")),
+        cluster_id: "prod",
+        message: DeltaMessage::Ack { delta: delta_out(&delta) },
+    };
+    assert_eq!(encode_body(&written), encode(&ack));
+    assert_eq!(postcard::to_stdvec(&delta_out(&delta)), postcard::to_stdvec(&delta));
 }
