@@ -22,7 +22,7 @@ use crate::identity::{Fingerprint, NodeId};
 use crate::membership::{NodeEntry, NodeStatus};
 use crate::node_state::{NodeState, RESERVED_PREFIX, RecordLimits, Skipped, VersionedValue};
 use crate::time::Timestamp;
-use crate::wire::size::{encoded_len, record_len, varint_len};
+use crate::wire::size::{encoded_len, varint_len};
 use crate::wire::{
     Delta, DeltaOut, Digest, DigestEntry, KeyValueOut, NodeDelta, NodeDeltaOut, NodeRef, NodeRefOut,
     ValueUpdate,
@@ -274,8 +274,7 @@ impl ClusterState {
             let mut cut = false;
             let mut at_share = false;
             let mut last = section.from_version;
-            for record in state.records_since(candidate.from_version) {
-                let record_len = record_len(&record);
+            for (version, record_len) in state.record_lens_since(candidate.from_version) {
                 let records = section.records as u64;
                 let growth = varint_len(records + 1) - varint_len(records);
                 if len + count_growth + section_len + growth + record_len > budget {
@@ -288,7 +287,7 @@ impl ClusterState {
                 }
                 section_len += growth + record_len;
                 section.records += 1;
-                last = record.version;
+                last = version;
             }
             if cut {
                 truncated = true;

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::identity::NodeId;
 use crate::time::Timestamp;
+use crate::wire::size::record_len_of;
 use crate::wire::{KeyValueOut, KeyValueUpdate, ValueOut, ValueUpdate};
 
 /// The status of a key's record.
@@ -770,6 +771,25 @@ impl NodeState {
         let start = log.partition_point(|slot| slot.version <= from_version);
         let end = log.partition_point(|slot| slot.version <= store.max_version).max(start);
         (start..end).filter_map(|index| store.record_at(index)).map(RecordRef::to_out)
+    }
+
+    /// The versions and encoded lengths ([`crate::wire::size::record_len`])
+    /// of [`NodeState::records_since`]'s records, from the log alone: what a
+    /// delta counts before it writes them, without reading their bytes.
+    pub(crate) fn record_lens_since(&self, from_version: u64) -> impl Iterator<Item = (u64, usize)> + '_ {
+        let store = self.store();
+        let log = &store.log;
+        let start = log.partition_point(|slot| slot.version <= from_version);
+        let end = log.partition_point(|slot| slot.version <= store.max_version).max(start);
+        (start..end).filter_map(|index| {
+            let slot = &log[index];
+            let value_len = store.record_len(index) - slot.key_len();
+            let value_len = match slot.status()? {
+                ValueStatus::Set | ValueStatus::SetWithTtl => Some(value_len),
+                ValueStatus::Deleted => None,
+            };
+            Some((slot.version, record_len_of(slot.key_len(), slot.version, value_len)))
+        })
     }
 
     /// Removes the tombstones and expiring keys marked at least `grace_period`

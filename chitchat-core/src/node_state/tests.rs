@@ -32,6 +32,33 @@ fn records_since_reads_only_newer_records_in_version_order() {
     assert_eq!(node.records_since(3).count(), 0);
 }
 
+/// The lengths a delta counts from the log are those its records take on
+/// the wire, holes (overwritten records) skipped, for every status and for
+/// keys, values and versions past a varint's first byte.
+#[test]
+fn record_lens_since_are_the_encoded_lengths_of_records_since() {
+    let mut node = state();
+    let long = "é".repeat(100);
+    for round in 0..200 {
+        let key = format!("key-{}", round % 9);
+        let (value, status) = match round % 4 {
+            0 => (long.as_str(), ValueStatus::Set),
+            1 => ("v", ValueStatus::SetWithTtl),
+            2 => ("", ValueStatus::Deleted),
+            _ => ("", ValueStatus::Set),
+        };
+        node.set_own(if round % 5 == 0 { &long } else { &key }, value, status, T0);
+    }
+    assert!(node.max_version() > 128);
+    for from in [0, 1, 60, node.max_version()] {
+        let encoded: Vec<(u64, usize)> = node
+            .records_since(from)
+            .map(|record| (record.version, crate::wire::size::encoded_len(&record)))
+            .collect();
+        assert_eq!(node.record_lens_since(from).collect::<Vec<_>>(), encoded, "from {from}");
+    }
+}
+
 #[test]
 fn a_reset_below_held_records_is_applied_in_one_sort_and_stays_consistent() {
     // Held: 300 records above the reset's watermark (some with TTL, so that

@@ -6,9 +6,7 @@ use serde::Serialize;
 
 use crate::identity::NodeId;
 use crate::wire::envelope::HEADER_LEN;
-use crate::wire::message::{
-    Digest, DigestEntry, KeyValueOut, KeyValueUpdate, NodeDelta, NodeRef, ValueOut, ValueUpdate,
-};
+use crate::wire::message::{Digest, DigestEntry, KeyValueUpdate, NodeDelta, NodeRef, ValueUpdate};
 
 /// Bytes postcard uses for `value` as a length or unsigned integer.
 pub(crate) const fn varint_len(value: u64) -> usize {
@@ -25,16 +23,16 @@ pub(crate) fn encoded_len<T: Serialize + ?Sized>(value: &T) -> usize {
 /// varints.
 pub(crate) const MIN_DIGEST_ENTRY_LEN: usize = 8 + 3;
 
-/// Bytes of one record: its key, its version and its value's variant and
-/// string. Equal to what the encoder writes (a unit test checks it),
-/// without running it for each of a delta's thousands of records.
-pub(crate) fn record_len(record: &KeyValueOut<'_>) -> usize {
-    let string = |text: &str| varint_len(text.len() as u64) + text.len();
-    let value = match record.value {
-        ValueOut::Set(value) | ValueOut::SetWithTtl(value) => string(value),
-        ValueOut::Deleted => 0,
+/// Bytes of one record, given its key's length, its version and its value's
+/// length (`None`: deleted): the key, the version, the value's variant and
+/// string. Equal to what the encoder writes (a unit test checks it), without
+/// running it for each of a delta's thousands of records.
+pub(crate) const fn record_len_of(key_len: usize, version: u64, value_len: Option<usize>) -> usize {
+    let value = match value_len {
+        Some(len) => varint_len(len as u64) + len,
+        None => 0,
     };
-    string(record.key) + varint_len(record.version) + 1 + value
+    varint_len(key_len as u64) + key_len + varint_len(version) + 1 + value
 }
 
 /// Bytes of one digest entry: 8 for the fingerprint and three varints. Equal to

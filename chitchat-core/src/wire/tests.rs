@@ -1,7 +1,8 @@
 use std::net::SocketAddr;
 
 use super::size::{
-    digest_entry_len, encoded_len, guaranteed_delta_room, record_len, varint_len, worst_case_key_section_len,
+    digest_entry_len, encoded_len, guaranteed_delta_room, record_len_of, varint_len,
+    worst_case_key_section_len,
 };
 use super::*;
 use crate::config::Config;
@@ -319,8 +320,12 @@ fn record_len_matches_the_encoder() {
                 ValueUpdate::SetWithTtl("10.0.0.1:7000".into()),
                 ValueUpdate::Deleted,
             ] {
+                let value_len = match &value {
+                    ValueUpdate::Set(value) | ValueUpdate::SetWithTtl(value) => Some(value.len()),
+                    ValueUpdate::Deleted => None,
+                };
                 let record = KeyValueUpdate { key: key.into(), version, value };
-                assert_eq!(record_len(&record.as_out()), encoded_len(&record), "{record:?}");
+                assert_eq!(record_len_of(key.len(), version, value_len), encoded_len(&record), "{record:?}");
                 assert_eq!(postcard::to_stdvec(&record.as_out()), postcard::to_stdvec(&record));
             }
         }
