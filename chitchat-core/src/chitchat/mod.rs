@@ -11,7 +11,7 @@ mod views;
 use std::net::SocketAddr;
 
 use crate::clock::NodeClock;
-use crate::cluster::{ClusterState, OutgoingDelta};
+use crate::cluster::ClusterState;
 use crate::config::{Config, ConfigError};
 use crate::crypto::Encryption;
 use crate::error::DatagramError;
@@ -254,16 +254,15 @@ impl Chitchat {
                     return;
                 };
                 let (delta, _) = self.cluster.build_delta(now, digest, budget, false, &mut self.rng);
-                self.count_truncated(&delta);
+                let truncated = delta.more;
                 // An answer to our own Syn is acknowledged even when empty, so
                 // that its echo proves this node's address to the peer too
                 // (its farewells and its news then count there).
-                if !delta.is_empty() || (solicited && packet.token.is_some()) {
-                    let ack = self.encode_answer(
-                        None,
-                        packet.token,
-                        DeltaMessage::Ack { delta: delta.writer(&self.cluster) },
-                    );
+                let ack = (!delta.is_empty() || (solicited && packet.token.is_some())).then(|| {
+                    self.encode_answer(None, packet.token, DeltaMessage::Ack { delta: delta.writer() })
+                });
+                self.count_truncated(truncated);
+                if let Some(ack) = ack {
                     self.queue_answer(now, from, ack, limit);
                 }
             }
@@ -343,24 +342,22 @@ impl Chitchat {
         let delta_budget = payload - full_len.min(payload / 2);
         let (delta, delta_len) =
             self.cluster.build_delta(now, syn_digest, delta_budget, false, &mut self.rng);
-        self.count_truncated(&delta);
         let digest = if full_len + delta_len <= payload {
             full_digest
         } else {
             build(&self.cluster, unknown, payload - delta_len).0
         };
-        if !digest.range.is_full() && !hashed {
-            self.cluster.metrics_mut().partial_digests_sent += 1;
-            if syn_digest.range.is_full() {
-                self.digest_cursor = digest.range.end;
-            }
+        let partial = !digest.range.is_full() && !hashed;
+        if partial && syn_digest.range.is_full() {
+            self.digest_cursor = digest.range.end;
         }
         let token = (!proven).then(|| self.validation.issue());
-        let syn_ack = self.encode_answer(
-            token,
-            echo,
-            DeltaMessage::SynAck { digest: &digest, delta: delta.writer(&self.cluster) },
-        );
+        let syn_ack =
+            self.encode_answer(token, echo, DeltaMessage::SynAck { digest: &digest, delta: delta.writer() });
+        self.count_truncated(delta.more);
+        if partial {
+            self.cluster.metrics_mut().partial_digests_sent += 1;
+        }
         if self.queue_answer(now, from, syn_ack, limit)
             && let Some(token) = token
         {
@@ -536,8 +533,8 @@ impl Chitchat {
     // ---- internals -------------------------------------------------------
 
     /// Counts a datagram's delta that had to be cut.
-    fn count_truncated(&mut self, delta: &OutgoingDelta) {
-        if delta.more {
+    fn count_truncated(&mut self, truncated: bool) {
+        if truncated {
             self.cluster.metrics_mut().deltas_truncated += 1;
         }
     }

@@ -138,9 +138,9 @@ impl Chitchat {
                 session.sent_done = true;
                 Message::Done
             } else {
-                note_sent(&mut digest, delta.entries(&self.cluster));
+                note_sent(&mut digest, delta.entries());
                 session.peer_digest = Some(digest);
-                Message::Records { records: wire::deflate_body(&delta.writer(&self.cluster)) }
+                Message::Records { records: wire::deflate_body(&delta.writer()) }
             }
         } else {
             return StreamSend::Idle;

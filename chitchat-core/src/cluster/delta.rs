@@ -30,8 +30,9 @@ use crate::wire::{
 
 /// A node the peer lacks something of. Ordered by need: unknown nodes
 /// first, then the largest gap, then a random tiebreak.
-struct Candidate {
+struct Candidate<'a> {
     fingerprint: Fingerprint,
+    state: &'a NodeState,
     /// The peer does not know the node: name it in full.
     unknown: bool,
     reset: bool,
@@ -40,7 +41,7 @@ struct Candidate {
     tiebreak: u64,
 }
 
-impl Ord for Candidate {
+impl Ord for Candidate<'_> {
     /// The most needed is the greatest.
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         self.unknown
@@ -51,15 +52,15 @@ impl Ord for Candidate {
     }
 }
 
-impl PartialEq for Candidate {
+impl PartialEq for Candidate<'_> {
     fn eq(&self, other: &Self) -> bool {
         self.cmp(other).is_eq()
     }
 }
 
-impl Eq for Candidate {}
+impl Eq for Candidate<'_> {}
 
-impl PartialOrd for Candidate {
+impl PartialOrd for Candidate<'_> {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
         Some(self.cmp(other))
     }
@@ -68,10 +69,10 @@ impl PartialOrd for Candidate {
 /// A delta chosen for a peer ([`ClusterState::build_delta`]): which records
 /// of which states it carries. They are read in place when the delta is
 /// written ([`OutgoingDelta::writer`]), so that a delta of thousands of records
-/// costs no copy of each; the states must not change in between.
+/// costs no copy of each; the states it borrows do not change in between.
 #[derive(Debug, Default)]
-pub(crate) struct OutgoingDelta {
-    sections: Vec<OutgoingSection>,
+pub(crate) struct OutgoingDelta<'a> {
+    sections: Vec<OutgoingSection<'a>>,
     /// The sender had more for the peer than fit (see [`Delta::more`]).
     pub(crate) more: bool,
 }
@@ -79,8 +80,9 @@ pub(crate) struct OutgoingDelta {
 /// One node's section of an [`OutgoingDelta`]: the first `records` records
 /// above `from_version`.
 #[derive(Debug)]
-struct OutgoingSection {
+struct OutgoingSection<'a> {
     fingerprint: Fingerprint,
+    state: &'a NodeState,
     /// The peer does not know the node: name it in full.
     full: bool,
     reset: bool,
@@ -90,9 +92,10 @@ struct OutgoingSection {
     records: usize,
 }
 
-impl OutgoingSection {
+impl<'a> OutgoingSection<'a> {
     /// The section as it is written, with `key_values` for its records.
-    fn header<'a, R>(&self, state: &'a NodeState, key_values: R) -> NodeDeltaOut<'a, R> {
+    fn header<R>(&self, key_values: R) -> NodeDeltaOut<'a, R> {
+        let state = self.state;
         NodeDeltaOut {
             node: if self.full { NodeRefOut::Full(state.id()) } else { NodeRefOut::Known(self.fingerprint) },
             heartbeat: state.heartbeat(),
@@ -106,7 +109,7 @@ impl OutgoingSection {
     }
 }
 
-impl OutgoingDelta {
+impl<'a> OutgoingDelta<'a> {
     pub(crate) fn is_empty(&self) -> bool {
         self.sections.is_empty()
     }
@@ -117,44 +120,41 @@ impl OutgoingDelta {
     }
 
     /// What the peer holds of each node once it applied the delta.
-    pub(crate) fn entries<'a>(&'a self, cluster: &'a ClusterState) -> impl Iterator<Item = DigestEntry> + 'a {
-        self.sections.iter().map(|section| {
-            let state = cluster.state_of(section.fingerprint);
-            DigestEntry {
-                fingerprint: section.fingerprint,
-                heartbeat: state.heartbeat(),
-                last_gc_version: state.last_gc_version(),
-                max_version: section.max_version,
-            }
+    pub(crate) fn entries(&self) -> impl Iterator<Item = DigestEntry> + '_ {
+        self.sections.iter().map(|section| DigestEntry {
+            fingerprint: section.fingerprint,
+            heartbeat: section.state.heartbeat(),
+            last_gc_version: section.state.last_gc_version(),
+            max_version: section.max_version,
         })
     }
 
-    /// What writes the delta as a [`Delta`], reading `cluster`'s records.
-    pub(crate) fn writer<'a>(&'a self, cluster: &'a ClusterState) -> DeltaOut<SectionsOut<'a>> {
-        DeltaOut { nodes: SectionsOut { delta: self, cluster }, more: self.more }
+    /// What writes the delta as a [`Delta`], its records read in place.
+    pub(crate) fn writer(&self) -> DeltaOut<SectionsOut<'_, 'a>> {
+        DeltaOut { nodes: SectionsOut(&self.sections), more: self.more }
     }
 
     /// The delta as a [`Delta`] (a copy of each record).
     #[cfg(test)]
-    pub(crate) fn to_delta(&self, cluster: &ClusterState) -> Delta {
-        let bytes = postcard::to_stdvec(&self.writer(cluster)).expect("a delta encodes");
+    pub(crate) fn to_delta(&self) -> Delta {
+        let bytes = postcard::to_stdvec(&self.writer()).expect("a delta encodes");
         postcard::from_bytes(&bytes).expect("a delta decodes")
     }
 }
 
 /// Writes an [`OutgoingDelta`]'s sections as a sequence of [`NodeDelta`]s.
-pub(crate) struct SectionsOut<'a> {
-    delta: &'a OutgoingDelta,
-    cluster: &'a ClusterState,
-}
+pub(crate) struct SectionsOut<'s, 'a>(&'s [OutgoingSection<'a>]);
 
-impl Serialize for SectionsOut<'_> {
+impl Serialize for SectionsOut<'_, '_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut sequence = serializer.serialize_seq(Some(self.delta.sections.len()))?;
-        for section in &self.delta.sections {
-            let state = self.cluster.state_of(section.fingerprint);
-            let records = RecordsOut { state, from_version: section.from_version, count: section.records };
-            sequence.serialize_element(&section.header(state, records))?;
+        let mut sequence = serializer.serialize_seq(Some(self.0.len()))?;
+        for section in self.0 {
+            let records = RecordsOut {
+                state: section.state,
+                from_version: section.from_version,
+                count: section.records,
+            };
+            sequence.serialize_element(&section.header(records))?;
         }
         sequence.end()
     }
@@ -188,13 +188,13 @@ impl ClusterState {
     /// node holds); without, most needed first, and the delta ends at the
     /// first cut (a datagram).
     pub(crate) fn build_delta(
-        &mut self,
+        &self,
         now: Timestamp,
         peer: &Digest,
         budget: usize,
         fair: bool,
         rng: &mut fastrand::Rng,
-    ) -> (OutgoingDelta, usize) {
+    ) -> (OutgoingDelta<'_>, usize) {
         let mut candidates = Vec::new();
         let range = peer.range;
         // Our nodes in the peer's range and the peer's entries are both in ring
@@ -254,9 +254,10 @@ impl ClusterState {
         let mut len = varint_len(0) + 1;
         let mut truncated = false;
         for candidate in candidates {
-            let state = &self.membership.get(&candidate.fingerprint).expect("candidates are tracked").state;
+            let state = candidate.state;
             let mut section = OutgoingSection {
                 fingerprint: candidate.fingerprint,
+                state,
                 full: candidate.unknown,
                 reset: candidate.reset,
                 from_version: candidate.from_version,
@@ -265,7 +266,7 @@ impl ClusterState {
             };
             let count_growth =
                 varint_len(delta.sections.len() as u64 + 1) - varint_len(delta.sections.len() as u64);
-            let header_len = encoded_len(&section.header(state, &[] as &[KeyValueOut]));
+            let header_len = encoded_len(&section.header(&[] as &[KeyValueOut]));
             if len + count_growth + header_len > budget {
                 truncated = true;
                 break;
@@ -295,8 +296,7 @@ impl ClusterState {
                     break; // nothing of it fits: no progress to send
                 }
                 section.max_version = last;
-                section_len =
-                    section_len - header_len + encoded_len(&section.header(state, &[] as &[KeyValueOut]));
+                section_len = section_len - header_len + encoded_len(&section.header(&[] as &[KeyValueOut]));
                 len += count_growth + section_len;
                 delta.sections.push(section);
                 if at_share {
@@ -312,27 +312,22 @@ impl ClusterState {
         (delta, len)
     }
 
-    /// The state of a node an outgoing delta names: tracked, as the delta
-    /// was built from the states as they are.
-    fn state_of(&self, fingerprint: Fingerprint) -> &NodeState {
-        &self.membership.get(&fingerprint).expect("an outgoing delta names tracked nodes").state
-    }
-
     /// What the peer lacks of one node, given its digest entry (`None`: it does
     /// not know the node).
-    fn candidate(
+    fn candidate<'a>(
         &self,
         now: Timestamp,
         fingerprint: Fingerprint,
-        entry: &NodeEntry,
+        entry: &'a NodeEntry,
         theirs: Option<&DigestEntry>,
-    ) -> Option<Candidate> {
+    ) -> Option<Candidate<'a>> {
         if !self.is_relayed(entry, now) {
             return None;
         }
         let state = &entry.state;
         let candidate = |unknown, reset, from_version, gap| Candidate {
             fingerprint,
+            state,
             unknown,
             reset,
             from_version,
@@ -839,23 +834,23 @@ mod tests {
     /// last record when cut.
     #[test]
     fn outgoing_deltas_write_the_records_they_counted() {
-        let mut cluster = cluster();
+        let cluster = cluster();
         let digest = peer_digest(&cluster);
         let mut rng = fastrand::Rng::with_seed(7);
         let mut cut_seen = false;
         for fair in [false, true] {
             for budget in [0, 2, 20, 60, 100, 250, 700, 1_500, 4_000, 9_000, 100_000] {
                 let (outgoing, len) = cluster.build_delta(T0, &digest, budget, fair, &mut rng);
-                let bytes = postcard::to_stdvec(&outgoing.writer(&cluster)).unwrap();
+                let bytes = postcard::to_stdvec(&outgoing.writer()).unwrap();
                 assert_eq!(bytes.len(), len, "budget {budget}, fair {fair}");
                 assert!(len <= budget.max(2), "budget {budget}, fair {fair}: {len}");
-                let delta = outgoing.to_delta(&cluster);
+                let delta = outgoing.to_delta();
                 assert_eq!(delta.more, outgoing.more);
-                assert_eq!(delta.nodes.len(), outgoing.entries(&cluster).count());
-                for (section, sent) in delta.nodes.iter().zip(outgoing.entries(&cluster)) {
+                assert_eq!(delta.nodes.len(), outgoing.entries().count());
+                for (section, sent) in delta.nodes.iter().zip(outgoing.entries()) {
                     let fingerprint = section_fingerprint(section);
                     assert_eq!(fingerprint, sent.fingerprint);
-                    let state = cluster.state_of(fingerprint);
+                    let state = &cluster.membership.get(&fingerprint).unwrap().state;
                     assert_eq!(
                         matches!(section.node, NodeRef::Full(_)),
                         digest.entries.iter().all(|e| e.fingerprint != fingerprint)

@@ -14,7 +14,6 @@ mod refutation;
 mod rumors;
 mod verdicts;
 
-pub(crate) use delta::OutgoingDelta;
 pub(crate) use digest::SEGMENT_NODES;
 
 use std::net::SocketAddr;
