@@ -134,7 +134,7 @@ pub(crate) enum KeyChange {
 }
 
 /// The number of an identity in [`EventQueue::ids`].
-type IdRef = u32;
+pub(crate) type IdRef = u32;
 
 /// An [`Event`] waiting in the queue, its identities by number.
 #[derive(Debug)]
@@ -226,13 +226,32 @@ impl EventQueue {
     /// Queues a key event about `node` (cloned only if the last event queued
     /// is not about it: a section's key events come a node at a time, and
     /// this spares each one building an [`Event`] around a clone).
-    pub(crate) fn push_key(&mut self, node: &NodeId, key: CompactString, change: KeyChange) {
+    /// `numbered`: the number the previous call about `node` returned, if
+    /// any. Returns the number the event names `node` by.
+    pub(crate) fn push_key(
+        &mut self,
+        node: &NodeId,
+        numbered: Option<IdRef>,
+        key: CompactString,
+        change: KeyChange,
+    ) -> IdRef {
         self.make_room();
-        let node = self.intern(node);
+        let node = match numbered {
+            // Still the last identity queued: the event names it without
+            // comparing identities (a section's records are one node's).
+            Some(number) if self.is_last_id(number) => number,
+            _ => self.intern(node),
+        };
         self.events.push_back(match change {
             KeyChange::Set { value, version } => Queued::KeySet { node, key, value, version },
             KeyChange::Deleted => Queued::KeyDeleted { node, key },
         });
+        node
+    }
+
+    /// Whether `number` is that of the last identity queued.
+    fn is_last_id(&self, number: IdRef) -> bool {
+        !self.ids.is_empty() && number == self.first_id.wrapping_add(self.ids.len() as u32 - 1)
     }
 
     /// Drops the oldest event if the queue is at its bound.
@@ -374,6 +393,7 @@ mod tests {
             let mut queue = EventQueue::new(bound);
             let mut model = VecDeque::new();
             let mut dropped = 0;
+            let mut numbered: Option<(NodeId, IdRef)> = None;
             for (action, kind, node, other) in steps {
                 if action == 0 {
                     proptest::prop_assert_eq!(queue.pop(), model.pop_front());
@@ -384,12 +404,17 @@ mod tests {
                         dropped += 1;
                     }
                     model.push_back(event.clone());
+                    // A key change names its node by the number the last
+                    // one about the same node returned, if there was one.
+                    let number = |node: &NodeId| numbered.as_ref().filter(|(last, _)| last == node).map(|(_, id)| *id);
                     match event {
                         Event::KeySet { node, key, value, version } if action == 1 => {
-                            queue.push_key(&node, key, KeyChange::Set { value, version })
+                            let id = queue.push_key(&node, number(&node), key, KeyChange::Set { value, version });
+                            numbered = Some((node, id));
                         }
                         Event::KeyDeleted { node, key } if action == 1 => {
-                            queue.push_key(&node, key, KeyChange::Deleted)
+                            let id = queue.push_key(&node, number(&node), key, KeyChange::Deleted);
+                            numbered = Some((node, id));
                         }
                         event => queue.push(event),
                     }
