@@ -351,22 +351,34 @@ impl ClusterState {
         (digest, len)
     }
 
-    /// The nodes a peer's digest shows this node behind on (or not knowing),
-    /// as rumors to put in its next `Syn`s, so that a peer that holds more
-    /// sends it.
-    pub(crate) fn behind_in(&self, digest: &Digest) -> Vec<Fingerprint> {
-        digest
-            .entries
-            .iter()
-            .chain(&digest.rumors)
-            .filter(|theirs| theirs.fingerprint != self.self_fingerprint())
-            .filter(|theirs| {
-                self.membership
-                    .get(&theirs.fingerprint)
-                    .is_some_and(|entry| is_behind(&entry.digest_entry(theirs.fingerprint), theirs))
-            })
-            .map(|theirs| theirs.fingerprint)
-            .collect()
+    /// What a peer's digest shows this node lacks: the nodes it is behind on
+    /// (as rumors to put in its next `Syn`s, so that a peer that holds more
+    /// sends it), and those it does not know ([`ClusterState::unknown_in`]),
+    /// in the digest's order. One lookup an entry.
+    pub(crate) fn wants_in(&self, digest: &Digest) -> (Vec<Fingerprint>, Vec<Fingerprint>) {
+        let (mut behind, mut unknown) = (Vec::new(), Vec::new());
+        let self_fingerprint = self.self_fingerprint();
+        for theirs in digest.sender.iter() {
+            if self.is_unknown(theirs) {
+                unknown.push(theirs.fingerprint);
+            }
+        }
+        for theirs in digest.entries.iter().chain(&digest.rumors) {
+            match self.membership.get(&theirs.fingerprint) {
+                Some(entry)
+                    if theirs.fingerprint != self_fingerprint
+                        && is_behind(&entry.digest_entry(theirs.fingerprint), theirs) =>
+                {
+                    behind.push(theirs.fingerprint);
+                }
+                Some(_) => {}
+                None if self.membership.removed().admits(theirs.fingerprint, theirs.heartbeat) => {
+                    unknown.push(theirs.fingerprint);
+                }
+                None => {}
+            }
+        }
+        (behind, unknown)
     }
 
     /// Takes the heartbeats a peer's digest reports. The listing's entries
@@ -438,12 +450,15 @@ impl ClusterState {
             .iter()
             .chain(&digest.entries)
             .chain(&digest.rumors)
-            .filter(|entry| {
-                !self.membership.contains(&entry.fingerprint)
-                    && self.membership.removed().admits(entry.fingerprint, entry.heartbeat)
-            })
+            .filter(|entry| self.is_unknown(entry))
             .map(|entry| entry.fingerprint)
             .collect()
+    }
+
+    /// Whether this node neither tracks nor removed the node of `entry`.
+    fn is_unknown(&self, entry: &DigestEntry) -> bool {
+        !self.membership.contains(&entry.fingerprint)
+            && self.membership.removed().admits(entry.fingerprint, entry.heartbeat)
     }
 }
 

@@ -333,10 +333,10 @@ impl ClusterState {
     /// nodes it does not know are asked for.
     /// Returns how many it does not know.
     pub(crate) fn note_wants(&mut self, digest: &crate::wire::Digest) -> usize {
-        for fingerprint in self.behind_in(digest) {
+        let (behind, unknown) = self.wants_in(digest);
+        for fingerprint in behind {
             self.note_news(fingerprint);
         }
-        let unknown = self.unknown_in(digest);
         for fingerprint in &unknown {
             self.rumors.ask(*fingerprint);
         }
