@@ -530,8 +530,11 @@ impl ClusterState {
             // Everything up to our max version is accounted for (held, superseded
             // or collected): a record at or below it could only resurrect a key.
             state.reserve(&section.key_values, max, &limits);
+            // A state without records (a node just met) holds none of the
+            // section's keys, which are distinct: no lookup for them.
+            let absent = !state.holds_records();
             for update in section.key_values.iter_mut().filter(|update| update.version > max) {
-                let previous = match state.apply_record_within(update, now, &limits) {
+                let previous = match state.apply_record_within(update, now, &limits, absent) {
                     Ok(Some(previous)) => previous,
                     Ok(None) => continue, // old news
                     Err(refusal) => {

@@ -443,6 +443,11 @@ impl NodeState {
         self.key_values().filter(move |(key, _)| key.starts_with(prefix))
     }
 
+    /// Whether the state holds a record, the protocol's included.
+    pub(crate) fn holds_records(&self) -> bool {
+        self.store().records > 0
+    }
+
     /// Number of the application's records, tombstones included.
     pub fn num_records(&self) -> usize {
         let store = self.store();
@@ -507,7 +512,7 @@ impl NodeState {
         let mut skipped = Skipped::default();
         for update in updates {
             let in_order = self.store().log.last().is_none_or(|last| last.version < update.version);
-            match self.apply_within(update, now, limits, Order::Defer) {
+            match self.apply_within(update, now, limits, Order::Defer, false) {
                 Err(refusal) => {
                     // As for any record that cannot be held: an older one of
                     // its key must not pass for current.
@@ -530,14 +535,18 @@ impl NodeState {
 
     /// [`NodeState::refusal`], then [`NodeState::apply_record`] if there is
     /// none, with one lookup of the key for both (the path of every record
-    /// a peer sends).
+    /// a peer sends). `absent`: the state holds no record of the key, and
+    /// the lookup is skipped (a section applied to a state that held no
+    /// record when it began: the wire checked that a section's keys are
+    /// distinct).
     pub(crate) fn apply_record_within(
         &mut self,
         update: &KeyValueUpdate,
         now: Timestamp,
         limits: &RecordLimits,
+        absent: bool,
     ) -> Result<Option<Option<VersionedValue>>, Refusal> {
-        self.apply_within(update, now, limits, Order::Keep)
+        self.apply_within(update, now, limits, Order::Keep, absent)
     }
 
     /// [`NodeState::apply_record_within`], keeping the log's order or not.
@@ -547,10 +556,12 @@ impl NodeState {
         now: Timestamp,
         limits: &RecordLimits,
         order: Order,
+        absent: bool,
     ) -> Result<Option<Option<VersionedValue>>, Refusal> {
         let hash = hash_key(&update.key);
         let store = self.store();
-        let found = store.find_hashed(&update.key, hash);
+        debug_assert!(!absent || store.find_hashed(&update.key, hash).is_none(), "{} is held", update.key);
+        let found = if absent { None } else { store.find_hashed(&update.key, hash) };
         let held = found.map(|index| (store.log[index].version, record_cost(store.record_len(index))));
         if let Some(refusal) = self.refusal_given(update, limits, held.map(|(_, cost)| cost)) {
             return Err(refusal);

@@ -250,7 +250,7 @@ fn a_state_stops_at_its_hard_cap_whatever_the_budget() {
     let update =
         KeyValueUpdate { key: "big".into(), version: 9, value: ValueUpdate::Set("x".repeat(100).into()) };
     assert_eq!(node.refusal(&update, &limits), Some(Refusal::OverBudget));
-    assert_eq!(node.apply_record_within(&update, T0, &limits), Err(Refusal::OverBudget));
+    assert_eq!(node.apply_record_within(&update, T0, &limits, false), Err(Refusal::OverBudget));
     node.store.as_mut().unwrap().held_bytes = held;
     assert_eq!(node.refusal(&update, &limits), None);
 }
@@ -278,7 +278,8 @@ fn no_room_is_made_for_records_that_will_be_refused() {
     let mut node = state();
     node.reserve(&updates, 0, &tight);
     assert!(node.store.is_none(), "ten records of 100 bytes do not fit 500");
-    let taken = updates.iter().filter(|update| node.apply_record_within(update, T0, &tight).is_ok()).count();
+    let taken =
+        updates.iter().filter(|update| node.apply_record_within(update, T0, &tight, false).is_ok()).count();
     node.finish_section(10, 0, false);
     assert_eq!(taken, 3);
     assert!(node.store.as_ref().unwrap().bytes.capacity() < 500);
@@ -286,7 +287,7 @@ fn no_room_is_made_for_records_that_will_be_refused() {
     let none = RecordLimits { max_bytes: 0, ..roomy };
     let mut node = state();
     node.reserve(&updates, 0, &none);
-    assert!(updates.iter().all(|update| node.apply_record_within(update, T0, &none).is_err()));
+    assert!(updates.iter().all(|update| node.apply_record_within(update, T0, &none, false).is_err()));
     node.finish_section(10, 0, false);
     let store = node.store.as_ref().expect("the versions");
     assert_eq!(
@@ -479,12 +480,29 @@ mod one_lookup {
             let limits = RecordLimits { max_key_len: 64, max_value_len: 10, max_keys, max_bytes };
             let (mut one, mut two) = (state(), state());
             for update in &updates {
-                let got = one.apply_record_within(update, T0, &limits);
+                let got = one.apply_record_within(update, T0, &limits, false);
                 let expected = match two.refusal(update, &limits) {
                     Some(refusal) => Err(refusal),
                     None => Ok(two.apply_record(update, T0)),
                 };
                 prop_assert_eq!(&got, &expected);
+                prop_assert_eq!(one.records().collect::<Vec<_>>(), two.records().collect::<Vec<_>>());
+                prop_assert_eq!(one.held_bytes(), two.held_bytes());
+                prop_assert_eq!(one.max_version(), two.max_version());
+                prop_assert_eq!(one.pending_gc_len(), two.pending_gc_len());
+            }
+        }
+
+        /// Distinct keys applied to a state that held no record (a section
+        /// for a node just met) skip the lookup and leave what it would.
+        #[test]
+        fn skipping_the_lookup_of_absent_keys_changes_nothing(updates in prop::collection::vec(update(), 0..120), max_keys in 1..50usize, max_bytes in 500..4_000usize) {
+            let limits = RecordLimits { max_key_len: 64, max_value_len: 10, max_keys, max_bytes };
+            let mut seen = std::collections::HashSet::new();
+            let (mut one, mut two) = (state(), state());
+            for update in updates.iter().filter(|update| seen.insert(update.key.clone())) {
+                let got = one.apply_record_within(update, T0, &limits, true);
+                prop_assert_eq!(&got, &two.apply_record_within(update, T0, &limits, false));
                 prop_assert_eq!(one.records().collect::<Vec<_>>(), two.records().collect::<Vec<_>>());
                 prop_assert_eq!(one.held_bytes(), two.held_bytes());
                 prop_assert_eq!(one.max_version(), two.max_version());
