@@ -778,10 +778,7 @@ impl NodeState {
     /// They are read in place, as a delta writes them.
     pub(crate) fn records_since(&self, from_version: u64) -> impl Iterator<Item = KeyValueOut<'_>> + '_ {
         let store = self.store();
-        let log = &store.log;
-        let start = log.partition_point(|slot| slot.version <= from_version);
-        let end = log.partition_point(|slot| slot.version <= store.max_version).max(start);
-        (start..end).filter_map(|index| store.record_at(index)).map(RecordRef::to_out)
+        store.slots_since(from_version).filter_map(|index| store.record_at(index)).map(RecordRef::to_out)
     }
 
     /// The versions and encoded lengths ([`crate::wire::size::record_len`])
@@ -789,11 +786,8 @@ impl NodeState {
     /// delta counts before it writes them, without reading their bytes.
     pub(crate) fn record_lens_since(&self, from_version: u64) -> impl Iterator<Item = (u64, usize)> + '_ {
         let store = self.store();
-        let log = &store.log;
-        let start = log.partition_point(|slot| slot.version <= from_version);
-        let end = log.partition_point(|slot| slot.version <= store.max_version).max(start);
-        (start..end).filter_map(|index| {
-            let slot = &log[index];
+        store.slots_since(from_version).filter_map(|index| {
+            let slot = &store.log[index];
             let value_len = store.record_len(index) - slot.key_len();
             let value_len = match slot.status()? {
                 ValueStatus::Set | ValueStatus::SetWithTtl => Some(value_len),
@@ -854,6 +848,14 @@ impl RecordRef<'_> {
 }
 
 impl Store {
+    /// The slots of the versions in `(from_version, max_version]`: what
+    /// [`NodeState::records_since`] reads.
+    fn slots_since(&self, from_version: u64) -> std::ops::Range<usize> {
+        let start = self.log.partition_point(|slot| slot.version <= from_version);
+        let end = self.log.partition_point(|slot| slot.version <= self.max_version).max(start);
+        start..end
+    }
+
     /// Where the record of the slot at `index` ends in `bytes`.
     fn end(&self, index: usize) -> usize {
         self.log.get(index + 1).map_or(self.bytes.len(), |next| next.start as usize)
