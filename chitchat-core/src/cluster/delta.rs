@@ -110,6 +110,7 @@ impl<'a> OutgoingSection<'a> {
 }
 
 impl<'a> OutgoingDelta<'a> {
+    /// Whether the delta names no node.
     pub(crate) fn is_empty(&self) -> bool {
         self.sections.is_empty()
     }
