@@ -493,7 +493,7 @@ impl ClusterState {
         let mut state = NodeState::new(node_id.clone());
         state.set_heartbeat(heartbeat);
         let fresh = self.is_fresh(now);
-        let mut entry = self.membership.insert(state, now);
+        let mut entry = self.membership.insert(fingerprint, state, now);
         entry.set_confirmed(fresh);
         entry.set_heard_first_hand(first_hand);
         entry.set_vouched(vouched);

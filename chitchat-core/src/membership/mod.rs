@@ -197,7 +197,7 @@ impl Membership {
             removed: RemovedNodes::default(),
             sender: None,
         };
-        membership.insert(self_state, now).set_vouched(true);
+        membership.insert(self_fingerprint, self_state, now).set_vouched(true);
         membership
     }
 
@@ -298,11 +298,17 @@ impl Membership {
     }
 
     /// Starts tracking a node, live as of `now`; the caller checked that its
-    /// fingerprint is free and the table has room.
-    pub(crate) fn insert(&mut self, state: NodeState, now: Timestamp) -> EntryMut<'_> {
+    /// fingerprint (`state`'s identity's, which it computed) is free and the
+    /// table has room.
+    pub(crate) fn insert(
+        &mut self,
+        fingerprint: Fingerprint,
+        state: NodeState,
+        now: Timestamp,
+    ) -> EntryMut<'_> {
         // A clone copies 40 bytes or counts a reference (a long name's).
         let node_id = state.id().clone();
-        let fingerprint = node_id.fingerprint();
+        debug_assert_eq!(fingerprint, node_id.fingerprint());
         debug_assert!(!self.table.contains_key(&fingerprint));
         self.sender = None;
         let (name, addr) = (node_id.name_bytes(), node_id.gossip_addr());
@@ -455,11 +461,13 @@ mod tests {
         membership.note_sender(from);
         assert_eq!(membership.at_addr(&from), None);
         let first = state("peer", 1, 2).id().fingerprint();
-        drop(membership.insert(state("peer", 1, 2), now));
+        let peer = state("peer", 1, 2);
+        drop(membership.insert(peer.id().fingerprint(), peer, now));
         assert_eq!(membership.at_addr(&from), Some(first));
         membership.note_sender(from);
         let second = state("peer", 2, 2).id().fingerprint();
-        drop(membership.insert(state("peer", 2, 2), now));
+        let peer = state("peer", 2, 2);
+        drop(membership.insert(peer.id().fingerprint(), peer, now));
         assert_eq!(membership.at_addr(&from), Some(second), "the node tracked last at the address");
         membership.note_sender(from);
         membership.remove(second, now, 16);
@@ -486,7 +494,7 @@ mod tests {
         };
         let ids: Vec<NodeId> = (0..3_000).map(|i| NodeId::new(format!("node-{i}"), 1, addr(i))).collect();
         for id in &ids {
-            drop(membership.insert(NodeState::new(id.clone()), now));
+            drop(membership.insert(id.fingerprint(), NodeState::new(id.clone()), now));
         }
         for id in &ids {
             assert_eq!(membership.by_name(id.name()), Some(id.fingerprint()));
