@@ -358,10 +358,10 @@ impl ClusterState {
     pub(crate) fn wants_in(&self, digest: &Digest) -> (Vec<Fingerprint>, Vec<Fingerprint>) {
         let (mut behind, mut unknown) = (Vec::new(), Vec::new());
         let self_fingerprint = self.self_fingerprint();
-        for theirs in digest.sender.iter() {
-            if self.is_unknown(theirs) {
-                unknown.push(theirs.fingerprint);
-            }
+        if let Some(sender) = &digest.sender
+            && self.is_unknown(sender)
+        {
+            unknown.push(sender.fingerprint);
         }
         for theirs in digest.entries.iter().chain(&digest.rumors) {
             match self.membership.get(&theirs.fingerprint) {

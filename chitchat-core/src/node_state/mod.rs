@@ -781,7 +781,7 @@ impl NodeState {
         store.slots_since(from_version).filter_map(|index| store.record_at(index)).map(RecordRef::to_out)
     }
 
-    /// The versions and encoded lengths ([`crate::wire::size::record_len`])
+    /// The versions and encoded lengths ([`crate::wire::size::record_len_of`])
     /// of [`NodeState::records_since`]'s records, from the log alone: what a
     /// delta counts before it writes them, without reading their bytes.
     pub(crate) fn record_lens_since(&self, from_version: u64) -> impl Iterator<Item = (u64, usize)> + '_ {
